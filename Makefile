@@ -1,0 +1,32 @@
+# Two commands on a fresh machine (Python 3.10-3.12 and make):
+#   make demo   install, replay sample_logs/ into a fresh store, serve the dashboard
+#   make test   install with test extras, run the whole test suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+DEMO_STORE := gatewatch-data/sample
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_STORE)
+	$(BIN)/gatewatch replay sample_logs/*.log --store $(DEMO_STORE)
+	$(BIN)/gatewatch dashboard --store $(DEMO_STORE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python tests/bench_replay.py --lines 1000000 --workdir bench-data
+
+clean:
+	rm -rf $(VENV) bench-data

@@ -1,0 +1,1 @@
+"""gatewatch: the pipeline (CLI, config, parsers, windows, policy, dataflow)."""

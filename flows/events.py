@@ -1,0 +1,97 @@
+"""Record types that cross module boundaries.
+
+Everything here is a msgspec ``Struct``: cheap to build, small in memory and
+picklable, so it can cross Bytewax exchanges and live in recovery snapshots.
+This module imports nothing else from the project.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Chunk(msgspec.Struct, frozen=True):
+    """A run of complete lines read from one source, in order.
+
+    ``lines`` hold the raw bytes of each line without its line terminator.
+    ``first_line_no`` is the 1-based line number of ``lines[0]`` in the file
+    instance it came from (it restarts at 1 after truncation or rotation) and
+    ``first_offset`` is that line's byte offset.
+    """
+
+    source: str
+    first_line_no: int
+    first_offset: int
+    lines: list[bytes]
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One gateway request, normalised across log formats.
+
+    Fields a format does not carry are empty strings (or -1 for numbers),
+    never guessed: e.g. WSO2 ``apim:faulty`` events carry no client IP.
+    """
+
+    ts: float  # event time, seconds since the epoch (UTC)
+    api: str  # display key of the API, e.g. "PizzaShackAPI:1.0.0"
+    consumer: str  # stable consumer id (WSO2 applicationId, Kong consumer id)
+    consumer_name: str
+    consumer_owner: str
+    user: str
+    client_ip: str
+    method: str
+    resource: str  # URI template (WSO2) or concrete path
+    status: int  # status returned to the client
+    auth_failure: bool
+    throttled: bool
+    bytes_out: int
+    latency_ms: int
+    user_agent: str
+
+
+class Reject(msgspec.Struct, frozen=True):
+    """A line that could not become an :class:`Event`, and why."""
+
+    source: str
+    line_no: int
+    offset: int
+    reason: str  # a code from flows.parsers.REJECT_REASONS
+    detail: str
+    raw: str  # the line, decoded with backslash escapes and capped in size
+
+
+class Finding(msgspec.Struct, frozen=True):
+    """A detector's verdict on one subject for one window."""
+
+    finding_id: str
+    subject_type: str  # "consumer" | "ip" | "api"
+    subject: str
+    subject_name: str
+    subject_owner: str
+    kind: str
+    detector: str
+    score: float  # calibrated to [0, 1]
+    window_start: float
+    window_end: float
+    detected_at: float  # wall clock
+    reasons: list[str]
+    evidence: str  # JSON: {feature: {"observed": x, "baseline": m, "spread": s}}
+
+
+class Decision(msgspec.Struct, frozen=True):
+    """What policy decided to do about a subject because of a finding."""
+
+    decision_id: str
+    finding_id: str
+    subject_type: str
+    subject: str
+    subject_name: str
+    action: str  # "restrict" | "block"
+    tier: str  # "elevated" | "restricted" | "blocked"
+    limit_per_min: int  # absolute limit pushed to the gateway (0 = block)
+    mode: str  # "dry-run" | "enforce"
+    status: str  # "recorded" (dry-run) | "pending" | "approved" ...
+    reason: str
+    effective_from: float  # event time of the window that caused it
+    expires_at: float  # event time after which it is reverted by itself
+    created_at: float  # wall clock

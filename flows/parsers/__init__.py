@@ -1,0 +1,107 @@
+"""Log-format parsers, registered by name.
+
+A parser turns raw lines into :class:`~flows.events.Event` records and every
+line it cannot use into a :class:`~flows.events.Reject` with a reason code, so
+each line read is accounted for exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+from flows.events import Chunk, Event, Reject
+
+REJECT_REASONS: dict[str, str] = {
+    "empty_line": "the line is blank",
+    "line_too_long": "the line is longer than input.max_line_bytes",
+    "invalid_utf8": "the line is not valid UTF-8",
+    "unknown_format": "no registered format recognises the line",
+    "no_match": "the line does not have the format's shape",
+    "unknown_metric": "a WSO2 metric other than apim:response / apim:faulty",
+    "bad_json": "the JSON part is malformed",
+    "missing_field": "a field the pipeline needs is absent",
+    "bad_field": "a field has the wrong type or value",
+    "bad_timestamp": "the event time cannot be parsed",
+}
+
+
+class Parser(Protocol):
+    """What every format module provides."""
+
+    name: ClassVar[str]
+
+    def sniff(self, line: bytes) -> bool:
+        """Tell whether ``line`` looks like this format (cheap, no full parse)."""
+        ...
+
+    def parse_lines(self, chunk: Chunk, start: int, events: list[Event], rejects: list[Reject]) -> None:
+        """Parse ``chunk.lines[start:]``, appending to ``events`` and ``rejects``."""
+        ...
+
+
+def raw_text(line: bytes, max_bytes: int) -> str:
+    """Decode a line for storage: never fails, capped at ``max_bytes`` bytes."""
+    return line[:max_bytes].decode("utf-8", "backslashreplace")
+
+
+def _registry() -> dict[str, type]:
+    from flows.parsers.wso2 import Wso2Parser
+
+    return {cls.name: cls for cls in (Wso2Parser,)}
+
+
+PARSERS: dict[str, type] = _registry()
+FORMATS: tuple[str, ...] = ("auto", *PARSERS)
+
+
+class ChunkParser:
+    """Parse chunks with a fixed format, or detect it per source (``auto``).
+
+    With ``auto``, the first line of a source that some registered parser
+    recognises fixes that source's format; earlier unrecognised lines are
+    rejected as ``unknown_format``.
+    """
+
+    def __init__(self, fmt: str = "auto", *, max_line_bytes: int = 65536, raw_max_bytes: int = 4096) -> None:
+        if fmt not in FORMATS:
+            msg = f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
+            raise ValueError(msg)
+        self.fmt = fmt
+        self.max_line_bytes = max_line_bytes
+        self.raw_max_bytes = raw_max_bytes
+        self._instances: dict[str, Parser] = {}
+        self._by_source: dict[str, Parser] = {}
+
+    def _parser(self, name: str) -> Parser:
+        p = self._instances.get(name)
+        if p is None:
+            p = self._instances[name] = PARSERS[name](max_line_bytes=self.max_line_bytes, raw_max_bytes=self.raw_max_bytes)
+        return p
+
+    def parse(self, chunk: Chunk) -> tuple[list[Event], list[Reject]]:
+        """Return the events and rejects of one chunk; their counts sum to its lines."""
+        events: list[Event] = []
+        rejects: list[Reject] = []
+        parser = self._by_source.get(chunk.source)
+        start = 0
+        if parser is None and self.fmt != "auto":
+            parser = self._by_source[chunk.source] = self._parser(self.fmt)
+        if parser is None:
+            offset = chunk.first_offset
+            for i, line in enumerate(chunk.lines):
+                for name in PARSERS:
+                    if self._parser(name).sniff(line):
+                        parser = self._by_source[chunk.source] = self._parser(name)
+                        break
+                if parser is not None:
+                    start = i
+                    break
+                reason = "empty_line" if not line.strip() else "unknown_format"
+                rejects.append(
+                    Reject(chunk.source, chunk.first_line_no + i, offset, reason, "", raw_text(line, self.raw_max_bytes))
+                )
+                offset += len(line) + 1
+            else:
+                return events, rejects
+        parser.parse_lines(chunk, start, events, rejects)
+        return events, rejects

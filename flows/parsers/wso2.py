@@ -1,0 +1,192 @@
+"""WSO2 API Manager 4.x ``apim_metrics.log`` (log-based "ELK" analytics).
+
+Line shape (specs/CONTRACTS.md §1.2)::
+
+    08:23:34,898 [-] [PassThroughMessageProcessor-188]  INFO ELKCounterMetric \
+apimMetrics: apim:response, properties :{...json...}
+
+The Java reporter writes ``properties :``, the Go gateways ``properties: ``;
+both are accepted. Event time is the JSON ``requestTimestamp`` (UTC, variable
+precision: Java drops zero seconds and millis), not the time-of-day prefix.
+
+Signals this format carries: the resource *template*, not the concrete path;
+the user-agent *family*, not the raw header; a client IP on ``apim:response``
+events only (``apim:faulty`` events carry none, so gateway auth failures and
+throttle-outs cannot be tied to an IP).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from itertools import accumulate
+from typing import ClassVar
+
+import msgspec
+
+from flows.events import Chunk, Event, Reject
+from flows.parsers import raw_text
+
+_PREFIX = re.compile(
+    rb"\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+[A-Z]+ \S+ apimMetrics: (apim:[a-z]+), properties ?: ?"
+)
+_MARK = b"apimMetrics: apim:"
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+
+
+class _Properties(msgspec.Struct):
+    userName: str = ""
+    responseSize: float = 0
+
+
+class _Record(msgspec.Struct):
+    """The fields we use; the decoder skips every other key."""
+
+    requestTimestamp: str
+    proxyResponseCode: int
+    apiName: str = ""
+    apiVersion: str = ""
+    apiId: str = ""
+    applicationId: str = "UNKNOWN"
+    applicationName: str = ""
+    applicationOwner: str = ""
+    userName: str = ""
+    userIp: str = ""
+    userAgent: str = ""
+    apiMethod: str = ""
+    apiResourceTemplate: str = ""
+    responseLatency: float = -1
+    errorType: str = ""
+    properties: _Properties = msgspec.field(default_factory=_Properties)
+
+
+_DECODER = msgspec.json.Decoder(_Record)
+_EPOCH_BY_MINUTE: dict[str, float] = {}
+
+
+def parse_timestamp(text: str) -> float:
+    """Parse WSO2's ``requestTimestamp`` to epoch seconds.
+
+    Handles ``2022-12-15T02:53:34.894Z`` and the shortened Java forms
+    ``…T02:53:34Z`` and ``…T02:53Z``; other ISO-8601 offsets go through
+    :func:`datetime.fromisoformat`.
+
+    >>> parse_timestamp("2022-12-15T02:53:34.894Z")
+    1671072814.894
+    >>> parse_timestamp("2022-12-15T02:53Z")
+    1671072780.0
+    """
+    # fast path: cache the minute, add seconds and millis by hand
+    if len(text) >= 17 and text[-1] == "Z" and text[16:17] in (":", "Z"):
+        minute = text[:16]
+        base = _EPOCH_BY_MINUTE.get(minute)
+        if base is None:
+            if len(_EPOCH_BY_MINUTE) > 4096:
+                _EPOCH_BY_MINUTE.clear()
+            base = _EPOCH_BY_MINUTE[minute] = datetime.fromisoformat(minute + "Z").timestamp()
+        rest = text[17:-1]
+        if not rest:
+            return base
+        if len(rest) >= 2 and rest[:2].isdigit() and (len(rest) == 2 or (rest[2] == "." and rest[3:].isdigit())):
+            sec = int(rest[:2])
+            if sec < 60:
+                return round(base + sec + (int(rest[3:]) / 10 ** len(rest[3:]) if len(rest) > 3 else 0), 6)
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+class Wso2Parser:
+    """Parse ``apim:response`` / ``apim:faulty`` lines into events."""
+
+    name: ClassVar[str] = "wso2"
+
+    def __init__(self, *, max_line_bytes: int = 65536, raw_max_bytes: int = 4096) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.raw_max_bytes = raw_max_bytes
+
+    def sniff(self, line: bytes) -> bool:
+        """Tell whether the line is an ``apimMetrics`` line.
+
+        >>> Wso2Parser().sniff(b'08:23:34,898 [-] [t-1]  INFO ELKCounterMetric apimMetrics: apim:response, properties :{}')
+        True
+        """
+        return _MARK in line and _PREFIX.match(line) is not None
+
+    def parse_lines(self, chunk: Chunk, start: int, events: list[Event], rejects: list[Reject]) -> None:
+        """Parse ``chunk.lines[start:]`` into ``events`` and ``rejects``."""
+        lines = chunk.lines
+        offsets: list[int] | None = None
+        decode = _DECODER.decode
+        prefix_match = _PREFIX.match
+        append = events.append
+        for i in range(start, len(lines)):
+            line = lines[i]
+            reason = detail = ""
+            if len(line) > self.max_line_bytes:
+                reason, detail = "line_too_long", f"{len(line)} bytes or more"
+            else:
+                m = prefix_match(line)
+                if m is None:
+                    reason = "empty_line" if not line.strip() else "no_match"
+                else:
+                    metric = m.group(1)
+                    faulty = metric == b"apim:faulty"
+                    if not faulty and metric != b"apim:response":
+                        reason, detail = "unknown_metric", metric.decode()
+                    else:
+                        reason, detail, rec = _decode(decode, memoryview(line)[m.end() :])
+                        if rec is not None:
+                            try:
+                                ts = parse_timestamp(rec.requestTimestamp)
+                            except (ValueError, OverflowError) as exc:
+                                reason, detail = "bad_timestamp", str(exc)
+                            else:
+                                append(_event(rec, ts, faulty))
+                                continue
+            if offsets is None:
+                offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+            rejects.append(
+                Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(line, self.raw_max_bytes))
+            )
+
+
+def _decode(decode, data: memoryview) -> tuple[str, str, _Record | None]:
+    try:
+        return "", "", decode(data)
+    except msgspec.ValidationError as exc:
+        detail = str(exc)
+        return ("missing_field" if _MISSING_FIELD.search(detail) else "bad_field"), detail, None
+    except UnicodeDecodeError as exc:
+        return "invalid_utf8", str(exc), None
+    except msgspec.DecodeError as exc:
+        try:
+            bytes(data).decode("utf-8")
+        except UnicodeDecodeError as ude:
+            return "invalid_utf8", f"invalid byte at position {ude.start}", None
+        return "bad_json", str(exc), None
+
+
+def _event(rec: _Record, ts: float, faulty: bool) -> Event:
+    status = rec.proxyResponseCode
+    error_type = rec.errorType
+    ip = rec.userIp
+    return Event(
+        ts=ts,
+        api=f"{rec.apiName}:{rec.apiVersion}" if rec.apiVersion else (rec.apiName or rec.apiId),
+        consumer=rec.applicationId,
+        consumer_name=rec.applicationName,
+        consumer_owner=rec.applicationOwner,
+        user=rec.userName or rec.properties.userName,
+        client_ip="" if ip == "UNKNOWN" else ip,
+        method=rec.apiMethod,
+        resource=rec.apiResourceTemplate,
+        status=status,
+        # gateway-side (fault) or backend-side (response) rejection of credentials
+        auth_failure=error_type == "AUTH" if faulty else status in (401, 403),
+        throttled=error_type == "THROTTLED" or status == 429,
+        bytes_out=int(rec.properties.responseSize),
+        latency_ms=int(rec.responseLatency),
+        user_agent=rec.userAgent,
+    )

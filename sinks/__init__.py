@@ -1,0 +1,1 @@
+"""Outputs of the pipeline: the Parquet store and, later, gateways and webhooks."""

@@ -1,0 +1,226 @@
+"""The store: Parquet segments per table, queried through DuckDB.
+
+DuckDB lets only one process hold a database file, even for readers
+(notes/PERFORMANCE.md P8), so the pipeline never opens one. It appends
+Parquet *segments* (written under a temporary name, then renamed, so a reader
+never sees half a file) and merges them into *compacted* files now and then.
+Every reader, the dashboard, ``gatewatch sql`` and the tests, opens an
+in-memory DuckDB whose views list the live files.
+
+File names carry the writer and a sequence number::
+
+    <root>/<table>/seg-<writer>-<seq>.parquet        one append
+    <root>/<table>/cmp-<writer>-<lo>-<hi>.parquet    segments lo..hi merged
+
+A compacted file appears atomically before the segments it covers are
+deleted; a reader that lists both skips the covered segments, so no row is
+ever counted twice, and a reader that listed a file just deleted retries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sinks.schema import TABLES, TIMESTAMP_COLUMNS
+
+_FILE = re.compile(r"^(?:seg-(?P<sw>[A-Za-z0-9]+)-(?P<seq>\d+)|cmp-(?P<cw>[A-Za-z0-9]+)-(?P<lo>\d+)-(?P<hi>\d+))\.parquet$")
+_SEQ_WIDTH = 12
+
+
+class StoreError(RuntimeError):
+    """The store could not be read or written."""
+
+
+def _rows_to_table(table: str, rows: Sequence[tuple]) -> pa.Table:
+    schema = TABLES[table]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    arrays = []
+    ts_cols = TIMESTAMP_COLUMNS[table]
+    for field, values in zip(schema, columns, strict=True):
+        if field.name in ts_cols:
+            # rows carry epoch seconds as floats; Arrow wants integer microseconds
+            values = [None if v is None else round(v * 1_000_000) for v in values]
+        arrays.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def live_files(table_dir: Path) -> list[Path]:
+    """Return the files of one table that hold its current rows, oldest first."""
+    try:
+        names = os.listdir(table_dir)
+    except FileNotFoundError:
+        return []
+    segments: list[tuple[str, int, str]] = []
+    compacted: list[tuple[str, int, int, str]] = []
+    for name in names:
+        m = _FILE.match(name)
+        if not m:
+            continue
+        if m["sw"]:
+            segments.append((m["sw"], int(m["seq"]), name))
+        else:
+            compacted.append((m["cw"], int(m["lo"]), int(m["hi"]), name))
+    # a compacted file may itself be covered by a wider one (re-compaction)
+    keep_cmp = [
+        c
+        for c in compacted
+        if not any(o is not c and o[0] == c[0] and o[1] <= c[1] and c[2] <= o[2] for o in compacted)
+    ]
+    live = [name for _, _, _, name in sorted(keep_cmp, key=lambda c: (c[0], c[1]))]
+    for writer, seq, name in sorted(segments):
+        if not any(w == writer and lo <= seq <= hi for w, lo, hi, _ in keep_cmp):
+            live.append(name)
+    return [table_dir / n for n in live]
+
+
+class StoreWriter:
+    """Append rows to the store's tables as atomically published segments.
+
+    Construction does no I/O; :meth:`open` creates the folders and finds the
+    next sequence number, so a restarted writer never overwrites a segment.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], writer: str = "w0", compression: str = "zstd") -> None:
+        if not re.fullmatch(r"[A-Za-z0-9]+", writer):
+            msg = f"writer id must be alphanumeric, got {writer!r}"
+            raise ValueError(msg)
+        self.root = Path(root)
+        self.writer = writer
+        self.compression = compression
+        self._next_seq: int | None = None
+
+    def open(self) -> StoreWriter:
+        for table in TABLES:
+            (self.root / table).mkdir(parents=True, exist_ok=True)
+        top = 0
+        for table in TABLES:
+            for name in os.listdir(self.root / table):
+                m = _FILE.match(name)
+                if m and (m["sw"] or m["cw"]) == self.writer:
+                    top = max(top, int(m["seq"] or m["hi"]))
+        self._next_seq = top + 1
+        return self
+
+    def _take_seq(self) -> int:
+        if self._next_seq is None:
+            self.open()
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        return seq
+
+    def _publish(self, table: str, data: pa.Table, name: str) -> Path:
+        final = self.root / table / name
+        tmp = final.with_name(f".{name}.{os.getpid()}.tmp")
+        pq.write_table(data, tmp, compression=self.compression)
+        os.replace(tmp, final)
+        return final
+
+    def append(self, table: str, rows: Sequence[tuple]) -> Path | None:
+        """Write ``rows`` (tuples in the table's column order) as one segment."""
+        if not rows:
+            return None
+        data = _rows_to_table(table, rows)
+        seq = self._take_seq()
+        return self._publish(table, data, f"seg-{self.writer}-{seq:0{_SEQ_WIDTH}d}.parquet")
+
+    def compact(self, table: str, min_files: int = 8) -> Path | None:
+        """Merge this writer's live files of ``table`` into one, if there are enough."""
+        mine = []
+        for path in live_files(self.root / table):
+            m = _FILE.match(path.name)
+            if (m["sw"] or m["cw"]) == self.writer:
+                mine.append((int(m["seq"] or m["lo"]), int(m["seq"] or m["hi"]), path))
+        if len(mine) < max(min_files, 2):
+            return None
+        lo = min(m[0] for m in mine)
+        hi = max(m[1] for m in mine)
+        merged = pa.concat_tables([pq.read_table(p, schema=TABLES[table]) for _, _, p in mine])
+        out = self._publish(
+            table, merged, f"cmp-{self.writer}-{lo:0{_SEQ_WIDTH}d}-{hi:0{_SEQ_WIDTH}d}.parquet"
+        )
+        for _, _, p in mine:
+            p.unlink(missing_ok=True)
+        return out
+
+
+def _empty_view_sql(table: str) -> str:
+    cols = ", ".join(
+        f"CAST(NULL AS {_duck_type(f.type)}) AS {f.name}" for f in TABLES[table]
+    )
+    return f"SELECT {cols} WHERE false"
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    if pa.types.is_string(t):
+        return "VARCHAR"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_float64(t):
+        return "DOUBLE"
+    if pa.types.is_list(t):
+        return f"{_duck_type(t.value_type)}[]"
+    msg = f"no DuckDB type for {t}"
+    raise TypeError(msg)
+
+
+def connect(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
+    """Open an in-memory DuckDB with one view per table over the live files."""
+    con = duckdb.connect()
+    refresh_views(con, root)
+    return con
+
+
+def refresh_views(con: duckdb.DuckDBPyConnection, root: str | os.PathLike[str]) -> None:
+    """(Re)point every table view at the files that are live right now."""
+    root = Path(root)
+    for table in TABLES:
+        files = live_files(root / table)
+        if files:
+            listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            body = f"SELECT * FROM read_parquet([{listing}], union_by_name = true)"
+        else:
+            body = _empty_view_sql(table)
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS {body}")
+
+
+def query(
+    root: str | os.PathLike[str],
+    sql: str,
+    params: Sequence | dict | None = None,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+    attempts: int = 5,
+) -> pa.Table:
+    """Run ``sql`` against the store and return an Arrow table.
+
+    A file can vanish between listing and reading when the writer compacts;
+    the views are then re-listed and the query retried.
+    """
+    own = con is None
+    con = con or duckdb.connect()
+    try:
+        for attempt in range(attempts):
+            refresh_views(con, root)
+            try:
+                return con.sql(sql, params=params).to_arrow_table()
+            except duckdb.IOException as exc:
+                if attempt == attempts - 1 or not any(
+                    s in str(exc) for s in ("No such file", "No files found", "not found")
+                ):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+    finally:
+        if own:
+            con.close()
+    msg = "unreachable"
+    raise StoreError(msg)
