@@ -190,7 +190,7 @@ def _render(result, out: SqlFormat) -> str:
 
     rows = result.to_pylist()
     if out is SqlFormat.json:
-        return msgspec.json.encode(rows).decode() + "\n"
+        return msgspec.json.Encoder(decimal_format="number").encode(rows).decode() + "\n"
     if out is SqlFormat.csv:
         import csv
         import io

@@ -1,0 +1,498 @@
+"""Line input: follow log files like ``tail -F``, replay them, or read stdin.
+
+:class:`LineReader` does the work in plain Python, one instance per input
+spec. :class:`LogSource` wraps it as a Bytewax source with one partition per
+spec, so that a partition's position survives in Bytewax recovery snapshots.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import select
+import stat
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from flows.events import Chunk
+
+STDIN = "-"
+_GLOB_CHARS = frozenset("*?[")
+_STDIN_READ = 1 << 16
+
+
+def is_glob(spec: str) -> bool:
+    """Tell whether an input spec is a glob pattern rather than a path."""
+    return any(c in _GLOB_CHARS for c in spec)
+
+
+def expand_inputs(specs: list[str], *, follow: bool) -> list[str]:
+    """Validate input specs given on the command line.
+
+    Args:
+        specs: Paths, glob patterns or ``-`` for stdin.
+        follow: Follow mode, where files may appear later.
+
+    Returns:
+        The specs in order without duplicates (paths compared after
+        ``abspath``, so ``a.log`` and ``./a.log`` are one input).
+
+    Raises:
+        ValueError: In replay mode, a path that is not a file or a glob that
+            matches no file; in follow mode, a missing parent directory.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for spec in specs:
+        key = spec if spec == STDIN else os.path.abspath(spec)
+        if key in seen:
+            continue
+        seen.add(key)
+        if spec != STDIN:
+            _check_spec(spec, follow=follow)
+        out.append(spec)
+    return out
+
+
+def _check_spec(spec: str, *, follow: bool) -> None:
+    if follow:
+        parent = os.path.dirname(spec) or "."
+        if not is_glob(parent) and not os.path.isdir(parent):
+            msg = f"input {spec!r}: directory {parent!r} does not exist"
+            raise ValueError(msg)
+    elif is_glob(spec):
+        if not any(os.path.isfile(p) for p in glob.glob(spec)):
+            msg = f"input {spec!r}: no file matches"
+            raise ValueError(msg)
+    elif not os.path.isfile(spec):
+        msg = f"input {spec!r}: no such file"
+        raise ValueError(msg)
+
+
+class _Lines:
+    """Splits one byte stream into lines and tracks the committed position.
+
+    ``offset`` is just past the last emitted line (or past the discarded rest
+    of an overlong one): a reader resumed there loses and repeats nothing.
+    Bytes after it that do not end a line yet wait in ``buf``.
+    """
+
+    __slots__ = ("buf", "line_no", "max_line", "offset", "skip")
+
+    def __init__(self, max_line: int, offset: int = 0, line_no: int = 1, skip: bool = False) -> None:
+        self.max_line = max_line
+        self.offset = offset
+        self.line_no = line_no
+        self.skip = skip  # inside an overlong line already emitted: drop bytes up to its "\n"
+        self.buf = b""
+
+    @property
+    def pos(self) -> int:
+        """Where the next read continues."""
+        return self.offset + len(self.buf)
+
+    def reset(self) -> None:
+        self.offset, self.line_no, self.skip, self.buf = 0, 1, False, b""
+
+    def feed(self, data: bytes) -> tuple[int, int, list[bytes]]:
+        """Take the next bytes of the stream.
+
+        Returns:
+            ``(line_no, offset, lines)``: the complete lines now available
+            and the number and offset of the first one.
+        """
+        line_no = self.line_no
+        if self.buf:
+            data = self.buf + data
+        parts = data.split(b"\n")
+        tail = parts.pop()
+        first = self.offset
+        if self.skip:
+            if parts:
+                first += len(parts[0]) + 1
+                del parts[0]
+                self.skip = False
+            else:
+                tail = b""
+        lines = self._fit(parts)
+        if len(tail) > self.max_line + 1:
+            # Too long whatever follows: emit it now rather than buffer it.
+            lines.append(tail[: self.max_line + 1])
+            self.skip = True
+            tail = b""
+        self.offset += len(data) - len(tail)
+        self.buf = tail
+        self.line_no += len(lines)
+        return line_no, first, lines
+
+    def flush(self) -> tuple[int, int, list[bytes]]:
+        """End the stream: the unterminated last line, if any, becomes a line."""
+        line_no, first, last = self.line_no, self.offset, self.buf
+        self.skip, self.buf = False, b""
+        if not last:
+            return line_no, first, []
+        self.offset += len(last)
+        self.line_no += 1
+        return line_no, first, self._fit([last])
+
+    def _fit(self, lines: list[bytes]) -> list[bytes]:
+        if any(line.endswith(b"\r") for line in lines):
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+        if max(map(len, lines), default=0) > self.max_line:
+            cap = self.max_line + 1
+            lines = [line[:cap] for line in lines]
+        return lines
+
+
+class _File:
+    """One open file instance, identified by ``(st_dev, st_ino)``."""
+
+    __slots__ = ("fh", "key", "last_data", "lines", "orphan", "path")
+
+    def __init__(self, key: tuple[int, int], path: str, fh: Any, lines: _Lines) -> None:
+        self.key = key
+        self.path = path
+        self.fh = fh  # None once a replayed file is finished
+        self.lines = lines
+        self.orphan = False  # no longer matched by the spec: drain, then forget
+        self.last_data = time.monotonic()
+
+
+class LineReader:
+    """Reads the complete lines of one input spec, in follow or replay mode.
+
+    Args:
+        spec: A file path, a glob pattern (contains ``*?[``) or ``-`` for stdin.
+        follow: Follow files like ``tail -F`` instead of stopping at EOF.
+        resume_state: A value from :meth:`snapshot` to continue from.
+        max_batch_bytes: About how many input bytes one :meth:`read` takes.
+        max_line_bytes: Longer lines are cut to ``max_line_bytes + 1`` bytes.
+        rescan_ms: Least time between checks of the spec for new, rotated or
+            vanished files in follow mode.
+        stdin_fd: The file descriptor read for ``-``.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        *,
+        follow: bool,
+        resume_state: Any = None,
+        max_batch_bytes: int = 1 << 20,
+        max_line_bytes: int = 65536,
+        rescan_ms: int = 1000,
+        stdin_fd: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.follow = follow
+        self.consumed_bytes = 0  # input bytes behind emitted lines, terminators included
+        self._resume = resume_state
+        self._max_batch = max_batch_bytes
+        self._max_line = max_line_bytes
+        self._rescan_s = rescan_ms / 1000
+        self._stdin_fd = stdin_fd
+        self._stdin = _Lines(max_line_bytes)
+        self._stdin_eof = False
+        self._files: dict[tuple[int, int], _File] = {}
+        self._started = False
+        self._caught_up = False
+        self._next_scan = 0.0
+        self._turn = 0
+
+    @property
+    def done(self) -> bool:
+        """Whether no line will ever come: stdin at EOF, or replay finished."""
+        if self.spec == STDIN:
+            return self._stdin_eof
+        return not self.follow and self._started and all(f.fh is None for f in self._files.values())
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the last :meth:`read` reached the end of everything available.
+
+        A read may return nothing yet not be caught up, e.g. while it skips
+        the rest of an overlong line.
+        """
+        return self._caught_up
+
+    def read(self) -> list[Chunk]:
+        """Return the complete lines available now, one Chunk per file run.
+
+        Raises:
+            FileNotFoundError: A missing explicit path in replay mode.
+        """
+        if self.spec == STDIN:
+            return self._read_stdin()
+        if not self._started:
+            self._scan()
+            self._started = True
+        elif self.follow and time.monotonic() >= self._next_scan:
+            self._scan()
+        # Orphans first, so a rotated file is drained before its successor is
+        # read; the rest take turns to go first, so one busy file cannot starve
+        # the others.
+        live = [f for f in self._files.values() if f.fh is not None and not f.orphan]
+        if live:
+            k = self._turn % len(live)
+            live = live[k:] + live[:k]
+        self._turn += 1
+        chunks: list[Chunk] = []
+        budget = self._max_batch
+        for f in [f for f in self._files.values() if f.orphan] + live:
+            if budget <= 0:
+                break
+            budget -= self._read_file(f, budget, chunks)
+        self._caught_up = budget > 0
+        return chunks
+
+    def snapshot(self) -> Any:
+        """Return a picklable position just after the last emitted line.
+
+        ``None`` for stdin, which cannot be resumed.
+        """
+        if self.spec == STDIN:
+            return None
+        if not self._started:
+            return self._resume
+        return {
+            "files": [
+                {
+                    "path": f.path,
+                    "dev": f.key[0],
+                    "ino": f.key[1],
+                    "offset": f.lines.offset,
+                    "line_no": f.lines.line_no,
+                    "skip": f.lines.skip,
+                }
+                for f in self._files.values()
+            ]
+        }
+
+    def close(self) -> None:
+        """Close all open files (stdin's descriptor is left open)."""
+        for f in self._files.values():
+            if f.fh is not None:
+                f.fh.close()
+                f.fh = None
+        self._files.clear()
+
+    def _read_file(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
+        """Read up to ``budget`` new bytes of one file; return how many were read."""
+        fd = f.fh.fileno()
+        size = os.fstat(fd).st_size
+        if size < f.lines.pos:  # truncated in place (copytruncate)
+            f.lines.reset()
+        before = f.lines.offset
+        want = min(size - f.lines.pos, budget)
+        data = os.pread(fd, want, f.lines.pos) if want > 0 else b""
+        now = time.monotonic()
+        if data:
+            f.last_data = now
+        line_no, first, lines = f.lines.feed(data)
+        at_eof = f.lines.pos >= size
+        # An orphan stays open for one rescan interval after its last growth:
+        # writers often append to a renamed log until they reopen it.
+        finished = at_eof and (not self.follow or (f.orphan and now - f.last_data >= self._rescan_s))
+        if finished:
+            line_no2, first2, last = f.lines.flush()
+            if not lines:
+                line_no, first = line_no2, first2
+            lines += last
+            f.fh.close()
+            f.fh = None
+            if self.follow:
+                del self._files[f.key]
+        self.consumed_bytes += f.lines.offset - before
+        if lines:
+            chunks.append(Chunk(f.path, line_no, first, lines))
+        return len(data)
+
+    def _scan(self) -> None:
+        """Match the spec against the disk and update the tracked files."""
+        self._next_scan = time.monotonic() + self._rescan_s
+        found = self._match()
+        saved = self._take_resume()
+        for key, f in self._files.items():
+            if key in found:
+                f.path = found[key]  # a glob may match a rotated file under its new name
+                f.orphan = False
+            elif self.follow and not f.orphan:
+                f.orphan = True
+                f.last_data = time.monotonic()
+        for key, path in found.items():
+            if key not in self._files:
+                self._open(path, saved.pop(key, None))
+        # Saved files the spec no longer matches were rotated away between
+        # snapshot and restart: find them by inode and drain their rest.
+        for entry in saved.values():
+            path = _find_inode(os.path.dirname(entry["path"]) or ".", entry["dev"], entry["ino"])
+            if path is not None:
+                f = self._open(path, entry)
+                if f is not None and self.follow:
+                    f.orphan = True
+
+    def _match(self) -> dict[tuple[int, int], str]:
+        paths = sorted(glob.glob(self.spec)) if is_glob(self.spec) else [self.spec]
+        found: dict[tuple[int, int], str] = {}
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                if not self.follow and not is_glob(self.spec):
+                    raise
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.setdefault((st.st_dev, st.st_ino), path)
+        return found
+
+    def _take_resume(self) -> dict[tuple[int, int], dict[str, Any]]:
+        state, self._resume = self._resume, None
+        if not state:
+            return {}
+        return {(e["dev"], e["ino"]): e for e in state["files"]}
+
+    def _open(self, path: str, entry: dict[str, Any] | None) -> _File | None:
+        try:
+            fh = open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            return None
+        st = os.fstat(fh.fileno())
+        # The path may have been replaced since it was matched: trust the open file.
+        key = (st.st_dev, st.st_ino)
+        if key in self._files:
+            fh.close()
+            return None
+        lines = _Lines(self._max_line)
+        if entry is not None and (entry["dev"], entry["ino"]) == key and entry["offset"] <= st.st_size:
+            lines = _Lines(self._max_line, entry["offset"], entry["line_no"], entry["skip"])
+        f = self._files[key] = _File(key, path, fh, lines)
+        return f
+
+    def _read_stdin(self) -> list[Chunk]:
+        if self._stdin_eof:
+            self._caught_up = True
+            return []
+        parts: list[bytes] = []
+        budget = self._max_batch
+        self._caught_up = False
+        while budget > 0:
+            if not select.select([self._stdin_fd], [], [], 0)[0]:
+                self._caught_up = True
+                break
+            data = os.read(self._stdin_fd, min(budget, _STDIN_READ))
+            if not data:
+                self._stdin_eof = self._caught_up = True
+                break
+            parts.append(data)
+            budget -= len(data)
+        before = self._stdin.offset
+        line_no, first, lines = self._stdin.feed(b"".join(parts))
+        if self._stdin_eof:
+            line_no2, first2, last = self._stdin.flush()
+            if not lines:
+                line_no, first = line_no2, first2
+            lines += last
+        self.consumed_bytes += self._stdin.offset - before
+        return [Chunk(STDIN, line_no, first, lines)] if lines else []
+
+
+def _find_inode(directory: str, dev: int, ino: int) -> str | None:
+    """Return a path in ``directory`` to the regular file ``(dev, ino)``, if any."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.inode() != ino:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if st.st_dev == dev and stat.S_ISREG(st.st_mode):
+                    return entry.path
+    except FileNotFoundError:
+        pass
+    return None
+
+
+class _LogPartition(StatefulSourcePartition[Chunk, Any]):
+    def __init__(
+        self,
+        reader: LineReader,
+        poll: timedelta,
+        stop: threading.Event | None,
+        on_read: Callable[[int, int], None] | None,
+    ) -> None:
+        self._reader = reader
+        self._poll = poll
+        self._stop = stop
+        self._on_read = on_read
+        self._idle = False
+
+    def next_batch(self) -> list[Chunk]:
+        if self._stop is not None and self._stop.is_set():
+            raise StopIteration
+        before = self._reader.consumed_bytes
+        chunks = self._reader.read()
+        if not chunks and self._reader.done:
+            raise StopIteration
+        self._idle = not chunks and self._reader.caught_up
+        if chunks and self._on_read is not None:
+            self._on_read(sum(len(c.lines) for c in chunks), self._reader.consumed_bytes - before)
+        return chunks
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(timezone.utc) + self._poll if self._idle else None
+
+    def snapshot(self) -> Any:
+        return self._reader.snapshot()
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class LogSource(FixedPartitionedSource[Chunk, Any]):
+    """Bytewax source of :class:`Chunk` s, one partition per input spec.
+
+    Args:
+        specs: Paths, glob patterns or ``-``; see :func:`expand_inputs`.
+        follow: Follow files like ``tail -F`` instead of ending at EOF.
+        poll_ms: How long an idle partition waits before reading again.
+        max_batch_bytes: About how many input bytes one batch takes.
+        max_line_bytes: Longer lines are cut to ``max_line_bytes + 1`` bytes.
+        stop: Once set, every partition ends at its next batch.
+        on_read: Called with ``(lines, input bytes)`` after each non-empty batch.
+    """
+
+    def __init__(
+        self,
+        specs: list[str],
+        *,
+        follow: bool,
+        poll_ms: int = 200,
+        max_batch_bytes: int = 1 << 20,
+        max_line_bytes: int = 65536,
+        stop: threading.Event | None = None,
+        on_read: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._specs = list(dict.fromkeys(specs))
+        self._follow = follow
+        self._poll = timedelta(milliseconds=poll_ms)
+        self._max_batch = max_batch_bytes
+        self._max_line = max_line_bytes
+        self._stop = stop
+        self._on_read = on_read
+
+    def list_parts(self) -> list[str]:
+        return list(self._specs)
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _LogPartition:
+        reader = LineReader(
+            for_part,
+            follow=self._follow,
+            resume_state=resume_state,
+            max_batch_bytes=self._max_batch,
+            max_line_bytes=self._max_line,
+        )
+        return _LogPartition(reader, self._poll, self._stop, self._on_read)

@@ -1,0 +1,74 @@
+"""Shared helpers: run the real ``gatewatch`` command and read the real store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sinks.store import query
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_logs" / "wso2_apim_metrics.log"
+GATEWATCH = str(Path(sys.executable).with_name("gatewatch"))
+
+
+def gatewatch(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run the installed console script to completion."""
+    proc = subprocess.run([GATEWATCH, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"gatewatch {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def start_gatewatch(*args: str, **kw) -> subprocess.Popen:
+    """Start the console script in the background (e.g. ``run``)."""
+    return subprocess.Popen([GATEWATCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """SIGTERM a running pipeline and wait for its clean exit."""
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    return out, err
+
+
+def rows(store: Path, sql: str, params=None) -> list[dict]:
+    return query(store, sql, params).to_pylist()
+
+
+def scalar(store: Path, sql: str, params=None):
+    return next(iter(rows(store, sql, params)[0].values()))
+
+
+def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def small_windows_config(tmp_path: Path) -> Path:
+    """A config for live tests: windows close quickly and the store compacts often."""
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text(
+        "[input]\npoll_ms = 50\n"
+        "[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n"
+        "[store]\ncompact_every_s = 1\ncompact_min_files = 2\n"
+    )
+    return cfg
+
+
+@pytest.fixture
+def env_no_color() -> dict[str, str]:
+    return {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}

@@ -1,0 +1,332 @@
+"""Tests for flows.sources: real files on disk, real pipes, a real dataflow."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+import time
+from datetime import timedelta
+
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, run_main
+
+from flows.events import Chunk
+from flows.sources import LineReader, LogSource, expand_inputs
+
+
+@pytest.fixture
+def reader():
+    """Make LineReaders (follow mode, rescan on every read) closed after the test."""
+    made: list[LineReader] = []
+
+    def make(spec, *, follow=True, **kw) -> LineReader:
+        kw.setdefault("rescan_ms", 0)
+        made.append(LineReader(str(spec), follow=follow, **kw))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+def read_all(r: LineReader) -> list[tuple[str, int, bytes]]:
+    """Read until caught up; return (source, line_no, line) rows."""
+    rows = []
+    while (chunks := r.read()) or not r.caught_up:
+        for c in chunks:
+            rows.extend(line_rows(c))
+    return rows
+
+
+def line_rows(chunk: Chunk) -> list[tuple[str, int, bytes]]:
+    return [(chunk.source, chunk.first_line_no + i, line) for i, line in enumerate(chunk.lines)]
+
+
+def lines(rows) -> list[bytes]:
+    return [row[2] for row in rows]
+
+
+def append(path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def test_follow_emits_appends_with_numbers_and_offsets(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"one\ntwo\n")
+    r = reader(log)
+    assert lines(read_all(r)) == [b"one", b"two"]
+    assert r.read() == []
+    append(log, b"three\nfour\n")
+    assert r.read() == [Chunk(str(log), 3, 8, [b"three", b"four"])]
+    assert not r.done
+
+
+def test_half_written_line_waits_for_its_newline(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a\nhalf-wri")
+    r = reader(log)
+    assert lines(read_all(r)) == [b"a"]
+    append(log, b"tten\nb\n")
+    assert read_all(r) == [(str(log), 2, b"half-written"), (str(log), 3, b"b")]
+
+
+def test_rename_rotation_drains_old_file_then_follows_new(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"1\n2\n")
+    r = reader(log)
+    got = read_all(r)
+    append(log, b"3\n4-unterminated")
+    log.rename(tmp_path / "a.log.1")
+    log.write_bytes(b"5\n")
+    got += read_all(r)
+    append(log, b"6\n")
+    got += read_all(r)
+    assert lines(got) == [b"1", b"2", b"3", b"4-unterminated", b"5", b"6"]
+    # line numbers restart for the new file instance
+    assert [n for _, n, _ in got] == [1, 2, 3, 4, 1, 2]
+
+
+def test_writes_to_renamed_file_are_read_until_it_goes_quiet(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"1\n")
+    r = reader(log, rescan_ms=300)
+    assert lines(read_all(r)) == [b"1"]
+    log.rename(tmp_path / "a.log.1")
+    log.write_bytes(b"new\n")
+    time.sleep(0.35)
+    assert lines(read_all(r)) == [b"new"]
+    # the writer has not reopened its log yet
+    append(tmp_path / "a.log.1", b"2\n")
+    assert lines(read_all(r)) == [b"2"]
+    time.sleep(0.35)
+    assert read_all(r) == []
+    assert r.snapshot()["files"] == [
+        {"path": str(log), "dev": log.stat().st_dev, "ino": log.stat().st_ino, "offset": 4, "line_no": 2,
+         "skip": False}
+    ]
+
+
+def test_copytruncate_restarts_at_zero(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"first\nsecond\n")
+    r = reader(log)
+    assert lines(read_all(r)) == [b"first", b"second"]
+    (tmp_path / "a.log.1").write_bytes(log.read_bytes())
+    with open(log, "r+b") as f:
+        f.truncate(0)
+    append(log, b"x\n")
+    assert read_all(r) == [(str(log), 1, b"x")]
+
+
+def test_glob_picks_up_later_files_and_reads_rotated_ones_once(tmp_path, reader):
+    a = tmp_path / "a.log"
+    a.write_bytes(b"a1\n")
+    r = reader(tmp_path / "*.log*")
+    assert read_all(r) == [(str(a), 1, b"a1")]
+    b = tmp_path / "b.log"
+    b.write_bytes(b"b1\n")
+    assert read_all(r) == [(str(b), 1, b"b1")]
+    # a.log.1 still matches: it is the same file, read on where we were
+    append(a, b"a2\n")
+    a.rename(tmp_path / "a.log.1")
+    a.write_bytes(b"new1\n")
+    got = read_all(r)
+    assert sorted(got) == [(str(a), 1, b"new1"), (str(tmp_path / "a.log.1"), 2, b"a2")]
+    # a vanished file is forgotten once drained
+    append(b, b"b2\n")
+    b.unlink()
+    assert read_all(r) == [(str(b), 2, b"b2")]
+    assert len(r.snapshot()["files"]) == 2
+
+
+def test_resume_from_snapshot_mid_file(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"".join(b"line %d\n" % i for i in range(100)) + b"partial")
+    r = reader(log, max_batch_bytes=200)
+    first = [line for c in r.read() for line in c.lines]
+    snap = pickle.loads(pickle.dumps(r.snapshot()))
+    append(log, b" line\nlast\n")
+    r2 = reader(log, resume_state=snap)
+    rest = read_all(r2)
+    assert first + lines(rest) == [b"line %d" % i for i in range(100)] + [b"partial line", b"last"]
+    assert rest[0][1] == len(first) + 1
+
+
+def test_resume_across_rotation_between_snapshot_and_restart(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"1\n2\n")
+    r = reader(log)
+    got = lines(read_all(r))
+    snap = r.snapshot()
+    append(log, b"3\n4\n")
+    log.rename(tmp_path / "a.log.1")
+    log.write_bytes(b"5\n6\n")
+    r2 = reader(log, resume_state=snap)
+    rest = read_all(r2)
+    got += lines(rest)
+    assert got == [b"1", b"2", b"3", b"4", b"5", b"6"]
+    assert (str(tmp_path / "a.log.1"), 3, b"3") in rest
+    # and once more from the new file's snapshot: nothing repeats
+    snap2 = r2.snapshot()
+    append(log, b"7\n")
+    r3 = reader(log, resume_state=snap2)
+    assert read_all(r3) == [(str(log), 3, b"7")]
+
+
+def test_resume_after_truncation_starts_from_zero(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"aaaa\nbbbb\n")
+    r = reader(log)
+    read_all(r)
+    snap = r.snapshot()
+    log.write_bytes(b"c\n")  # same inode, now shorter than the saved offset
+    assert read_all(reader(log, resume_state=snap)) == [(str(log), 1, b"c")]
+
+
+def test_replay_emits_unterminated_last_line_and_is_done(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a\nb\nlast")
+    r = reader(log, follow=False)
+    assert not r.done
+    assert read_all(r) == [(str(log), 1, b"a"), (str(log), 2, b"b"), (str(log), 3, b"last")]
+    assert r.done
+    assert r.read() == []
+
+
+def test_replay_resume_does_not_repeat_finished_files(tmp_path, reader):
+    (tmp_path / "a.log").write_bytes(b"a\n")
+    (tmp_path / "b.log").write_bytes(b"b\n")
+    r = reader(tmp_path / "*.log", follow=False)
+    assert sorted(lines(read_all(r))) == [b"a", b"b"]
+    snap = r.snapshot()
+    append(tmp_path / "b.log", b"b2\n")
+    r2 = reader(tmp_path / "*.log", follow=False, resume_state=snap)
+    assert lines(read_all(r2)) == [b"b2"]
+    assert r2.done
+
+
+def test_replay_missing_path_raises_follow_waits(tmp_path, reader):
+    log = tmp_path / "missing.log"
+    with pytest.raises(FileNotFoundError, match="missing.log"):
+        reader(log, follow=False).read()
+    r = reader(log)
+    assert r.read() == []
+    log.write_bytes(b"now\n")
+    assert lines(read_all(r)) == [b"now"]
+
+
+def test_overlong_line_is_cut_once_even_across_reads(tmp_path, reader):
+    log = tmp_path / "a.log"
+    long = b"x" * 50 + b"TAIL"
+    log.write_bytes(b"ok\n" + long[:30])
+    r = reader(log, max_line_bytes=10, max_batch_bytes=7)
+    got = read_all(r)
+    append(log, long[30:] + b"\nnext\n" + b"y" * 11 + b"\r\n" + b"z" * 10 + b"\r\n")
+    got += read_all(r)
+    assert lines(got) == [b"ok", b"x" * 11, b"next", b"y" * 11, b"z" * 10]
+    assert [n for _, n, _ in got] == [1, 2, 3, 4, 5]
+
+
+def test_snapshot_inside_overlong_line_keeps_skipping(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a" * 40)
+    r = reader(log, max_line_bytes=10)
+    assert lines(read_all(r)) == [b"a" * 11]
+    snap = r.snapshot()
+    append(log, b"a" * 5 + b"\nb\n")
+    assert read_all(reader(log, resume_state=snap)) == [(str(log), 2, b"b")]
+
+
+def test_crlf_invalid_utf8_and_nul_are_kept_as_bytes(tmp_path, reader):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"a\r\nb\r\r\n\xff\xfe\x00z\n")
+    assert lines(read_all(reader(log, follow=False))) == [b"a", b"b\r", b"\xff\xfe\x00z"]
+
+
+def test_stdin_pipe():
+    rfd, wfd = os.pipe()
+    try:
+        r = LineReader("-", follow=True, stdin_fd=rfd)
+        assert r.read() == []
+        os.write(wfd, b"one\ntw")
+        assert r.read() == [Chunk("-", 1, 0, [b"one"])]
+        os.write(wfd, b"o\nthree")
+        assert r.read() == [Chunk("-", 2, 4, [b"two"])]
+        assert not r.done
+        os.close(wfd)
+        wfd = -1
+        assert r.read() == [Chunk("-", 3, 8, [b"three"])]
+        assert r.done
+        assert r.snapshot() is None
+    finally:
+        os.close(rfd)
+        if wfd >= 0:
+            os.close(wfd)
+
+
+def test_expand_inputs(tmp_path):
+    a = tmp_path / "a.log"
+    a.write_bytes(b"")
+    specs = [str(a), "-", os.path.join(tmp_path, ".", "a.log"), "-", str(tmp_path / "*.log")]
+    assert expand_inputs(specs, follow=False) == [str(a), "-", str(tmp_path / "*.log")]
+    with pytest.raises(ValueError, match="nope.log"):
+        expand_inputs([str(tmp_path / "nope.log")], follow=False)
+    with pytest.raises(ValueError, match=r"\*\.gz"):
+        expand_inputs([str(tmp_path / "*.gz")], follow=False)
+    later = [str(tmp_path / "later.log"), str(tmp_path / "*.gz")]
+    assert expand_inputs(later, follow=True) == later
+    with pytest.raises(ValueError, match="no-dir"):
+        expand_inputs([str(tmp_path / "no-dir" / "a.log")], follow=True)
+
+
+def test_log_source_replays_two_files_in_a_dataflow(tmp_path):
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"".join(b"a%d\n" % i for i in range(500)))
+    b.write_bytes(b"".join(b"b%d\n" % i for i in range(300)) + b"b-last")
+    reads = []
+    out: list = []
+    flow = Dataflow("replay")
+    chunks = op.input("inp", flow, LogSource(
+        [str(a), str(b)], follow=False, max_batch_bytes=512, on_read=lambda n, nb: reads.append((n, nb))
+    ))
+    op.output("out", op.flat_map("lines", chunks, line_rows), TestingSink(out))
+    run_main(flow)
+    expected = [(str(a), i + 1, b"a%d" % i) for i in range(500)]
+    expected += [(str(b), i + 1, b"b%d" % i) for i in range(300)] + [(str(b), 301, b"b-last")]
+    assert sorted(out) == sorted(expected)
+    assert sum(n for n, _ in reads) == 801
+    assert sum(nb for _, nb in reads) == a.stat().st_size + b.stat().st_size
+
+
+def test_stop_event_ends_a_follow_dataflow(tmp_path):
+    log = tmp_path / "a.log"
+    log.write_bytes(b"1\n")
+    stop = threading.Event()
+    out: list = []
+    errors: list = []
+    flow = Dataflow("follow")
+    chunks = op.input("inp", flow, LogSource([str(log)], follow=True, poll_ms=20, stop=stop))
+    op.output("out", op.flat_map("lines", chunks, line_rows), TestingSink(out))
+
+    def run():
+        try:
+            run_main(flow, epoch_interval=timedelta(milliseconds=100))
+        except Exception as e:  # reported by the assertion below
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 10
+    append(log, b"2\n")
+    while len(out) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [row[2] for row in out] == [b"1", b"2"]
+    assert t.is_alive()  # following, not finished at EOF
+    stop.set()
+    t.join(timeout=10)
+    assert not t.is_alive()
+    assert errors == []
