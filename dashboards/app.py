@@ -28,7 +28,6 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from dashboards import queries  # noqa: E402
-from sinks.store import StoreError  # noqa: E402
 
 DEFAULT_STORE = "gatewatch-data"
 DEFAULT_REFRESH_S = 5.0
@@ -215,7 +214,7 @@ def main() -> None:
     def live() -> None:
         try:
             page(root, TIME_RANGES[label], refresh_s)
-        except (duckdb.Error, StoreError, OSError) as exc:
+        except (duckdb.Error, OSError) as exc:
             st.error(f"Could not read the store `{root}`: {exc}")
 
     live()

@@ -3,7 +3,8 @@
 Detectors follow River's conventions with one addition: a subject. The
 pipeline calls, for every closed window and subject,
 ``score_one(subject, x)`` *before* ``learn_one(subject, x)`` (prequential
-order), and learns only from windows that did not score as findings, so an
+order). A detector protects its baselines itself: it does not learn from a
+window that is anomalous against the subject's established normal, so an
 attack does not become the subject's new normal. Scores are calibrated to
 [0, 1]. Detectors are plain picklable objects: no I/O, no Bytewax, and any
 randomness comes from the ``seed`` argument.
@@ -38,7 +39,7 @@ class Detector(Protocol):
         ...
 
     def learn_one(self, subject: str, x: dict[str, float]) -> None:
-        """Update the subject's baseline with one window."""
+        """Update the subject's baseline with one window (unless it is anomalous)."""
         ...
 
     def explain_one(self, subject: str, x: dict[str, float]) -> list[Reason]:

@@ -57,6 +57,10 @@ class ConsumerBaseline:
         z_onset: deviations (in spreads) below which the score is 0.
         z_scale: how fast the score approaches 1 beyond ``z_onset``.
         pseudo_requests: pseudo-counts that shrink ratios of small windows.
+        protect_score: a window scoring at least this against the consumer's own
+            baseline is not learned, so an attack does not become its new normal
+            (River's ``protect_anomaly_detector``). Windows scored against peers
+            are always learned: the consumer's own normal is not known yet.
         seed: unused (the detector is deterministic); kept for the contract.
 
     >>> d = ConsumerBaseline()
@@ -84,6 +88,7 @@ class ConsumerBaseline:
         z_onset: float = 3.0,
         z_scale: float = 3.0,
         pseudo_requests: float = 10.0,
+        protect_score: float = 0.5,
         seed: int = 0,
     ) -> None:
         if not 0 < fading_factor <= 1:
@@ -94,6 +99,7 @@ class ConsumerBaseline:
         self.z_onset = z_onset
         self.z_scale = z_scale
         self.pseudo_requests = pseudo_requests
+        self.protect_score = protect_score
         self.seed = seed
         # per subject: [windows seen, mean_0, mean_sq_0, mean_1, mean_sq_1, ...] in compared space
         self._subjects: dict[str, list[float]] = {}
@@ -106,7 +112,8 @@ class ConsumerBaseline:
     def __repr__(self) -> str:
         return (
             f"ConsumerBaseline(fading_factor={self.fading_factor}, min_history={self.min_history}, "
-            f"z_onset={self.z_onset}, z_scale={self.z_scale}, pseudo_requests={self.pseudo_requests})"
+            f"z_onset={self.z_onset}, z_scale={self.z_scale}, pseudo_requests={self.pseudo_requests}, "
+            f"protect_score={self.protect_score})"
         )
 
     def _stats(self, subject: str) -> list[float] | None:
@@ -151,6 +158,8 @@ class ConsumerBaseline:
 
     def learn_one(self, subject: str, x: dict[str, float]) -> None:
         own = self._subjects.get(subject)
+        if own is not None and own[0] >= self.min_history and self.score_one(subject, x) >= self.protect_score:
+            return
         if own is None:
             own = self._subjects[subject] = [0.0] * (1 + 2 * _N)
         n_req = float(x.get("requests", 0.0))

@@ -67,6 +67,9 @@ class ConsumerBaselineConfig(_Section):
     z_onset: float = Field(3.0, gt=0, le=100, description="Deviation (in spreads) below which the score is 0.")
     z_scale: float = Field(3.0, gt=0, le=100, description="How fast the score nears 1 beyond z_onset.")
     pseudo_requests: float = Field(10.0, ge=0, le=10_000, description="Pseudo-counts that shrink ratios of small windows.")
+    protect_score: float = Field(
+        0.5, ge=0, le=1, description="Windows scoring this much against a consumer's own baseline are not learned."
+    )
 
 
 class DetectorsConfig(_Section):

@@ -146,10 +146,10 @@ class ShardProcessor:
         x = cw.features()
         for det in self.detectors:
             score = det.score_one(consumer, x)
+            reasons = det.explain_one(consumer, x) if score >= self.min_score else []
+            det.learn_one(consumer, x)
             if score < self.min_score:
-                det.learn_one(consumer, x)  # findings stay out of the baseline
                 continue
-            reasons = det.explain_one(consumer, x)
             finding = Finding(
                 finding_id=stable_id(det.name, det.subject_type, consumer, w.start),
                 subject_type=det.subject_type,

@@ -35,10 +35,6 @@ _FILE = re.compile(r"^(?:seg-(?P<sw>[A-Za-z0-9]+)-(?P<seq>\d+)|cmp-(?P<cw>[A-Za-
 _SEQ_WIDTH = 12
 
 
-class StoreError(RuntimeError):
-    """The store could not be read or written."""
-
-
 def _rows_to_table(table: str, rows: Sequence[tuple]) -> pa.Table:
     schema = TABLES[table]
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
@@ -199,7 +195,7 @@ def query(
     params: Sequence | dict | None = None,
     *,
     con: duckdb.DuckDBPyConnection | None = None,
-    attempts: int = 5,
+    attempts: int = 10,
 ) -> pa.Table:
     """Run ``sql`` against the store and return an Arrow table.
 
@@ -209,18 +205,23 @@ def query(
     own = con is None
     con = con or duckdb.connect()
     try:
-        for attempt in range(attempts):
-            refresh_views(con, root)
+        attempt = 1
+        while True:
             try:
+                # binding the views opens the files too, so it belongs inside the retry
+                refresh_views(con, root)
                 return con.sql(sql, params=params).to_arrow_table()
             except duckdb.IOException as exc:
-                if attempt == attempts - 1 or not any(
-                    s in str(exc) for s in ("No such file", "No files found", "not found")
-                ):
+                if attempt >= attempts or not _vanished(exc):
                     raise
-                time.sleep(0.05 * (attempt + 1))
+                time.sleep(0.05 * attempt)
+                attempt += 1
     finally:
         if own:
             con.close()
-    msg = "unreachable"
-    raise StoreError(msg)
+
+
+def _vanished(exc: duckdb.IOException) -> bool:
+    """Tell whether a DuckDB I/O error means a listed file was compacted away."""
+    text = str(exc)
+    return any(s in text for s in ("No such file", "Cannot open file", "No files found"))

@@ -61,7 +61,7 @@ class _Record(msgspec.Struct):
 
 
 _DECODER = msgspec.json.Decoder(_Record)
-_EPOCH_BY_MINUTE: dict[str, float] = {}
+_EPOCH_MS_BY_SECOND: dict[str, int] = {}
 
 
 def parse_timestamp(text: str) -> float:
@@ -76,21 +76,15 @@ def parse_timestamp(text: str) -> float:
     >>> parse_timestamp("2022-12-15T02:53Z")
     1671072780.0
     """
-    # fast path: cache the minute, add seconds and millis by hand
-    if len(text) >= 17 and text[-1] == "Z" and text[16:17] in (":", "Z"):
-        minute = text[:16]
-        base = _EPOCH_BY_MINUTE.get(minute)
-        if base is None:
-            if len(_EPOCH_BY_MINUTE) > 4096:
-                _EPOCH_BY_MINUTE.clear()
-            base = _EPOCH_BY_MINUTE[minute] = datetime.fromisoformat(minute + "Z").timestamp()
-        rest = text[17:-1]
-        if not rest:
-            return base
-        if len(rest) >= 2 and rest[:2].isdigit() and (len(rest) == 2 or (rest[2] == "." and rest[3:].isdigit())):
-            sec = int(rest[:2])
-            if sec < 60:
-                return round(base + sec + (int(rest[3:]) / 10 ** len(rest[3:]) if len(rest) > 3 else 0), 6)
+    # fast path for the common millisecond form: cache whole seconds, add the millis
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        base_ms = _EPOCH_MS_BY_SECOND.get(text[:19])
+        if base_ms is None:
+            if len(_EPOCH_MS_BY_SECOND) > 65536:
+                _EPOCH_MS_BY_SECOND.clear()
+            base_ms = _EPOCH_MS_BY_SECOND[text[:19]] = round(datetime.fromisoformat(text[:19] + "Z").timestamp()) * 1000
+        # one integer division: the same float as parsing the decimal text
+        return (base_ms + int(text[20:23])) / 1000
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)

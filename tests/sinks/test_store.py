@@ -1,0 +1,98 @@
+import os
+import threading
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flows.events import Decision, Finding
+from sinks.schema import TABLES
+from sinks.store import StoreWriter, live_files, query
+
+
+def _reject(i: int) -> tuple:
+    return ("src", i, i * 10, "no_match", "", f"line {i}", 1_790_000_000.0 + i)
+
+
+def test_record_structs_match_table_columns():
+    assert list(Finding.__struct_fields__) == TABLES["findings"].names
+    assert list(Decision.__struct_fields__) == TABLES["decisions"].names
+
+
+def test_empty_store_has_every_table_with_its_columns(tmp_path):
+    for table, schema in TABLES.items():
+        result = query(tmp_path, f"SELECT * FROM {table}")
+        assert result.num_rows == 0
+        assert result.column_names == schema.names
+
+
+def test_segments_are_published_atomically_and_numbered_after_a_restart(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    w.append("rejected", [_reject(1)])
+    w.append("rejected", [_reject(2), _reject(3)])
+    again = StoreWriter(tmp_path).open()
+    again.append("rejected", [_reject(4)])
+    names = sorted(os.listdir(tmp_path / "rejected"))
+    assert names == [f"seg-w0-{n:012d}.parquet" for n in (1, 2, 3)]
+    assert query(tmp_path, "SELECT count(*) n FROM rejected").to_pylist() == [{"n": 4}]
+
+
+def test_compaction_keeps_every_row_once(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    for i in range(10):
+        w.append("rejected", [_reject(i)])
+    out = w.compact("rejected", min_files=4)
+    assert out is not None and out.name == "cmp-w0-000000000001-000000000010.parquet"
+    assert [p.name for p in live_files(tmp_path / "rejected")] == [out.name]
+    w.append("rejected", [_reject(10)])
+    assert w.compact("rejected", min_files=4) is None  # 2 live files: below the threshold
+    assert query(tmp_path, "SELECT count(DISTINCT line_no) d, count(*) n FROM rejected").to_pylist() == [{"d": 11, "n": 11}]
+    assert pq.read_table(out).schema.equals(TABLES["rejected"])
+
+
+def test_a_compacted_file_hides_the_segments_it_covers_until_they_are_deleted(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    for i in range(3):
+        w.append("rejected", [_reject(i)])
+    # the moment between publishing the merged file and deleting the segments
+    segments = list((tmp_path / "rejected").iterdir())
+    merged = pq.read_table(segments[0])
+    for p in segments[1:]:
+        merged = pa.concat_tables([merged, pq.read_table(p)])
+    pq.write_table(merged, tmp_path / "rejected" / "cmp-w0-000000000001-000000000003.parquet")
+    assert query(tmp_path, "SELECT count(*) n FROM rejected").to_pylist() == [{"n": 3}]
+
+
+def test_params_are_bound_not_interpolated(tmp_path):
+    StoreWriter(tmp_path).open().append("rejected", [_reject(1)])
+    sneaky = "x' OR '1'='1"
+    assert query(tmp_path, "SELECT count(*) n FROM rejected WHERE reason = ?", [sneaky]).to_pylist() == [{"n": 0}]
+
+
+def test_readers_never_fail_or_go_backwards_while_the_writer_compacts(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    done = threading.Event()
+
+    def write():
+        for i in range(300):
+            w.append("rejected", [_reject(i)])
+            w.compact("rejected", min_files=3)
+            time.sleep(0.005)
+        done.set()
+
+    t = threading.Thread(target=write)
+    t.start()
+    seen = []
+    while not done.is_set():
+        seen.append(query(tmp_path, "SELECT count(*) n FROM rejected").to_pylist()[0]["n"])
+        time.sleep(0.001)
+    t.join()
+    assert len(seen) > 10
+    assert seen == sorted(seen)
+    assert query(tmp_path, "SELECT count(*) n, count(DISTINCT line_no) d FROM rejected").to_pylist() == [{"n": 300, "d": 300}]
+
+
+def test_writer_id_must_be_safe_for_file_names(tmp_path):
+    with pytest.raises(ValueError, match="alphanumeric"):
+        StoreWriter(tmp_path, writer="../x")
