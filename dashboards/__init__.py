@@ -29,6 +29,7 @@ def serve(store: pathlib.Path, *, address: str = "127.0.0.1", port: int = 8501) 
         "--server.port", str(port),
         "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--", "--store", str(store),
     ]  # fmt: skip
     print(f"Dashboard: http://{address}:{port}", flush=True)

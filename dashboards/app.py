@@ -101,8 +101,11 @@ def metric_row(totals: queries.OverviewTotals) -> None:
         "Error rate": "Share of requests answered with a 4xx or 5xx status.",
         "Rejected lines": "Log lines that could not be parsed, over all time.",
     }
-    for column, (label, value) in zip(st.columns(len(values)), values.items(), strict=True):
-        column.metric(label, value, help=helps.get(label), border=True)
+    items = list(values.items())
+    # two rows of four: eight metrics in one row truncate their values on a laptop screen
+    for row in (items[:4], items[4:]):
+        for column, (label, value) in zip(st.columns(len(row)), row, strict=True):
+            column.metric(label, value, help=helps.get(label), border=True)
 
 
 def traffic_chart(per_minute: pl.DataFrame) -> alt.LayerChart:
@@ -114,7 +117,7 @@ def traffic_chart(per_minute: pl.DataFrame) -> alt.LayerChart:
         .transform_fold(series, as_=["series", "count"])
         .mark_line(point=alt.OverlayMarkDef(size=20))
         .encode(
-            x=alt.X("minute:T", title="UTC", scale=alt.Scale(type="utc")),
+            x=alt.X("minute:T", title="UTC", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M")),
             y=alt.Y("count:Q", title="per minute"),
             color=alt.Color(
                 "series:N",

@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import httpx
 
 import pyarrow as pa
 import pytest
@@ -139,44 +146,32 @@ def test_app_warns_about_a_bad_refresh_interval(monkeypatch, store_root):
     assert metrics(app)["Requests"] == "1,100"
 
 
-class _FakePopen:
-    """Stands in for the Streamlit server process."""
-
-    def __init__(self, cmd, interrupt=False):
-        self.cmd = cmd
-        self.interrupt = interrupt
-        self.waits = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def wait(self, timeout=None):
-        self.waits += 1
-        if self.interrupt and self.waits == 1:
-            raise KeyboardInterrupt
-        return 3 if not self.interrupt else -2
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
-def test_serve_runs_streamlit_on_the_app(monkeypatch, capsys, tmp_path):
-    started = []
-    monkeypatch.setattr(subprocess, "Popen", lambda cmd: started.append(_FakePopen(cmd)) or started[-1])
-
-    code = dashboards.serve(tmp_path, address="0.0.0.0", port=9999)
-
-    assert code == 3
-    assert capsys.readouterr().out.splitlines()[0] == "Dashboard: http://0.0.0.0:9999"
-    assert started[0].cmd == [
-        sys.executable, "-m", "streamlit", "run", str(dashboards.APP_PATH),
-        "--server.address", "0.0.0.0", "--server.port", "9999",
-        "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--", "--store", str(tmp_path),
-    ]  # fmt: skip
-
-
-def test_serve_returns_0_after_ctrl_c(monkeypatch, tmp_path):
-    monkeypatch.setattr(subprocess, "Popen", lambda cmd: _FakePopen(cmd, interrupt=True))
-
-    assert dashboards.serve(tmp_path) == 0
+def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_root):
+    port = _free_port()
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text(f"[dashboard]\nport = {port}\n")
+    gatewatch = str(Path(sys.executable).with_name("gatewatch"))
+    proc = subprocess.Popen(
+        [gatewatch, "dashboard", "--store", str(store_root), "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health != "ok":
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert health == "ok"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
