@@ -84,11 +84,12 @@ def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: thre
 
 
 def _progress(stats, total_bytes: int, done: threading.Event) -> None:
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
         TextColumn("replay"), BarColumn(), DownloadColumn(), TextColumn("{task.fields[lines]} lines"),
-        TimeRemainingColumn(), transient=True,
+        TimeRemainingColumn(), transient=True, console=Console(stderr=True),
     ) as bar:  # fmt: skip
         task = bar.add_task("replay", total=total_bytes, lines=0)
         while not done.wait(0.2):

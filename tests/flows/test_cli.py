@@ -1,0 +1,81 @@
+"""The command line as a user meets it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from datetime import datetime, timezone
+
+from flows.simulate import generate_wso2
+from tests.conftest import GATEWATCH, SAMPLE, gatewatch, scalar
+
+
+def test_help_lists_every_command():
+    out = gatewatch("--help").stdout
+    for command in ("replay", "run", "sql", "dashboard", "validate"):
+        assert command in out
+
+
+def test_validate_lists_every_problem_and_exits_non_zero(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pipeline]\nwindow_s = 0\nwindw_s = 60\n[policy]\nmode = \"enforce\"\n")
+    proc = gatewatch("validate", "--config", str(bad), check=False)
+    assert proc.returncode == 1
+    errors = proc.stderr.splitlines()
+    assert len(errors) == 3
+    assert "error: pipeline.windw_s: unknown key" in errors
+    assert any(e.startswith("error: pipeline.window_s:") for e in errors)
+    assert any(e.startswith("error: policy.mode:") for e in errors)
+    assert gatewatch("validate").stdout.strip() == "embedded defaults: OK"
+
+
+def test_a_bad_config_stops_replay_before_it_reads_anything(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[input]\nformat = \"syslog\"\n")
+    proc = gatewatch("replay", str(SAMPLE), "--config", str(bad), "--store", str(tmp_path / "s"), check=False)
+    assert proc.returncode == 2
+    assert "input.format" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_run_reads_stdin_until_it_closes(tmp_path):
+    store = tmp_path / "store"
+    lines = SAMPLE.read_bytes().splitlines(keepends=True)[:2000]
+    proc = subprocess.run(
+        [GATEWATCH, "run", "-", "--store", str(store)], input=b"".join(lines), capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"run: lines=2000 events=2000" in proc.stdout
+    assert scalar(store, "SELECT sum(requests) FROM traffic") == 2000
+
+
+def test_replay_shows_progress_on_a_terminal_only(tmp_path):
+    log = tmp_path / "big.log"
+    generate_wso2(log, start=datetime(2026, 11, 2, tzinfo=timezone.utc), minutes=60, seed=3, scale=6)
+    piped = gatewatch("replay", str(log), "--store", str(tmp_path / "a"))
+    assert piped.stderr == ""
+    leader, follower = os.openpty()
+    shown = bytearray()
+
+    def drain():  # the terminal end must be read while the child writes, or it blocks
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc = subprocess.run(
+        [GATEWATCH, "replay", str(log), "--store", str(tmp_path / "b")],
+        stdout=subprocess.PIPE, stderr=follower, timeout=300,
+    )  # fmt: skip
+    os.close(follower)
+    reader.join(timeout=10)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"replay" in shown and b"lines" in shown and b"MB" in shown
