@@ -66,7 +66,10 @@ def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: thre
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
+    from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
     from flows.dataflow import build_flow
+    from sinks.control import ControlDB
+    from sinks.store import StoreWriter
 
     flow = build_flow(cfg, inputs, follow=follow, stats=stats, stop=stop, snapshots=recovery is not None)
     kwargs = {}
@@ -75,12 +78,20 @@ def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: thre
             recovery.mkdir(parents=True)
             init_db_dir(recovery, 1)
         kwargs["recovery_config"] = RecoveryConfig(recovery)
-    cli_main(
-        flow,
-        workers_per_process=cfg.pipeline.workers,
-        epoch_interval=timedelta(seconds=cfg.pipeline.snapshot_interval_s),
-        **kwargs,
-    )
+    control = ControlDB(cfg.store.path).open()
+    controller = Controller(control, StoreWriter(cfg.store.path, writer=CONTROL_WRITER).open(), build_policy(cfg))
+    loop = ControlLoop(controller, sender=None).start()
+    try:
+        cli_main(
+            flow,
+            workers_per_process=cfg.pipeline.workers,
+            epoch_interval=timedelta(seconds=cfg.pipeline.snapshot_interval_s),
+            **kwargs,
+        )
+    finally:
+        loop.stop()
+        stats.add_rows("decisions", controller.decisions_made)
+        control.close()
 
 
 def _progress(stats, total_bytes: int, done: threading.Event) -> None:

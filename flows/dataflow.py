@@ -7,7 +7,8 @@
       -> route (crc32 of the consumer -> shard key; every shard also gets the
                 input's newest event time so its windows close in step)
       -> window_detect (one ShardProcessor per shard: windows, detectors, policy)
-      -> store (StoreSink: one Parquet segment per table per batch)
+      -> store (StoreSink: one Parquet segment per table per batch; findings
+                also go to the control database's inbox for the controller)
 
 Items that cross Bytewax are batches, never single events
 (notes/PERFORMANCE.md P4): the per-event work happens in plain loops.
@@ -29,10 +30,11 @@ from bytewax.operators import StatefulLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.config import Config
-from flows.events import Chunk, Event
+from flows.events import Chunk, Event, Finding
 from flows.parsers import ChunkParser
 from flows.shard import Output, ShardProcessor
 from flows.sources import LogSource
+from sinks.control import ControlDB
 from sinks.schema import TABLES
 from sinks.store import StoreWriter
 
@@ -147,8 +149,11 @@ class _ShardLogic(StatefulLogic):
 
 
 class _StorePartition(StatefulSinkPartition):
-    def __init__(self, writer: StoreWriter, stats: RunStats, compact_every_s: float, compact_min_files: int) -> None:
+    def __init__(
+        self, writer: StoreWriter, control: ControlDB, stats: RunStats, compact_every_s: float, compact_min_files: int
+    ) -> None:
         self.writer = writer
+        self.control = control
         self.stats = stats
         self.compact_every_s = compact_every_s
         self.compact_min_files = compact_min_files
@@ -161,6 +166,11 @@ class _StorePartition(StatefulSinkPartition):
         for table, rows in by_table.items():
             self.writer.append(table, rows)
             self.stats.add_rows(table, len(rows))
+        # the segments are durable before the controller may act on them
+        if "findings" in by_table:
+            self.control.record_findings(Finding(*row) for row in by_table["findings"])
+        if "traffic" in by_table:
+            self.control.advance_watermark(max(row[1] for row in by_table["traffic"]))
         if time.monotonic() - self._last_compact >= self.compact_every_s:
             self.compact()
 
@@ -174,6 +184,7 @@ class _StorePartition(StatefulSinkPartition):
 
     def close(self) -> None:
         self.compact()
+        self.control.close()
 
 
 class StoreSink(FixedPartitionedSink):
@@ -198,7 +209,11 @@ class StoreSink(FixedPartitionedSink):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
         return _StorePartition(
-            StoreWriter(self.root).open(), self.stats, self.compact_every_s, self.compact_min_files
+            StoreWriter(self.root).open(),
+            ControlDB(self.root).open(),
+            self.stats,
+            self.compact_every_s,
+            self.compact_min_files,
         )
 
 

@@ -7,7 +7,14 @@ This module imports nothing else from the project.
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
+
+
+def stable_id(*parts: object) -> str:
+    """Deterministic id from parts, so a replayed output is recognisably the same."""
+    return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:20]
 
 
 class Chunk(msgspec.Struct, frozen=True):
@@ -79,19 +86,23 @@ class Finding(msgspec.Struct, frozen=True):
 
 
 class Decision(msgspec.Struct, frozen=True):
-    """What policy decided to do about a subject because of a finding."""
+    """One state of a policy decision about a subject (the store keeps every state)."""
 
     decision_id: str
     finding_id: str
     subject_type: str
     subject: str
     subject_name: str
-    action: str  # "restrict" | "block"
-    tier: str  # "elevated" | "restricted" | "blocked"
+    action: str  # "restrict" | "block" | "revert"
+    tier: str  # "normal" | "elevated" | "restricted" | "blocked"
+    previous_tier: str
     limit_per_min: int  # absolute limit pushed to the gateway (0 = block)
     mode: str  # "dry-run" | "enforce"
-    status: str  # "recorded" (dry-run) | "pending" | "approved" ...
+    status: str  # see sinks/schema.py
     reason: str
+    inputs: str  # JSON: score, evidence, policy settings used
+    actor: str  # "policy" or a person
     effective_from: float  # event time of the window that caused it
     expires_at: float  # event time after which it is reverted by itself
     created_at: float  # wall clock
+    changed_at: float  # wall clock of this state

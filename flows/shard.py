@@ -2,9 +2,12 @@
 
 The dataflow routes each consumer to one shard (crc32 of its id) and feeds
 the shard whole batches of events. The shard keeps the open windows, the
-detectors' baselines and the policy state, and turns every closed window
-into store rows: ``traffic`` always, ``findings`` and ``decisions`` when due.
-It is pickled whole for Bytewax recovery snapshots.
+detectors' baselines, and turns every closed window into store rows:
+``traffic`` always, ``findings`` when a detector fires.
+It is pickled whole for Bytewax recovery snapshots. Policy does not live
+here: findings go to the control plane (flows/controller.py), which sees
+every shard's findings and so can apply global limits such as the blast
+radius.
 """
 
 from __future__ import annotations
@@ -17,15 +20,10 @@ from msgspec.structs import astuple
 
 from detectors import DETECTORS
 from flows.config import Config
-from flows.events import Event, Finding
+from flows.events import Event, Finding, stable_id
 from flows.features import ClosedWindow, TrafficAcc, WindowTable
-from flows.policy import Policy, stable_id
 
 Output = tuple[str, list[tuple]]  # (table, rows in the table's column order)
-
-# consumers that cannot be restricted: the gateway did not resolve them
-UNRESOLVED_CONSUMERS = frozenset({"", "UNKNOWN", "anonymous"})
-
 
 def build_detectors(cfg: Config) -> list:
     """Instantiate every enabled detector from its config section."""
@@ -64,7 +62,7 @@ class _ConsumerWindow:
 
 
 class ShardProcessor:
-    """Windows, detectors and policy of one shard."""
+    """Windows and detectors of one shard."""
 
     def __init__(self, cfg: Config) -> None:
         p = cfg.pipeline
@@ -74,15 +72,6 @@ class ShardProcessor:
         self.min_score = cfg.detectors.min_score
         self.table = WindowTable(p.window_s, p.allowed_lateness_s)
         self.detectors = build_detectors(cfg)
-        pol = cfg.policy
-        self.policy = Policy(
-            mode=pol.mode,
-            restrict_score=pol.restrict_score,
-            ttl_s=pol.ttl_s,
-            window_s=p.window_s,
-            limit_factor=pol.limit_factor,
-            min_limit_per_min=pol.min_limit_per_min,
-        )
         self._advanced_at: float | None = None  # wall clock when event time last advanced
 
     def ingest(self, events: list[Event], max_ts: float) -> list[Output]:
@@ -113,7 +102,6 @@ class ShardProcessor:
     def _emit(self, windows: Iterable[ClosedWindow]) -> list[Output]:
         traffic: list[tuple] = []
         findings: list[tuple] = []
-        decisions: list[tuple] = []
         for w in windows:
             per_consumer: dict[str, _ConsumerWindow] = {}
             for (api, consumer), acc in w.cells.items():
@@ -132,17 +120,13 @@ class ShardProcessor:
                 cw.add(acc)
             if not w.late:  # late rows were after the fact: counted, not scored
                 for consumer in sorted(per_consumer):
-                    self._detect(w, consumer, per_consumer[consumer], findings, decisions)
-        if decisions:
-            self.policy.expire(self.table.watermark())
+                    self._detect(w, consumer, per_consumer[consumer], findings)
         out: list[Output] = [("traffic", traffic)] if traffic else []
         if findings:
             out.append(("findings", findings))
-        if decisions:
-            out.append(("decisions", decisions))
         return out
 
-    def _detect(self, w: ClosedWindow, consumer: str, cw: _ConsumerWindow, findings: list, decisions: list) -> None:
+    def _detect(self, w: ClosedWindow, consumer: str, cw: _ConsumerWindow, findings: list) -> None:
         x = cw.features()
         for det in self.detectors:
             score = det.score_one(consumer, x)
@@ -164,13 +148,13 @@ class ShardProcessor:
                 detected_at=time.time(),
                 reasons=[r.text for r in reasons],
                 evidence=json.dumps(
-                    {r.feature: {"observed": r.observed, "baseline": r.baseline, "spread": r.spread} for r in reasons}
+                    {
+                        "features": x,
+                        "reasons": {
+                            r.feature: {"observed": r.observed, "baseline": r.baseline, "spread": r.spread}
+                            for r in reasons
+                        },
+                    }
                 ),
             )
             findings.append(astuple(finding))
-            if consumer in UNRESOLVED_CONSUMERS:
-                continue
-            baseline = next((r.baseline for r in reasons if r.feature == "requests"), x["requests"])
-            decision = self.policy.decide(finding, baseline)
-            if decision is not None:
-                decisions.append(astuple(decision))

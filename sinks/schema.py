@@ -52,6 +52,7 @@ TABLES: dict[str, pa.Schema] = {
             ("evidence", pa.string()),
         ]
     ),
+    # append-only log: one row per state change of a decision (latest row = current state)
     "decisions": pa.schema(
         [
             ("decision_id", pa.string()),
@@ -59,27 +60,54 @@ TABLES: dict[str, pa.Schema] = {
             ("subject_type", pa.string()),
             ("subject", pa.string()),
             ("subject_name", pa.string()),
-            ("action", pa.string()),
-            ("tier", pa.string()),
-            ("limit_per_min", pa.int64()),
-            ("mode", pa.string()),
+            ("action", pa.string()),  # "restrict" | "block" | "revert"
+            ("tier", pa.string()),  # "normal" | "elevated" | "restricted" | "blocked"
+            ("previous_tier", pa.string()),
+            ("limit_per_min", pa.int64()),  # absolute limit pushed to the gateway (0 = block)
+            ("mode", pa.string()),  # "dry-run" | "enforce"
+            # "recorded" (dry-run) | "pending_review" | "approved" | "applied" | "suppressed"
+            # | "rejected" | "expired" | "reverted" | "failed"
             ("status", pa.string()),
             ("reason", pa.string()),
-            ("effective_from", _TS),
-            ("expires_at", _TS),
-            ("created_at", _TS),
+            ("inputs", pa.string()),  # JSON: score, evidence, policy settings used
+            ("actor", pa.string()),  # "policy" or the person who approved / reverted
+            ("effective_from", _TS),  # event time of the window that caused it
+            ("expires_at", _TS),  # event time after which it reverts by itself
+            ("created_at", _TS),  # wall clock
+            ("changed_at", _TS),  # wall clock of this state change
         ]
     ),
+    # append-only log: one row per state change of an incident
+    "incidents": pa.schema(
+        [
+            ("incident_id", pa.string()),
+            ("subject_type", pa.string()),
+            ("subject", pa.string()),
+            ("subject_name", pa.string()),
+            ("kind", pa.string()),
+            ("state", pa.string()),  # "open" | "escalated" | "resolved"
+            ("max_score", pa.float64()),
+            ("tier", pa.string()),
+            ("findings", pa.int64()),
+            ("first_seen", _TS),  # event time
+            ("last_seen", _TS),
+            ("reasons", pa.list_(pa.string())),
+            ("changed_at", _TS),
+        ]
+    ),
+    # one row per delivery attempt (gateway calls and alert notifications)
     "deliveries": pa.schema(
         [
-            ("delivery_id", pa.string()),
-            ("decision_id", pa.string()),
-            ("target", pa.string()),
+            ("delivery_id", pa.string()),  # outbox id: deterministic, the same across retries
+            ("channel", pa.string()),  # "wso2" | "kong" | "webhook" | "slack" | "pagerduty" | ...
+            ("destination", pa.string()),  # configured destination name
+            ("ref_id", pa.string()),  # decision_id or incident_id
             ("attempt", pa.int64()),
-            ("request", pa.string()),
-            ("outcome", pa.string()),  # "sent" | "retry" | "dead_letter"
+            ("operation", pa.string()),  # e.g. "POST /throttling/deny-policies"
+            ("outcome", pa.string()),  # "sent" | "retry" | "dead_letter" | "skipped"
             ("http_status", pa.int64()),
             ("error", pa.string()),
+            ("latency_ms", pa.float64()),
             ("attempted_at", _TS),
         ]
     ),

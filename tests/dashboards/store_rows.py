@@ -75,8 +75,9 @@ FINDINGS = [
 
 DECISIONS = [
     (
-        "d1", "f1", "consumer", "c3", "mallory-app", "restrict", "restricted", 10, "dry-run",
-        "recorded", "credential stuffing", at(3).timestamp(), at(63).timestamp(), at(3.2).timestamp(),
+        "d1", "f1", "consumer", "c3", "mallory-app", "restrict", "restricted", "normal", 10, "dry-run",
+        "recorded", "credential stuffing", "{}", "policy", at(3).timestamp(), at(63).timestamp(),
+        at(3.2).timestamp(), at(3.2).timestamp(),
     ),
 ]  # fmt: skip
 

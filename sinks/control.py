@@ -1,0 +1,251 @@
+"""The control database: durable, mutable state of the control plane.
+
+Findings arrive in an *inbox*, decisions live here with their current state,
+and everything that must reach the outside world waits in the *outbox* until
+a sender delivers it. SQLite in WAL mode lets the pipeline, the CLI
+(``gatewatch decisions approve``) and the dashboard use it at the same time,
+which a DuckDB file would not allow.
+
+Every insert is keyed by a deterministic id and made with ``INSERT OR
+IGNORE``, so Bytewax replaying output after a crash changes nothing.
+The store's Parquet tables keep the history (every decision state, every
+delivery attempt); this file keeps only the present.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from flows.events import Decision, Finding
+
+CONTROL_FILE = "control.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    finding_id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    subject_type TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_by_subject ON decisions (subject_type, subject);
+CREATE INDEX IF NOT EXISTS decisions_by_status ON decisions (status);
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    channel TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    ref_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
+"""
+
+ACTIVE_STATUSES = ("recorded", "pending_review", "approved", "applied")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One thing to deliver, with its delivery state."""
+
+    id: str
+    channel: str
+    destination: str
+    ref_id: str
+    payload: dict
+    state: str  # "pending" | "sent" | "dead_letter"
+    attempts: int
+    next_at: float
+    last_error: str
+
+
+class ControlDB:
+    """Inbox, decisions and outbox in one SQLite file under the store.
+
+    Construction does no I/O; :meth:`open` creates the file and tables.
+    One instance per thread (SQLite connections are not shared across threads).
+    """
+
+    def __init__(self, store: str | os.PathLike[str], timeout_s: float = 30.0) -> None:
+        self.path = Path(store) / CONTROL_FILE
+        self.timeout_s = timeout_s
+        self._con: sqlite3.Connection | None = None
+
+    def open(self) -> ControlDB:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.executescript(_SCHEMA)
+        self._con = con
+        return self
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    @property
+    def con(self) -> sqlite3.Connection:
+        if self._con is None:
+            self.open()
+        return self._con
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run statements atomically (``BEGIN IMMEDIATE``: one writer at a time)."""
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    # -- inbox -------------------------------------------------------------
+
+    def record_findings(self, findings: Iterable[Finding]) -> int:
+        """Queue findings for the controller; a finding seen before is ignored."""
+        enc = msgspec.json.encode
+        with self.transaction() as con:
+            cur = con.executemany(
+                "INSERT OR IGNORE INTO inbox (finding_id, body) VALUES (?, ?)",
+                [(f.finding_id, enc(f).decode()) for f in findings],
+            )
+            return cur.rowcount
+
+    def findings_after(self, seq: int, limit: int = 1000) -> list[tuple[int, Finding]]:
+        rows = self.con.execute(
+            "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        ).fetchall()
+        dec = msgspec.json.Decoder(Finding).decode
+        return [(s, dec(b)) for s, b in rows]
+
+    # -- meta --------------------------------------------------------------
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str, con: sqlite3.Connection | None = None) -> None:
+        (con or self.con).execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def advance_watermark(self, event_ts: float) -> None:
+        """Record the newest event time the pipeline has closed windows up to (never moves back)."""
+        with self.transaction() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = 'watermark'").fetchone()
+            if row is None or float(row[0]) < event_ts:
+                self.set_meta("watermark", repr(event_ts), con)
+
+    def watermark(self) -> float | None:
+        value = self.get_meta("watermark")
+        return float(value) if value is not None else None
+
+    # -- decisions ---------------------------------------------------------
+
+    def put_decision(self, d: Decision, con: sqlite3.Connection | None = None) -> None:
+        """Insert or update a decision's current state."""
+        (con or self.con).execute(
+            "INSERT INTO decisions (decision_id, subject_type, subject, status, expires_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO UPDATE SET "
+            "status = excluded.status, expires_at = excluded.expires_at, body = excluded.body",
+            (d.decision_id, d.subject_type, d.subject, d.status, d.expires_at, msgspec.json.encode(d).decode()),
+        )
+
+    def decision(self, decision_id: str) -> Decision | None:
+        row = self.con.execute("SELECT body FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+        return msgspec.json.decode(row[0], type=Decision) if row else None
+
+    def decisions(self, statuses: Iterable[str] | None = None) -> list[Decision]:
+        if statuses is None:
+            rows = self.con.execute("SELECT body FROM decisions ORDER BY rowid").fetchall()
+        else:
+            statuses = list(statuses)
+            marks = ",".join("?" * len(statuses))
+            rows = self.con.execute(
+                f"SELECT body FROM decisions WHERE status IN ({marks}) ORDER BY rowid", statuses
+            ).fetchall()
+        dec = msgspec.json.Decoder(Decision).decode
+        return [dec(r[0]) for r in rows]
+
+    def active_decision(self, subject_type: str, subject: str) -> Decision | None:
+        marks = ",".join("?" * len(ACTIVE_STATUSES))
+        row = self.con.execute(
+            f"SELECT body FROM decisions WHERE subject_type = ? AND subject = ? AND status IN ({marks}) "
+            "ORDER BY rowid DESC LIMIT 1",
+            (subject_type, subject, *ACTIVE_STATUSES),
+        ).fetchone()
+        return msgspec.json.decode(row[0], type=Decision) if row else None
+
+    # -- outbox ------------------------------------------------------------
+
+    def enqueue(
+        self,
+        entry_id: str,
+        channel: str,
+        destination: str,
+        ref_id: str,
+        payload: dict,
+        *,
+        not_before: float | None = None,
+        con: sqlite3.Connection | None = None,
+    ) -> bool:
+        """Add a delivery unless one with the same id exists; return whether it was added."""
+        now = time.time()
+        cur = (con or self.con).execute(
+            "INSERT OR IGNORE INTO outbox (id, channel, destination, ref_id, payload, next_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry_id, channel, destination, ref_id, json.dumps(payload), not_before or now, now, now),
+        )
+        return cur.rowcount == 1
+
+    def due(self, now: float, limit: int = 100) -> list[OutboxEntry]:
+        rows = self.con.execute(
+            "SELECT id, channel, destination, ref_id, payload, state, attempts, next_at, last_error FROM outbox "
+            "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, created_at LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def outbox(self, state: str | None = None) -> list[OutboxEntry]:
+        sql = "SELECT id, channel, destination, ref_id, payload, state, attempts, next_at, last_error FROM outbox"
+        rows = (
+            self.con.execute(sql + " WHERE state = ? ORDER BY created_at", (state,)).fetchall()
+            if state
+            else self.con.execute(sql + " ORDER BY created_at").fetchall()
+        )
+        return [_entry(r) for r in rows]
+
+    def settle(self, entry_id: str, *, state: str, attempts: int, next_at: float, last_error: str) -> None:
+        """Record the outcome of a delivery attempt."""
+        self.con.execute(
+            "UPDATE outbox SET state = ?, attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+            (state, attempts, next_at, last_error, time.time(), entry_id),
+        )
+
+
+def _entry(row: tuple) -> OutboxEntry:
+    entry_id, channel, destination, ref_id, payload, state, attempts, next_at, last_error = row
+    return OutboxEntry(entry_id, channel, destination, ref_id, json.loads(payload), state, attempts, next_at, last_error)

@@ -1,0 +1,154 @@
+"""Deliver the outbox: bounded retries, backoff with jitter, a circuit breaker, dead letters.
+
+Retries happen here and nowhere else. A *channel* (a gateway target or an
+alert destination) turns one outbox entry into HTTP calls and reports an
+:class:`Attempt`; the :class:`Sender` decides what happens next and records
+every attempt as a row of the store's ``deliveries`` table:
+
+- 2xx: ``sent``.
+- 408, 429, 5xx (but 501) and connection errors or timeouts: ``retry``
+  after an exponential backoff with full jitter (or the server's
+  ``Retry-After``), until ``max_attempts``; then ``dead_letter``.
+- Any other status: ``dead_letter`` at once, with the error kept: retrying
+  a request the server calls invalid would not help, and nothing is dropped
+  silently.
+
+After ``breaker_failures`` consecutive failures a destination's breaker
+opens: its entries wait ``breaker_cooldown_s`` before one trial call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
+
+import httpx
+
+from sinks.control import ControlDB, OutboxEntry
+from sinks.store import StoreWriter
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one delivery attempt did."""
+
+    http_status: int  # 0 when no response came back
+    operation: str  # e.g. "POST /throttling/deny-policies"
+    error: str = ""
+    retry_after_s: float | None = None
+
+
+class Channel(Protocol):
+    """Delivers outbox entries to one destination."""
+
+    kind: ClassVar[str]  # channel type, e.g. "wso2", "kong", "webhook"
+    name: str  # the configured destination name
+
+    def deliver(self, entry: OutboxEntry) -> Attempt:
+        """Make the calls for ``entry``; raise ``httpx.TransportError`` on connection trouble."""
+        ...
+
+
+def outcome_of(status: int) -> str:
+    """Classify an HTTP status as ``sent``, ``retry`` or ``dead_letter``."""
+    if 200 <= status < 300:
+        return "sent"
+    if status in RETRYABLE_STATUS or status == 0:
+        return "retry"
+    return "dead_letter"
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds a server asked us to wait (``Retry-After`` in seconds), if any."""
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class _Breaker:
+    failures: int = 0
+    open_until: float = 0.0
+
+
+@dataclass
+class Sender:
+    """Deliver due outbox entries through their channels."""
+
+    control: ControlDB
+    writer: StoreWriter
+    channels: dict[str, Channel]
+    max_attempts: int = 8
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+    breaker_failures: int = 5
+    breaker_cooldown_s: float = 30.0
+    seed: int = 0
+    _rng: random.Random = field(init=False, repr=False)
+    _breakers: dict[str, _Breaker] = field(init=False, default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def backoff_s(self, attempt: int) -> float:
+        """Full-jitter exponential backoff before attempt ``attempt + 1``."""
+        return self._rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
+
+    def step(self, now: float | None = None) -> int:
+        """Attempt every due entry once; return how many attempts were made."""
+        now = time.time() if now is None else now
+        rows = []
+        made = 0
+        for entry in self.control.due(now):
+            breaker = self._breakers.setdefault(entry.destination, _Breaker())
+            if breaker.open_until > now:
+                self.control.settle(
+                    entry.id, state="pending", attempts=entry.attempts, next_at=breaker.open_until,
+                    last_error=entry.last_error or "circuit breaker open",
+                )  # fmt: skip
+                continue
+            channel = self.channels.get(entry.destination)
+            attempt_no = entry.attempts + 1
+            started = time.perf_counter()
+            if channel is None:
+                result = Attempt(0, "", f"no destination named {entry.destination!r} is configured")
+                outcome = "dead_letter"
+            else:
+                try:
+                    result = channel.deliver(entry)
+                except httpx.TransportError as exc:  # connection refused, reset, timeout
+                    result = Attempt(0, "", f"{type(exc).__name__}: {exc}")
+                outcome = outcome_of(result.http_status)
+            latency_ms = (time.perf_counter() - started) * 1000
+            made += 1
+            if outcome == "retry" and attempt_no >= self.max_attempts:
+                outcome = "dead_letter"
+            if outcome == "sent":
+                breaker.failures = 0
+                self.control.settle(entry.id, state="sent", attempts=attempt_no, next_at=now, last_error="")
+            else:
+                breaker.failures += 1
+                if breaker.failures >= self.breaker_failures:
+                    breaker.open_until = now + self.breaker_cooldown_s
+                error = result.error or f"HTTP {result.http_status}"
+                if outcome == "retry":
+                    wait = result.retry_after_s if result.retry_after_s is not None else self.backoff_s(attempt_no)
+                    self.control.settle(
+                        entry.id, state="pending", attempts=attempt_no, next_at=now + wait, last_error=error
+                    )
+                else:
+                    self.control.settle(entry.id, state="dead_letter", attempts=attempt_no, next_at=now, last_error=error)
+            rows.append(
+                (
+                    entry.id, channel.kind if channel else "", entry.destination, entry.ref_id, attempt_no,
+                    result.operation, outcome, result.http_status, result.error, latency_ms, time.time(),
+                )
+            )  # fmt: skip
+        self.writer.append("deliveries", rows)
+        return made
