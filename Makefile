@@ -22,11 +22,15 @@ demo: $(STAMP)
 	$(BIN)/gatewatch replay sample_logs/*.log --store $(DEMO_STORE)
 	$(BIN)/gatewatch dashboard --store $(DEMO_STORE)
 
+# the dashboard browser test drives Debian chromium through playwright (never `playwright install`)
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python tests/bench_replay.py --lines 1000000 --workdir bench-data
+	$(BIN)/python tests/bench_dashboard.py --rows 1000000 --workdir bench-data
+	$(BIN)/python tests/bench_detection.py --seeds 1 2 3 4 5 --workdir bench-data/detection
 
 clean:
 	rm -rf $(VENV) bench-data

@@ -1,10 +1,13 @@
-"""The gatewatch dashboard: a Streamlit app over the store.
+"""The gatewatch dashboard: a multipage Streamlit app over the store.
 
-The page lives in ``app.py`` and every SQL query it runs in ``queries.py``.
+``app.py`` lays out the navigation and sidebar, ``views/`` holds one script
+per page, ``ui.py`` what the pages share (live refresh, formatting, charts)
+and ``queries.py`` every query they run.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -12,13 +15,16 @@ import sys
 APP_PATH = pathlib.Path(__file__).resolve().with_name("app.py")
 
 
-def serve(store: pathlib.Path, *, address: str = "127.0.0.1", port: int = 8501) -> int:
+def serve(
+    store: pathlib.Path, *, address: str = "127.0.0.1", port: int = 8501, refresh_s: int | None = None
+) -> int:
     """Run the dashboard on ``store`` in a Streamlit server until it stops.
 
     Args:
         store: Root folder of the store to show.
         address: Address the server listens on.
         port: Port the server listens on.
+        refresh_s: Page refresh interval (``$GATEWATCH_REFRESH_S`` wins if set).
 
     Returns:
         The server's exit code; 0 after Ctrl-C.
@@ -33,7 +39,10 @@ def serve(store: pathlib.Path, *, address: str = "127.0.0.1", port: int = 8501) 
         "--", "--store", str(store),
     ]  # fmt: skip
     print(f"Dashboard: http://{address}:{port}", flush=True)
-    with subprocess.Popen(cmd) as proc:
+    env = None
+    if refresh_s is not None and "GATEWATCH_REFRESH_S" not in os.environ:  # the environment wins over the config
+        env = {**os.environ, "GATEWATCH_REFRESH_S": str(refresh_s)}
+    with subprocess.Popen(cmd, env=env) as proc:
         try:
             return proc.wait()
         except KeyboardInterrupt:

@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
-from detectors.base import Detector, Reason
-from detectors.consumer_baseline import ConsumerBaseline
+from detectors.anomaly import Anomaly
+from detectors.base import BaselineDetector, Detector, Reason
+from detectors.brute_force import BruteForce
+from detectors.credential_stuffing import CredentialStuffing
+from detectors.flooding import Flooding
+from detectors.key_compromise import KeyCompromise
+from detectors.probing import Probing
+from detectors.scraping import Scraping
 
-DETECTORS: dict[str, type] = {cls.name: cls for cls in (ConsumerBaseline,)}
+DETECTORS: dict[str, type] = {
+    cls.name: cls
+    for cls in (CredentialStuffing, BruteForce, Scraping, Flooding, KeyCompromise, Probing, Anomaly)
+}
 
-__all__ = ["DETECTORS", "ConsumerBaseline", "Detector", "Reason"]
+__all__ = [
+    "DETECTORS",
+    "Anomaly",
+    "BaselineDetector",
+    "BruteForce",
+    "CredentialStuffing",
+    "Detector",
+    "Flooding",
+    "KeyCompromise",
+    "Probing",
+    "Reason",
+    "Scraping",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -12,7 +13,9 @@ from typing import Annotated
 
 import typer
 
+from flows.alerts import alerts_app
 from flows.config import Config, ConfigError, check_paths, example_toml, load_config
+from flows.decisions import decisions_app
 from flows.parsers import FORMATS
 
 app = typer.Typer(
@@ -68,19 +71,41 @@ def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: thre
 
     from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
     from flows.dataflow import build_flow
+    from flows.incidents import build_alerting
     from sinks.control import ControlDB
+    from sinks.outbox import Sender
     from sinks.store import StoreWriter
+    from sinks.targets import name_problems, sender_options, wire_targets
 
-    flow = build_flow(cfg, inputs, follow=follow, stats=stats, stop=stop, snapshots=recovery is not None)
+    writer = StoreWriter(cfg.store.path, writer=CONTROL_WRITER)
+    try:
+        observers, channels = build_alerting(cfg, writer)
+    except ConfigError as exc:
+        raise _fail(exc.problems) from None
+    if problems := name_problems(cfg, list(channels)):
+        raise _fail(problems)
     kwargs = {}
+    base_seq = None
     if recovery is not None:
+        base_file = recovery / "store_base_seq"
         if not recovery.exists():
             recovery.mkdir(parents=True)
+            # where this recovery lineage starts in the store: a run killed before its first
+            # snapshot is rolled back to here, since it will be read again from the start
+            base_file.write_text(str(StoreWriter(cfg.store.path).open().last_seq))
             init_db_dir(recovery, 1)
+        if base_file.exists():
+            base_seq = int(base_file.read_text())
         kwargs["recovery_config"] = RecoveryConfig(recovery)
+    flow = build_flow(
+        cfg, inputs, follow=follow, stats=stats, stop=stop, snapshots=recovery is not None, store_base_seq=base_seq
+    )
     control = ControlDB(cfg.store.path).open()
-    controller = Controller(control, StoreWriter(cfg.store.path, writer=CONTROL_WRITER).open(), build_policy(cfg))
-    loop = ControlLoop(controller, sender=None).start()
+    writer.open()
+    planner, channels = wire_targets(cfg, control, channels)
+    controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
+    sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
+    loop = ControlLoop(controller, sender=sender, interval_s=cfg.delivery.interval_s).start()
     try:
         cli_main(
             flow,
@@ -142,16 +167,33 @@ def _expand_globs(inputs: list[str]) -> list[str]:
 
 @app.command()
 def run(
-    inputs: Annotated[list[str], typer.Argument(metavar="FILE-OR-GLOB... | -", help="Files or globs to follow like tail -F, or - for stdin.")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="FILE-OR-GLOB... | -", help="Files or globs to follow like tail -F, or - for stdin."),
+    ] = None,
     fmt: FormatOpt = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
+    kafka: Annotated[
+        str | None, typer.Option("--kafka", metavar="BROKERS", help="Read a Kafka topic instead: host:port[,host:port].")
+    ] = None,
+    topic: Annotated[str | None, typer.Option("--topic", metavar="TOPIC", help="The Kafka topic (with --kafka).")] = None,
 ) -> None:
     """Follow live logs; continue where it stopped after a restart. Ctrl-C stops cleanly."""
     from flows.dataflow import RunStats
+    from flows.sources import KafkaInput
 
     cfg = _load(config, fmt, store)
-    specs = _inputs(inputs, follow=True)
+    if kafka or topic:
+        if not (kafka and topic) or inputs:
+            raise _fail(["--kafka and --topic go together, and replace FILE arguments"])
+        source: list[str] | KafkaInput = KafkaInput([b.strip() for b in kafka.split(",") if b.strip()], topic)
+        described = f"kafka {kafka} topic {topic}"
+    elif not inputs:
+        raise _fail(["give FILE-OR-GLOB arguments, - for stdin, or --kafka BROKERS --topic TOPIC"])
+    else:
+        source = _inputs(inputs, follow=True)
+        described = ", ".join(source)
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -163,11 +205,11 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cfg.store.path.mkdir(parents=True, exist_ok=True)
-    typer.echo(f"gatewatch: following {', '.join(specs)} into {cfg.store.path} (Ctrl-C to stop)", err=True)
+    typer.echo(f"gatewatch: following {described} into {cfg.store.path} (Ctrl-C to stop)", err=True)
     # stdin cannot be re-read after a restart, so it runs without recovery
-    recovery = None if specs == ["-"] else cfg.store.path / "_recovery"
+    recovery = None if source == ["-"] else cfg.store.path / "_recovery"
     stats = RunStats()
-    _run_flow(cfg, specs, stats, follow=True, stop=stop, recovery=recovery)
+    _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery)
     typer.echo(f"run: {stats.summary()} store={cfg.store.path}")
 
 
@@ -240,7 +282,8 @@ def dashboard(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     from dashboards import serve
 
     cfg = _load(config, store=store)
-    raise typer.Exit(serve(cfg.store.path, address=cfg.dashboard.address, port=cfg.dashboard.port))
+    dash = cfg.dashboard
+    raise typer.Exit(serve(cfg.store.path, address=dash.address, port=dash.port, refresh_s=dash.refresh_s))
 
 
 @app.command()
@@ -256,10 +299,74 @@ def validate(
         cfg = load_config(config)
     except ConfigError as exc:
         raise _fail(exc.problems, 1) from None
-    problems = check_paths(cfg)
+    from sinks.alerts import alert_problems
+
+    from sinks.control import ControlDB
+    from sinks.targets import check_secrets, check_targets, name_problems
+
+    problems = check_paths(cfg) + alert_problems(cfg.alerts, os.environ)
+    problems += name_problems(cfg, [d.name for d in cfg.alerts.destinations]) + check_secrets(cfg)
+    if not problems:  # ask the enabled gateways whether our credentials and tiers work
+        problems = check_targets(cfg, ControlDB(cfg.store.path))
     if problems:
         raise _fail(problems, 1)
     typer.echo(f"{config or 'embedded defaults'}: OK")
+
+
+class SimFormat(str, Enum):
+    wso2 = "wso2"
+    kong = "kong"
+    combined = "combined"
+
+
+@app.command()
+def simulate(
+    fmt: Annotated[SimFormat, typer.Option("--format", help="Log format to write.")] = SimFormat.wso2,
+    minutes: Annotated[int, typer.Option("--minutes", min=60, help="Length of the run (at least 60).")] = 90,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds every random choice: same arguments, same bytes.")] = 1,
+    scale: Annotated[float, typer.Option("--scale", min=0.01, help="Multiplier on the normal consumers' rates.")] = 1.0,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for <format>.log and <format>.truth.json.")] = Path(
+        "sim"
+    ),
+) -> None:
+    """Write labelled traffic: every attack kind, benign look-alikes, and the ground truth beside the log."""
+    from flows.simulate import simulate as run_simulation
+
+    truth = run_simulation(fmt.value, out, minutes=minutes, seed=seed, scale=scale)
+    kinds = ", ".join(a.kind for a in truth.attacks)
+    typer.echo(f"simulate: {out / truth.log} lines={truth.lines} attacks={kinds} truth={out / (fmt.value + '.truth.json')}")
+
+
+@app.command()
+def evaluate(
+    truth: Annotated[Path, typer.Option("--truth", metavar="FILE", help="Ground truth written by gatewatch simulate.")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a target is missed.")] = False,
+) -> None:
+    """Score the store's findings against the ground truth: recall, latency, precision, false positives."""
+    import msgspec
+
+    from flows.evaluate import evaluate as run_evaluation
+    from flows.evaluate import load_findings, load_truth, render
+
+    cfg = _load(config, store=store)
+    try:
+        ground = load_truth(truth)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise _fail([f"--truth: {truth}: {exc}"]) from None
+    report = run_evaluation(ground, load_findings(cfg.store.path), restrict_score=cfg.policy.restrict_score)
+    if as_json:
+        typer.echo(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
+    else:
+        sys.stdout.write(render(report))
+    if check and report.targets_met():
+        raise typer.Exit(1)
+
+
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(decisions_app, name="decisions")
 
 
 def main() -> None:

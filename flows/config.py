@@ -11,15 +11,44 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detectors import DETECTORS
 from flows.parsers import FORMATS
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_JSON_PATH = r"^([^.\s]+(\.[^.\s]+)*)?$"
+
+
+class InputJsonConfig(_Section):
+    time: str = Field(
+        "ts", min_length=1, pattern=_JSON_PATH,
+        description="Dotted path of the event time in each JSON line (required). The defaults fit Caddy's JSON access log.",
+    )  # fmt: skip
+    time_format: Literal["iso8601", "epoch_s", "epoch_ms"] = Field(
+        "epoch_s", description="iso8601 text (no zone: UTC), or seconds / milliseconds since the epoch (numbers)."
+    )
+    status: str = Field("status", min_length=1, pattern=_JSON_PATH, description="Path of the HTTP status sent (required).")
+    client_ip: str = Field("request.client_ip", pattern=_JSON_PATH, description='Path of the client IP ("": not logged).')
+    consumer: str = Field("user_id", pattern=_JSON_PATH, description='Path of the consumer id ("": every request anonymous).')
+    consumer_name: str = Field("", pattern=_JSON_PATH, description='Path of the consumer display name ("": not logged).')
+    method: str = Field("request.method", pattern=_JSON_PATH, description='Path of the HTTP method ("": not logged).')
+    path: str = Field(
+        "request.uri", pattern=_JSON_PATH, description='Path of the request path; a query string is dropped ("": not logged).'
+    )
+    user_agent: str = Field(
+        "request.headers.User-Agent", pattern=_JSON_PATH,
+        description='Path of the raw User-Agent; a list of values is joined with ", " ("": not logged).',
+    )  # fmt: skip
+    bytes_out: str = Field("size", pattern=_JSON_PATH, description='Path of the response size in bytes ("": not logged).')
+    latency_ms: str = Field("", pattern=_JSON_PATH, description='Path of the total latency in milliseconds ("": not logged).')
+    api: str = Field("request.host", pattern=_JSON_PATH, description='Path of the API / virtual host name ("": not logged).')
 
 
 class InputConfig(_Section):
@@ -34,6 +63,8 @@ class InputConfig(_Section):
         65536, ge=1024, le=16 << 20, description="Longer lines are rejected as line_too_long (the rest is skipped)."
     )
     raw_max_bytes: int = Field(4096, ge=64, le=1 << 20, description="Bytes of a rejected line kept in the store.")
+    # "json" would shadow BaseModel.json, hence the alias
+    json_mapping: InputJsonConfig = Field(InputJsonConfig(), alias="json")
 
 
 class PipelineConfig(_Section):
@@ -47,7 +78,10 @@ class PipelineConfig(_Section):
         le=3_600,
         description="When input stays quiet this long, event time is advanced by the wall clock so windows still close.",
     )
-    shards: int = Field(1, ge=1, le=4096, description="Subject shards (crc32 of the consumer); at least the worker count.")
+    shards: int = Field(
+        1, ge=1, le=4096,
+        description="Shards per subject family (consumer, client IP, API endpoint; crc32 of the subject); at least the worker count.",
+    )  # fmt: skip
     workers: int = Field(1, ge=1, le=256, description="Bytewax worker threads in this process.")
     snapshot_interval_s: int = Field(
         10, ge=1, le=3_600, description="How often `run` snapshots its positions and state for restart."
@@ -60,37 +94,335 @@ class StoreConfig(_Section):
     compact_min_files: int = Field(16, ge=2, le=100_000, description="Merge a table once it has this many live files.")
 
 
-class ConsumerBaselineConfig(_Section):
+class _DetectorSection(_Section):
     enabled: bool = Field(True, description="Run this detector.")
-    fading_factor: float = Field(0.1, gt=0, le=1, description="Weight of the newest window in the EW baseline.")
-    min_history: int = Field(10, ge=1, le=10_000, description="Windows before a consumer's own baseline is used.")
-    z_onset: float = Field(3.0, gt=0, le=100, description="Deviation (in spreads) below which the score is 0.")
-    z_scale: float = Field(3.0, gt=0, le=100, description="How fast the score nears 1 beyond z_onset.")
-    pseudo_requests: float = Field(10.0, ge=0, le=10_000, description="Pseudo-counts that shrink ratios of small windows.")
-    protect_score: float = Field(
-        0.5, ge=0, le=1, description="Windows scoring this much against a consumer's own baseline are not learned."
+    z_onset: float = Field(
+        3.0, gt=0, le=100, description="Spreads above a subject's own baseline that lift a threshold (or score 0.5)."
     )
+
+
+class CredentialStuffingConfig(_DetectorSection):
+    min_failing_ips: int = Field(20, ge=1, le=1_000_000, description="Distinct failing client IPs in a window that score 0.5.")
+    min_failing_subnets: int = Field(
+        10, ge=1, le=1_000_000, description="Distinct failing /24 subnets in a window that score 0.5."
+    )
+    min_failure_ratio: float = Field(0.3, gt=0, le=1, description="Share of failed authentications that scores 0.5.")
+
+
+class BruteForceConfig(_DetectorSection):
+    min_auth_failures: int = Field(6, ge=1, le=1_000_000, description="Failed authentications from one IP in a window that score 0.5.")
+    min_failure_ratio: float = Field(0.2, ge=0, le=1, description="Share of the IP's requests that must fail for the failure signal.")
+    min_login_burst: int = Field(6, ge=1, le=1_000_000, description="Login attempts from one IP within 10 s that score 0.5.")
+    min_login_share: float = Field(
+        0.3, ge=0, le=1, description="Share of the IP's requests that must be login attempts for the burst signal."
+    )
+
+
+class ScrapingConfig(_DetectorSection):
+    min_distinct_paths: int = Field(
+        40, ge=1, le=1_000_000, description="Distinct non-static paths one IP reads in a window that score 0.5."
+    )
+    min_sequential_ids: int = Field(20, ge=1, le=1_000_000, description="Ids one IP reads in sequence in a window that score 0.5.")
+    min_requests: int = Field(30, ge=2, le=1_000_000, description="Requests in a window before timing regularity counts.")
+    min_regularity: float = Field(0.6, gt=0, le=1, description="Timing regularity (1 - CV of the gaps) that scores 0.5.")
+    min_detail_ratio: float = Field(
+        0.5, ge=0, le=1, description="Share of requests on detail resources needed for the regularity signal."
+    )
+    max_write_ratio: float = Field(0.1, ge=0, le=1, description="Above this share of writes an IP is not scraping.")
+
+
+class FloodingConfig(_DetectorSection):
+    min_factor: float = Field(4.0, ge=1, le=10_000, description="Requests must reach this multiple of the baseline to score 0.5.")
+    min_requests: int = Field(60, ge=1, le=100_000_000, description="And at least this many in the window.")
+    min_throttled: int = Field(10, ge=1, le=100_000_000, description="Throttled requests in a window that score 0.5 (with the share).")
+    min_throttled_ratio: float = Field(0.5, gt=0, le=1, description="Share of throttled requests that scores 0.5 (with the count).")
+
+
+class KeyCompromiseConfig(_DetectorSection):
+    min_new_subnets: int = Field(5, ge=1, le=1_000_000, description="Never-seen /24 subnets of a consumer in a window that score 0.5.")
+
+
+class ProbingConfig(_DetectorSection):
+    min_error_paths: int = Field(11, ge=1, le=1_000_000, description="Distinct paths answered 400/403/404/405 that score 0.5.")
+    min_sensitive_paths: int = Field(5, ge=1, le=1_000_000, description="Distinct sensitive files (/.env, /.git/HEAD ...) that score 0.5.")
+    min_scanner_requests: int = Field(2, ge=1, le=1_000_000, description="Requests with a scanner user agent that score 0.5.")
+    min_errors: int = Field(30, ge=1, le=1_000_000, description="400/403/404/405 answers in a window for the error-burst signal.")
+    min_error_ratio: float = Field(0.5, gt=0, le=1, description="Share of such answers for the error-paths and error-burst signals.")
+
+
+class AnomalyConfig(_DetectorSection):
+    z_onset: float = Field(4.0, gt=0, le=100, description="Spreads above a subject's own baseline (largest feature) that score 0.5.")
+    n_trees: int = Field(50, ge=1, le=1000, description="Half-space trees in the forest (one forest per subject type).")
+    height: int = Field(6, ge=1, le=20, description="Depth of each tree.")
+    window_size: int = Field(100, ge=10, le=100_000, description="Subject-windows per reference window of the trees.")
+    hst_onset: float = Field(0.5, gt=0, le=1, description="The trees' anomaly score that scores 0.5.")
+    seed: int = Field(0, ge=0, description="Seed of the trees.")
 
 
 class DetectorsConfig(_Section):
     min_score: float = Field(0.5, ge=0, le=1, description="A score at or above this is stored as a finding.")
-    consumer_baseline: ConsumerBaselineConfig = ConsumerBaselineConfig()
+    fading_factor: float = Field(0.1, gt=0, le=1, description="Weight of the newest window in the EW baselines.")
+    min_history: int = Field(10, ge=1, le=10_000, description="Windows before a subject's own baseline is used.")
+    protect_score: float = Field(
+        0.5, ge=0, le=1, description="A window scoring this much (any detector) is not learned into the subject's baselines."
+    )
+    forget_idle_s: int = Field(
+        7 * 86_400, ge=60, le=365 * 86_400, description="A consumer or endpoint idle this long (event time) loses its baselines."
+    )
+    forget_idle_ip_s: int = Field(86_400, ge=60, le=365 * 86_400, description="A client IP idle this long loses its baselines.")
+    credential_stuffing: CredentialStuffingConfig = CredentialStuffingConfig()
+    brute_force: BruteForceConfig = BruteForceConfig()
+    scraping: ScrapingConfig = ScrapingConfig()
+    flooding: FloodingConfig = FloodingConfig()
+    key_compromise: KeyCompromiseConfig = KeyCompromiseConfig()
+    probing: ProbingConfig = ProbingConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
 
 
 class PolicyConfig(_Section):
-    mode: Literal["dry-run"] = Field(
-        "dry-run", description="dry-run: decide and record, send nothing (gateway enforcement is not built yet)."
+    mode: Literal["dry-run", "enforce"] = Field(
+        "dry-run", description="dry-run: decide and record, send nothing; enforce: deliver decisions to the [targets]."
     )
-    restrict_score: float = Field(0.8, ge=0, le=1, description="A finding at or above this restricts its subject.")
-    ttl_s: int = Field(3600, ge=60, le=30 * 86_400, description="A restriction reverts by itself after this long.")
+    elevate_score: float = Field(
+        0.6, ge=0, le=1, description="A finding at or above this puts its subject on the elevated (watched) tier; no gateway change."
+    )
+    restrict_score: float = Field(0.8, ge=0, le=1, description="A finding at or above this restricts its subject to a limit.")
+    block_score: float = Field(0.97, ge=0, le=1, description="A finding at or above this blocks its subject.")
+    hold_margin: float = Field(
+        0.2, ge=0, le=1,
+        description="Hysteresis: a subject stays on its tier (TTL extended) while findings score at least the tier's threshold minus this.",
+    )  # fmt: skip
+    ttl_s: int = Field(3600, ge=60, le=30 * 86_400, description="A decision reverts by itself this long (event time) after its last finding.")
+    max_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400, description="TTLs grown for repeat offenders never exceed this.")
+    repeat_window_s: int = Field(
+        86_400, ge=0, le=90 * 86_400, description="Earlier decisions within this much event time make a subject a repeat offender."
+    )
+    ttl_escalation_factor: float = Field(
+        2.0, ge=1, le=100, description="Each earlier restriction within repeat_window_s multiplies the TTL by this."
+    )
+    escalate_after: int = Field(
+        2, ge=1, le=1000, description="After this many earlier restrictions within repeat_window_s, the next one is a block."
+    )
     limit_factor: float = Field(2.0, ge=1, le=100, description="Restricted limit = baseline rate x this factor.")
     min_limit_per_min: int = Field(10, ge=1, le=1_000_000, description="The restricted limit is never below this.")
+    review_tiers: list[Literal["elevated", "restricted", "blocked"]] = Field(
+        ["blocked"], description="In enforce mode, decisions on these tiers wait for a person (gatewatch decisions approve ID)."
+    )
+    allowlist_consumers: list[str] = Field([], description="Consumer ids that are never restricted or blocked.")
+    allowlist_cidrs: list[str] = Field(
+        [], description='Client IPs / networks that are never restricted or blocked, e.g. ["10.0.0.0/8", "192.0.2.7"].'
+    )
+    max_restricted_share: float = Field(
+        0.1, gt=0, le=1,
+        description="Blast radius: at most this share of active consumers restricted or blocked at once (never below one); past it, decisions are suppressed.",
+    )  # fmt: skip
+    max_restricted_count: int = Field(
+        50, ge=1, le=1_000_000, description="Blast radius: at most this many consumers restricted or blocked at once."
+    )
+    active_window_s: int = Field(
+        3600, ge=60, le=30 * 86_400, description="A consumer with traffic in this much event time counts as active (blast radius)."
+    )
+
+    @field_validator("allowlist_cidrs")
+    @classmethod
+    def _networks(cls, cidrs: list[str]) -> list[str]:
+        import ipaddress
+
+        bad = []
+        for c in cidrs:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError:
+                bad.append(c)
+        if bad:
+            msg = f"not an IP address or network: {', '.join(bad)}"
+            raise ValueError(msg)
+        return cidrs
+
+    @model_validator(mode="after")
+    def _ordered_scores(self) -> PolicyConfig:
+        if not self.elevate_score <= self.restrict_score <= self.block_score:
+            msg = "scores must satisfy elevate_score <= restrict_score <= block_score"
+            raise ValueError(msg)
+        return self
+
+
+_SECRET_ENV = r"^([A-Za-z_][A-Za-z0-9_]*)?$"
+
+
+class Wso2TargetConfig(_Section):
+    enabled: bool = Field(False, description="Push decisions to WSO2 API-M (Admin API v4 deny policies, Publisher API v4).")
+    name: str = Field("wso2", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Destination name in the outbox and deliveries table.")
+    base_url: str = Field("https://localhost:9443", pattern=r"^https?://", description="API-M control plane (DCR, /oauth2/token, REST APIs).")
+    version: str = Field("4.4.0", pattern=r"^4\.\d+(\.\d+)?$", description="API-M version; it decides which calls are used (change-business-plan needs 4.4+).")
+    username: str = Field("admin", min_length=1, description="Admin user for client registration and the password grant.")
+    password_env: str = Field(
+        "GATEWATCH_WSO2_PASSWORD", pattern=_SECRET_ENV, description="Environment variable holding the admin password."
+    )
+    password_file: str = Field("", description="File holding the admin password (used when password_env is empty).")
+    verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one HTTP call (the outbox retries).")
+    block_with: Literal["deny_policy", "subscriptions"] = Field(
+        "deny_policy",
+        description="Block a consumer with an APPLICATION deny policy (owner:appName), or by blocking its subscriptions.",
+    )
+    restrict_business_plan: str = Field(
+        "", description="Subscription tier restricted consumers are moved to (change-business-plan, 4.4+); empty: restricting changes nothing here."
+    )
+    api_ids: list[str] = Field([], description="Look up subscriptions of these API ids only (empty: every subscription).")
+    ip_custom_policy: bool = Field(
+        False, description="Restrict IP subjects with a custom Siddhi policy keyed on $clientIp (super tenant only)."
+    )
+
+    @model_validator(mode="after")
+    def _plan_needs_44(self) -> Wso2TargetConfig:
+        major_minor = tuple(int(p) for p in self.version.split(".")[:2])
+        if self.restrict_business_plan and major_minor < (4, 4):
+            msg = f"restrict_business_plan needs API-M 4.4 or later (change-business-plan); version is {self.version}"
+            raise ValueError(msg)
+        return self
+
+
+class KongTargetConfig(_Section):
+    enabled: bool = Field(False, description="Push decisions to Kong's Admin API (rate-limiting, request-termination, ip-restriction).")
+    name: str = Field("kong", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Destination name in the outbox and deliveries table.")
+    admin_url: str = Field("http://127.0.0.1:8001", pattern=r"^https?://", description="Kong Admin API (not available in DB-less mode).")
+    admin_token_env: str = Field(
+        "", pattern=_SECRET_ENV, description="Environment variable holding a Kong-Admin-Token (Enterprise RBAC; empty: none)."
+    )
+    verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one HTTP call (the outbox retries).")
+    block_status_code: int = Field(403, ge=400, le=599, description="Status a blocked consumer gets (request-termination).")
+    block_message: str = Field("Access suspended", min_length=1, description="Message a blocked consumer gets.")
+
+
+class WebhookTargetConfig(_Section):
+    enabled: bool = Field(False, description="POST every gateway change as signed JSON (Standard Webhooks) for any other traffic manager.")
+    name: str = Field("webhook", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Destination name in the outbox and deliveries table.")
+    url: str = Field("", pattern=r"^(https?://.*)?$", description="Where to POST (required when enabled).")
+    secret_env: str = Field(
+        "GATEWATCH_TARGET_WEBHOOK_SECRET", pattern=_SECRET_ENV, description="Environment variable holding the signing secret (whsec_...)."
+    )
+    secret_file: str = Field("", description="File holding the signing secret (used when secret_env is empty).")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one HTTP call (the outbox retries).")
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> WebhookTargetConfig:
+        if self.enabled and not self.url:
+            msg = "url is required when the webhook target is enabled"
+            raise ValueError(msg)
+        return self
+
+
+class TargetsConfig(_Section):
+    wso2: Wso2TargetConfig = Wso2TargetConfig()
+    kong: KongTargetConfig = KongTargetConfig()
+    webhook: WebhookTargetConfig = WebhookTargetConfig()
+
+
+class DeliveryConfig(_Section):
+    max_attempts: int = Field(8, ge=1, le=1000, description="Attempts per outbox entry before it is dead-lettered.")
+    backoff_base_s: float = Field(1.0, ge=0, le=3600, description="First retry waits up to this long (full jitter, doubling).")
+    backoff_max_s: float = Field(300.0, ge=0, le=86_400, description="No retry waits longer than this (unless Retry-After says so).")
+    breaker_failures: int = Field(5, ge=1, le=1000, description="Consecutive failures that open a destination's circuit breaker.")
+    breaker_cooldown_s: float = Field(30.0, ge=0, le=3600, description="An open breaker waits this long before one trial call.")
+    interval_s: float = Field(0.5, gt=0, le=60, description="How often the control loop runs the policy and the sender.")
 
 
 class DashboardConfig(_Section):
     address: str = Field("127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(8501, ge=1, le=65_535, description="Port the dashboard listens on.")
     refresh_s: int = Field(5, ge=1, le=3_600, description="How often dashboard pages refresh themselves.")
+
+
+SEVERITIES = ("info", "warning", "error", "critical")  # PagerDuty's names, lowest first
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Destination(_Section):
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["oncall"],
+        description="Unique name of the destination (outbox, deliveries table, `alerts test --destination`).",
+    )  # fmt: skip
+    min_score: float = Field(0.0, ge=0, le=1, description="Notify only incidents whose highest score reaches this.")
+    min_severity: Literal[SEVERITIES] = Field(  # type: ignore[valid-type]
+        "warning", description="Notify only incidents at least this severe: info, warning, error or critical."
+    )
+    kinds: list[str] = Field([], description="Finding kinds to notify, e.g. [\"credential_stuffing\"] (empty: every kind).")
+    subject_types: list[Literal["consumer", "ip", "api"]] = Field(
+        [], description="Subject types to notify: consumer, ip, api (empty: every type)."
+    )
+    suppress_s: int = Field(
+        600, ge=0, le=86_400,
+        description="At most one open/escalation notification per incident in this much event time (a resolve always goes).",
+    )  # fmt: skip
+    timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one delivery attempt (the outbox retries).")
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        known = sorted({d.kind for d in DETECTORS.values()})
+        unknown = [k for k in kinds if k not in known]
+        if unknown:
+            msg = f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            raise ValueError(msg)
+        return kinds
+
+
+class GenericDestination(_Destination):
+    type: Literal["generic"] = Field(..., description="Signed JSON per the Standard Webhooks spec.")
+    url: str = Field(..., pattern=r"^https?://", examples=["https://alerts.example.com/gatewatch"], description="Where to POST.")
+    secret_env: list[Annotated[str, Field(pattern=_ENV_NAME)]] = Field(
+        ..., min_length=1, max_length=4, examples=[["GATEWATCH_WEBHOOK_SECRET"]],
+        description="Environment variables holding whsec_ secrets; every one signs (list two while rotating).",
+    )  # fmt: skip
+
+
+class SlackDestination(_Destination):
+    type: Literal["slack"] = Field(..., description="A Slack incoming webhook (text + blocks).")
+    url_env: str = Field(
+        ..., pattern=_ENV_NAME, examples=["GATEWATCH_SLACK_URL"],
+        description="Environment variable holding the incoming-webhook URL (the URL is the secret).",
+    )  # fmt: skip
+
+
+class PagerDutyDestination(_Destination):
+    type: Literal["pagerduty"] = Field(..., description="PagerDuty Events API v2 (trigger, then resolve).")
+    url: str = Field("https://events.pagerduty.com/v2/enqueue", pattern=r"^https?://", description="Events API endpoint.")
+    routing_key_env: str = Field(
+        ..., pattern=_ENV_NAME, examples=["GATEWATCH_PAGERDUTY_KEY"],
+        description="Environment variable holding the integration's routing key.",
+    )  # fmt: skip
+
+
+Destination = Annotated[
+    Union[GenericDestination, SlackDestination, PagerDutyDestination], Field(discriminator="type")  # noqa: UP007
+]
+
+
+class AlertsConfig(_Section):
+    dashboard_url: str = Field(
+        "", pattern=r"^(https?://.*)?$", description="Base URL of the dashboard, linked from every alert (empty: no link)."
+    )
+    resolve_after_s: int = Field(
+        300, ge=1, le=7 * 86_400,
+        description="Event time without a finding after which an incident resolves; closer findings join it.",
+    )  # fmt: skip
+    client_ip: Literal["show", "mask", "hash"] = Field(
+        "mask", description="Client IPs in alerts: show, mask (IPv4 /24, IPv6 /48) or hash (sha256, pseudonymous)."
+    )
+    destinations: list[Destination] = Field(
+        [], description="Where alerts go, one [[alerts.destinations]] table each (examples below)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AlertsConfig:
+        names = [d.name for d in self.destinations]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            msg = f"destination names must be unique: {', '.join(twice)}"
+            raise ValueError(msg)
+        return self
 
 
 class Config(_Section):
@@ -100,6 +432,9 @@ class Config(_Section):
     detectors: DetectorsConfig = DetectorsConfig()
     policy: PolicyConfig = PolicyConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    targets: TargetsConfig = TargetsConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 class ConfigError(ValueError):
@@ -157,15 +492,23 @@ def example_toml() -> str:
     def render(model: type[BaseModel], prefix: str) -> None:
         nested = []
         body = []
+        tables = []
         for name, field in model.model_fields.items():
             default = field.default
             if isinstance(default, BaseModel):
-                nested.append((name, type(default)))
+                nested.append((field.alias or name, type(default)))
+                continue
+            if _table_models(field.annotation):
+                tables.append((name, field))
                 continue
             body.append(f"# {field.description}")
             body.append(f"{name} = {_toml_value(default)}")
         if body:
             lines.extend(["", f"[{prefix}]", *body])
+        for name, field in tables:
+            lines.extend(["", f"# {field.description}"])
+            for i, member in enumerate(_table_models(field.annotation)):
+                lines.extend(_commented_table(f"{prefix}.{name}", member, common=i == 0))
         for name, sub in nested:
             render(sub, f"{prefix}.{name}" if prefix else name)
 
@@ -173,7 +516,41 @@ def example_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_models(annotation: object) -> tuple[type[BaseModel], ...]:
+    """The models of a ``list[Model]`` or ``list[Annotated[Union[...], ...]]`` field (arrays of tables)."""
+    if get_origin(annotation) is not list:
+        return ()
+    (item,) = get_args(annotation)
+    if get_origin(item) is Annotated:
+        item = get_args(item)[0]
+    members = get_args(item) if get_origin(item) is Union else (item,)
+    return tuple(m for m in members if isinstance(m, type) and issubclass(m, BaseModel))
+
+
+def _commented_table(key: str, model: type[BaseModel], *, common: bool) -> list[str]:
+    """An example ``[[key]]`` table of ``model``, commented out, with placeholders for required keys.
+
+    Keys inherited from a shared base are shown only when ``common`` is set (in the first example).
+    """
+    fields = sorted(model.model_fields.items(), key=lambda kv: kv[0] != "type")
+    own = set(model.__annotations__) | {"name"}
+    out = ["#", f"# [[{key}]]"]
+    for name, field in fields:
+        if not common and name not in own:
+            continue
+        if name == "type":
+            value = get_args(field.annotation)[0]
+        elif field.is_required():
+            value = field.examples[0]
+        else:
+            value = field.default
+        out.extend([f"# # {field.description}", f"# {name} = {_toml_value(value)}"])
+    return out
+
+
 def _toml_value(value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):

@@ -12,17 +12,18 @@ yet is still on disk after a crash.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from typing import Protocol
 
-from msgspec.structs import astuple
+from msgspec.structs import astuple, replace
 
 from flows.config import Config
 from flows.events import Decision, Finding
-from flows.policy import Policy
-from sinks.control import ACTIVE_STATUSES, ControlDB
+from flows.policy import LIVE, RANK, Policy, SubjectContext
+from sinks.control import ACTIVE_STATUSES, STORE_SEQ_KEY, ControlDB
 from sinks.outbox import Sender
-from sinks.store import StoreWriter
+from sinks.store import StoreWriter, query
 
 CONTROL_WRITER = "c0"  # segment writer id of the control plane (the dataflow writes as "w0")
 
@@ -42,15 +43,25 @@ class Planner(Protocol):
 
 
 def build_policy(cfg: Config) -> Policy:
-    pol = cfg.policy
-    return Policy(
-        mode=pol.mode,
-        restrict_score=pol.restrict_score,
-        ttl_s=pol.ttl_s,
-        window_s=cfg.pipeline.window_s,
-        limit_factor=pol.limit_factor,
-        min_limit_per_min=pol.min_limit_per_min,
-    )
+    return Policy(window_s=cfg.pipeline.window_s, **cfg.policy.model_dump())
+
+
+def merge_state(stored: Decision | None, new: Decision) -> Decision | None:
+    """The state to store when ``new`` follows ``stored``; None if ``new`` came too late to apply.
+
+    The pipeline's controller and a person (``gatewatch decisions``) may
+    change one decision at the same time, each from the state it read. A
+    final state (expired, reverted, ...) never changes again, and a TTL
+    extension computed from an older state keeps the newer status (an
+    approval made meanwhile stays).
+    """
+    if stored is None or stored.status == new.status:
+        return new
+    if stored.status not in LIVE:
+        return None
+    if new.status in LIVE and LIVE.index(new.status) < LIVE.index(stored.status):
+        return replace(stored, expires_at=max(stored.expires_at, new.expires_at), changed_at=new.changed_at)
+    return new
 
 
 class Controller:
@@ -77,43 +88,110 @@ class Controller:
         control = self.control
         cursor = int(control.get_meta("cursor", "0"))
         handled = 0
+        # read before the inbox: the sink records a window's findings before it moves the
+        # watermark past the window, so every finding this watermark covers is handled below
+        watermark = control.watermark()
         while batch := control.findings_after(cursor):
             for seq, finding in batch:
                 active = control.active_decision(finding.subject_type, finding.subject)
-                decisions = self.policy.decide(finding, active)
-                self.commit(decisions, cursor_to=seq)
-                self.decisions_made += len(decisions)
+                decisions = self.policy.decide(finding, active, self.context(finding))
+                # observers run after the decisions (they read the subject's tier) but before the
+                # cursor moves, so after a crash they see the finding again (they are idempotent)
+                self.commit(decisions, cursor_to=None if self.observers else seq)
+                self.decisions_made += sum(d.changed_at == d.created_at for d in decisions)
                 for obs in self.observers:
                     obs.on_finding(finding, control)
+                if self.observers:
+                    with control.transaction() as con:
+                        self.checkpoint(con, cursor=seq)
                 cursor = seq
                 handled += 1
-        watermark = control.watermark()
         if watermark is not None:
             self.commit(self.policy.expire(control.decisions(ACTIVE_STATUSES), watermark))
             for obs in self.observers:
                 obs.on_watermark(watermark, control)
+        if applied := self.delivered():
+            self.commit(applied)
         return handled
 
-    def commit(self, decisions: list[Decision], *, cursor_to: int | None = None) -> None:
+    def context(self, finding: Finding) -> SubjectContext:
+        """What the policy needs beyond the finding: the subject's decisions and the fleet's."""
+        control = self.control
+        restricted = {
+            d.subject
+            for d in control.decisions(ACTIVE_STATUSES)
+            if d.subject_type == "consumer" and d.subject != finding.subject and RANK[d.tier] >= RANK["restricted"]
+        }
+        return SubjectContext(
+            history=control.subject_decisions(finding.subject_type, finding.subject),
+            restricted_now=len(restricted),
+            active_consumers=lambda: self.active_consumers(finding.window_end),
+        )
+
+    def active_consumers(self, until: float) -> int:
+        """Resolved consumers with traffic in the policy's active window up to ``until`` (event time)."""
+        since = until - self.policy.active_window_s
+        n = query(
+            self.writer.root,
+            "SELECT COUNT(DISTINCT consumer) AS n FROM traffic WHERE window_end > to_timestamp(?) "
+            "AND window_end <= to_timestamp(?) AND consumer NOT IN ('', 'UNKNOWN', 'anonymous')",
+            [since, until],
+        ).column("n")[0].as_py()
+        return int(n or 0)
+
+    def delivered(self) -> list[Decision]:
+        """``applied`` states of approved decisions whose gateway deliveries have all been sent."""
+        out = []
+        for d in self.control.decisions(("approved",)):
+            # a later decision's entry may carry this one's effect too: look at the subject's entries
+            entries = [
+                e for other in self.control.subject_decisions(d.subject_type, d.subject)
+                for e in self.control.outbox_for(other.decision_id, since=d.created_at)
+            ]  # fmt: skip
+            states = {e.state for e in entries}
+            if "sent" in states and states <= {"sent", "superseded"}:
+                out.append(replace(d, status="applied", changed_at=time.time()))
+        return out
+
+    def commit(self, decisions: list[Decision], *, cursor_to: int | None = None) -> list[Decision]:
         """Persist decision states, their history rows and their deliveries atomically.
 
-        The history is appended first: a crash before the SQLite commit
-        repeats a history row (readers take the latest state per decision),
-        never loses one.
+        Each state is first merged with the stored one (:func:`merge_state`).
+        The history rows are appended to the store first and acknowledged in
+        the same SQLite transaction as the states (see :meth:`checkpoint`), so
+        a crash in between neither loses nor repeats a row. Returns the
+        states stored.
         """
-        if decisions:
-            self.writer.append("decisions", [astuple(d) for d in decisions])
         with self.control.transaction() as con:
+            decisions = [m for d in decisions if (m := merge_state(self.control.decision(d.decision_id), d))]
+            if decisions:
+                self.writer.append("decisions", [astuple(d) for d in decisions])
             for d in decisions:
                 self.control.put_decision(d, con)
                 if self.planner is not None and d.mode == "enforce":
                     self.planner.plan(d, self.control, con)
-            if cursor_to is not None:
-                self.control.set_meta("cursor", str(cursor_to), con)
+            self.checkpoint(con, cursor=cursor_to)
+        return decisions
+
+    def checkpoint(self, con, *, cursor: int | None = None) -> None:
+        """Acknowledge, inside a transaction, every store row written so far (and the inbox cursor)."""
+        self.control.set_meta(STORE_SEQ_KEY, str(self.writer.last_seq), con)
+        if cursor is not None:
+            self.control.set_meta("cursor", str(cursor), con)
+
+    def recover(self) -> None:
+        """Remove store rows written after the last acknowledged commit (a crash came between)."""
+        seq = self.control.get_meta(STORE_SEQ_KEY)
+        if seq is not None:
+            self.writer.rollback(int(seq))
 
 
 class ControlLoop:
-    """Run a controller and a sender every ``interval_s`` in a thread of their own."""
+    """Run a controller and a sender every ``interval_s`` in a thread of their own.
+
+    The sender must write through ``controller.writer``: :meth:`start`
+    recovers that one writer, and both acknowledge its segments.
+    """
 
     def __init__(self, controller: Controller, sender: Sender | None, interval_s: float = 0.5) -> None:
         self.controller = controller
@@ -124,6 +202,7 @@ class ControlLoop:
         self.error: BaseException | None = None
 
     def start(self) -> ControlLoop:
+        self.controller.recover()
         self._thread.start()
         return self
 

@@ -4,9 +4,12 @@
 
     read (LogSource: chunks of lines)
       -> parse (ChunkParser; rejects branch off to the store)
-      -> route (crc32 of the consumer -> shard key; every shard also gets the
+      -> route (each event to three shards, one per subject family: crc32 of
+                the consumer -> c<n>, of the client IP -> i<n>, of the endpoint
+                (resource with ids folded) -> a<n>; every shard also gets the
                 input's newest event time so its windows close in step)
-      -> window_detect (one ShardProcessor per shard: windows, detectors, policy)
+      -> detect_consumer / detect_ip / detect_api (one ShardProcessor per
+                shard: windows, features, detectors)
       -> store (StoreSink: one Parquet segment per table per batch; findings
                 also go to the control database's inbox for the controller)
 
@@ -31,14 +34,16 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.config import Config
 from flows.events import Chunk, Event, Finding
+from flows.features import endpoint_of
 from flows.parsers import ChunkParser
-from flows.shard import Output, ShardProcessor
-from flows.sources import LogSource
+from flows.shard import SHARDS, Output, ShardProcessor
+from flows.sources import KafkaInput, LogSource
 from sinks.control import ControlDB
 from sinks.schema import TABLES
 from sinks.store import StoreWriter
 
 REJECTED_KEY = "rejected"
+_FAMILY_KEYS = ("c", "i", "a")  # shard key prefixes: consumer, client IP, API endpoint
 
 
 @dataclass
@@ -75,16 +80,21 @@ class RunStats:
 
 
 class _ShardBatch:
-    """Events for one shard plus the input's newest event time."""
+    """Events for one shard, and how far their input has got in event time."""
 
-    __slots__ = ("events", "max_ts")
+    __slots__ = ("events", "shard", "source", "source_ts")
 
-    def __init__(self, events: list[Event], max_ts: float) -> None:
+    def __init__(self, events: list[Event], shard: str, source: str, source_ts: float) -> None:
         self.events = events
-        self.max_ts = max_ts
+        self.shard = shard
+        self.source = source
+        self.source_ts = source_ts
 
     def __reduce__(self):
-        return (_ShardBatch, (self.events, self.max_ts))
+        return (_ShardBatch, (self.events, self.shard, self.source, self.source_ts))
+
+
+PROGRESS = "progress"  # pseudo-table: (shard key, event time every window before which is closed)
 
 
 def _rejected_rows(rejects, now: float) -> list[tuple]:
@@ -96,10 +106,15 @@ class _Router:
 
     def __init__(self, cfg: Config, stats: RunStats) -> None:
         inp = cfg.input
-        self.parser = ChunkParser(inp.format, max_line_bytes=inp.max_line_bytes, raw_max_bytes=inp.raw_max_bytes)
+        self.parser = ChunkParser(
+            inp.format,
+            max_line_bytes=inp.max_line_bytes,
+            raw_max_bytes=inp.raw_max_bytes,
+            options={"json": {"mapping": inp.json_mapping}},
+        )
         self.shards = cfg.pipeline.shards
         self.stats = stats
-        self.max_ts = float("-inf")
+        self.source_ts: dict[str, float] = {}  # newest event time per input source
 
     def __call__(self, chunk: Chunk) -> list[tuple[str, object]]:
         events, rejects = self.parser.parse(chunk)
@@ -107,36 +122,64 @@ class _Router:
         out: list[tuple[str, object]] = []
         if rejects:
             out.append((REJECTED_KEY, ("rejected", _rejected_rows(rejects, time.time()))))
+        newest = self.source_ts.get(chunk.source, float("-inf"))
         for e in events:
-            if e.ts > self.max_ts:
-                self.max_ts = e.ts
+            if e.ts > newest:
+                newest = e.ts
+        self.source_ts[chunk.source] = newest
+        # every event goes to one shard of each family (keys c0.., i0.., a0..); every shard hears
+        # about every source, so all of them close windows on the same watermark
         if self.shards == 1:
-            out.append(("s0", _ShardBatch(events, self.max_ts)))
+            out.extend((f"{f}0", _ShardBatch(events, f"{f}0", chunk.source, newest)) for f in _FAMILY_KEYS)
             return out
-        buckets: list[list[Event]] = [[] for _ in range(self.shards)]
+        n = self.shards
+        crc32 = zlib.crc32
+        consumers: list[list[Event]] = [[] for _ in range(n)]
+        ips: list[list[Event]] = [[] for _ in range(n)]
+        apis: list[list[Event]] = [[] for _ in range(n)]
         for e in events:
-            buckets[zlib.crc32(e.consumer.encode()) % self.shards].append(e)
-        out.extend((f"s{i}", _ShardBatch(b, self.max_ts)) for i, b in enumerate(buckets))
+            consumers[crc32(e.consumer.encode()) % n].append(e)
+            ips[crc32(e.client_ip.encode()) % n].append(e)
+            apis[crc32(endpoint_of(e.resource).encode()) % n].append(e)
+        for family, buckets in zip(_FAMILY_KEYS, (consumers, ips, apis), strict=True):
+            out.extend(
+                (f"{family}{i}", _ShardBatch(b, f"{family}{i}", chunk.source, newest)) for i, b in enumerate(buckets)
+            )
         return out
 
 
 class _ShardLogic(StatefulLogic):
-    """Bytewax adapter around :class:`ShardProcessor`."""
+    """Bytewax adapter around :class:`ShardProcessor`.
+
+    Besides store rows it reports, whenever it moves, the event time before
+    which this shard has closed every window: the store sink turns the
+    minimum over all shards into the control plane's watermark.
+    """
 
     def __init__(self, proc: ShardProcessor, *, follow: bool, tick_s: float, snapshots: bool) -> None:
         self.proc = proc
         self.follow = follow
         self.tick_s = tick_s
         self.snapshots = snapshots
+        self._shard = ""
+        self._reported = float("-inf")
+
+    def _with_progress(self, out: list[Output]) -> list[Output]:
+        closed = self.proc.table.closed_until
+        if closed > self._reported:
+            self._reported = closed
+            out.append((PROGRESS, [(self._shard, closed)]))
+        return out
 
     def on_item(self, value: _ShardBatch) -> tuple[list[Output], bool]:
-        return self.proc.ingest(value.events, value.max_ts), StatefulLogic.RETAIN
+        self._shard = value.shard
+        return self._with_progress(self.proc.ingest(value.events, value.source, value.source_ts)), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
-        return self.proc.tick(time.time()), StatefulLogic.RETAIN
+        return self._with_progress(self.proc.tick(time.time())), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
-        return self.proc.flush(), StatefulLogic.RETAIN
+        return self._with_progress(self.proc.flush()), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
         if self.follow and self.proc.has_open_windows():
@@ -150,9 +193,17 @@ class _ShardLogic(StatefulLogic):
 
 class _StorePartition(StatefulSinkPartition):
     def __init__(
-        self, writer: StoreWriter, control: ControlDB, stats: RunStats, compact_every_s: float, compact_min_files: int
+        self,
+        writer: StoreWriter,
+        control: ControlDB,
+        stats: RunStats,
+        compact_every_s: float,
+        compact_min_files: int,
+        shard_count: int,
     ) -> None:
         self.writer = writer
+        self.shard_count = shard_count
+        self.closed_until: dict[str, float] = {}
         self.control = control
         self.stats = stats
         self.compact_every_s = compact_every_s
@@ -163,14 +214,18 @@ class _StorePartition(StatefulSinkPartition):
         by_table: dict[str, list[tuple]] = {}
         for table, rows in items:
             by_table.setdefault(table, []).extend(rows)
+        progress = by_table.pop(PROGRESS, [])
         for table, rows in by_table.items():
             self.writer.append(table, rows)
             self.stats.add_rows(table, len(rows))
         # the segments are durable before the controller may act on them
         if "findings" in by_table:
             self.control.record_findings(Finding(*row) for row in by_table["findings"])
-        if "traffic" in by_table:
-            self.control.advance_watermark(max(row[1] for row in by_table["traffic"]))
+        for shard, closed_until in progress:
+            self.closed_until[shard] = max(self.closed_until.get(shard, float("-inf")), closed_until)
+        # the controller may treat a window as over only when every shard of every family has closed it
+        if progress and len(self.closed_until) == self.shard_count:
+            self.control.advance_watermark(min(self.closed_until.values()))
         if time.monotonic() - self._last_compact >= self.compact_every_s:
             self.compact()
 
@@ -179,8 +234,9 @@ class _StorePartition(StatefulSinkPartition):
             self.writer.compact(table, self.compact_min_files)
         self._last_compact = time.monotonic()
 
-    def snapshot(self) -> None:
-        return None  # the writer finds its next sequence number on disk
+    def snapshot(self) -> int:
+        # on resume, everything written after this segment is rolled back: Bytewax replays it
+        return self.writer.last_seq
 
     def close(self) -> None:
         self.compact()
@@ -191,12 +247,25 @@ class StoreSink(FixedPartitionedSink):
     """Write every (table, rows) item to the store.
 
     One partition: all rows go through one writer, which owns segment
-    numbering and compaction. At-least-once: after a crash, rows produced
-    since the last snapshot are written again.
+    numbering and compaction. Exactly once with recovery: the partition's
+    snapshot is its newest segment number, and a resumed partition first
+    rolls back every segment written after it, since Bytewax replays the
+    output of the epochs after the snapshot.
     """
 
-    def __init__(self, root: Path, stats: RunStats, *, compact_every_s: float, compact_min_files: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        stats: RunStats,
+        *,
+        compact_every_s: float,
+        compact_min_files: int,
+        shard_count: int,
+        base_seq: int | None = None,
+    ) -> None:
         self.root = root
+        self.shard_count = shard_count  # shards of all families, each reporting its progress
+        self.base_seq = base_seq  # where a recovery lineage started: the resume point before any snapshot
         self.stats = stats
         self.compact_every_s = compact_every_s
         self.compact_min_files = compact_min_files
@@ -207,46 +276,66 @@ class StoreSink(FixedPartitionedSink):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _StorePartition:
+        writer = StoreWriter(self.root).open()
+        resume_seq = resume_state if resume_state is not None else self.base_seq
+        if resume_seq is not None:
+            writer.rollback(resume_seq)
         return _StorePartition(
-            StoreWriter(self.root).open(),
+            writer,
             ControlDB(self.root).open(),
             self.stats,
             self.compact_every_s,
             self.compact_min_files,
+            self.shard_count,
         )
 
 
 def build_flow(
     cfg: Config,
-    inputs: list[str],
+    inputs: list[str] | KafkaInput,
     *,
     follow: bool,
     stats: RunStats,
     stop: threading.Event | None = None,
     snapshots: bool = False,
+    store_base_seq: int | None = None,
 ) -> Dataflow:
-    """Build the gatewatch dataflow over ``inputs`` (paths, globs or ``-``)."""
+    """Build the gatewatch dataflow over ``inputs``: paths, globs or ``-``, or a Kafka topic."""
     flow = Dataflow("gatewatch")
-    source = LogSource(
-        inputs,
-        follow=follow,
-        poll_ms=cfg.input.poll_ms,
-        max_batch_bytes=cfg.input.max_batch_bytes,
-        max_line_bytes=cfg.input.max_line_bytes,
-        stop=stop,
-        on_read=stats.on_read,
-    )
+    if isinstance(inputs, KafkaInput):
+        from flows.kafka import KafkaLogSource  # confluent-kafka is only needed for Kafka input
+
+        source = KafkaLogSource(
+            inputs.brokers, inputs.topic, follow=follow, poll_ms=cfg.input.poll_ms, stop=stop, on_read=stats.on_read
+        )
+    else:
+        source = LogSource(
+            inputs,
+            follow=follow,
+            poll_ms=cfg.input.poll_ms,
+            max_batch_bytes=cfg.input.max_batch_bytes,
+            max_line_bytes=cfg.input.max_line_bytes,
+            stop=stop,
+            on_read=stats.on_read,
+        )
     chunks = op.input("read", flow, source)
     routed = op.flat_map("parse", chunks, _Router(cfg, stats))
     split = op.branch("split_rejected", routed, lambda kv: kv[0] == REJECTED_KEY)
 
-    def build_shard(resume: bytes | None) -> _ShardLogic:
-        proc = pickle.loads(resume) if resume else ShardProcessor(cfg)
-        return _ShardLogic(proc, follow=follow, tick_s=1.0, snapshots=snapshots)
+    def shard_builder(family: str):
+        def build_shard(resume: bytes | None) -> _ShardLogic:
+            proc = pickle.loads(resume) if resume else SHARDS[family](cfg)
+            return _ShardLogic(proc, follow=follow, tick_s=1.0, snapshots=snapshots)
 
-    windows = op.stateful("window_detect", split.falses, build_shard)
-    to_store = op.merge("to_store", split.trues, windows)
+        return build_shard
+
+    # one stateful step per subject family: consumer (c*), client IP (i*), API endpoint (a*)
+    by_family = op.branch("split_consumers", split.falses, lambda kv: kv[0][0] == "c")
+    rest = op.branch("split_ips", by_family.falses, lambda kv: kv[0][0] == "i")
+    streams = {"consumer": by_family.trues, "ip": rest.trues, "api": rest.falses}
+    windows = [op.stateful(f"detect_{family}", stream, shard_builder(family)) for family, stream in streams.items()]
+    to_store = op.merge("to_store", split.trues, *windows)
     op.output(
         "store",
         to_store,
@@ -255,6 +344,8 @@ def build_flow(
             stats,
             compact_every_s=cfg.store.compact_every_s if follow else float("inf"),
             compact_min_files=cfg.store.compact_min_files,
+            shard_count=len(_FAMILY_KEYS) * cfg.pipeline.shards,
+            base_seq=store_base_seq,
         ),
     )
     return flow

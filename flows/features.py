@@ -1,46 +1,260 @@
-"""Event-time window accumulators (plain Python, no Bytewax).
+"""Event-time windows and the features of each subject (plain Python, no Bytewax).
 
-A :class:`WindowTable` keeps the open tumbling windows of one shard as
-``{window_start: {(api, consumer): TrafficAcc}}`` and closes a window once
-the watermark (newest event time minus the allowed lateness) passes its end.
-An event for a window already closed is not dropped: it is counted in a
-separate *late* row for that window, which the store sums like any other.
+Abuse shows on three kinds of subject, so every event is counted three times,
+each by its own shard family (``flows/dataflow.py`` routes them):
+
+- **consumer** (the application / API key / basic-auth user): one cell per
+  (window, API, consumer), which is also a ``traffic`` row;
+- **ip** (the client address): one cell per (window, IP);
+- **api** (an endpoint: API, method and resource, concrete ids folded into
+  ``{id}``): one cell per (window, endpoint).
+
+A :class:`WindowTable` keeps one family's open tumbling windows as
+``{window_start: {key: accumulator}}`` and closes a window once the watermark
+(newest event time minus the allowed lateness) passes its end. An event for a
+window already closed is not dropped: it is counted in a separate *late*
+cell for that window. The per-event loops do as little as possible (counters,
+set inserts); everything else is computed once per closed window by the
+``*_features`` functions, which return each subject's feature dict.
+
+Features, per window and subject (the detectors read what they need):
+
+=====================  ======================================================
+``requests``           events in the window
+``auth_failures``      events with ``auth_failure`` (401/403, WSO2 AUTH faults)
+``auth_failure_ratio`` the same as a share of requests
+``errors``             (ip) answers 400/403/404/405
+``error_ratio``        4xx share, throttling aside (ip: 400/403/404/405 only)
+``server_error_ratio`` 5xx share
+``throttled``          429 answers and WSO2 ``THROTTLED`` faults
+``throttled_ratio``    the same as a share
+``bytes_per_request``  response bytes per request
+``latency_p95_ms``     (consumer) p95 of the response latency
+``distinct_ips``       distinct client IPs (consumer, api)
+``distinct_subnets``   distinct /24 (IPv6: /64) subnets of those IPs
+``failing_ips``        distinct client IPs with an auth failure (consumer, api)
+``failing_subnets``    distinct subnets of those
+``distinct_ua_families`` (consumer) distinct user-agent families
+``new_subnets``        (consumer) subnets never seen for this consumer
+``new_ua_families``    (consumer) user-agent families never seen for it
+``read_ratio``         GET/HEAD share
+``write_ratio``        (ip) share of other methods
+``detail_ratio``       (ip) share of reads of detail resources (``/items/{sku}``, ``/items/42``)
+``distinct_paths``     (ip) distinct non-static paths read
+``sequential_ids``     (ip) ids read in sequence (``/items/41``, ``/items/42`` …)
+``regularity``         (ip) ``1 - CV`` of the gaps between requests (0 for ≤ 10 requests)
+``error_paths``        (ip) distinct paths answered 400/403/404/405
+``sensitive_paths``    (ip) distinct sensitive files requested
+``scanner_requests``   (ip) requests of an IP that used a scanner's user agent
+``login_requests``     (ip) writes to a login path
+``login_burst``        (ip) most login writes within ``BURST_S`` seconds
+``login_share``        (ip) login writes as a share of requests
+``peer_shift``         median rise (log space) of the family's subjects in this window
+=====================  ======================================================
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 
+from detectors.base import subnet
 from flows.events import Event
 
+BURST_S = 10.0  # span of ``login_burst``
+MAX_TIMESTAMPS = 512  # per IP and window, for ``regularity``
+MAX_SEEN = 1024  # subnets / UA families remembered per consumer
 
-class TrafficAcc:
-    """Counters of one (window, API, consumer) cell."""
+# path flags
+STATIC, LOGIN, SENSITIVE, DETAIL = 1, 2, 4, 8
+_STATIC_EXT = frozenset(
+    "css js mjs map png jpg jpeg gif ico svg webp avif bmp woff woff2 ttf eot otf mp3 mp4 webm ogg".split()
+)
+_LOGIN_NAMES = frozenset(
+    "login log-in logon signin sign-in sign_in authenticate auth token session sessions wp-login xmlrpc "
+    "j_security_check".split()
+)
+_SENSITIVE_NAMES = frozenset(
+    "wp-config.php.bak wp-config.php~ wp-config.old web.config phpinfo.php server-status id_rsa id_dsa "
+    "id_ecdsa id_ed25519 backup.sql dump.sql database.sql config.php.bak settings.php.bak credentials".split()
+)
+_SENSITIVE_EXT = frozenset("bak old orig swp sql sqlite db pem key".split())
+_ID = re.compile(r"\{[^}]*\}|[0-9]+|[0-9a-fA-F-]{8,}|[A-Za-z]{0,12}[-_]?[0-9]+")
+_LAST_NUMBER = re.compile(r"[0-9]+(?=[^0-9]*$)")
+_SCANNERS = (
+    "nikto", "sqlmap", "nmap", "masscan", "zgrab", "nuclei", "wpscan", "dirbuster", "gobuster", "dirb/",
+    "ffuf", "wfuzz", "acunetix", "nessus", "openvas", "w3af", "arachni", "skipfish", "netsparker", "qualys",
+    "jaeles", "zmeu", "morfeus", "fuzz faster u fool", "hydra", "commix", "whatweb", "xsstrike",
+)  # fmt: skip
+_BROWSERS = (
+    ("edg/", "Edge"),
+    ("opr/", "Opera"),
+    ("firefox/", "Firefox"),
+    ("chrome/", "Chrome"),
+    ("safari/", "Safari"),
+)
 
-    __slots__ = (
-        "auth_failures",
-        "bytes_out",
-        "consumer_name",
-        "consumer_owner",
-        "ips",
-        "latencies",
-        "requests",
-        "s2xx",
-        "s3xx",
-        "s4xx",
-        "s5xx",
-        "throttled",
+_CACHE_MAX = 100_000
+_flags: dict[str, int] = {}
+_endpoints: dict[str, str] = {}
+_families: dict[str, str] = {}
+
+
+def _cached(cache: dict, key: str, compute):
+    value = cache.get(key)
+    if value is None:
+        if len(cache) > _CACHE_MAX:
+            cache.clear()
+        value = cache[key] = compute(key)
+    return value
+
+
+def classify(resource: str) -> int:
+    """Flags of a path or template: ``STATIC | LOGIN | SENSITIVE | DETAIL``.
+
+    >>> classify("/wp-login.php") == LOGIN, classify("/.git/HEAD") == SENSITIVE
+    (True, True)
+    >>> classify("/items/{sku}") == DETAIL, classify("/items/1042") == DETAIL, classify("/app.js") == STATIC
+    (True, True, True)
+    """
+    path = resource.partition("?")[0].lower()
+    segments = [s for s in path.split("/") if s]
+    last = segments[-1] if segments else ""
+    stem, dot, ext = last.rpartition(".")
+    flags = 0
+    if dot and stem and ext in _STATIC_EXT:
+        flags |= STATIC
+    if (stem if dot and stem else last) in _LOGIN_NAMES or path.endswith(("/oauth/token", "/oauth2/token")):
+        flags |= LOGIN
+    if (
+        any(s.startswith(".") and s != ".well-known" for s in segments)
+        or last in _SENSITIVE_NAMES
+        or (dot and stem and ext in _SENSITIVE_EXT)
+    ):
+        flags |= SENSITIVE
+    if last and not flags & STATIC and _ID.fullmatch(last):
+        flags |= DETAIL
+    return flags
+
+
+def endpoint(resource: str) -> str:
+    """The resource with concrete ids folded into ``{id}`` (templates stay as they are).
+
+    >>> endpoint("/items/1042?x=1"), endpoint("/order/{orderId}"), endpoint("/accounts/login")
+    ('/items/{id}', '/order/{orderId}', '/accounts/login')
+    """
+    path = resource.partition("?")[0]
+    return "/".join(
+        s if not s or s.startswith("{") or not _ID.fullmatch(s) else "{id}" for s in path.split("/")
     )
 
-    def __init__(self, consumer_name: str, consumer_owner: str) -> None:
-        self.consumer_name = consumer_name
-        self.consumer_owner = consumer_owner
-        self.requests = self.s2xx = self.s3xx = self.s4xx = self.s5xx = 0
-        self.auth_failures = self.throttled = self.bytes_out = 0
-        self.latencies: dict[int, int] = {}  # latency ms -> count: exact quantiles, small in practice
-        self.ips: set[str] = set()
+
+def endpoint_of(resource: str) -> str:
+    """:func:`endpoint`, cached (the routing and the per-event loops call it)."""
+    ep = _endpoints.get(resource)
+    return ep if ep is not None else _cached(_endpoints, resource, endpoint)
+
+
+def ua_family(user_agent: str) -> str:
+    """A coarse user-agent family: the browser, or the client's product token.
+
+    WSO2 logs families already (``Chrome``, ``Python Requests``); they are kept.
+
+    >>> ua_family("Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/98.0 Safari/537.36")
+    'Chrome'
+    >>> ua_family("python-requests/2.31.0"), ua_family("Python Requests")
+    ('python-requests', 'Python Requests')
+    """
+    if "/" not in user_agent:
+        return user_agent
+    low = user_agent.lower()
+    if low.startswith("mozilla/"):
+        for token, family in _BROWSERS:
+            if token in low:
+                return family
+    return user_agent.split("/", 1)[0].split(" ", 1)[0]
+
+
+def is_scanner(user_agent: str) -> bool:
+    """Tell whether a user agent is a known vulnerability scanner's.
+
+    >>> is_scanner("Mozilla/5.00 (Nikto/2.1.5) (Evasions:None) (Test:Port Check)"), is_scanner("curl/8.1")
+    (True, False)
+    """
+    low = user_agent.lower()
+    return any(s in low for s in _SCANNERS)
+
+
+def sequential_ids(paths: Iterable[str]) -> int:
+    """The longest family of paths that differ only in an id read in sequence.
+
+    Counts the ids whose predecessor (or the one before) was also read.
+
+    >>> sequential_ids([f"/items/{i}" for i in range(100, 130)] + ["/about"])
+    29
+    """
+    groups: dict[str, set[int]] = {}
+    for p in paths:
+        m = _LAST_NUMBER.search(p)
+        if m is not None and len(m.group()) <= 12:
+            groups.setdefault(p[: m.start()] + "#" + p[m.end() :], set()).add(int(m.group()))
+    best = 0
+    for ids in groups.values():
+        if len(ids) > best:
+            best = max(best, sum(1 for i in ids if i - 1 in ids or i - 2 in ids))
+    return best
+
+
+def regularity(timestamps: list[float]) -> float:
+    """``1 - CV`` of the gaps between sorted timestamps, clipped to [0, 1]; 0 for 10 or fewer.
+
+    >>> regularity([float(i) for i in range(30)]), regularity([0.0] * 30)
+    (1.0, 0.0)
+    """
+    if len(timestamps) <= 10:
+        return 0.0
+    gaps = [b - a for a, b in pairwise(sorted(timestamps))]
+    mean = sum(gaps) / len(gaps)
+    if mean <= 0:
+        return 0.0
+    cv = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps)) / mean
+    return max(0.0, 1.0 - cv)
+
+
+def max_in_span(timestamps: list[float], span: float) -> int:
+    """The most timestamps within any ``span`` seconds.
+
+    >>> max_in_span([0.0, 1.0, 2.0, 30.0, 30.5], 10.0)
+    3
+    """
+    ts = sorted(timestamps)
+    best = lo = 0
+    for hi, t in enumerate(ts):
+        while t - ts[lo] > span:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def quantile(counts: dict[int, int], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of values given as ``{value: count}``, if any."""
+    total = sum(counts.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(q * total))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return float(value)
+    return None  # pragma: no cover - rank <= total always stops the loop
+
+
+class _Slotted:
+    __slots__ = ()
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
@@ -49,40 +263,88 @@ class TrafficAcc:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
-    def add(self, e: Event) -> None:
-        self.requests += 1
-        cls = e.status // 100
-        if cls == 2:
-            self.s2xx += 1
-        elif cls == 4:
-            self.s4xx += 1
-        elif cls == 5:
-            self.s5xx += 1
-        elif cls == 3:
-            self.s3xx += 1
-        if e.auth_failure:
-            self.auth_failures += 1
-        if e.throttled:
-            self.throttled += 1
-        self.bytes_out += e.bytes_out
-        if e.latency_ms >= 0:
-            lat = self.latencies
-            lat[e.latency_ms] = lat.get(e.latency_ms, 0) + 1
-        if e.client_ip:
-            self.ips.add(e.client_ip)
+
+class TrafficAcc(_Slotted):
+    """Counters of one (window, API, consumer) cell: a ``traffic`` row and the consumer's features."""
+
+    __slots__ = (
+        "auth_failures",
+        "bytes_out",
+        "consumer_name",
+        "consumer_owner",
+        "fail_ips",
+        "ips",
+        "latencies",
+        "reads",
+        "requests",
+        "s2xx",
+        "s3xx",
+        "s4xx",
+        "s5xx",
+        "throttled",
+        "uas",
+    )
+
+    def __init__(self, consumer_name: str, consumer_owner: str) -> None:
+        self.consumer_name = consumer_name
+        self.consumer_owner = consumer_owner
+        self.requests = self.s2xx = self.s3xx = self.s4xx = self.s5xx = 0
+        self.auth_failures = self.throttled = self.bytes_out = self.reads = 0
+        self.latencies: dict[int, int] = {}  # latency ms -> count: exact quantiles, small in practice
+        self.ips: set[str] = set()
+        self.fail_ips: set[str] = set()
+        self.uas: set[str] = set()
 
     def latency_quantile(self, q: float) -> float | None:
         """Return the ``q`` quantile (nearest rank) of the latencies seen, if any."""
-        total = sum(self.latencies.values())
-        if not total:
-            return None
-        rank = max(1, math.ceil(q * total))
-        seen = 0
-        for value in sorted(self.latencies):
-            seen += self.latencies[value]
-            if seen >= rank:
-                return float(value)
-        return None  # pragma: no cover - rank <= total always stops the loop
+        return quantile(self.latencies, q)
+
+
+class IpAcc(_Slotted):
+    """Counters of one (window, client IP) cell."""
+
+    __slots__ = (
+        "auth",
+        "bytes_out",
+        "consumer",
+        "detail",
+        "error_paths",
+        "errors",
+        "login_paths",
+        "login_ts",
+        "paths",
+        "reads",
+        "requests",
+        "s5xx",
+        "sensitive",
+        "throttled",
+        "ts",
+        "uas",
+        "writes",
+    )
+
+    def __init__(self, consumer: str) -> None:
+        self.consumer = consumer
+        self.requests = self.reads = self.writes = self.detail = self.auth = self.errors = 0
+        self.s5xx = self.throttled = self.bytes_out = 0
+        self.paths: set[str] = set()
+        self.error_paths: set[str] = set()
+        self.sensitive: set[str] = set()
+        self.login_ts: list[float] = []
+        self.login_paths: set[str] = set()
+        self.ts: list[float] = []
+        self.uas: set[str] = set()
+
+
+class ApiAcc(_Slotted):
+    """Counters of one (window, endpoint) cell."""
+
+    __slots__ = ("auth", "bytes_out", "fail_ips", "ips", "requests", "s4xx", "s5xx", "throttled")
+
+    def __init__(self) -> None:
+        self.requests = self.s4xx = self.s5xx = self.auth = self.throttled = self.bytes_out = 0
+        self.ips: set[str] = set()
+        self.fail_ips: set[str] = set()
 
 
 @dataclass(slots=True)
@@ -91,62 +353,43 @@ class ClosedWindow:
 
     start: float
     end: float
-    cells: dict[tuple[str, str], TrafficAcc]
+    cells: dict
     late: bool = False
 
 
 class WindowTable:
-    """Tumbling event-time windows for one shard.
+    """Tumbling event-time windows of one shard; subclasses count one subject family.
 
     >>> from flows.events import Event
-    >>> t = WindowTable(window_s=60, lateness_s=10)
+    >>> t = ConsumerWindows(window_s=60, lateness_s=10)
     >>> def ev(ts): return Event(ts, "api", "c1", "App", "me", "", "1.2.3.4", "GET", "/", 200,
     ...                          False, False, 10, 5, "")
     >>> t.add([ev(0.0), ev(59.0), ev(65.0)])
-    >>> t.close_until(t.watermark())   # watermark 55: nothing closed yet
+    >>> t.close_until(55.0)   # the watermark (newest event time minus the lateness) is before the end
     []
-    >>> t.add([ev(71.0)])
-    >>> [(w.start, w.cells[("api", "c1")].requests) for w in t.close_until(t.watermark())]
+    >>> [(w.start, w.cells[("api", "c1")].requests) for w in t.close_until(61.0)]
     [(0.0, 2)]
+    >>> t.add([ev(30.0)])     # after its window closed: counted in a late cell
+    >>> [(w.start, w.late, w.cells[("api", "c1")].requests) for w in t.close_until(61.0)]
+    [(0.0, True, 1)]
     """
 
     def __init__(self, window_s: int, lateness_s: int) -> None:
         self.window_s = window_s
         self.lateness_s = lateness_s
-        self.open: dict[float, dict[tuple[str, str], TrafficAcc]] = {}
-        self.late: dict[float, dict[tuple[str, str], TrafficAcc]] = {}
-        self.max_ts = -math.inf
+        self.open: dict[float, dict] = {}
+        self.late: dict[float, dict] = {}
         self.closed_until = -math.inf  # every window starting before this is closed
 
     def add(self, events: Iterable[Event]) -> None:
-        window_s = self.window_s
-        opened = self.open
-        closed_until = self.closed_until
-        max_ts = self.max_ts
-        for e in events:
-            ts = e.ts
-            start = ts - ts % window_s
-            table = opened if start >= closed_until else self.late
-            cells = table.get(start)
-            if cells is None:
-                cells = table[start] = {}
-            key = (e.api, e.consumer)
-            acc = cells.get(key)
-            if acc is None:
-                acc = cells[key] = TrafficAcc(e.consumer_name, e.consumer_owner)
-            acc.add(e)
-            if ts > max_ts:
-                max_ts = ts
-        self.max_ts = max_ts
+        raise NotImplementedError
 
-    def observe(self, ts: float) -> None:
-        """Advance event time without an event (another shard saw ``ts``)."""
-        if ts > self.max_ts:
-            self.max_ts = ts
-
-    def watermark(self) -> float:
-        """Event time before which no more on-time events are expected."""
-        return self.max_ts - self.lateness_s
+    def _cells(self, start: float) -> dict:
+        table = self.open if start >= self.closed_until else self.late
+        cells = table.get(start)
+        if cells is None:
+            cells = table[start] = {}
+        return cells
 
     def close_until(self, watermark: float) -> list[ClosedWindow]:
         """Close every window that ends at or before ``watermark``, oldest first.
@@ -166,3 +409,292 @@ class WindowTable:
     def close_all(self) -> list[ClosedWindow]:
         """Close every window (end of input)."""
         return self.close_until(math.inf)
+
+
+class ConsumerWindows(WindowTable):
+    """Cells keyed by (API, consumer): the ``traffic`` rows."""
+
+    def add(self, events: Iterable[Event]) -> None:
+        window_s = self.window_s
+        current_start, cells = None, {}
+        for e in events:
+            ts = e.ts
+            start = ts - ts % window_s
+            if start != current_start:
+                current_start, cells = start, self._cells(start)
+            key = (e.api, e.consumer)
+            acc = cells.get(key)
+            if acc is None:
+                acc = cells[key] = TrafficAcc(e.consumer_name, e.consumer_owner)
+            acc.requests += 1
+            status = e.status
+            cls = status // 100
+            if cls == 2:
+                acc.s2xx += 1
+            elif cls == 4:
+                acc.s4xx += 1
+            elif cls == 5:
+                acc.s5xx += 1
+            elif cls == 3:
+                acc.s3xx += 1
+            ip = e.client_ip
+            if e.auth_failure:
+                acc.auth_failures += 1
+                if ip:
+                    acc.fail_ips.add(ip)
+            if e.throttled:
+                acc.throttled += 1
+            if e.method == "GET" or e.method == "HEAD":
+                acc.reads += 1
+            acc.bytes_out += e.bytes_out
+            if e.latency_ms >= 0:
+                lat = acc.latencies
+                lat[e.latency_ms] = lat.get(e.latency_ms, 0) + 1
+            if ip:
+                acc.ips.add(ip)
+            if e.user_agent:
+                acc.uas.add(e.user_agent)
+
+
+class IpWindows(WindowTable):
+    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here)."""
+
+    def add(self, events: Iterable[Event]) -> None:
+        window_s = self.window_s
+        current_start, cells = None, {}
+        flags_of = _flags.get
+        for e in events:
+            ts = e.ts
+            ip = e.client_ip
+            if not ip:
+                continue
+            start = ts - ts % window_s
+            if start != current_start:
+                current_start, cells = start, self._cells(start)
+            acc = cells.get(ip)
+            if acc is None:
+                acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
+            acc.requests += 1
+            res = e.resource
+            flags = flags_of(res)
+            if flags is None:
+                flags = _cached(_flags, res, classify)
+            method = e.method
+            if method == "GET" or method == "HEAD":
+                acc.reads += 1
+                if not flags & STATIC:
+                    acc.paths.add(res)
+                    if flags & DETAIL:
+                        acc.detail += 1
+            elif method and method != "OPTIONS":
+                acc.writes += 1
+                if flags & LOGIN:
+                    acc.login_ts.append(ts)
+                    acc.login_paths.add(res)
+            if flags & SENSITIVE:
+                acc.sensitive.add(res)
+            status = e.status
+            if status >= 400:
+                if status <= 405 and status != 401 and status != 402:
+                    acc.errors += 1
+                    acc.error_paths.add(res)
+                elif status >= 500:
+                    acc.s5xx += 1
+            if e.auth_failure:
+                acc.auth += 1
+            if e.throttled:
+                acc.throttled += 1
+            acc.bytes_out += e.bytes_out
+            if len(acc.ts) < MAX_TIMESTAMPS:
+                acc.ts.append(ts)
+            acc.uas.add(e.user_agent)
+
+
+class ApiWindows(WindowTable):
+    """Cells keyed by endpoint: (API, method, resource with ids folded).
+
+    Events that name no endpoint (WSO2 faults) are left to the consumer family.
+    """
+
+    def add(self, events: Iterable[Event]) -> None:
+        window_s = self.window_s
+        current_start, cells = None, {}
+        folded = _endpoints.get
+        for e in events:
+            ts = e.ts
+            res = e.resource
+            if not res and not e.method:  # no endpoint (WSO2 faults): the consumer family counts it
+                continue
+            start = ts - ts % window_s
+            if start != current_start:
+                current_start, cells = start, self._cells(start)
+            ep = folded(res)
+            if ep is None:
+                ep = _cached(_endpoints, res, endpoint)
+            key = (e.api, e.method, ep)
+            acc = cells.get(key)
+            if acc is None:
+                acc = cells[key] = ApiAcc()
+            acc.requests += 1
+            status = e.status
+            if status >= 400:
+                if status < 500:
+                    acc.s4xx += 1
+                else:
+                    acc.s5xx += 1
+            ip = e.client_ip
+            if e.auth_failure:
+                acc.auth += 1
+                if ip:
+                    acc.fail_ips.add(ip)
+            if e.throttled:
+                acc.throttled += 1
+            acc.bytes_out += e.bytes_out
+            if ip:
+                acc.ips.add(ip)
+
+
+def endpoint_name(key: tuple[str, str, str]) -> str:
+    """The api subject of an endpoint key: ``"AccountsAPI:1.0.0 POST /login"``."""
+    return " ".join(p for p in key if p)
+
+
+class ConsumerWindow:
+    """One consumer's cells of a window, merged."""
+
+    __slots__ = ("apis", "cells", "name", "owner")
+
+    def __init__(self, name: str, owner: str) -> None:
+        self.name, self.owner = name, owner
+        self.cells: list[TrafficAcc] = []
+        self.apis: dict[str, int] = {}
+
+    def features(self) -> tuple[dict[str, float], set[str], set[str]]:
+        """The features, and the subnets and UA families seen (for the never-seen memory)."""
+        cells = self.cells
+        n = sum(c.requests for c in cells)
+        ips: set[str] = set().union(*(c.ips for c in cells))
+        failing: set[str] = set().union(*(c.fail_ips for c in cells))
+        latencies: dict[int, int] = {}
+        for c in cells:
+            for value, count in c.latencies.items():
+                latencies[value] = latencies.get(value, 0) + count
+        subnets = {subnet(ip) for ip in ips}
+        families = {_cached(_families, ua, ua_family) for c in cells for ua in c.uas}
+        auth = sum(c.auth_failures for c in cells)
+        throttled = sum(c.throttled for c in cells)
+        x = {
+            "requests": float(n),
+            "auth_failures": float(auth),
+            "auth_failure_ratio": auth / n,
+            "error_ratio": max(sum(c.s4xx for c in cells) - throttled, 0) / n,
+            "server_error_ratio": sum(c.s5xx for c in cells) / n,
+            "throttled": float(throttled),
+            "throttled_ratio": throttled / n,
+            "bytes_per_request": sum(c.bytes_out for c in cells) / n,
+            "latency_p95_ms": quantile(latencies, 0.95) or 0.0,
+            "distinct_ips": float(len(ips)),
+            "distinct_subnets": float(len(subnets)),
+            "failing_ips": float(len(failing)),
+            "failing_subnets": float(len({subnet(ip) for ip in failing})),
+            "distinct_ua_families": float(len(families)),
+            "read_ratio": sum(c.reads for c in cells) / n,
+        }
+        return x, subnets, families
+
+
+def consumer_windows(cells: dict[tuple[str, str], TrafficAcc]) -> dict[str, ConsumerWindow]:
+    """Group a window's (API, consumer) cells by consumer."""
+    out: dict[str, ConsumerWindow] = {}
+    for (api, consumer), acc in cells.items():
+        cw = out.get(consumer)
+        if cw is None:
+            cw = out[consumer] = ConsumerWindow(acc.consumer_name, acc.consumer_owner)
+        cw.cells.append(acc)
+        cw.apis[api] = cw.apis.get(api, 0) + acc.requests
+    return out
+
+
+def ip_features(acc: IpAcc) -> dict[str, float]:
+    """The features of one IP's window."""
+    n = acc.requests
+    scanner = any(is_scanner(ua) for ua in acc.uas if ua)
+    return {
+        "requests": float(n),
+        "auth_failures": float(acc.auth),
+        "auth_failure_ratio": acc.auth / n,
+        "errors": float(acc.errors),
+        "error_ratio": acc.errors / n,
+        "server_error_ratio": acc.s5xx / n,
+        "throttled": float(acc.throttled),
+        "throttled_ratio": acc.throttled / n,
+        "bytes_per_request": acc.bytes_out / n,
+        "read_ratio": acc.reads / n,
+        "write_ratio": acc.writes / n,
+        "detail_ratio": acc.detail / n,
+        "distinct_paths": float(len(acc.paths)),
+        "sequential_ids": float(sequential_ids(acc.paths)),
+        "regularity": regularity(acc.ts),
+        "error_paths": float(len(acc.error_paths)),
+        "sensitive_paths": float(len(acc.sensitive)),
+        "scanner_requests": float(n if scanner else 0),
+        "login_requests": float(len(acc.login_ts)),
+        "login_burst": float(max_in_span(acc.login_ts, BURST_S)),
+        "login_share": len(acc.login_ts) / n,
+    }
+
+
+def api_features(acc: ApiAcc) -> dict[str, float]:
+    """The features of one endpoint's window."""
+    n = acc.requests
+    return {
+        "requests": float(n),
+        "auth_failures": float(acc.auth),
+        "auth_failure_ratio": acc.auth / n,
+        "error_ratio": max(acc.s4xx - acc.throttled, 0) / n,
+        "server_error_ratio": acc.s5xx / n,
+        "throttled": float(acc.throttled),
+        "throttled_ratio": acc.throttled / n,
+        "bytes_per_request": acc.bytes_out / n,
+        "distinct_ips": float(len(acc.ips)),
+        "distinct_subnets": float(len({subnet(ip) for ip in acc.ips})),
+        "failing_ips": float(len(acc.fail_ips)),
+        "failing_subnets": float(len({subnet(ip) for ip in acc.fail_ips})),
+    }
+
+
+class SeenMemory:
+    """What each consumer was used from: subnets and UA families, the newest ``MAX_SEEN`` of each.
+
+    >>> m = SeenMemory()
+    >>> m.unseen("app", {"10.0.1", "10.0.2"}, {"okhttp"})
+    (2, 1)
+    >>> m.remember("app", {"10.0.1"}, {"okhttp"}, 60.0)
+    >>> m.unseen("app", {"10.0.1", "10.0.2"}, {"okhttp", "curl"})
+    (1, 1)
+    """
+
+    def __init__(self) -> None:
+        # per consumer: ({subnet: last window}, {family: last window}); dicts keep insertion order
+        self._seen: dict[str, tuple[dict[str, float], dict[str, float]]] = {}
+
+    def unseen(self, consumer: str, subnets: set[str], families: set[str]) -> tuple[int, int]:
+        """How many of ``subnets`` and ``families`` the consumer was never seen with."""
+        known = self._seen.get(consumer)
+        if known is None:
+            return len(subnets), len(families)
+        return sum(s not in known[0] for s in subnets), sum(f not in known[1] for f in families)
+
+    def remember(self, consumer: str, subnets: set[str], families: set[str], when: float) -> None:
+        known = self._seen.get(consumer)
+        if known is None:
+            known = self._seen[consumer] = ({}, {})
+        for values, memory in ((subnets, known[0]), (families, known[1])):
+            for v in values:
+                memory.pop(v, None)
+                memory[v] = when
+            while len(memory) > MAX_SEEN:
+                del memory[next(iter(memory))]
+
+    def forget(self, consumer: str) -> None:
+        self._seen.pop(consumer, None)

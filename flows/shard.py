@@ -1,9 +1,13 @@
-"""One shard's work, in plain Python: window, detect, decide.
+"""One shard's work, in plain Python: window, detect.
 
-The dataflow routes each consumer to one shard (crc32 of its id) and feeds
-the shard whole batches of events. The shard keeps the open windows, the
-detectors' baselines, and turns every closed window into store rows:
-``traffic`` always, ``findings`` when a detector fires.
+The dataflow routes every event to three shards, one per subject family
+(consumer, client IP, API endpoint; crc32 of the subject picks the shard
+within the family), and feeds each shard whole batches of events. A shard
+keeps its family's open windows, the detectors' baselines, and turns every
+closed window into store rows: ``traffic`` (consumer shards only, one row per
+window × API × consumer, so ``SUM(traffic.requests)`` counts every event once),
+``findings`` when a detector fires, and ``subject_windows`` (each consumer and
+endpoint, and each flagged IP: the main features beside their baseline).
 It is pickled whole for Bytewax recovery snapshots. Policy does not live
 here: findings go to the control plane (flows/controller.py), which sees
 every shard's findings and so can apply global limits such as the blast
@@ -13,84 +17,109 @@ radius.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 import time
 from collections.abc import Iterable
+from typing import ClassVar
 
 from msgspec.structs import astuple
 
 from detectors import DETECTORS
+from detectors.baselines import Baselines, Feature
 from flows.config import Config
 from flows.events import Event, Finding, stable_id
-from flows.features import ClosedWindow, TrafficAcc, WindowTable
+from flows.features import (
+    ApiWindows,
+    ClosedWindow,
+    ConsumerWindow,
+    ConsumerWindows,
+    IpWindows,
+    SeenMemory,
+    WindowTable,
+    api_features,
+    consumer_windows,
+    endpoint_name,
+    ip_features,
+)
+from flows.watermark import InputClock
 
 Output = tuple[str, list[tuple]]  # (table, rows in the table's column order)
 
-def build_detectors(cfg: Config) -> list:
-    """Instantiate every enabled detector from its config section."""
+FAMILIES = ("consumer", "ip", "api")
+_SHARED = ("fading_factor", "min_history", "protect_score")
+# what a family remembers of every subject, for the peer-wide shift and the baseline band
+_FAMILY_FEATURES = (
+    Feature("requests", "requests", floor=0.4, volume=True),
+    Feature("distinct_ips", "distinct client IPs", volume=True),
+    Feature("auth_failure_ratio", "auth failures", "ratio", log=False, floor=0.05, peers=True, of="requests"),
+)
+_MIN_PEERS = 5  # subjects with history needed for a peer-wide shift
+_EVICT_EVERY = 10  # windows between scans for idle subjects
+_HOLD_S = 1.0  # wall seconds every input gets to deliver its first batch before windows close
+
+
+def build_detectors(cfg: Config, family: str) -> list:
+    """Instantiate every enabled detector that runs on ``family`` from its config section."""
+    d = cfg.detectors
     out = []
     for name, cls in DETECTORS.items():
-        section = getattr(cfg.detectors, name)
-        if section.enabled:
-            out.append(cls(**section.model_dump(exclude={"enabled"})))
+        section = getattr(d, name)
+        if section.enabled and family in cls.subject_types:
+            shared = {k: getattr(d, k) for k in _SHARED}
+            out.append(cls(**shared, **section.model_dump(exclude={"enabled"})))
     return out
 
 
-class _ConsumerWindow:
-    __slots__ = ("auth", "errors", "ips", "name", "owner", "requests", "throttled")
+class _Subject:
+    """One subject's window: what detection needs and what a finding shows."""
 
-    def __init__(self, acc: TrafficAcc) -> None:
-        self.name, self.owner = acc.consumer_name, acc.consumer_owner
-        self.requests = self.auth = self.errors = self.throttled = 0
-        self.ips: set[str] = set()
+    __slots__ = ("context", "extra", "name", "owner", "x")
 
-    def add(self, acc: TrafficAcc) -> None:
-        self.requests += acc.requests
-        self.auth += acc.auth_failures
-        self.errors += acc.s4xx + acc.s5xx
-        self.throttled += acc.throttled
-        self.ips |= acc.ips
-
-    def features(self) -> dict[str, float]:
-        n = self.requests
-        return {
-            "requests": float(n),
-            "distinct_ips": float(len(self.ips)),
-            "auth_failure_ratio": self.auth / n,
-            "error_ratio": self.errors / n,
-            "throttled_ratio": self.throttled / n,
-        }
+    def __init__(
+        self, name: str, owner: str, x: dict[str, float], context: dict, extra: object = None
+    ) -> None:
+        self.name, self.owner, self.x, self.context, self.extra = name, owner, x, context, extra
 
 
 class ShardProcessor:
-    """Windows and detectors of one shard."""
+    """Windows and detectors of one shard of one subject family."""
+
+    family: ClassVar[str]
+    table_type: ClassVar[type[WindowTable]]
+    all_rows: ClassVar[bool] = True  # a subject_windows row for every subject, not only flagged ones
 
     def __init__(self, cfg: Config) -> None:
-        p = cfg.pipeline
-        self.window_s = p.window_s
+        p, d = cfg.pipeline, cfg.detectors
         self.lateness_s = p.allowed_lateness_s
         self.idle_close_s = p.idle_close_s
-        self.min_score = cfg.detectors.min_score
-        self.table = WindowTable(p.window_s, p.allowed_lateness_s)
-        self.detectors = build_detectors(cfg)
-        self._advanced_at: float | None = None  # wall clock when event time last advanced
+        self.min_score = d.min_score
+        self.protect_score = d.protect_score
+        self.forget_idle_s = d.forget_idle_ip_s if self.family == "ip" else d.forget_idle_s
+        self.table = self.table_type(p.window_s, p.allowed_lateness_s)
+        self.detectors = build_detectors(cfg, self.family)
+        self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
+        self.last_seen: dict[str, float] = {}
+        self.windows_closed = 0
+        # per-input event-time progress (its wall times are not pickled: downtime is not quiet input)
+        self.clock = InputClock(idle_s=p.idle_close_s, hold_s=_HOLD_S)
 
-    def ingest(self, events: list[Event], max_ts: float) -> list[Output]:
-        """Add a batch; ``max_ts`` is the newest event time the whole input has reached."""
-        before = self.table.max_ts
+    def ingest(self, events: list[Event], source: str, source_ts: float) -> list[Output]:
+        """Add a batch; ``source_ts`` is the newest event time input ``source`` has reached."""
+        now = time.time()
         self.table.add(events)
-        self.table.observe(max_ts)
-        if self.table.max_ts > before:
-            self._advanced_at = time.time()
-        return self._emit(self.table.close_until(self.table.watermark()))
+        self.clock.advance(source, source_ts, now)
+        return self._emit(self.table.close_until(self.clock.watermark(now) - self.lateness_s))
 
     def tick(self, wall_now: float) -> list[Output]:
         """Close windows when input has been quiet: event time follows the wall clock."""
-        if self._advanced_at is None:
+        last = self.clock.last_advance()
+        if last is None:
             return []
-        quiet = wall_now - self._advanced_at
+        quiet = wall_now - last
         if quiet < self.idle_close_s:
-            return []
-        return self._emit(self.table.close_until(self.table.max_ts + quiet - self.lateness_s))
+            return self._emit(self.table.close_until(self.clock.watermark(wall_now) - self.lateness_s))
+        return self._emit(self.table.close_until(self.clock.newest() + quiet - self.lateness_s))
 
     def has_open_windows(self) -> bool:
         return bool(self.table.open)
@@ -99,62 +128,204 @@ class ShardProcessor:
         """Close every window (end of input or clean stop)."""
         return self._emit(self.table.close_all())
 
+    # -- family hooks -------------------------------------------------------------
+
+    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+        raise NotImplementedError
+
+    def _traffic(self, w: ClosedWindow) -> list[tuple]:
+        return []
+
+    def _learned(self, subject: str, s: _Subject, w: ClosedWindow) -> None:
+        """Called when a window was learned as the subject's normal."""
+
+    def _forget(self, subject: str) -> None:
+        """Drop family state kept outside the detectors."""
+
+    # -----------------------------------------------------------------------------
+
     def _emit(self, windows: Iterable[ClosedWindow]) -> list[Output]:
-        traffic: list[tuple] = []
-        findings: list[tuple] = []
+        out: dict[str, list[tuple]] = {"traffic": [], "findings": [], "subject_windows": []}
         for w in windows:
-            per_consumer: dict[str, _ConsumerWindow] = {}
-            for (api, consumer), acc in w.cells.items():
-                traffic.append(
-                    (
-                        w.start, w.end, api, consumer, acc.consumer_name, acc.consumer_owner,
-                        acc.requests, acc.s2xx, acc.s3xx, acc.s4xx, acc.s5xx,
-                        acc.auth_failures, acc.throttled, acc.bytes_out,
-                        acc.latency_quantile(0.5), acc.latency_quantile(0.95), len(acc.ips),
-                        acc.requests if w.late else 0,
-                    )
-                )  # fmt: skip
-                cw = per_consumer.get(consumer)
-                if cw is None:
-                    cw = per_consumer[consumer] = _ConsumerWindow(acc)
-                cw.add(acc)
-            if not w.late:  # late rows were after the fact: counted, not scored
-                for consumer in sorted(per_consumer):
-                    self._detect(w, consumer, per_consumer[consumer], findings)
-        out: list[Output] = [("traffic", traffic)] if traffic else []
-        if findings:
-            out.append(("findings", findings))
+            out["traffic"].extend(self._traffic(w))
+            if w.late:  # late rows were after the fact: counted, not scored
+                continue
+            self._detect(w, self._subjects(w), out)
+            self.windows_closed += 1
+            if self.windows_closed % _EVICT_EVERY == 0:
+                self._evict(w.end)
+        return [(table, rows) for table, rows in out.items() if rows]
+
+    def _peer_shift(self, subjects: dict[str, _Subject]) -> float:
+        """Median rise of requests (log space) over the subjects with history; 0 below ``_MIN_PEERS``."""
+        rises = []
+        for subject, s in subjects.items():
+            d = self.baselines.deviation(subject, "requests", s.x)
+            if d.source == "own":
+                rises.append(math.log1p(d.observed) - d.mean)
+        return max(statistics.median(rises), 0.0) if len(rises) >= _MIN_PEERS else 0.0
+
+    def _detect(self, w: ClosedWindow, subjects: dict[str, _Subject], out: dict[str, list[tuple]]) -> None:
+        shift = self._peer_shift(subjects)
+        now = time.time()
+        for subject in sorted(subjects):
+            s = subjects[subject]
+            x = s.x
+            x["peer_shift"] = shift
+            self.last_seen[subject] = w.end
+            scores = [det.score_one(subject, x) for det in self.detectors]
+            top = max(scores, default=0.0)
+            for det, score in zip(self.detectors, scores, strict=True):
+                if score >= self.min_score:
+                    out["findings"].append(self._finding(det, subject, s, score, w, now))
+            if self.all_rows or top >= self.min_score:
+                out["subject_windows"].append(self._subject_row(subject, s, top, w))
+            if top < self.protect_score:
+                for det in self.detectors:
+                    det.learn_one(subject, x)
+                self.baselines.learn(subject, x)
+                self._learned(subject, s, w)
+
+    def _finding(self, det, subject: str, s: _Subject, score: float, w: ClosedWindow, now: float) -> tuple:
+        reasons = det.explain_one(subject, s.x)
+        finding = Finding(
+            finding_id=stable_id(det.name, self.family, subject, w.start),
+            subject_type=self.family,
+            subject=subject,
+            subject_name=s.name,
+            subject_owner=s.owner,
+            kind=det.kind,
+            detector=det.name,
+            score=round(score, 4),
+            window_start=w.start,
+            window_end=w.end,
+            detected_at=now,
+            reasons=[r.text for r in reasons],
+            evidence=json.dumps(
+                {
+                    "features": s.x,
+                    "reasons": {
+                        r.feature: {"observed": r.observed, "baseline": r.baseline, "spread": r.spread}
+                        for r in reasons
+                    },
+                    "context": s.context,
+                }
+            ),
+        )
+        return astuple(finding)
+
+    def _subject_row(self, subject: str, s: _Subject, top: float, w: ClosedWindow) -> tuple:
+        x = s.x
+        req = self.baselines.deviation(subject, "requests", x)
+        ips = self.baselines.deviation(subject, "distinct_ips", x)
+        auth = self.baselines.deviation(subject, "auth_failure_ratio", x)
+        known = req.source != "prior"
+        return (
+            w.start, w.end, self.family, subject, s.name,
+            int(x["requests"]),
+            req.baseline if known else None,
+            math.expm1(max(req.mean - 2 * req.spread, 0.0)) if known else None,
+            math.expm1(req.mean + 2 * req.spread) if known else None,
+            None if "distinct_ips" not in x else int(x["distinct_ips"]),
+            ips.baseline if ips.source != "prior" else None,
+            x["auth_failure_ratio"],
+            auth.baseline if auth.source != "prior" else None,
+            x["peer_shift"],
+            round(top, 4),
+            json.dumps(x),
+        )  # fmt: skip
+
+    def _evict(self, now: float) -> None:
+        idle = [s for s, seen in self.last_seen.items() if now - seen > self.forget_idle_s]
+        for subject in idle:
+            del self.last_seen[subject]
+            for det in self.detectors:
+                det.forget(subject)
+            self.baselines.forget(subject)
+            self._forget(subject)
+
+
+class ConsumerShard(ShardProcessor):
+    """Consumers: the ``traffic`` rows, and never-seen subnets / UA families."""
+
+    family = "consumer"
+    table_type = ConsumerWindows
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.seen = SeenMemory()
+
+    def _traffic(self, w: ClosedWindow) -> list[tuple]:
+        return [
+            (
+                w.start, w.end, api, consumer, acc.consumer_name, acc.consumer_owner,
+                acc.requests, acc.s2xx, acc.s3xx, acc.s4xx, acc.s5xx,
+                acc.auth_failures, acc.throttled, acc.bytes_out,
+                acc.latency_quantile(0.5), acc.latency_quantile(0.95), len(acc.ips),
+                acc.requests if w.late else 0,
+            )
+            for (api, consumer), acc in w.cells.items()
+        ]  # fmt: skip
+
+    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+        out = {}
+        for consumer, cw in consumer_windows(w.cells).items():
+            x, subnets, families = cw.features()
+            x["new_subnets"], x["new_ua_families"] = map(float, self.seen.unseen(consumer, subnets, families))
+            out[consumer] = _Subject(cw.name, cw.owner, x, _consumer_context(cw), (subnets, families))
         return out
 
-    def _detect(self, w: ClosedWindow, consumer: str, cw: _ConsumerWindow, findings: list) -> None:
-        x = cw.features()
-        for det in self.detectors:
-            score = det.score_one(consumer, x)
-            reasons = det.explain_one(consumer, x) if score >= self.min_score else []
-            det.learn_one(consumer, x)
-            if score < self.min_score:
-                continue
-            finding = Finding(
-                finding_id=stable_id(det.name, det.subject_type, consumer, w.start),
-                subject_type=det.subject_type,
-                subject=consumer,
-                subject_name=cw.name,
-                subject_owner=cw.owner,
-                kind=det.kind,
-                detector=det.name,
-                score=round(score, 4),
-                window_start=w.start,
-                window_end=w.end,
-                detected_at=time.time(),
-                reasons=[r.text for r in reasons],
-                evidence=json.dumps(
-                    {
-                        "features": x,
-                        "reasons": {
-                            r.feature: {"observed": r.observed, "baseline": r.baseline, "spread": r.spread}
-                            for r in reasons
-                        },
-                    }
-                ),
+    def _learned(self, subject: str, s: _Subject, w: ClosedWindow) -> None:
+        subnets, families = s.extra
+        self.seen.remember(subject, subnets, families, w.start)
+
+    def _forget(self, subject: str) -> None:
+        self.seen.forget(subject)
+
+
+def _consumer_context(cw: ConsumerWindow) -> dict:
+    failing = sorted(set().union(*(c.fail_ips for c in cw.cells)))
+    ips = failing or sorted(set().union(*(c.ips for c in cw.cells)))
+    return {
+        "apis": dict(sorted(cw.apis.items(), key=lambda kv: -kv[1])[:3]),
+        "failing_ips" if failing else "client_ips": ips[:5],
+        "user_agents": sorted(set().union(*(c.uas for c in cw.cells)))[:3],
+    }
+
+
+class IpShard(ShardProcessor):
+    """Client IPs: brute force, probing, scraping, floods; rows only for flagged IPs."""
+
+    family = "ip"
+    table_type = IpWindows
+    all_rows = False
+
+    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+        out = {}
+        for ip, acc in w.cells.items():
+            paths = (
+                sorted(acc.sensitive)
+                or sorted(acc.error_paths)
+                or sorted(acc.login_paths)
+                or sorted(acc.paths)
             )
-            findings.append(astuple(finding))
+            context = {"consumer": acc.consumer, "user_agents": sorted(acc.uas)[:3], "paths": paths[:5]}
+            out[ip] = _Subject(ip, "", ip_features(acc), context)
+        return out
+
+
+class ApiShard(ShardProcessor):
+    """API endpoints: distributed credential stuffing, floods, anomalies."""
+
+    family = "api"
+    table_type = ApiWindows
+
+    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+        out = {}
+        for key, acc in w.cells.items():
+            name = endpoint_name(key)
+            out[name] = _Subject(name, "", api_features(acc), {"failing_ips": sorted(acc.fail_ips)[:5]})
+        return out
+
+
+SHARDS: dict[str, type[ShardProcessor]] = {cls.family: cls for cls in (ConsumerShard, IpShard, ApiShard)}

@@ -14,6 +14,7 @@ import stat
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -24,6 +25,14 @@ from flows.events import Chunk
 STDIN = "-"
 _GLOB_CHARS = frozenset("*?[")
 _STDIN_READ = 1 << 16
+
+
+@dataclass(frozen=True)
+class KafkaInput:
+    """Where ``gatewatch run --kafka BROKERS --topic T`` reads from (see flows/kafka.py)."""
+
+    brokers: list[str]
+    topic: str
 
 
 def is_glob(spec: str) -> bool:

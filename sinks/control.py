@@ -60,9 +60,28 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
+CREATE TABLE IF NOT EXISTS target_state (
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (destination, key)
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    incident_id TEXT PRIMARY KEY,
+    subject_type TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_by_key ON incidents (subject_type, subject, kind, state);
+CREATE INDEX IF NOT EXISTS incidents_by_state ON incidents (state);
+CREATE TABLE IF NOT EXISTS incident_findings (finding_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
 """
 
 ACTIVE_STATUSES = ("recorded", "pending_review", "approved", "applied")
+# the control plane's newest store segment whose rows a committed transaction acknowledges
+STORE_SEQ_KEY = "store_seq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +218,40 @@ class ControlDB:
         ).fetchone()
         return msgspec.json.decode(row[0], type=Decision) if row else None
 
+    # -- incidents (flows/incidents.py owns the body's shape) ---------------
+
+    def put_incident(
+        self, incident_id: str, subject_type: str, subject: str, kind: str, state: str, body: str,
+        con: sqlite3.Connection | None = None,
+    ) -> None:  # fmt: skip
+        """Insert or update an incident's current state."""
+        (con or self.con).execute(
+            "INSERT INTO incidents (incident_id, subject_type, subject, kind, state, body) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (incident_id) DO UPDATE SET state = excluded.state, body = excluded.body",
+            (incident_id, subject_type, subject, kind, state, body),
+        )
+
+    def live_incident(self, subject_type: str, subject: str, kind: str) -> str | None:
+        """Body of the subject's unresolved incident of this kind, if any."""
+        row = self.con.execute(
+            "SELECT body FROM incidents WHERE subject_type = ? AND subject = ? AND kind = ? AND state != 'resolved' "
+            "ORDER BY rowid DESC LIMIT 1",
+            (subject_type, subject, kind),
+        ).fetchone()
+        return row[0] if row else None
+
+    def incident_bodies(self, *, live: bool = False) -> list[str]:
+        """Bodies of every incident (or only the unresolved ones), oldest first."""
+        where = " WHERE state != 'resolved'" if live else ""
+        return [r[0] for r in self.con.execute(f"SELECT body FROM incidents{where} ORDER BY rowid").fetchall()]
+
+    def link_finding(self, finding_id: str, incident_id: str, con: sqlite3.Connection | None = None) -> bool:
+        """Attach a finding to an incident; False if it was attached before (a replayed finding)."""
+        cur = (con or self.con).execute(
+            "INSERT OR IGNORE INTO incident_findings (finding_id, incident_id) VALUES (?, ?)", (finding_id, incident_id)
+        )
+        return cur.rowcount == 1
+
     # -- outbox ------------------------------------------------------------
 
     def enqueue(
@@ -238,12 +291,70 @@ class ControlDB:
         )
         return [_entry(r) for r in rows]
 
-    def settle(self, entry_id: str, *, state: str, attempts: int, next_at: float, last_error: str) -> None:
+    def settle(
+        self, entry_id: str, *, state: str, attempts: int, next_at: float, last_error: str, con=None
+    ) -> None:
         """Record the outcome of a delivery attempt."""
-        self.con.execute(
+        (con or self.con).execute(
             "UPDATE outbox SET state = ?, attempts = ?, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
             (state, attempts, next_at, last_error, time.time(), entry_id),
         )
+
+    # -- gateway targets -----------------------------------------------------
+
+    def subject_decisions(
+        self, subject_type: str, subject: str, con: sqlite3.Connection | None = None
+    ) -> list[Decision]:
+        """Every decision about one subject (current states), oldest first."""
+        rows = (con or self.con).execute(
+            "SELECT body FROM decisions WHERE subject_type = ? AND subject = ? ORDER BY rowid", (subject_type, subject)
+        ).fetchall()
+        dec = msgspec.json.Decoder(Decision).decode
+        return [dec(r[0]) for r in rows]
+
+    def outbox_for(self, ref_id: str, since: float = 0.0) -> list[OutboxEntry]:
+        """The outbox entries made for one decision (or incident), at or after ``since`` (wall clock)."""
+        rows = self.con.execute(
+            "SELECT id, channel, destination, ref_id, payload, state, attempts, next_at, last_error FROM outbox "
+            "WHERE ref_id = ? AND created_at >= ? ORDER BY created_at",
+            (ref_id, since),
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def supersede_pending(
+        self, destination: str, subject_type: str, subject: str, con: sqlite3.Connection | None = None
+    ) -> int:
+        """Retire a subject's undelivered entries to ``destination`` (a newer one carries the whole desired state)."""
+        cur = (con or self.con).execute(
+            "UPDATE outbox SET state = 'superseded', updated_at = ? WHERE state = 'pending' AND destination = ? "
+            "AND ref_id IN (SELECT decision_id FROM decisions WHERE subject_type = ? AND subject = ?)",
+            (time.time(), destination, subject_type, subject),
+        )
+        return cur.rowcount
+
+    def get_state(self, destination: str, key: str, con: sqlite3.Connection | None = None) -> dict | None:
+        """What a target channel recorded under ``key`` (e.g. which gateway objects it created)."""
+        row = (con or self.con).execute(
+            "SELECT value FROM target_state WHERE destination = ? AND key = ?", (destination, key)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_state(self, destination: str, key: str, value: dict, con: sqlite3.Connection | None = None) -> None:
+        (con or self.con).execute(
+            "INSERT OR REPLACE INTO target_state (destination, key, value) VALUES (?, ?, ?)",
+            (destination, key, json.dumps(value, sort_keys=True)),
+        )
+
+    def delete_state(self, destination: str, key: str) -> None:
+        self.con.execute("DELETE FROM target_state WHERE destination = ? AND key = ?", (destination, key))
+
+    def state_items(self, destination: str, prefix: str) -> list[tuple[str, dict]]:
+        """Every ``(key, value)`` a channel recorded under keys starting with ``prefix``."""
+        rows = self.con.execute(
+            "SELECT key, value FROM target_state WHERE destination = ? AND substr(key, 1, ?) = ? ORDER BY key",
+            (destination, len(prefix), prefix),
+        ).fetchall()
+        return [(k, json.loads(v)) for k, v in rows]
 
 
 def _entry(row: tuple) -> OutboxEntry:

@@ -26,7 +26,7 @@ from typing import ClassVar, Protocol
 
 import httpx
 
-from sinks.control import ControlDB, OutboxEntry
+from sinks.control import STORE_SEQ_KEY, ControlDB, OutboxEntry
 from sinks.store import StoreWriter
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -101,16 +101,22 @@ class Sender:
         return self._rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
     def step(self, now: float | None = None) -> int:
-        """Attempt every due entry once; return how many attempts were made."""
+        """Attempt every due entry once; return how many attempts were made.
+
+        The attempts' ``deliveries`` rows are written before their outcomes
+        are committed, and the commit acknowledges them (the controller rolls
+        unacknowledged rows back after a crash), so each attempt is recorded
+        exactly once.
+        """
         now = time.time() if now is None else now
         rows = []
-        made = 0
+        settles: list[dict] = []
         for entry in self.control.due(now):
             breaker = self._breakers.setdefault(entry.destination, _Breaker())
             if breaker.open_until > now:
-                self.control.settle(
-                    entry.id, state="pending", attempts=entry.attempts, next_at=breaker.open_until,
-                    last_error=entry.last_error or "circuit breaker open",
+                settles.append(
+                    {"entry_id": entry.id, "state": "pending", "attempts": entry.attempts,
+                     "next_at": breaker.open_until, "last_error": entry.last_error or "circuit breaker open"}
                 )  # fmt: skip
                 continue
             channel = self.channels.get(entry.destination)
@@ -126,29 +132,32 @@ class Sender:
                     result = Attempt(0, "", f"{type(exc).__name__}: {exc}")
                 outcome = outcome_of(result.http_status)
             latency_ms = (time.perf_counter() - started) * 1000
-            made += 1
             if outcome == "retry" and attempt_no >= self.max_attempts:
                 outcome = "dead_letter"
+            settle = {"entry_id": entry.id, "attempts": attempt_no, "next_at": now, "last_error": ""}
             if outcome == "sent":
                 breaker.failures = 0
-                self.control.settle(entry.id, state="sent", attempts=attempt_no, next_at=now, last_error="")
+                settle["state"] = "sent"
             else:
                 breaker.failures += 1
                 if breaker.failures >= self.breaker_failures:
                     breaker.open_until = now + self.breaker_cooldown_s
-                error = result.error or f"HTTP {result.http_status}"
+                settle["last_error"] = result.error or f"HTTP {result.http_status}"
+                settle["state"] = "pending" if outcome == "retry" else "dead_letter"
                 if outcome == "retry":
                     wait = result.retry_after_s if result.retry_after_s is not None else self.backoff_s(attempt_no)
-                    self.control.settle(
-                        entry.id, state="pending", attempts=attempt_no, next_at=now + wait, last_error=error
-                    )
-                else:
-                    self.control.settle(entry.id, state="dead_letter", attempts=attempt_no, next_at=now, last_error=error)
+                    settle["next_at"] = now + wait
+            settles.append(settle)
             rows.append(
                 (
                     entry.id, channel.kind if channel else "", entry.destination, entry.ref_id, attempt_no,
                     result.operation, outcome, result.http_status, result.error, latency_ms, time.time(),
                 )
             )  # fmt: skip
-        self.writer.append("deliveries", rows)
-        return made
+        if settles:
+            self.writer.append("deliveries", rows)
+            with self.control.transaction() as con:
+                for settle in settles:
+                    self.control.settle(**settle, con=con)
+                self.control.set_meta(STORE_SEQ_KEY, str(self.writer.last_seq), con)
+        return len(rows)

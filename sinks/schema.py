@@ -52,6 +52,28 @@ TABLES: dict[str, pa.Schema] = {
             ("evidence", pa.string()),
         ]
     ),
+    # per window and subject (every consumer and endpoint, flagged IPs): the main features beside the
+    # baseline they were compared with (null while the subject has no history of its own)
+    "subject_windows": pa.schema(
+        [
+            ("window_start", _TS),
+            ("window_end", _TS),
+            ("subject_type", pa.string()),  # "consumer" | "ip" | "api"
+            ("subject", pa.string()),
+            ("subject_name", pa.string()),
+            ("requests", pa.int64()),
+            ("requests_baseline", pa.float64()),
+            ("requests_low", pa.float64()),  # baseline band: 2 spreads below / above, in log space
+            ("requests_high", pa.float64()),
+            ("distinct_ips", pa.int64()),  # null for ip subjects
+            ("distinct_ips_baseline", pa.float64()),
+            ("auth_failure_ratio", pa.float64()),
+            ("auth_failure_ratio_baseline", pa.float64()),
+            ("peer_shift", pa.float64()),  # the window's peer-wide rise of requests (log space)
+            ("max_score", pa.float64()),  # highest detector score of the window (0-1)
+            ("features", pa.string()),  # JSON: every feature of the window
+        ]
+    ),
     # append-only log: one row per state change of a decision (latest row = current state)
     "decisions": pa.schema(
         [

@@ -15,6 +15,11 @@ File names carry the writer and a sequence number::
 A compacted file appears atomically before the segments it covers are
 deleted; a reader that lists both skips the covered segments, so no row is
 ever counted twice, and a reader that listed a file just deleted retries.
+
+Exactly once across crashes: a compacted file keeps one row group per
+source segment (their numbers are in the file's metadata), so
+:meth:`StoreWriter.rollback` can remove every segment written after a
+recovery snapshot, even once merged, before Bytewax replays that output.
 """
 
 from __future__ import annotations
@@ -127,24 +132,87 @@ class StoreWriter:
         seq = self._take_seq()
         return self._publish(table, data, f"seg-{self.writer}-{seq:0{_SEQ_WIDTH}d}.parquet")
 
-    def compact(self, table: str, min_files: int = 8) -> Path | None:
-        """Merge this writer's live files of ``table`` into one, if there are enough."""
-        mine = []
-        for path in live_files(self.root / table):
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest segment this writer published."""
+        if self._next_seq is None:
+            self.open()
+        return self._next_seq - 1
+
+    def _mine(self, table: str, *, live_only: bool = True) -> list[tuple[int, int, Path]]:
+        """This writer's files of ``table`` as (first seq, last seq, path)."""
+        if live_only:
+            paths = live_files(self.root / table)
+        else:
+            paths = [p for p in (self.root / table).iterdir() if _FILE.match(p.name)]
+        out = []
+        for path in paths:
             m = _FILE.match(path.name)
             if (m["sw"] or m["cw"]) == self.writer:
-                mine.append((int(m["seq"] or m["lo"]), int(m["seq"] or m["hi"]), path))
+                out.append((int(m["seq"] or m["lo"]), int(m["seq"] or m["hi"]), path))
+        return out
+
+    def compact(self, table: str, min_files: int = 8) -> Path | None:
+        """Merge this writer's live files of ``table`` into one, if there are enough."""
+        mine = self._mine(table)
         if len(mine) < max(min_files, 2):
             return None
         lo = min(m[0] for m in mine)
         hi = max(m[1] for m in mine)
-        merged = pa.concat_tables([pq.read_table(p, schema=TABLES[table]) for _, _, p in mine])
-        out = self._publish(
-            table, merged, f"cmp-{self.writer}-{lo:0{_SEQ_WIDTH}d}-{hi:0{_SEQ_WIDTH}d}.parquet"
-        )
-        for _, _, p in mine:
-            p.unlink(missing_ok=True)
-        return out
+        groups: list[tuple[int, pa.Table]] = []
+        for _, _, path in mine:
+            groups.extend(_segments_of(path, table))
+        return self._publish_groups(table, groups, lo, hi)
+
+    def _publish_groups(self, table: str, groups: list[tuple[int, pa.Table]], lo: int, hi: int) -> Path:
+        name = f"cmp-{self.writer}-{lo:0{_SEQ_WIDTH}d}-{hi:0{_SEQ_WIDTH}d}.parquet"
+        final = self.root / table / name
+        tmp = final.with_name(f".{name}.{os.getpid()}.tmp")
+        schema = TABLES[table].with_metadata({_SEGMENTS_KEY: ",".join(str(seq) for seq, _ in groups)})
+        with pq.ParquetWriter(tmp, schema, compression=self.compression) as out:
+            for _, data in groups:
+                out.write_table(data.replace_schema_metadata(schema.metadata), row_group_size=max(1, data.num_rows))
+        os.replace(tmp, final)
+        for seq_lo, seq_hi, path in self._mine(table, live_only=False):
+            if lo <= seq_lo and seq_hi <= hi and path != final:
+                path.unlink(missing_ok=True)
+        return final
+
+    def rollback(self, to_seq: int) -> None:
+        """Remove every row this writer published after segment ``to_seq``.
+
+        Called when a recovered pipeline resumes from a snapshot taken when
+        ``to_seq`` was the newest segment: the output after it is about to be
+        produced again.
+        """
+        for table in TABLES:
+            # every file, covered or not: a crash may have left covered segments behind
+            for lo, hi, path in sorted(self._mine(table, live_only=False), key=lambda f: f[0] - f[1]):
+                if not path.exists():  # deleted as covered by a file handled before
+                    continue
+                if hi <= to_seq:
+                    continue
+                if lo > to_seq:
+                    path.unlink(missing_ok=True)
+                    continue
+                kept = [(seq, data) for seq, data in _segments_of(path, table) if seq <= to_seq]
+                if kept:
+                    self._publish_groups(table, kept, lo, to_seq)
+                path.unlink(missing_ok=True)
+        self._next_seq = to_seq + 1
+
+
+_SEGMENTS_KEY = b"gatewatch.segments"
+
+
+def _segments_of(path: Path, table: str) -> list[tuple[int, pa.Table]]:
+    """The (segment number, rows) pairs a file holds: one for a segment, one per row group when compacted."""
+    m = _FILE.match(path.name)
+    if m["sw"]:
+        return [(int(m["seq"]), pq.read_table(path, schema=TABLES[table]))]
+    f = pq.ParquetFile(path)
+    seqs = [int(x) for x in f.schema_arrow.metadata[_SEGMENTS_KEY].decode().split(",") if x]
+    return [(seq, f.read_row_group(i).cast(TABLES[table])) for i, seq in enumerate(seqs)]
 
 
 def _empty_view_sql(table: str) -> str:

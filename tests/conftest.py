@@ -27,8 +27,16 @@ def gatewatch(*args: str, check: bool = True, timeout: float = 300, **kw) -> sub
 
 
 def start_gatewatch(*args: str, **kw) -> subprocess.Popen:
-    """Start the console script in the background (e.g. ``run``)."""
-    return subprocess.Popen([GATEWATCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    """Start the console script in the background; for ``run``, wait until it follows its inputs.
+
+    Waiting matters: a signal sent before the command installs its handlers
+    would kill it instead of stopping it cleanly.
+    """
+    proc = subprocess.Popen([GATEWATCH, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    if args and args[0] == "run":
+        line = proc.stderr.readline()
+        assert line.startswith("gatewatch: following"), line + proc.stderr.read()
+    return proc
 
 
 def stop(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:

@@ -7,6 +7,7 @@ each line read is accounted for exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, Protocol
 
 from flows.events import Chunk, Event, Reject
@@ -22,6 +23,7 @@ REJECT_REASONS: dict[str, str] = {
     "missing_field": "a field the pipeline needs is absent",
     "bad_field": "a field has the wrong type or value",
     "bad_timestamp": "the event time cannot be parsed",
+    "not_a_request": "an error-log line that records no client request (only basic-auth failures do)",
 }
 
 
@@ -39,15 +41,23 @@ class Parser(Protocol):
         ...
 
 
+# 10000-01-01T00:00:00Z: no later time fits a datetime or the store's timestamps
+MAX_EPOCH_S = 253_402_300_800
+
+
 def raw_text(line: bytes, max_bytes: int) -> str:
     """Decode a line for storage: never fails, capped at ``max_bytes`` bytes."""
     return line[:max_bytes].decode("utf-8", "backslashreplace")
 
 
 def _registry() -> dict[str, type]:
+    from flows.parsers.jsonl import JsonParser
+    from flows.parsers.kong import KongParser
+    from flows.parsers.nginx import CombinedParser
     from flows.parsers.wso2 import Wso2Parser
 
-    return {cls.name: cls for cls in (Wso2Parser,)}
+    # auto-detection tries them in this order: generic json last, so it never takes Kong records
+    return {cls.name: cls for cls in (Wso2Parser, KongParser, CombinedParser, JsonParser)}
 
 
 PARSERS: dict[str, type] = _registry()
@@ -59,23 +69,34 @@ class ChunkParser:
 
     With ``auto``, the first line of a source that some registered parser
     recognises fixes that source's format; earlier unrecognised lines are
-    rejected as ``unknown_format``.
+    rejected as ``unknown_format``. ``options`` holds extra constructor
+    arguments per format, e.g. ``{"json": {"mapping": cfg.input.json_mapping}}``.
     """
 
-    def __init__(self, fmt: str = "auto", *, max_line_bytes: int = 65536, raw_max_bytes: int = 4096) -> None:
+    def __init__(
+        self,
+        fmt: str = "auto",
+        *,
+        max_line_bytes: int = 65536,
+        raw_max_bytes: int = 4096,
+        options: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> None:
         if fmt not in FORMATS:
             msg = f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
             raise ValueError(msg)
         self.fmt = fmt
         self.max_line_bytes = max_line_bytes
         self.raw_max_bytes = raw_max_bytes
+        self.options = dict(options or {})
         self._instances: dict[str, Parser] = {}
         self._by_source: dict[str, Parser] = {}
 
     def _parser(self, name: str) -> Parser:
         p = self._instances.get(name)
         if p is None:
-            p = self._instances[name] = PARSERS[name](max_line_bytes=self.max_line_bytes, raw_max_bytes=self.raw_max_bytes)
+            p = self._instances[name] = PARSERS[name](
+                max_line_bytes=self.max_line_bytes, raw_max_bytes=self.raw_max_bytes, **self.options.get(name, {})
+            )
         return p
 
     def parse(self, chunk: Chunk) -> tuple[list[Event], list[Reject]]:
@@ -89,16 +110,18 @@ class ChunkParser:
         if parser is None:
             offset = chunk.first_offset
             for i, line in enumerate(chunk.lines):
-                for name in PARSERS:
+                too_long = len(line) > self.max_line_bytes  # never sniffed: costly, and proves nothing
+                for name in () if too_long else PARSERS:
                     if self._parser(name).sniff(line):
                         parser = self._by_source[chunk.source] = self._parser(name)
                         break
                 if parser is not None:
                     start = i
                     break
-                reason = "empty_line" if not line.strip() else "unknown_format"
+                reason = "line_too_long" if too_long else "empty_line" if not line.strip() else "unknown_format"
+                detail = f"{len(line)} bytes or more" if too_long else ""
                 rejects.append(
-                    Reject(chunk.source, chunk.first_line_no + i, offset, reason, "", raw_text(line, self.raw_max_bytes))
+                    Reject(chunk.source, chunk.first_line_no + i, offset, reason, detail, raw_text(line, self.raw_max_bytes))
                 )
                 offset += len(line) + 1
             else:

@@ -1,21 +1,50 @@
-"""Fixtures: a store in ``tmp_path`` holding the rows of ``store_rows``."""
+"""Fixtures: a store of known rows (``store_rows``) and a store filled by a real replay of the sample log."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
-from store_rows import DECISIONS, FINDINGS, REJECTED, TRAFFIC
+from store_rows import DECISIONS, DELIVERIES, FINDINGS, INCIDENTS, REJECTED, SUBJECT_WINDOWS, TRAFFIC
 
 from sinks.store import StoreWriter
+from tests.conftest import SAMPLE, gatewatch
+
+CASES = Path(__file__).with_name("cases")
 
 
 @pytest.fixture
 def store_root(tmp_path):
-    """A store holding TRAFFIC, FINDINGS, DECISIONS and REJECTED."""
+    """A store holding the rows of ``store_rows``, traffic in two segments."""
     root = tmp_path / "store"
     writer = StoreWriter(root).open()
     writer.append("traffic", TRAFFIC[:5])
     writer.append("traffic", TRAFFIC[5:])
-    writer.append("findings", FINDINGS)
-    writer.append("decisions", DECISIONS)
-    writer.append("rejected", REJECTED)
+    for table, rows in [
+        ("findings", FINDINGS),
+        ("subject_windows", SUBJECT_WINDOWS),
+        ("decisions", DECISIONS),
+        ("incidents", INCIDENTS),
+        ("deliveries", DELIVERIES),
+        ("rejected", REJECTED),
+    ]:
+        writer.append(table, rows)
     return root
+
+
+@pytest.fixture(scope="session")
+def replay_store(tmp_path_factory) -> Path:
+    """A store filled by ``gatewatch replay`` of the sample log plus a few unusable lines.
+
+    Tests must not change it; copy it (``replay_copy``) to act on it.
+    """
+    root = tmp_path_factory.mktemp("replay") / "store"
+    gatewatch("replay", str(SAMPLE), str(CASES / "unusable_lines.log"), "--store", str(root))
+    return root
+
+
+@pytest.fixture
+def replay_copy(replay_store, tmp_path) -> Path:
+    """A private copy of the replayed store, for tests that change it."""
+    return Path(shutil.copytree(replay_store, tmp_path / "store"))

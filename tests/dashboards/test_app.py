@@ -1,3 +1,10 @@
+"""Every dashboard page run by Streamlit's AppTest; the numbers shown must equal the store's.
+
+Most tests read a store filled by a real ``gatewatch replay`` of the sample log
+(``replay_store``) and compute what the page must show with their own SQL,
+independent of ``dashboards.queries``.
+"""
+
 from __future__ import annotations
 
 import json
@@ -10,25 +17,28 @@ import time
 from pathlib import Path
 
 import httpx
-
 import pyarrow as pa
 import pytest
-from store_rows import API_A, at, traffic_row
+from store_rows import API_A, traffic_row
 from streamlit.testing.v1 import AppTest
 
 import dashboards
+from dashboards import ui
+from flows.decisions import list_decisions
+from sinks.control import ControlDB
 from sinks.store import StoreWriter
+from tests.conftest import GATEWATCH, SAMPLE, gatewatch, rows, scalar
 
-STORE_METRICS = {
-    "Requests": "1,100",
-    "Error rate": "37.5%",  # (406 + 6) / 1100
-    "Auth failures": "380",
-    "Throttled": "15",
-    "Consumers": "3",
-    "Findings": "2",
-    "Decisions": "1",
-    "Rejected lines": "2",
+PAGES = ["overview", "incidents", "subject", "decisions", "health"]
+# the start of a time range as the dashboard counts it: back from the newest window end
+SINCE = {
+    "Last 1 h": "(SELECT max(window_end) FROM traffic) - INTERVAL 1 HOUR",
+    "Last 15 min": "(SELECT max(window_end) FROM traffic) - INTERVAL 15 MINUTE",
+    "All": "TIMESTAMPTZ '1970-01-01 00:00:00+00'",
 }
+CURRENT_DECISIONS = "SELECT decision_id, arg_max(status, changed_at) AS status FROM decisions GROUP BY 1"
+CURRENT_INCIDENTS = "SELECT incident_id, arg_max(state, changed_at) AS state FROM incidents GROUP BY 1"
+ACTIVE = "('recorded', 'approved', 'applied')"
 
 
 @pytest.fixture(autouse=True)
@@ -38,11 +48,23 @@ def _no_store_flag(monkeypatch):
     monkeypatch.delenv("GATEWATCH_REFRESH_S", raising=False)
 
 
-def run_app(monkeypatch, store) -> AppTest:
+def open_page(
+    monkeypatch, store: Path, page: str = "overview", time_range: str | None = None, **params
+) -> AppTest:
+    """Run the app on ``store`` and switch to ``page`` (with URL query ``params``), like a browser would."""
     monkeypatch.setenv("GATEWATCH_STORE", str(store))
-    app = AppTest.from_file(dashboards.APP_PATH, default_timeout=60)
+    app = AppTest.from_file(dashboards.APP_PATH, default_timeout=90)
+    app.query_params.update(params)
     app.run()
-    assert not app.exception
+    if time_range:
+        app.radio(key="time_range").set_value(time_range).run()
+    if page != "overview":
+        app.switch_page(f"views/{page}.py").run()
+    assert not app.exception, app.exception
+    assert [t.value for t in app.title] == [
+        {"overview": "Overview", "incidents": "Incidents & findings", "subject": "Subject drill-down",
+         "decisions": "Decisions", "health": "Pipeline health"}[page]
+    ]  # fmt: skip
     return app
 
 
@@ -50,100 +72,548 @@ def metrics(app: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in app.metric}
 
 
-def table(app: AppTest, column: str):
-    """Return the one table (as pandas) that has ``column``; display tables carry no key in AppTest."""
-    (found,) = [df.value for df in app.dataframe if column in df.value.columns]
+def table(app: AppTest, column: str, without: str | None = None):
+    """The one table (pandas) with ``column`` and without ``without``; AppTest shows no table keys."""
+    (found,) = [
+        df.value for df in app.dataframe if column in df.value.columns and without not in df.value.columns
+    ]
     return found
 
 
-def test_app_shows_the_store_totals(monkeypatch, store_root):
-    app = run_app(monkeypatch, store_root)
-
-    assert metrics(app) == STORE_METRICS
-    assert [s.value for s in app.subheader] == ["Requests per minute", "Top consumers", "Recent findings"]
-    assert "refreshes every 5 s" in app.caption[0].value
+def captions(app: AppTest) -> list[str]:
+    return [c.value for c in app.caption]
 
 
-def test_app_lists_top_consumers_and_recent_findings(monkeypatch, store_root):
-    app = run_app(monkeypatch, store_root)
+def count(n) -> str:
+    return f"{n or 0:,}"
 
-    consumers = table(app, "consumer_name")
-    assert consumers[["consumer", "requests", "findings"]].values.tolist() == [
-        ["c3", 500, 1],
-        ["c1", 450, 0],
-        ["c2", 150, 0],
+
+def percent(part, whole) -> str:
+    return f"{part / whole:.1%}" if whole else "–"
+
+
+# -- Overview ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("time_range", ["Last 1 h", "All"])
+def test_overview_numbers_equal_the_store(monkeypatch, replay_store, time_range):
+    app = open_page(monkeypatch, replay_store, time_range=time_range)
+
+    since = SINCE[time_range]
+    (t,) = rows(
+        replay_store,
+        f"""SELECT sum(requests) AS r, sum(status_4xx + status_5xx) AS e, sum(auth_failures) AS a,
+                   sum(throttled) AS th, max(date_trunc('minute', window_start)) AS newest
+            FROM traffic WHERE window_start >= {since}""",
+    )
+    newest = scalar(
+        replay_store,
+        f"""SELECT sum(requests) FROM traffic
+            WHERE window_start >= {since} AND date_trunc('minute', window_start) = $m""",
+        {"m": t["newest"]},
+    )
+    expected = {
+        "Requests": count(t["r"]),
+        "Requests/min": count(newest),
+        "Error rate": percent(t["e"], t["r"]),
+        "Auth-failure rate": percent(t["a"], t["r"]),
+        "Throttled share": percent(t["th"], t["r"]),
+        "Findings": count(
+            scalar(replay_store, f"SELECT count(*) FROM findings WHERE window_start >= {since}")
+        ),
+        "Open incidents": count(
+            scalar(
+                replay_store,
+                f"SELECT count(*) FROM ({CURRENT_INCIDENTS}) WHERE state IN ('open', 'escalated')",
+            )
+        ),
+        "Pending review": count(
+            scalar(
+                replay_store, f"SELECT count(*) FROM ({CURRENT_DECISIONS}) WHERE status = 'pending_review'"
+            )
+        ),
+        "Active decisions": count(
+            scalar(
+                replay_store,
+                f"SELECT count(*) FROM ({CURRENT_DECISIONS}) WHERE status IN {ACTIVE}",
+            )
+        ),
+        "Dead letters": count(
+            scalar(
+                replay_store,
+                "SELECT count(DISTINCT delivery_id) FROM deliveries WHERE outcome = 'dead_letter'",
+            )
+        ),
+    }
+    assert metrics(app) == expected
+    assert t["r"] > 0 and expected["Findings"] != "0"  # the sample holds an attack: the test must see it
+
+
+def test_overview_charts_mark_the_flagged_windows(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store)
+
+    charts = app.get("vega_lite_chart")
+    assert len(charts) == 2
+    flagged = rows(
+        replay_store,
+        f"""SELECT DISTINCT window_start, window_end FROM findings WHERE window_start >= {SINCE["Last 1 h"]}
+            ORDER BY 1, 2""",
+    )
+    assert flagged
+    for chart in charts:
+        spec = json.loads(chart.proto.spec)
+        assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "line"]
+        data = {d.name: pa.ipc.open_stream(d.data.data).read_all() for d in chart.proto.datasets}
+        marks = data[spec["layer"][0]["data"]["name"]]
+        assert list(zip(marks["window_start"].to_pylist(), marks["window_end"].to_pylist(), strict=True)) == [
+            (r["window_start"], r["window_end"]) for r in flagged
+        ]
+
+
+def test_overview_tables_equal_the_store(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, time_range="All")
+
+    by_volume = rows(
+        replay_store,
+        "SELECT consumer, sum(requests) AS requests FROM traffic GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10",
+    )
+    consumers = table(app, "consumer_owner")
+    assert consumers[["consumer", "requests"]].values.tolist() == [
+        [r["consumer"], r["requests"]] for r in by_volume
     ]
-    findings = table(app, "reasons")
-    assert findings[["subject_name", "kind", "reasons"]].values.tolist() == [
-        ["203.0.113.7", "scanning", "requests to 12 consumers; auth failures 240 vs baseline 3"],
-        ["mallory-app", "credential_stuffing", "auth failures 140 vs baseline 2; 25 distinct IPs"],
-    ]
+
+    by_risk = rows(
+        replay_store,
+        """SELECT subject_type, subject, max(score) AS s FROM findings GROUP BY ALL
+           ORDER BY s DESC, count(*) DESC LIMIT 10""",
+    )
+    risky = table(app, "kinds")
+    assert risky["max_score"].tolist() == pytest.approx([r["s"] for r in by_risk])
+    assert risky["subject_type"].tolist() == [r["subject_type"] for r in by_risk]
+    assert "PartnerPortal" in risky["subject_name"].tolist()  # the sample's credential stuffing
+
+    recent = table(app, "reasons")
+    assert len(recent) == min(20, scalar(replay_store, "SELECT count(*) FROM findings"))
+    assert recent["window_start"].is_monotonic_decreasing
 
 
-def test_app_chart_marks_minutes_with_findings(monkeypatch, store_root):
-    app = run_app(monkeypatch, store_root)
+def test_overview_picks_up_new_rows_on_rerun(monkeypatch, replay_copy):
+    app = open_page(monkeypatch, replay_copy, time_range="All")
+    before = scalar(replay_copy, "SELECT sum(requests) FROM traffic")
+    assert metrics(app)["Requests"] == count(before)
 
-    (chart,) = app.get("vega_lite_chart")
-    marks = [layer["mark"]["type"] for layer in json.loads(chart.proto.spec)["layer"]]
-    assert marks == ["line", "rule"]
-    rules = pa.ipc.open_stream(chart.proto.datasets[1].data.data).read_all()
-    assert rules["minute"].to_pylist() == [at(2), at(3)]
-
-
-def test_app_picks_up_new_rows_on_rerun(monkeypatch, store_root):
-    app = run_app(monkeypatch, store_root)
-    assert metrics(app)["Requests"] == "1,100"
-
-    StoreWriter(store_root, writer="w1").open().append("traffic", [traffic_row(5, API_A, "c1", 400)])
+    newest = scalar(replay_copy, "SELECT max(window_start) FROM traffic")
+    row = traffic_row(0, API_A, "c1", 400)
+    start = newest.timestamp() + 60
+    StoreWriter(replay_copy, writer="t1").open().append("traffic", [(start, start + 60, *row[2:])])
     app.run()
 
     assert not app.exception
-    assert metrics(app)["Requests"] == "1,500"
+    assert metrics(app)["Requests"] == count(before + 400)
+    assert metrics(app)["Requests/min"] == "400"
 
 
-def test_app_time_range_counts_back_from_the_newest_data(monkeypatch, store_root):
-    StoreWriter(store_root, writer="w1").open().append("traffic", [traffic_row(-120, API_A, "c2", 100)])
-    app = run_app(monkeypatch, store_root)
-    assert app.radio(key="time_range").value == "Last 1 h"
-    assert metrics(app)["Requests"] == "1,100"
+# -- Incidents & findings ---------------------------------------------------------------------
 
-    app.radio(key="time_range").set_value("All").run()
-    assert metrics(app)["Requests"] == "1,200"
 
-    app.radio(key="time_range").set_value("Last 15 min").run()
-    assert metrics(app)["Requests"] == "1,100"
+def test_incidents_page_lists_incidents_and_findings_of_the_store(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "incidents", time_range="All")
+
+    incidents = rows(replay_store, f"SELECT state FROM ({CURRENT_INCIDENTS}) ORDER BY state")
+    shown = table(app, "first_seen")
+    assert sorted(shown["state"].tolist()) == [r["state"] for r in incidents]
+    findings = scalar(replay_store, "SELECT count(*) FROM findings")
+    assert f"Findings ({findings:,})" in [s.value for s in app.subheader]
+    assert len(table(app, "detector")) == findings
+
+
+def test_incidents_page_filters_by_kind_type_and_score(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "incidents", time_range="All")
+    kinds = rows(replay_store, "SELECT DISTINCT kind FROM findings ORDER BY 1")
+    assert app.multiselect(key="kinds").options == [r["kind"] for r in kinds]
+
+    app.multiselect(key="kinds").set_value(["credential_stuffing"])
+    app.multiselect(key="subject_types").set_value(["consumer"])
+    app.slider(key="min_score").set_value(0.9).run()
+
+    expected = scalar(
+        replay_store,
+        """SELECT count(*) FROM findings
+           WHERE kind = 'credential_stuffing' AND subject_type = 'consumer' AND score >= 0.9""",
+    )
+    assert expected > 0
+    assert f"Findings ({expected:,})" in [s.value for s in app.subheader]
+    shown = table(app, "detector")
+    assert set(shown["kind"]) == {"credential_stuffing"}
+    assert set(shown["subject_type"]) == {"consumer"}
+
+
+def test_finding_detail_shows_evidence_and_the_decisions_it_caused(monkeypatch, replay_store):
+    (caused,) = rows(
+        replay_store,
+        """SELECT f.finding_id, f.evidence FROM findings f JOIN decisions d USING (finding_id)
+           ORDER BY f.score DESC, f.finding_id LIMIT 1""",
+    )
+    app = open_page(monkeypatch, replay_store, "incidents", time_range="All")
+    app.selectbox(key="finding").set_value(caused["finding_id"]).run()
+
+    evidence = json.loads(caused["evidence"])
+    reasons = evidence.get("reasons", evidence)
+    shown = table(app, "observed")
+    assert sorted(shown["feature"]) == sorted(
+        k for k, v in reasons.items() if isinstance(v, dict) and "observed" in v
+    )
+    for _, r in shown.iterrows():
+        assert r["observed"] == pytest.approx(reasons[r["feature"]]["observed"])
+        assert r["baseline"] == pytest.approx(reasons[r["feature"]]["baseline"])
+    decided = rows(
+        replay_store,
+        "SELECT DISTINCT decision_id FROM decisions WHERE finding_id = $f ORDER BY 1",
+        {"f": caused["finding_id"]},
+    )
+    assert sorted(table(app, "expires_at")["decision_id"]) == [r["decision_id"] for r in decided]
+
+
+# -- Subject drill-down -----------------------------------------------------------------------
+
+
+def test_subject_page_opens_on_the_riskiest_consumer_with_its_numbers(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "subject")
+
+    since = SINCE["Last 1 h"]
+    riskiest = scalar(
+        replay_store,
+        f"""SELECT subject FROM findings WHERE subject_type = 'consumer' AND window_start >= {since}
+            GROUP BY subject ORDER BY max(score) DESC LIMIT 1""",
+    )
+    assert app.selectbox(key="subject_consumer").value == riskiest
+    (t,) = rows(
+        replay_store,
+        f"""SELECT sum(requests) AS r, sum(status_4xx + status_5xx) AS e, sum(auth_failures) AS a,
+                   sum(throttled) AS th, max(distinct_ips) AS ips
+            FROM traffic WHERE consumer = $c AND window_start >= {since}""",
+        {"c": riskiest},
+    )
+    assert metrics(app) == {
+        "Requests": count(t["r"]),
+        "Error rate": percent(t["e"], t["r"]),
+        "Auth failures": count(t["a"]),
+        "Throttled": count(t["th"]),
+        "Client IPs (max/window)": count(t["ips"]),
+    }
+    apis = rows(
+        replay_store,
+        f"""SELECT api, sum(requests) AS r FROM traffic WHERE consumer = $c AND window_start >= {since}
+            GROUP BY api ORDER BY 2 DESC""",
+        {"c": riskiest},
+    )
+    assert table(app, "bytes_out")[["key", "requests"]].values.tolist() == [[r["api"], r["r"]] for r in apis]
+    findings = scalar(
+        replay_store,
+        f"""SELECT count(*) FROM findings
+            WHERE subject_type = 'consumer' AND subject = $c AND window_start >= {since}""",
+        {"c": riskiest},
+    )
+    assert len(table(app, "detector")) == findings
+
+
+def test_subject_band_is_the_detectors_baseline(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "subject", time_range="All")
+    subject = app.selectbox(key="subject_consumer").value
+
+    band = next(c for c in app.get("vega_lite_chart") if "band_high" in c.proto.spec)
+    spec = json.loads(band.proto.spec)
+    data = {d.name: pa.ipc.open_stream(d.data.data).read_all() for d in band.proto.datasets}
+    shown = next(iter(data.values()))
+    windows = rows(
+        replay_store,
+        """SELECT window_start, sum(requests) AS r, max(requests_high) AS hi FROM subject_windows
+           WHERE subject_type = 'consumer' AND subject = $s GROUP BY 1 ORDER BY 1""",
+        {"s": subject},
+    )
+    assert shown["requests"].to_pylist() == [w["r"] for w in windows]
+    assert shown["band_high"].to_pylist() == pytest.approx([w["hi"] for w in windows], nan_ok=True)
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line", "line", "point"]
+
+
+def test_subject_page_for_an_api_and_an_ip(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "subject", time_range="All")
+    app.radio(key="subject_type").set_value("api").run()
+    app.selectbox(key="subject_api").set_value("AccountsAPI:1.0.0").run()
+    assert not app.exception
+
+    total = scalar(replay_store, "SELECT sum(requests) FROM traffic WHERE api = 'AccountsAPI:1.0.0'")
+    assert metrics(app)["Requests"] == count(total)
+    consumers = rows(
+        replay_store,
+        """SELECT consumer, sum(requests) AS r FROM traffic WHERE api = 'AccountsAPI:1.0.0'
+           GROUP BY 1 ORDER BY 2 DESC, 1""",
+    )
+    assert table(app, "bytes_out")[["key", "requests"]].values.tolist() == [
+        [r["consumer"], r["r"]] for r in consumers
+    ]
+
+    ip = scalar(
+        replay_store, "SELECT subject FROM findings WHERE subject_type = 'ip' ORDER BY score DESC LIMIT 1"
+    )
+    app.radio(key="subject_type").set_value("ip").run()
+    app.selectbox(key="subject_ip").set_value(ip).run()
+    assert not app.exception
+    requests = scalar(
+        replay_store,
+        "SELECT sum(requests) FROM subject_windows WHERE subject_type = 'ip' AND subject = $s",
+        {"s": ip},
+    )
+    assert metrics(app)["Requests"] == count(requests)
+    assert set(table(app, "detector")["subject_type"]) == {"ip"}
+
+
+def test_subject_page_opens_the_subject_in_the_url(monkeypatch, replay_store):
+    quiet = scalar(replay_store, "SELECT consumer FROM traffic GROUP BY 1 ORDER BY sum(requests) LIMIT 1")
+
+    app = open_page(monkeypatch, replay_store, "subject", time_range="All", type="consumer", id=quiet)
+
+    assert app.selectbox(key="subject_consumer").value == quiet
+    assert metrics(app)["Requests"] == count(
+        scalar(replay_store, "SELECT sum(requests) FROM traffic WHERE consumer = $c", {"c": quiet})
+    )
+
+
+# -- Decisions --------------------------------------------------------------------------------
+
+
+def test_decisions_page_counts_current_states(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "decisions", time_range="All")
+
+    by_status = {
+        r["status"]: r["n"]
+        for r in rows(replay_store, f"SELECT status, count(*) AS n FROM ({CURRENT_DECISIONS}) GROUP BY 1")
+    }
+    assert sum(by_status.values()) > 0
+
+    def total(*statuses: str) -> str:
+        return count(sum(by_status.get(s, 0) for s in statuses))
+
+    assert metrics(app) == {
+        "Pending review": total("pending_review"),
+        "Active": total("recorded", "approved", "applied"),
+        "Expired": total("expired"),
+        "Reverted": total("reverted"),
+        "Other": total("suppressed", "rejected", "failed"),
+    }
+    active = rows(
+        replay_store,
+        f"SELECT decision_id FROM ({CURRENT_DECISIONS}) WHERE status IN {ACTIVE} ORDER BY 1",
+    )
+    (shown,) = [
+        df.value
+        for df in app.dataframe
+        if "expires_at" in df.value.columns and set(df.value["status"]) <= {"recorded", "approved", "applied"}
+    ]
+    assert sorted(shown["decision_id"]) == [r["decision_id"] for r in active]
+    changes = scalar(
+        replay_store,
+        """SELECT count(*) FROM (
+               SELECT DISTINCT changed_at, decision_id, subject_type, subject_name, status, tier,
+                   limit_per_min, actor, reason
+               FROM decisions)""",
+    )
+    assert len(table(app, "changed_at", without="expires_at")) == min(200, changes)
+
+
+def test_approve_and_revert_with_a_confirmation_through_the_cli_path(monkeypatch, tmp_path):
+    store = tmp_path / "store"
+    config = tmp_path / "enforce.toml"
+    config.write_text('[policy]\nmode = "enforce"\nreview_tiers = ["restricted", "blocked"]\n')
+    gatewatch("replay", str(SAMPLE), "--store", str(store), "--config", str(config))
+    (pending, *_) = list_decisions(store, "pending_review")
+
+    app = open_page(monkeypatch, store, "decisions")
+    assert metrics(app)["Pending review"] == count(len(list_decisions(store, "pending_review")))
+    app.text_input(key="actor").set_value("carol").run()
+    app.selectbox(key="approve_pick").set_value(pending.decision_id).run()
+    app.button(key="approve").click().run()
+    assert "Approve **PartnerPortal" in app.warning[0].value and "carol" in app.warning[0].value
+    assert {d.decision_id: d.status for d in list_decisions(store)}[pending.decision_id] == "pending_review"
+
+    app.button(key="confirm_yes").click().run()
+    assert not app.exception
+    assert app.success[0].value == f"Decision {pending.decision_id} is now approved, by carol."
+    approved = {d.decision_id: d for d in list_decisions(store)}[pending.decision_id]
+    assert (approved.status, approved.actor) == ("approved", "carol")
+    log = table(app, "changed_at", without="expires_at")
+    assert log.iloc[0][["decision_id", "status", "actor"]].tolist() == [
+        pending.decision_id,
+        "approved",
+        "carol",
+    ]
+
+    app.selectbox(key="revert_pick").set_value(pending.decision_id).run()
+    app.button(key="revert").click().run()
+    app.button(key="confirm_no").click().run()  # cancelled: nothing happens
+    assert not app.warning
+    assert {d.decision_id: d.status for d in list_decisions(store)}[pending.decision_id] == "approved"
+
+    app.button(key="revert").click().run()
+    app.button(key="confirm_yes").click().run()
+    assert app.success[0].value == f"Decision {pending.decision_id} is now reverted, by carol."
+    assert {d.decision_id: d.status for d in list_decisions(store)}[pending.decision_id] == "reverted"
+
+
+def test_a_refused_change_is_shown_not_raised(monkeypatch, replay_copy):
+    (active, *_) = list_decisions(replay_copy, "recorded")
+    app = open_page(monkeypatch, replay_copy, "decisions")
+    app.text_input(key="actor").set_value("dave").run()
+    app.selectbox(key="revert_pick").set_value(active.decision_id).run()
+    app.button(key="revert").click().run()
+    # meanwhile someone else reverts it from the command line
+    gatewatch("decisions", "revert", active.decision_id, "--store", str(replay_copy), "--actor", "erin")
+    app.button(key="confirm_yes").click().run()
+
+    assert not app.exception
+    assert app.error[0].value.startswith(f"Revert {active.decision_id} failed: ")
+    assert {d.decision_id: d.actor for d in list_decisions(replay_copy)}[active.decision_id] == "erin"
+
+
+def test_without_the_enforcement_path_the_page_offers_no_buttons(monkeypatch, replay_store):
+    monkeypatch.setitem(sys.modules, "flows.decisions", None)  # as if it were not installed
+
+    app = open_page(monkeypatch, replay_store, "decisions")
+
+    assert not app.button
+    assert any("needs the enforcement path" in c for c in captions(app))
+    assert metrics(app)["Active"] != "0"
+
+
+# -- Pipeline health --------------------------------------------------------------------------
+
+
+def test_health_page_numbers_equal_the_store(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store, "health")
+
+    newest = scalar(
+        replay_store,
+        """SELECT sum(requests) FROM traffic
+           WHERE date_trunc('minute', window_start)
+               = (SELECT max(date_trunc('minute', window_start)) FROM traffic)""",
+    )
+    shown = metrics(app)
+    assert shown["Events/s"] == f"{newest / 60:,.1f}"
+    assert shown["Rejected lines"] == count(scalar(replay_store, "SELECT count(*) FROM rejected"))
+    assert shown["Rejected lines"] == "10"  # every line of cases/unusable_lines.log
+    assert shown["Late requests"] == count(scalar(replay_store, "SELECT sum(late_requests) FROM traffic"))
+    assert shown["End-to-end lag"].endswith(" d")  # a replayed log from weeks ago: the lag is its age
+    assert shown["Dead letters"] == "0"
+
+    reasons = rows(replay_store, "SELECT reason, count(*) AS n FROM rejected GROUP BY 1 ORDER BY 2 DESC, 1")
+    assert table(app, "sample_raw")[["reason", "lines"]].values.tolist() == [
+        [r["reason"], r["n"]] for r in reasons
+    ]
+
+    app.selectbox(key="reject_reason").set_value("bad_timestamp").run()
+    samples = rows(
+        replay_store, "SELECT line_no FROM rejected WHERE reason = 'bad_timestamp' ORDER BY line_no DESC"
+    )
+    assert table(app, "ingested_at")["line_no"].tolist() == [r["line_no"] for r in samples]
+    assert "No deliveries yet" in " ".join(captions(app))
+
+
+def test_health_page_shows_deliveries_dead_letters_and_the_outbox(monkeypatch, store_root):
+    control = ControlDB(store_root).open()
+    control.enqueue("o1", "webhook", "hooks", "d3", {"a": 1})
+    control.advance_watermark(time.time() - 30)
+    control.close()
+
+    app = open_page(monkeypatch, store_root, "health")
+
+    shown = metrics(app)
+    assert (
+        shown["Dead letters"],
+        shown["Outbox pending"],
+        shown["Rejected lines"],
+        shown["Late requests"],
+    ) == ("1", "1", "3", "4")
+    deliveries = table(app, "outcome")
+    assert deliveries[["outcome", "attempts", "deliveries"]].values.tolist() == [
+        ["dead_letter", 1, 1],
+        ["retry", 3, 2],
+        ["sent", 1, 1],
+    ]
+    dead = table(app, "ref_id")
+    assert dead[["ref_id", "error"]].values.tolist() == [["d1", "timed out"]]
+    assert table(app, "entries")[["channel", "state", "entries"]].values.tolist() == [
+        ["webhook", "pending", 1]
+    ]
+
+
+# -- every page -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("state", ["empty", "missing"])
-def test_app_without_data_shows_first_run_help(monkeypatch, tmp_path, state):
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_without_data_shows_first_run_help(monkeypatch, tmp_path, page, state):
     store = tmp_path / "store"
     if state == "empty":
         StoreWriter(store).open()
 
-    app = run_app(monkeypatch, store)
+    app = open_page(monkeypatch, store, page)
 
     (info,) = app.info
     assert "gatewatch replay sample_logs/*.log" in info.value
     assert "gatewatch run FILE" in info.value
     assert str(store) in info.value
-    assert not app.metric
+    assert not app.error
 
 
-def test_app_store_flag_wins_over_the_environment(monkeypatch, tmp_path, store_root):
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_on_the_replayed_store_in_every_time_range(monkeypatch, replay_store, page):
+    for time_range in ui.TIME_RANGES:
+        app = open_page(monkeypatch, replay_store, page, time_range=time_range)
+        assert not app.error
+        assert "Traffic from 2026-11-02 09:00 to 2026-11-02 10:30 UTC (event time)" in captions(app)
+
+
+def test_time_range_counts_back_from_the_newest_data(monkeypatch, replay_store):
+    app = open_page(monkeypatch, replay_store)
+    assert app.radio(key="time_range").value == "Last 1 h"
+
+    for time_range in ("Last 15 min", "All", "Last 1 h"):
+        app.radio(key="time_range").set_value(time_range).run()
+        expected = scalar(
+            replay_store, f"SELECT sum(requests) FROM traffic WHERE window_start >= {SINCE[time_range]}"
+        )
+        assert metrics(app)["Requests"] == count(expected)
+    # the choice is shared: another page keeps it
+    app.radio(key="time_range").set_value("Last 15 min").run()
+    app.switch_page("views/subject.py").run()
+    assert app.radio(key="time_range").value == "Last 15 min"
+
+
+def test_store_flag_wins_over_the_environment(monkeypatch, tmp_path, store_root):
     monkeypatch.setattr(sys, "argv", ["app.py", "--store", str(store_root)])
 
-    app = run_app(monkeypatch, tmp_path / "elsewhere")
+    app = open_page(monkeypatch, tmp_path / "elsewhere", time_range="All")
 
     assert metrics(app)["Requests"] == "1,100"
+    assert f"Store `{store_root}` · refreshes every 5 s" in [c.value for c in app.sidebar.caption]
 
 
-def test_app_warns_about_a_bad_refresh_interval(monkeypatch, store_root):
+def test_a_bad_refresh_interval_is_warned_about(monkeypatch, store_root):
     monkeypatch.setenv("GATEWATCH_REFRESH_S", "soon")
 
-    app = run_app(monkeypatch, store_root)
+    app = open_page(monkeypatch, store_root, time_range="All")
 
     assert "GATEWATCH_REFRESH_S" in app.sidebar.warning[0].value
     assert metrics(app)["Requests"] == "1,100"
+
+
+def test_an_unreadable_store_is_an_error_message_not_a_stack_trace(monkeypatch, store_root):
+    (segment,) = (store_root / "findings").glob("*.parquet")
+    segment.write_bytes(b"not parquet")
+
+    app = open_page(monkeypatch, store_root)
+
+    assert "Could not read the store" in app.error[0].value
 
 
 def _free_port() -> int:
@@ -156,9 +626,8 @@ def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_
     port = _free_port()
     cfg = tmp_path / "gatewatch.toml"
     cfg.write_text(f"[dashboard]\nport = {port}\n")
-    gatewatch = str(Path(sys.executable).with_name("gatewatch"))
     proc = subprocess.Popen(
-        [gatewatch, "dashboard", "--store", str(store_root), "--config", str(cfg)],
+        [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     try:

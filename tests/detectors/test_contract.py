@@ -1,29 +1,33 @@
-"""One contract, every registered detector (River's ``check_estimator`` idea)."""
+"""One contract, every registered detector (River's ``check_estimator`` idea).
 
+Each detector's ordinary and attack windows come from ``examples.json``; a
+registered detector without examples fails the first test.
+"""
+
+import json
 import math
 import pickle
 import random
+from pathlib import Path
 
 import pytest
 
 from detectors import DETECTORS
 
-FEATURES = ("requests", "distinct_ips", "auth_failure_ratio", "error_ratio", "throttled_ratio")
+EXAMPLES = json.loads((Path(__file__).parent / "examples.json").read_text())
 
 
-def _normal(rng: random.Random) -> dict[str, float]:
-    n = rng.randint(20, 40)
-    return {
-        "requests": float(n),
-        "distinct_ips": float(rng.randint(1, 3)),
-        "auth_failure_ratio": rng.choice([0, 1]) / n,
-        "error_ratio": rng.randint(0, 2) / n,
-        "throttled_ratio": 0.0,
-    }
+def _normal(name: str, rng: random.Random) -> dict[str, float]:
+    out = {}
+    for feature, (lo, hi) in EXAMPLES[name]["normal"].items():
+        out[feature] = (
+            float(rng.randint(lo, hi)) if isinstance(lo, int) and isinstance(hi, int) else rng.uniform(lo, hi)
+        )
+    return out
 
 
-def _attack() -> dict[str, float]:
-    return {"requests": 900.0, "distinct_ips": 300.0, "auth_failure_ratio": 0.95, "error_ratio": 0.95, "throttled_ratio": 0.0}
+def _attack(name: str) -> dict[str, float]:
+    return {k: float(v) for k, v in EXAMPLES[name]["attack"].items()}
 
 
 @pytest.fixture(params=sorted(DETECTORS))
@@ -32,29 +36,41 @@ def detector(request):
     return cls(**cls._unit_test_params())
 
 
-def _train(det, windows=40, seed=1):
+def _train(det, subject="a", windows=40, seed=1):
     rng = random.Random(seed)
     for _ in range(windows):
-        x = _normal(rng)
-        det.score_one("a", x)
-        det.learn_one("a", x)
+        x = _normal(det.name, rng)
+        det.score_one(subject, x)
+        det.learn_one(subject, x)
 
 
-def test_declares_name_kind_and_subject_type(detector):
+def test_every_detector_has_examples():
+    assert set(DETECTORS) <= set(EXAMPLES)
+
+
+def test_declares_name_kind_subject_types_and_warm_up(detector):
     assert detector.name in DETECTORS
-    assert detector.kind and detector.subject_type in {"consumer", "ip", "api"}
+    assert detector.kind
+    assert detector.subject_types and set(detector.subject_types) <= {"consumer", "ip", "api"}
+    assert isinstance(detector.warm_up, bool)
 
 
-def test_scores_zero_before_any_history(detector):
-    assert detector.score_one("new", _attack()) == 0.0
-    assert detector.explain_one("new", _attack()) == []
+def test_a_subject_never_seen_scores_as_documented(detector):
+    """Warm-up detectors score 0 without history; the others fire on absolute thresholds."""
+    attack = _attack(detector.name)
+    if detector.warm_up:
+        assert detector.score_one("new", attack) == 0.0
+        assert detector.explain_one("new", attack) == []
+    else:
+        assert detector.score_one("new", attack) >= 0.8
+        assert detector.explain_one("new", attack)
 
 
 def test_scores_are_in_unit_interval_and_spike_ranks_first(detector):
     _train(detector)
     rng = random.Random(2)
-    normal_scores = [detector.score_one("a", _normal(rng)) for _ in range(50)]
-    spike = detector.score_one("a", _attack())
+    normal_scores = [detector.score_one("a", _normal(detector.name, rng)) for _ in range(50)]
+    spike = detector.score_one("a", _attack(detector.name))
     assert all(0.0 <= s <= 1.0 and math.isfinite(s) for s in [*normal_scores, spike])
     assert spike > max(normal_scores)
     assert spike >= 0.8
@@ -63,7 +79,7 @@ def test_scores_are_in_unit_interval_and_spike_ranks_first(detector):
 
 def test_reasons_name_observed_and_baseline(detector):
     _train(detector)
-    reasons = detector.explain_one("a", _attack())
+    reasons = detector.explain_one("a", _attack(detector.name))
     assert reasons
     assert all(" vs baseline " in r.text for r in reasons)
     assert all(r.observed > r.baseline for r in reasons)
@@ -72,29 +88,41 @@ def test_reasons_name_observed_and_baseline(detector):
 def test_score_does_not_learn(detector):
     _train(detector)
     before = pickle.dumps(detector)
-    detector.score_one("a", _attack())
-    detector.explain_one("a", _attack())
+    detector.score_one("a", _attack(detector.name))
+    detector.explain_one("a", _attack(detector.name))
     assert pickle.dumps(detector) == before
+
+
+def test_attack_windows_are_not_learned(detector):
+    """A long attack does not become the subject's new normal."""
+    _train(detector)
+    attack = _attack(detector.name)
+    first = detector.score_one("a", attack)
+    for _ in range(10):
+        detector.score_one("a", attack)
+        detector.learn_one("a", attack)
+    assert detector.score_one("a", attack) == first >= 0.8
 
 
 def test_input_is_not_mutated_and_missing_features_are_tolerated(detector):
     _train(detector)
-    x = _attack()
+    x = _attack(detector.name)
     frozen = dict(x)
     detector.score_one("a", x)
     detector.learn_one("a", x)
     assert x == frozen
     assert 0.0 <= detector.score_one("a", {"requests": 3.0}) <= 1.0
+    assert detector.score_one("a", {}) == 0.0
 
 
 def test_pickle_round_trip_keeps_scores(detector):
     _train(detector)
     clone = pickle.loads(pickle.dumps(detector))
-    assert clone.score_one("a", _attack()) == detector.score_one("a", _attack())
+    assert clone.score_one("a", _attack(detector.name)) == detector.score_one("a", _attack(detector.name))
     assert repr(clone) == repr(detector)
 
 
-def test_deterministic_for_the_same_input(detector):
+def test_deterministic_for_the_same_input_and_seed(detector):
     cls = type(detector)
     a, b = cls(**cls._unit_test_params()), cls(**cls._unit_test_params())
     _train(a)
@@ -102,15 +130,20 @@ def test_deterministic_for_the_same_input(detector):
     assert pickle.dumps(a) == pickle.dumps(b)
 
 
-def test_new_subject_is_compared_with_its_peers(detector):
+def test_new_subject_is_compared_with_its_peers_or_waits(detector):
     _train(detector)
     rng = random.Random(3)
-    assert detector.score_one("newcomer", _normal(rng)) < 0.5
-    assert detector.score_one("newcomer", _attack()) >= 0.8
+    assert detector.score_one("newcomer", _normal(detector.name, rng)) < 0.5
+    score = detector.score_one("newcomer", _attack(detector.name))
+    if detector.warm_up:
+        assert score == 0.0
+    else:
+        assert score >= 0.8
 
 
 def test_forget_drops_a_subject(detector):
     _train(detector)
     detector.forget("a")
     detector.forget("never-seen")
-    assert detector.score_one("a", _normal(random.Random(4))) < 0.5
+    assert detector.baselines.history("a") == 0
+    assert detector.score_one("a", _normal(detector.name, random.Random(4))) < 0.5

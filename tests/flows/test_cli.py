@@ -19,7 +19,7 @@ def test_help_lists_every_command():
 
 def test_validate_lists_every_problem_and_exits_non_zero(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[pipeline]\nwindow_s = 0\nwindw_s = 60\n[policy]\nmode = \"enforce\"\n")
+    bad.write_text("[pipeline]\nwindow_s = 0\nwindw_s = 60\n[policy]\nmode = \"yolo\"\n")
     proc = gatewatch("validate", "--config", str(bad), check=False)
     assert proc.returncode == 1
     errors = proc.stderr.splitlines()

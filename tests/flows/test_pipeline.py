@@ -39,19 +39,42 @@ def test_replay_of_sample_gives_exact_traffic_and_the_attack_finding(tmp_path):
     assert got == _oracle(SAMPLE)
 
     attack = TRUTH["attack"]
-    findings = rows(store, "SELECT subject, subject_name, score, epoch(window_start) ws, epoch(window_end) we, reasons FROM findings")
+    attack_ips = _attack_ips(attack)
+    endpoint = f"{attack['api']} {attack['method']} {attack['resource']}"
+    findings = rows(
+        store, "SELECT subject_type, subject, score, epoch(window_start) ws, epoch(window_end) we, reasons FROM findings"
+    )
     assert findings, "the sample attack raised no finding"
-    assert {f["subject"] for f in findings} == {attack["application_id"]}
-    first = min(f["ws"] for f in findings)
+    by_type = {t: {f["subject"] for f in findings if f["subject_type"] == t} for t in ("consumer", "ip", "api")}
+    # the attacked consumer, its login endpoint and attacking IPs: nothing else
+    assert by_type["consumer"] == {attack["application_id"]}
+    assert by_type["api"] <= {endpoint}
+    assert by_type["ip"] <= attack_ips
+    consumer = [f for f in findings if f["subject_type"] == "consumer"]
+    first = min(f["ws"] for f in consumer)
     # detected in the first or second window of the attack, and every finding overlaps the attack
     assert attack["start"] - 60 <= first <= attack["start"] + 60
     assert all(f["ws"] < attack["end"] and f["we"] > attack["start"] for f in findings)
     assert all(0.5 <= f["score"] <= 1 for f in findings)
-    assert any(r.startswith("auth failures") for f in findings for r in f["reasons"])
+    assert any(r.startswith("auth failures") for f in consumer for r in f["reasons"])
 
-    decisions = rows(store, "SELECT subject, tier, mode, limit_per_min FROM decisions")
-    assert decisions == [{"subject": attack["application_id"], "tier": "restricted", "mode": "dry-run", "limit_per_min": 10}]
+    decisions = rows(store, "SELECT DISTINCT subject_type, subject, mode FROM decisions")
+    assert {"subject_type": "consumer", "subject": attack["application_id"], "mode": "dry-run"} in decisions
+    assert all(d["mode"] == "dry-run" for d in decisions)
+    assert {d["subject"] for d in decisions} <= {attack["application_id"], endpoint} | attack_ips
     assert scalar(store, "SELECT count(*) FROM deliveries") == 0
+
+
+def _attack_ips(attack: dict) -> set[str]:
+    """Client IPs the attacked consumer used during the attack, read from the log with the standard library."""
+    ips = set()
+    for line in SAMPLE.read_text().splitlines():
+        m = LINE.match(line)
+        rec = json.loads(m.group(2))
+        ts = datetime.fromisoformat(rec["requestTimestamp"]).timestamp()
+        if rec.get("applicationId") == attack["application_id"] and attack["start"] <= ts < attack["end"]:
+            ips.add(rec.get("userIp", ""))
+    return ips - {""}
 
 
 def test_every_line_is_accounted_for_with_garbage_mixed_in(tmp_path):

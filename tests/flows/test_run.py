@@ -97,10 +97,10 @@ def test_run_and_replay_give_the_same_findings(tmp_path, small_windows_config):
     proc = start_gatewatch("run", str(SAMPLE), "--store", str(live), "--config", str(small_windows_config))
     _wait_read(live, LINES)
     stop(proc)
-    q = "SELECT subject, kind, epoch(window_start) ws, score, reasons FROM findings ORDER BY ws, subject"
+    q = "SELECT subject, kind, epoch(window_start) ws, score, reasons FROM findings ORDER BY ws, subject, kind"
     assert rows(live, q) == rows(replayed, q)
     assert len(rows(live, q)) > 0
-    dq = "SELECT subject, tier, limit_per_min, epoch(expires_at) e FROM decisions ORDER BY e"
+    dq = "SELECT subject, tier, limit_per_min, epoch(expires_at) e FROM decisions ORDER BY ALL"
     assert rows(live, dq) == rows(replayed, dq)
 
 

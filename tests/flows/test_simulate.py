@@ -1,4 +1,4 @@
-"""Tests for the synthetic WSO2 traffic generator."""
+"""Tests for the synthetic traffic generators: the WSO2 sample and the labelled scenarios."""
 
 from __future__ import annotations
 
@@ -7,12 +7,25 @@ import re
 import shlex
 from collections import Counter
 from datetime import datetime, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import msgspec
 import pytest
 
-from flows.simulate import Truth, format_request_timestamp, generate_wso2, main
+from flows.events import Chunk, Event
+from flows.parsers import ChunkParser
+from flows.simulate import (
+    SIM_FORMATS,
+    GroundTruth,
+    Incident,
+    SubjectRef,
+    Truth,
+    format_request_timestamp,
+    generate_wso2,
+    main,
+    simulate,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "wso2_apim_metrics.log"
@@ -200,3 +213,142 @@ def test_sample_log_is_the_documented_generation(tmp_path: Path, monkeypatch: py
     assert (tmp_path / "sample_logs" / SAMPLE_TRUTH.name).read_bytes() == SAMPLE_TRUTH.read_bytes()
     truth = msgspec.json.decode(SAMPLE_TRUTH.read_bytes(), type=Truth)
     assert 3000 <= truth.lines <= 6000
+
+
+# -- labelled scenarios (gatewatch simulate) -----------------------------------------------------------
+
+ATTACK_KINDS = {
+    "credential_stuffing", "brute_force", "probing", "scraping", "flooding", "key_compromise", "anomaly"
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scenarios(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, GroundTruth, list[Event]]]:
+    out = tmp_path_factory.mktemp("scenario")
+    runs = {}
+    for fmt in SIM_FORMATS:
+        truth = simulate(fmt, out, minutes=60, seed=3)
+        log = out / truth.log
+        events, rejects = ChunkParser("auto").parse(Chunk(str(log), 1, 0, log.read_bytes().splitlines()))
+        assert rejects == [], rejects[:3]
+        runs[fmt] = (log, truth, events)
+    return runs
+
+
+def test_simulate_same_arguments_give_the_same_bytes(tmp_path: Path) -> None:
+    a = simulate("combined", tmp_path / "a", minutes=60, seed=4)
+    b = simulate("combined", tmp_path / "b", minutes=60, seed=4)
+    assert a == b
+    assert (tmp_path / "a" / "combined.log").read_bytes() == (tmp_path / "b" / "combined.log").read_bytes()
+    truths = [(tmp_path / d / "combined.truth.json").read_bytes() for d in "ab"]
+    assert truths[0] == truths[1]
+    simulate("combined", tmp_path / "c", minutes=60, seed=5)
+    assert (tmp_path / "c" / "combined.log").read_bytes() != (tmp_path / "a" / "combined.log").read_bytes()
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_simulated_log_is_detected_and_parsed_without_a_reject(scenarios, fmt: str) -> None:
+    log, truth, events = scenarios[fmt]
+    assert len(events) == truth.lines == len(log.read_bytes().splitlines())
+    parser = ChunkParser("auto")
+    parser.parse(Chunk(str(log), 1, 0, log.read_bytes().splitlines()[:1]))
+    assert parser._by_source[str(log)].name == fmt
+    assert truth.start <= min(e.ts for e in events) and max(e.ts for e in events) < truth.end + 5
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_ground_truth_labels_every_attack_kind_and_the_look_alikes(scenarios, fmt: str) -> None:
+    _, truth, _ = scenarios[fmt]
+    assert {a.kind for a in truth.attacks} == ATTACK_KINDS
+    kinds = [la.kind for la in truth.lookalikes]
+    assert kinds == ["flash_crowd", "steady_giant", "new_consumer", "login_heavy"]
+    for inc in truth.attacks + truth.lookalikes:
+        assert truth.start <= inc.start < inc.end <= truth.end
+        assert inc.subjects and inc.description
+    assert truth.window_s == 60 and truth.format == fmt and truth.seed == 3
+
+
+def _during(events: list[Event], inc: Incident) -> list[Event]:
+    return [e for e in events if inc.start <= e.ts < inc.end + 5]
+
+
+def _subject_events(events: list[Event], ref: SubjectRef) -> list[Event]:
+    if ref.type == "ip":
+        return [e for e in events if e.client_ip == ref.id]
+    return [e for e in events if e.consumer == ref.id]
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_each_attack_carries_the_traffic_its_truth_describes(scenarios, fmt: str) -> None:
+    _, truth, events = scenarios[fmt]
+    attack = {a.kind: a for a in truth.attacks}
+    minutes = {k: (a.end - a.start) / 60 for k, a in attack.items()}
+
+    stuffing = attack["credential_stuffing"]
+    ips = {r.id for r in stuffing.participants if r.type == "ip"}
+    tries = [e for e in _during(events, stuffing) if e.client_ip in ips]
+    assert len(ips) > 100 and len(tries) / minutes["credential_stuffing"] > 150
+    assert sum(e.auth_failure for e in tries) / len(tries) > 0.9
+    assert {e.resource.rsplit("/", 1)[-1] for e in tries} == {"login"}
+
+    brute = _subject_events(_during(events, attack["brute_force"]), attack["brute_force"].subjects[0])
+    assert len(brute) / minutes["brute_force"] > 25 and sum(e.auth_failure for e in brute) / len(brute) > 0.9
+
+    scan = _subject_events(_during(events, attack["probing"]), attack["probing"].subjects[0])
+    assert sum(e.status in (403, 404) for e in scan) / len(scan) > 0.8
+    if fmt != "wso2":  # WSO2 logs no request that matches no API
+        assert {"/.env", "/.git/HEAD"} <= {e.resource for e in scan}
+        assert all("Nikto" in e.user_agent for e in scan)
+
+    scraping = attack["scraping"]
+    scraper = sorted(_subject_events(_during(events, scraping), scraping.subjects[0]), key=lambda e: e.ts)
+    gaps = [b.ts - a.ts for a, b in pairwise(scraper)]
+    assert 0.9 < sum(gaps) / len(gaps) < 1.1 and {e.method for e in scraper} == {"GET"}
+    if fmt != "wso2":
+        ids = [int(e.resource.rsplit("/", 1)[-1]) for e in scraper if e.resource[-1].isdigit()]
+        assert ids == list(range(ids[0], ids[0] + len(ids))) and len(ids) > 0.9 * len(scraper)
+
+    flood = _subject_events(_during(events, attack["flooding"]), attack["flooding"].subjects[0])
+    assert len(flood) / minutes["flooding"] > 200 and sum(e.throttled for e in flood) / len(flood) > 0.6
+
+    stolen = attack["key_compromise"]
+    before = {e.client_ip for e in _subject_events(events, stolen.subjects[0]) if e.ts < stolen.start}
+    during = {e.client_ip for e in _subject_events(_during(events, stolen), stolen.subjects[0])}
+    assert len(during - before) >= 30
+
+    export = _subject_events(_during(events, attack["anomaly"]), attack["anomaly"].subjects[0])
+    assert max(e.bytes_out for e in export) > 2_000_000
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_look_alikes_are_there(scenarios, fmt: str) -> None:
+    _, truth, events = scenarios[fmt]
+    crowd, giant, newcomer, logins = truth.lookalikes
+    per_min_before = sum(crowd.start - 600 <= e.ts < crowd.start and _is(e, crowd) for e in events) / 10
+    per_min_during = sum(_is(e, crowd) for e in _during(events, crowd)) / ((crowd.end - crowd.start) / 60)
+    assert 2.3 < per_min_during / per_min_before < 3.7
+    assert len(_subject_events(events, giant.subjects[0])) / ((truth.end - truth.start) / 60) > 300
+    assert min(e.ts for e in _subject_events(events, newcomer.subjects[0])) >= newcomer.start
+    mobile = _subject_events(events, logins.subjects[0])
+    login_tries = [e for e in mobile if e.method == "POST" and e.resource.endswith("login")]
+    assert len({e.client_ip for e in mobile}) > 1000
+    assert 0.02 < sum(e.auth_failure for e in login_tries) / len(login_tries) < 0.08
+
+
+def _is(e: Event, inc: Incident) -> bool:
+    return any(e.consumer == r.id for r in inc.subjects)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"fmt": "syslog"}, "unknown format 'syslog'; choose one of wso2, kong, combined"),
+        ({"fmt": "kong", "minutes": 59}, "a scenario needs at least 60 minutes, got 59"),
+        ({"fmt": "kong", "start": datetime(2026, 11, 2, 9)}, "start must be timezone-aware"),  # noqa: DTZ001
+    ],
+)
+def test_simulate_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: str) -> None:
+    fmt = kwargs.pop("fmt")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        simulate(fmt, tmp_path, **kwargs)
+    assert not list(tmp_path.iterdir())

@@ -96,3 +96,37 @@ def test_readers_never_fail_or_go_backwards_while_the_writer_compacts(tmp_path):
 def test_writer_id_must_be_safe_for_file_names(tmp_path):
     with pytest.raises(ValueError, match="alphanumeric"):
         StoreWriter(tmp_path, writer="../x")
+
+
+def _lines(root) -> list[int]:
+    return sorted(r["line_no"] for r in query(root, "SELECT line_no FROM rejected").to_pylist())
+
+
+def test_rollback_removes_segments_after_the_snapshot_even_when_compacted(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    for i in range(1, 7):
+        w.append("rejected", [_reject(i)])  # segments 1..6
+    w.compact("rejected", min_files=2)  # cmp 1-6, one row group per segment
+    w.append("rejected", [_reject(7)])  # segment 7
+    assert _lines(tmp_path) == [1, 2, 3, 4, 5, 6, 7]
+
+    resumed = StoreWriter(tmp_path).open()
+    resumed.rollback(4)
+    assert _lines(tmp_path) == [1, 2, 3, 4]
+    assert [p.name for p in live_files(tmp_path / "rejected")] == ["cmp-w0-000000000001-000000000004.parquet"]
+    resumed.append("rejected", [_reject(50)])
+    assert resumed.last_seq == 5
+    assert _lines(tmp_path) == [1, 2, 3, 4, 50]
+    # a second compaction keeps the per-segment row groups, so a later rollback still works
+    resumed.compact("rejected", min_files=2)
+    StoreWriter(tmp_path).open().rollback(2)
+    assert _lines(tmp_path) == [1, 2]
+
+
+def test_rollback_leaves_other_writers_alone(tmp_path):
+    StoreWriter(tmp_path, writer="c0").open().append("rejected", [_reject(100)])
+    w = StoreWriter(tmp_path).open()
+    w.append("rejected", [_reject(1)])
+    w.append("rejected", [_reject(2)])
+    w.rollback(0)
+    assert _lines(tmp_path) == [100]

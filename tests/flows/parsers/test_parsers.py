@@ -1,7 +1,13 @@
-"""Parser cases as data: ``cases/<format>.log`` line N -> ``cases/<format>.expected.jsonl`` line N.
+"""Parser cases as data: ``cases/<set>.log`` line N -> ``cases/<set>.expected.jsonl`` line N.
 
-Each expected line is ``{"event": {...}}`` (every Event field) or
-``{"reject": "<reason>"}``. Regenerate after a deliberate change with
+A case set is named after its format, optionally with a suffix
+(``json-nginx``); a ``cases/<set>.toml`` beside it is a gatewatch config
+whose ``[input]`` settings (e.g. the ``[input.json]`` mapping) the parser gets.
+
+Each expected line is ``{"event": {...}}`` (every Event field),
+``{"reject": "<reason>"}``, or, for a line holding several requests (a Kong
+array), ``{"requests": [...]}`` with the events first, then the rejects.
+Regenerate after a deliberate change with
 ``GATEWATCH_UPDATE_GOLDEN=1 pytest tests/flows/parsers`` and review the diff.
 """
 
@@ -14,44 +20,64 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from flows.config import load_config
 from flows.events import Chunk
 from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser
 
 CASES = Path(__file__).parent / "cases"
+CASE_SETS = sorted(p.name.removesuffix(".log") for p in CASES.glob("*.log"))
 
 
 def _read_lines(path: Path) -> list[bytes]:
     return path.read_bytes().split(b"\n")[:-1]
 
 
-def _outcomes(fmt: str, lines: list[bytes]) -> list[dict]:
-    parser = ChunkParser(fmt)
+def _parser(case_set: str, fmt: str) -> ChunkParser:
+    toml = CASES / f"{case_set}.toml"
+    inp = load_config(toml if toml.exists() else None).input
+    return ChunkParser(fmt, options={"json": {"mapping": inp.json_mapping}})
+
+
+def _outcomes(case_set: str, fmt: str, lines: list[bytes]) -> list[dict]:
+    parser = _parser(case_set, fmt)
     out = []
     for i, line in enumerate(lines):
         events, rejects = parser.parse(Chunk("case", i + 1, 0, [line]))
-        assert len(events) + len(rejects) == 1
-        out.append({"event": msgspec.to_builtins(events[0])} if events else {"reject": rejects[0].reason})
+        assert len(events) + len(rejects) >= 1
+        assert all(r.line_no == i + 1 for r in rejects)
+        got = [{"event": msgspec.to_builtins(e)} for e in events] + [{"reject": r.reason} for r in rejects]
+        out.append(got[0] if len(got) == 1 else {"requests": got})
     return out
 
 
-@pytest.mark.parametrize("fmt", sorted(PARSERS))
-def test_parser_cases_match_expected(fmt):
-    lines = _read_lines(CASES / f"{fmt}.log")
-    expected_path = CASES / f"{fmt}.expected.jsonl"
-    got = _outcomes(fmt, lines)
+def _format(case_set: str) -> str:
+    return case_set.partition("-")[0]
+
+
+def test_every_format_has_cases():
+    assert {_format(c) for c in CASE_SETS} == set(PARSERS)
+
+
+@pytest.mark.parametrize("case_set", CASE_SETS)
+def test_parser_cases_match_expected(case_set):
+    fmt = _format(case_set)
+    lines = _read_lines(CASES / f"{case_set}.log")
+    expected_path = CASES / f"{case_set}.expected.jsonl"
+    got = _outcomes(case_set, fmt, lines)
     if os.environ.get("GATEWATCH_UPDATE_GOLDEN"):
         expected_path.write_text("".join(json.dumps(o, sort_keys=True) + "\n" for o in got))
     expected = [json.loads(x) for x in expected_path.read_text().splitlines()]
     assert len(expected) == len(lines)
     for n, (g, e) in enumerate(zip(got, expected, strict=True), start=1):
-        assert g == e, f"{fmt}.log line {n}"
-    assert {o["reject"] for o in got if "reject" in o} <= set(REJECT_REASONS)
+        assert g == e, f"{case_set}.log line {n}"
+    outcomes = [o for g in got for o in g.get("requests", [g])]
+    assert {o["reject"] for o in outcomes if "reject" in o} <= set(REJECT_REASONS)
 
 
-@pytest.mark.parametrize("fmt", sorted(PARSERS))
-def test_auto_detects_format_from_its_cases(fmt):
-    lines = _read_lines(CASES / f"{fmt}.log")
-    assert _outcomes("auto", lines) == _outcomes(fmt, lines)
+@pytest.mark.parametrize("case_set", CASE_SETS)
+def test_auto_detects_format_from_its_cases(case_set):
+    lines = _read_lines(CASES / f"{case_set}.log")
+    assert _outcomes(case_set, "auto", lines) == _outcomes(case_set, _format(case_set), lines)
 
 
 def test_wso2_sniff_rejects_other_lines():

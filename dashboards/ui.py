@@ -1,0 +1,430 @@
+"""What every dashboard page shares: settings, the live refresh, formatting and charts.
+
+A page calls :func:`live` with a function that draws it from a :class:`View`
+(the store, the time range). :func:`live` runs that function in a fragment
+that reruns by itself every ``$GATEWATCH_REFRESH_S`` seconds, so only the
+data part refreshes and the sidebar and widgets stay put.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import math
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
+
+import altair as alt
+import duckdb
+import polars as pl
+import streamlit as st
+
+from dashboards import queries
+
+DEFAULT_STORE = "gatewatch-data"
+DEFAULT_REFRESH_S = 5.0
+TIME_RANGES: dict[str, timedelta | None] = {
+    "Last 15 min": timedelta(minutes=15),
+    "Last 1 h": timedelta(hours=1),
+    "Last 6 h": timedelta(hours=6),
+    "Last 24 h": timedelta(hours=24),
+    "All": None,
+}
+DEFAULT_TIME_RANGE = "Last 1 h"
+TIME_RANGE_KEY = "time_range"
+ANOMALY_COLOR = "#d62728"
+SERIES_COLORS = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b"]  # red is kept for anomalies
+_UTC_AXIS = {"title": "UTC", "scale": alt.Scale(type="utc"), "axis": alt.Axis(format="%H:%M")}
+
+
+@dataclass(frozen=True)
+class View:
+    """What a page draws: the store and the chosen time range (event time)."""
+
+    root: Path
+    since: datetime | None  # None: from the start
+    until: datetime | None  # None: up to the newest data
+    data: queries.DataRange
+
+
+def store_root() -> Path:
+    """Return the store folder: ``--store``, then ``$GATEWATCH_STORE``, then the default."""
+    # add_help/allow_abbrev off: under AppTest sys.argv holds pytest's arguments
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--store", type=Path)
+    args, _ = parser.parse_known_args()
+    return args.store or Path(os.environ.get("GATEWATCH_STORE") or DEFAULT_STORE)
+
+
+def refresh_setting() -> tuple[float, str | None]:
+    """Return the refresh interval from ``$GATEWATCH_REFRESH_S`` (0: off) and a problem with it, if any."""
+    raw = os.environ.get("GATEWATCH_REFRESH_S", "").strip()
+    if not raw:
+        return DEFAULT_REFRESH_S, None
+    with contextlib.suppress(ValueError):
+        value = float(raw)
+        if 0 <= value < math.inf:
+            return value, None
+    return (
+        DEFAULT_REFRESH_S,
+        f"GATEWATCH_REFRESH_S={raw!r} is not a number of seconds; using {DEFAULT_REFRESH_S:g} s.",
+    )
+
+
+def sidebar() -> None:
+    """Draw the settings every page shares: the time range, the store and the refresh."""
+    refresh_s, problem = refresh_setting()
+    st.sidebar.radio(
+        "Time range",
+        list(TIME_RANGES),
+        index=list(TIME_RANGES).index(DEFAULT_TIME_RANGE),
+        key=TIME_RANGE_KEY,
+        help="Event time, counted back from the newest data in the store: replayed logs lie in the past.",
+    )
+    if problem:
+        st.sidebar.warning(problem)
+    refresh = f"refreshes every {refresh_s:g} s" if refresh_s else "auto-refresh off"
+    st.sidebar.caption(f"Store `{store_root()}` · {refresh}")
+
+
+def live(render: Callable[[View], None], *, needs_traffic: bool = True) -> None:
+    """Draw a page from the store, again every refresh interval.
+
+    Args:
+        render: Draws the page's data for a :class:`View`.
+        needs_traffic: Show the first-run help instead of ``render`` while the
+            store has no traffic; when ``False`` the page is drawn anyway,
+            after that help.
+    """
+    root = store_root()
+    refresh_s, _ = refresh_setting()
+    span = TIME_RANGES.get(st.session_state.get(TIME_RANGE_KEY, DEFAULT_TIME_RANGE))
+
+    @st.fragment(run_every=refresh_s or None)
+    def body() -> None:
+        try:
+            data = queries.data_range(root)
+            if data.empty:
+                first_run(root)
+                if needs_traffic:
+                    return
+            else:
+                st.caption(
+                    f"Traffic from {data.first:%Y-%m-%d %H:%M} to {data.end:%Y-%m-%d %H:%M} UTC (event time)"
+                )
+            since = data.end - span if span and not data.empty else None
+            render(View(root=root, since=since, until=None, data=data))
+        except (duckdb.Error, sqlite3.Error, OSError) as exc:
+            st.error(f"Could not read the store `{root}`: {exc}")
+
+    body()
+
+
+def first_run(root: Path) -> None:
+    """Explain how to fill an empty or missing store."""
+    where = "does not exist yet" if not root.exists() else "holds no traffic yet"
+    st.info(
+        f"""
+The store `{root}` {where}. Run the pipeline to fill it, for example:
+
+```console
+gatewatch replay sample_logs/*.log    # replay past logs, on their own timestamps
+gatewatch run FILE                    # follow a live log
+```
+
+To look at another store, start the dashboard with `--store DIR` or set `GATEWATCH_STORE`.
+This page refreshes itself, so the numbers appear as soon as the pipeline writes them.
+""",
+        title="No data yet",
+    )
+
+
+def decision_actions() -> ModuleType | None:
+    """Return ``flows.decisions`` when it offers ``approve`` and ``revert``, else ``None``."""
+    try:
+        module = importlib.import_module("flows.decisions")
+    except ModuleNotFoundError as exc:
+        if exc.name != "flows.decisions":  # it exists but is broken: that must show
+            raise
+        return None
+    if all(callable(getattr(module, name, None)) for name in ("approve", "revert")):
+        return module
+    return None
+
+
+def metrics(values: dict[str, str], helps: dict[str, str] | None = None) -> None:
+    """Show bordered metrics in one row."""
+    helps = helps or {}
+    for column, (label, value) in zip(st.columns(len(values)), values.items(), strict=True):
+        column.metric(label, value, help=helps.get(label), border=True)
+
+
+def count(value: int | None) -> str:
+    """Format a count with thousands separators."""
+    return "–" if value is None else f"{value:,}"
+
+
+def percent(value: float | None) -> str:
+    """Format a share (0..1) as a percentage."""
+    return "–" if value is None else f"{value:.1%}"
+
+
+def age(then: datetime | None, now: datetime | None = None) -> str:
+    """Format how long ago ``then`` was, short enough for a metric: ``4 s``, ``12 min``, ``5 h``, ``21 d``."""
+    if then is None:
+        return "–"
+    seconds = max(0.0, ((now or datetime.now(timezone.utc)) - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 120:
+        return f"{minutes:.0f} min"
+    hours = minutes / 60
+    if hours < 48:
+        return f"{hours:.0f} h"
+    return f"{hours / 24:.0f} d"
+
+
+def when(value: datetime | None) -> str:
+    """Format a UTC time for captions."""
+    return "–" if value is None else f"{value:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def table(df: pl.DataFrame, key: str, columns: dict, empty: str) -> None:
+    """Show ``df`` with labelled columns (only those in ``columns``), or a caption when it is empty."""
+    if df.is_empty():
+        st.caption(empty)
+        return
+    st.dataframe(
+        df.select([c for c in columns if c in df.columns]),
+        key=key,
+        hide_index=True,
+        width="stretch",
+        column_config=columns,
+    )
+
+
+def score_column(label: str = "Score") -> st.column_config.ProgressColumn:
+    return st.column_config.ProgressColumn(label, min_value=0.0, max_value=1.0, format="%.2f")
+
+
+def time_column(label: str, fmt: str = "YYYY-MM-DD HH:mm") -> st.column_config.DatetimeColumn:
+    return st.column_config.DatetimeColumn(label, format=fmt)
+
+
+FINDING_COLUMNS = {
+    "window_start": time_column("From"),
+    "window_end": time_column("To", "HH:mm"),
+    "subject_type": "Type",
+    "subject_name": "Subject",
+    "kind": "Kind",
+    "score": score_column(),
+    "reasons": st.column_config.TextColumn("Reasons", width="large"),
+    "detector": "Detector",
+    "decisions": st.column_config.NumberColumn("Decisions"),
+    "decision_status": "Decision status",
+}
+DECISION_COLUMNS = {
+    "subject_type": "Type",
+    "subject_name": "Subject",
+    "tier": "Tier",
+    "limit_per_min": st.column_config.NumberColumn("Limit/min"),
+    "status": "Status",
+    "action": "Action",
+    "effective_from": time_column("From"),
+    "expires_at": time_column("Expires"),
+    "mode": "Mode",
+    "actor": "By",
+    "changed_at": time_column("Changed", "YYYY-MM-DD HH:mm:ss"),
+    "reason": st.column_config.TextColumn("Reason", width="large"),
+    "decision_id": "Decision id",
+}
+DECISION_LOG_COLUMNS = {
+    "changed_at": time_column("When (wall clock)", "YYYY-MM-DD HH:mm:ss"),
+    "actor": "Who",
+    "status": "Status",
+    "subject_type": "Type",
+    "subject_name": "Subject",
+    "tier": "Tier",
+    "limit_per_min": st.column_config.NumberColumn("Limit/min"),
+    "decision_id": "Decision id",
+    "reason": st.column_config.TextColumn("Reason", width="large"),
+}
+INCIDENT_COLUMNS = {
+    "state": "State",
+    "subject_type": "Type",
+    "subject_name": "Subject",
+    "kind": "Kind",
+    "max_score": score_column("Max score"),
+    "tier": "Tier",
+    "findings": st.column_config.NumberColumn("Findings"),
+    "first_seen": time_column("First seen"),
+    "last_seen": time_column("Last seen"),
+    "reasons": st.column_config.TextColumn("Reasons", width="large"),
+}
+
+
+def _window_marks(windows: pl.DataFrame) -> alt.Chart:
+    """Red bands over the windows with findings."""
+    return (
+        alt.Chart(windows)
+        .mark_rect(color=ANOMALY_COLOR, opacity=0.18)
+        .encode(
+            x=alt.X("window_start:T", **_UTC_AXIS),
+            x2="window_end:T",
+            tooltip=[
+                alt.Tooltip("utcyearmonthdatehoursminutes(window_start):T", title="window (UTC)"),
+                alt.Tooltip("subjects:N", title="flagged"),
+                alt.Tooltip("max_score:Q", title="max score", format=".2f"),
+            ],
+        )
+    )
+
+
+def _lines(df: pl.DataFrame, series: list[str], y_title: str, y_format: str | None = None) -> alt.Chart:
+    minute = alt.Tooltip("utcyearmonthdatehoursminutes(minute):T", title="minute (UTC)")
+    value = alt.Tooltip("value:Q", format=y_format) if y_format else "value:Q"
+    return (
+        alt.Chart(df.select("minute", *series))
+        .transform_fold(series, as_=["series", "value"])
+        .mark_line(point=alt.OverlayMarkDef(size=16))
+        .encode(
+            x=alt.X("minute:T", **_UTC_AXIS),
+            y=alt.Y("value:Q", title=y_title, axis=alt.Axis(format=y_format) if y_format else alt.Axis()),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                sort=series,
+                scale=alt.Scale(domain=series, range=SERIES_COLORS[: len(series)]),
+                legend=alt.Legend(orient="bottom", labelExpr="replace(datum.label, /_/g, ' ')"),
+            ),
+            tooltip=[minute, "series:N", value],
+        )
+    )
+
+
+def traffic_chart(per_minute: pl.DataFrame, windows: pl.DataFrame) -> alt.LayerChart:
+    """Requests, errors and auth failures per minute; red bands mark windows with findings."""
+    lines = _lines(per_minute, ["requests", "errors", "auth_failures"], "per minute")
+    return alt.layer(_window_marks(windows), lines).properties(height=280)
+
+
+def rates_chart(per_minute: pl.DataFrame, windows: pl.DataFrame) -> alt.LayerChart:
+    """Error rate, auth-failure rate and throttled share per minute, with the same marks."""
+    lines = _lines(
+        per_minute, ["error_rate", "auth_failure_rate", "throttled_share"], "share of requests", "%"
+    )
+    return alt.layer(_window_marks(windows), lines).properties(height=280)
+
+
+def band_chart(series: pl.DataFrame, x: str = "minute", flagged: str = "max_score") -> alt.LayerChart:
+    """A subject's requests over its baseline band; red points are windows with findings.
+
+    Args:
+        series: Columns ``x``, ``requests``, ``baseline``, ``band_low``,
+            ``band_high`` and ``flagged`` (null where there is no finding).
+        x: The time column.
+        flagged: The column that is set where a window has findings.
+    """
+    base = alt.Chart(series.select(x, "requests", "baseline", "band_low", "band_high", flagged)).encode(
+        x=alt.X(f"{x}:T", **_UTC_AXIS)
+    )
+    when = alt.Tooltip(f"utcyearmonthdatehoursminutes({x}):T", title="window (UTC)")
+    # symlog: an attack can be 50x the baseline, which would flatten the band on a linear axis
+    band = base.mark_area(opacity=0.3, color="#9ecae1").encode(
+        y=alt.Y("band_low:Q", title="requests per window", scale=alt.Scale(type="symlog")), y2="band_high:Q"
+    )
+    baseline = base.mark_line(strokeDash=[4, 3], color="#3182bd").encode(y="baseline:Q")
+    observed = base.mark_line(color="#222222").encode(
+        y="requests:Q",
+        tooltip=[
+            when,
+            "requests:Q",
+            alt.Tooltip("baseline:Q", format=".1f"),
+            alt.Tooltip("band_high:Q", format=".1f"),
+        ],
+    )
+    points = (
+        base.transform_filter(f"datum.{flagged} != null")
+        .mark_point(color=ANOMALY_COLOR, filled=True, size=60)
+        .encode(
+            y="requests:Q",
+            tooltip=[when, "requests:Q", alt.Tooltip(f"{flagged}:Q", title="score", format=".2f")],
+        )
+    )
+    return alt.layer(band, baseline, observed, points).properties(height=300)
+
+
+def status_mix_chart(series: pl.DataFrame) -> alt.Chart:
+    """Requests per minute stacked by status class."""
+    columns = ["status_2xx", "status_3xx", "status_4xx", "status_5xx"]
+    return (
+        alt.Chart(series.select("minute", *columns))
+        .transform_fold(columns, as_=["series", "value"])
+        .mark_area()
+        .encode(
+            x=alt.X("minute:T", **_UTC_AXIS),
+            y=alt.Y("value:Q", title="requests per minute", stack=True),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                sort=columns,
+                scale=alt.Scale(domain=columns, range=["#2ca02c", "#1f77b4", "#ff7f0e", ANOMALY_COLOR]),
+                legend=alt.Legend(orient="bottom", labelExpr="replace(datum.label, 'status_', '')"),
+            ),
+            tooltip=[
+                alt.Tooltip("utcyearmonthdatehoursminutes(minute):T", title="minute (UTC)"),
+                "series:N",
+                "value:Q",
+            ],
+        )
+        .properties(height=240)
+    )
+
+
+def line_chart(series: pl.DataFrame, column: str, title: str) -> alt.Chart:
+    """One column of ``series`` per minute."""
+    return (
+        alt.Chart(series.select("minute", column))
+        .mark_line(point=alt.OverlayMarkDef(size=16))
+        .encode(
+            x=alt.X("minute:T", **_UTC_AXIS),
+            y=alt.Y(f"{column}:Q", title=title),
+            tooltip=[
+                alt.Tooltip("utcyearmonthdatehoursminutes(minute):T", title="minute (UTC)"),
+                f"{column}:Q",
+            ],
+        )
+        .properties(height=240)
+    )
+
+
+def evidence_chart(evidence: pl.DataFrame) -> alt.Chart:
+    """Observed value against baseline per feature, one small chart per feature.
+
+    Points, not lines: several detectors can report the same feature for one window.
+    """
+    return (
+        alt.Chart(evidence.select("window_start", "feature", "observed", "baseline"))
+        .transform_fold(["observed", "baseline"], as_=["series", "value"])
+        .mark_point(filled=True, size=40)
+        .encode(
+            x=alt.X("window_start:T", **_UTC_AXIS),
+            y=alt.Y("value:Q", title=None),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                scale=alt.Scale(domain=["observed", "baseline"], range=[ANOMALY_COLOR, "#3182bd"]),
+            ),
+            tooltip=["feature:N", "series:N", alt.Tooltip("value:Q", format=".3g")],
+        )
+        .properties(height=160, width=260)
+        .facet(facet=alt.Facet("feature:N", title=None), columns=3)
+        .resolve_scale(y="independent")
+    )

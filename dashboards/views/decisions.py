@@ -1,0 +1,118 @@
+"""Decisions: pending review, active, expired, reverted; approve or revert them; who did what."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import streamlit as st
+
+from dashboards import queries, ui
+
+# which current statuses each section shows; pending and active ones show whatever the time range
+GROUPS = {
+    "Pending review": queries.PENDING_STATUSES,
+    "Active": queries.ACTIVE_STATUSES,
+    "Expired": ("expired",),
+    "Reverted": ("reverted",),
+    "Other": ("suppressed", "rejected", "failed"),
+}
+ALWAYS_SHOWN = ("Pending review", "Active")
+VERBS = {"approve": "Approve", "revert": "Revert"}
+HELPS = {
+    "approve": "Its gateway changes are queued for delivery.",
+    "revert": "What it added at the gateway is removed; a decision waiting for review is rejected.",
+}
+
+
+def _label(row: dict) -> str:
+    limit = "no limit" if row["limit_per_min"] is None else f"{row['limit_per_min']}/min"
+    return f"{row['subject_name']} · {row['tier']} {limit} · {row['status']} · {row['decision_id']}"
+
+
+def _act(actions: ModuleType, root, action: str, decision_id: str, actor: str) -> None:
+    """Run ``approve`` or ``revert`` (the CLI's code path) and keep the outcome to show."""
+    st.session_state.pop("confirm", None)
+    try:
+        new = getattr(actions, action)(root, decision_id, actor)
+    # whatever the enforcement path refuses with is shown to the person who asked, not raised
+    except Exception as exc:  # noqa: BLE001
+        st.session_state["action_result"] = ("error", f"{VERBS[action]} {decision_id} failed: {exc}")
+    else:
+        st.session_state["action_result"] = (
+            "success",
+            f"Decision {decision_id} is now {new.status}, by {actor}.",
+        )
+
+
+def review_panel(root, actions: ModuleType) -> None:
+    """Pick a decision, approve or revert it after a confirmation."""
+    result = st.session_state.get("action_result")  # stays until the next change: the page refreshes itself
+    if result:
+        (st.success if result[0] == "success" else st.error)(result[1])
+    pending = queries.current_decisions(root, statuses=queries.PENDING_STATUSES)
+    live = queries.current_decisions(root, statuses=(*queries.PENDING_STATUSES, *queries.ACTIVE_STATUSES))
+    with st.container(border=True):
+        st.markdown("**Review** · approve or revert through the same code path as `gatewatch decisions`")
+        actor = st.text_input(
+            "Your name", value=os.environ.get("USER", ""), key="actor", help="Recorded as who did it."
+        ).strip()
+        columns = st.columns(2)
+        for column, action, options in zip(columns, VERBS, (pending, live), strict=True):
+            labels = {row["decision_id"]: _label(row) for row in options.iter_rows(named=True)}
+            with column:
+                picked = st.selectbox(
+                    f"Decision to {action}",
+                    list(labels),
+                    format_func=labels.get,
+                    key=f"{action}_pick",
+                    placeholder="None waiting" if action == "approve" else "None active",
+                )
+                if st.button(
+                    f"{VERBS[action]}…", key=action, disabled=picked is None or not actor, help=HELPS[action]
+                ):
+                    st.session_state["confirm"] = (action, picked, labels[picked])
+        confirm = st.session_state.get("confirm")
+        if confirm:
+            action, decision_id, label = confirm
+            st.warning(f"{VERBS[action]} **{label}** as **{actor}**?")
+            yes, no, _ = st.columns([1, 1, 6])
+            yes.button(
+                f"Confirm {action}",
+                key="confirm_yes",
+                type="primary",
+                disabled=not actor,
+                on_click=_act,
+                args=(actions, root, action, decision_id, actor),
+            )
+            no.button("Cancel", key="confirm_no", on_click=st.session_state.pop, args=("confirm", None))
+
+
+def render(view: ui.View) -> None:
+    root = view.root
+    counts = dict(queries.decision_counts(root).iter_rows())
+    ui.metrics(
+        {group: ui.count(sum(counts.get(s, 0) for s in statuses)) for group, statuses in GROUPS.items()}
+    )
+    actions = ui.decision_actions()
+    if actions is None:
+        st.caption(
+            "Approving and reverting needs the enforcement path (`flows.decisions`); this install lacks it."
+        )
+    else:
+        review_panel(root, actions)
+    for group, statuses in GROUPS.items():
+        since, until = (None, None) if group in ALWAYS_SHOWN else (view.since, view.until)
+        st.subheader(group)
+        ui.table(
+            queries.current_decisions(root, since, until, statuses=statuses),
+            f"decisions_{group.lower().replace(' ', '_')}",
+            ui.DECISION_COLUMNS,
+            f"No {group.lower()} decisions" + ("." if group in ALWAYS_SHOWN else " in this time range."),
+        )
+    st.subheader("Who did what")
+    ui.table(queries.decision_log(root), "decision_log", ui.DECISION_LOG_COLUMNS, "No decisions yet.")
+
+
+st.title("Decisions")
+ui.live(render)

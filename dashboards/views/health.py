@@ -1,0 +1,130 @@
+"""Pipeline health: throughput, lag, rejected lines, deliveries and dead letters."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import queries, ui
+
+
+def render(view: ui.View) -> None:
+    root = view.root
+    fresh = queries.freshness(root)
+    state = queries.control_state(root)
+    backlog = queries.outbox_backlog(root)
+    per_minute = queries.requests_per_minute(root, view.since, view.until)
+    newest = per_minute.filter(per_minute["requests"] > 0).tail(1)
+    ui.metrics(
+        {
+            "Events/s": f"{newest['events_per_s'][0]:,.1f}" if newest.height else "–",
+            "End-to-end lag": ui.age(fresh.newest_event),
+            "Rejected lines": ui.count(state.rejected),
+            "Late requests": ui.count(fresh.late_requests),
+            "Outbox pending": ui.count(backlog.filter(backlog["state"] == "pending")["entries"].sum()),
+            "Dead letters": ui.count(state.dead_letters),
+        },
+        {
+            "Events/s": "Events per second in the newest minute with traffic (event time).",
+            "End-to-end lag": "Now minus the newest event time in the store. For a replayed log this is the "
+            "age of the log, not a delay.",
+            "Rejected lines": "Input lines that could not be parsed, over all time.",
+            "Late requests": "Requests that arrived after their window had closed; counted, never dropped.",
+            "Outbox pending": "Gateway calls and alerts waiting to be delivered.",
+            "Dead letters": "Deliveries given up after their retries.",
+        },
+    )
+    st.caption(
+        f"Newest event {ui.when(fresh.newest_event)} · windows closed up to {ui.when(fresh.watermark)} · "
+        f"last finding detected {ui.when(fresh.last_finding)} · "
+        f"last rejected line {ui.when(fresh.last_rejected)}"
+    )
+
+    st.subheader("Events per second")
+    if per_minute.is_empty():
+        st.caption("No traffic in this time range.")
+    else:
+        st.altair_chart(
+            ui.line_chart(per_minute, "events_per_s", "events/s (per minute)"), key="events_per_s"
+        )
+
+    st.subheader("Rejected lines by reason")
+    st.caption("All rejected lines, whatever the time range: they carry only the time they were read.")
+    reasons = queries.rejected_by_reason(root)
+    ui.table(
+        reasons,
+        "rejected_by_reason",
+        {
+            "reason": "Reason",
+            "lines": st.column_config.NumberColumn("Lines", format="localized"),
+            "sources": st.column_config.NumberColumn("Files"),
+            "last_seen": ui.time_column("Last seen", "YYYY-MM-DD HH:mm:ss"),
+            "sample_detail": "Sample detail",
+            "sample_raw": st.column_config.TextColumn("Sample line", width="large"),
+        },
+        "No rejected lines: every line read became an event.",
+    )
+    if not reasons.is_empty():
+        reason = st.selectbox("Samples of", reasons["reason"].to_list(), key="reject_reason")
+        ui.table(
+            queries.rejected_samples(root, reason),
+            "rejected_samples",
+            {
+                "ingested_at": ui.time_column("Read at", "YYYY-MM-DD HH:mm:ss"),
+                "source": "File",
+                "line_no": st.column_config.NumberColumn("Line", format="plain"),
+                "offset": st.column_config.NumberColumn("Byte offset", format="plain"),
+                "detail": "Detail",
+                "raw": st.column_config.TextColumn("Line", width="large"),
+            },
+            "No samples.",
+        )
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Deliveries by outcome")
+        ui.table(
+            queries.deliveries_by_outcome(root),
+            "deliveries_by_outcome",
+            {
+                "channel": "Channel",
+                "destination": "Destination",
+                "outcome": "Outcome",
+                "attempts": st.column_config.NumberColumn("Attempts"),
+                "deliveries": st.column_config.NumberColumn("Deliveries"),
+                "last_attempt": ui.time_column("Last attempt", "YYYY-MM-DD HH:mm:ss"),
+            },
+            "No deliveries yet: in dry-run nothing is sent, and no alert channel has fired.",
+        )
+    with right:
+        st.subheader("Outbox")
+        ui.table(
+            backlog,
+            "outbox_backlog",
+            {
+                "channel": "Channel",
+                "state": "State",
+                "entries": st.column_config.NumberColumn("Entries"),
+                "oldest": ui.time_column("Oldest queued", "YYYY-MM-DD HH:mm:ss"),
+            },
+            "The outbox is empty.",
+        )
+    st.subheader("Dead letters")
+    ui.table(
+        queries.dead_letters(root),
+        "dead_letters",
+        {
+            "attempted_at": ui.time_column("Given up", "YYYY-MM-DD HH:mm:ss"),
+            "channel": "Channel",
+            "destination": "Destination",
+            "ref_id": "Decision / incident",
+            "operation": "Operation",
+            "attempt": st.column_config.NumberColumn("Attempts"),
+            "http_status": st.column_config.NumberColumn("HTTP status", format="plain"),
+            "error": st.column_config.TextColumn("Last error", width="large"),
+        },
+        "No dead letters.",
+    )
+
+
+st.title("Pipeline health")
+ui.live(render, needs_traffic=False)

@@ -1,0 +1,88 @@
+"""Flooding: volume far above the subject's own normal and its peers', or tier limits hit.
+
+Two signals, the stronger wins:
+
+- **volume**: requests against the subject's own baseline, after taking out
+  the window's peer-wide shift (``peer_shift``: the median rise of every
+  subject in the shard, so a flash crowd lifting everyone is not a flood).
+  The threshold is the largest of ``min_factor`` times the baseline, the
+  baseline plus ``z_onset`` spreads, and ``min_requests``; reaching it scores
+  0.5. A subject without its own history is not judged on volume: a new
+  consumer's size says nothing about abuse.
+- **tier limits**: throttled requests (429, WSO2 ``THROTTLED`` faults) at or
+  above ``min_throttled`` *and* a throttled share at or above
+  ``min_throttled_ratio`` (the client keeps hammering against its limit);
+  this one also fires on a subject never seen.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from detectors.base import BaselineDetector, Signal, over
+from detectors.baselines import Feature
+
+
+class Flooding(BaselineDetector):
+    """Request floods against the subject's own baseline, and frequent tier-limit hits.
+
+    Args:
+        min_factor: requests must reach this multiple of the baseline to score 0.5.
+        min_requests: and at least this many in the window.
+        min_throttled: throttled requests in a window that score 0.5 (with the ratio).
+        min_throttled_ratio: share of throttled requests that scores 0.5 (with the count).
+
+    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+
+    >>> d = Flooding(min_history=3)
+    >>> for _ in range(5):
+    ...     d.learn_one("app", {"requests": 5, "throttled": 0, "throttled_ratio": 0.0})
+    >>> flood = {"requests": 150, "throttled": 90, "throttled_ratio": 0.6}
+    >>> round(d.score_one("app", flood), 2)
+    0.92
+    >>> [r.text for r in d.explain_one("app", flood)]
+    ['requests 150 vs baseline 5', 'throttled requests 90 vs baseline 0']
+    """
+
+    name: ClassVar[str] = "flooding"
+    kind: ClassVar[str] = "flooding"
+    subject_types: ClassVar[tuple[str, ...]] = ("consumer", "ip", "api")
+    FEATURES: ClassVar[tuple[Feature, ...]] = (
+        Feature("requests", "requests", floor=0.4, volume=True),
+        Feature("throttled", "throttled requests"),
+    )
+
+    def __init__(
+        self,
+        min_factor: float = 4.0,
+        min_requests: int = 60,
+        min_throttled: int = 10,
+        min_throttled_ratio: float = 0.5,
+        fading_factor: float = 0.1,
+        min_history: int = 10,
+        protect_score: float = 0.5,
+        z_onset: float = 3.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        self.min_factor = min_factor
+        self.min_requests = min_requests
+        self.min_throttled = min_throttled
+        self.min_throttled_ratio = min_throttled_ratio
+
+    @classmethod
+    def _unit_test_params(cls) -> dict:
+        return {"min_history": 3, "min_requests": 30}
+
+    def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
+        out = []
+        if x.get("requests", 0.0) >= self.min_requests:
+            d = self.baselines.deviation(subject, "requests", x, x.get("peer_shift", 0.0))
+            if d.source == "own":
+                threshold = max(self.min_factor * d.baseline, d.upper(self.z_onset), self.min_requests)
+                out.append(Signal(over(d.adjusted, threshold), d))
+        throttled = self._count(subject, x, "throttled", self.min_throttled)
+        if throttled.score > 0:
+            limits = min(throttled.score, over(x.get("throttled_ratio", 0.0), self.min_throttled_ratio))
+            out.append(Signal(limits, throttled.deviation))
+        return out

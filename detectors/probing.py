@@ -1,0 +1,94 @@
+"""Probing: a client IP looking for what it should not find.
+
+Four signals, the stronger wins; all fire on an IP never seen before:
+
+- **error paths**: distinct paths answered 400/403/404/405 in one window;
+  ``min_error_paths`` scores 0.5 (CrowdSec's ``http-probing`` alerts on the
+  11th distinct path), while such answers are at least ``min_error_ratio`` of
+  the IP's requests (a busy client reading thousands of ids meets a few 404s).
+- **sensitive files**: distinct requests for files that are never public
+  (``/.env``, ``/.git/HEAD``, ``/.htpasswd``, ``wp-config.php.bak``, any
+  dot-file outside ``/.well-known/``; ``flows/features.py``);
+  ``min_sensitive_paths`` scores 0.5 (CrowdSec ``http-sensitive-files``: 5th).
+- **scanner user agent**: requests from a known scanner (Nikto, sqlmap,
+  Nuclei, masscan …); ``min_scanner_requests`` scores 0.5 (CrowdSec
+  ``http-bad-user-agent``: 2nd).
+- **error burst** (for formats with templates, where distinct paths are not
+  visible): ``min_errors`` such errors, with the same share.
+
+An IP with history has the thresholds lifted to its own baseline plus
+``z_onset`` spreads.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from detectors.base import BaselineDetector, Signal, over
+from detectors.baselines import Feature
+
+
+class Probing(BaselineDetector):
+    """Bursts of 404/403 on distinct paths, sensitive files and scanner user agents.
+
+    Args:
+        min_error_paths: distinct paths answered 400/403/404/405 that score 0.5.
+        min_sensitive_paths: distinct sensitive files requested that score 0.5.
+        min_scanner_requests: requests with a scanner user agent that score 0.5.
+        min_errors: 400/403/404/405 answers in a window for the burst signal.
+        min_error_ratio: share of such answers for the error-paths and burst signals.
+
+    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+
+    >>> d = Probing()
+    >>> scan = {"requests": 9, "errors": 9, "error_ratio": 1.0, "error_paths": 9, "sensitive_paths": 9}
+    >>> round(d.score_one("127.0.0.1", scan), 2)
+    0.85
+    >>> [r.text for r in d.explain_one("127.0.0.1", scan)]
+    ['sensitive files requested 9 vs baseline 0']
+    """
+
+    name: ClassVar[str] = "probing"
+    kind: ClassVar[str] = "probing"
+    subject_types: ClassVar[tuple[str, ...]] = ("ip",)
+    FEATURES: ClassVar[tuple[Feature, ...]] = (
+        Feature("error_paths", "distinct paths answered 4xx"),
+        Feature("sensitive_paths", "sensitive files requested"),
+        Feature("scanner_requests", "requests with a scanner user agent"),
+        Feature("errors", "requests answered 400/403/404/405"),
+    )
+
+    def __init__(
+        self,
+        min_error_paths: int = 11,
+        min_sensitive_paths: int = 5,
+        min_scanner_requests: int = 2,
+        min_errors: int = 30,
+        min_error_ratio: float = 0.5,
+        fading_factor: float = 0.1,
+        min_history: int = 10,
+        protect_score: float = 0.5,
+        z_onset: float = 3.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        self.min_error_paths = min_error_paths
+        self.min_sensitive_paths = min_sensitive_paths
+        self.min_scanner_requests = min_scanner_requests
+        self.min_errors = min_errors
+        self.min_error_ratio = min_error_ratio
+
+    @classmethod
+    def _unit_test_params(cls) -> dict:
+        return {"min_history": 3}
+
+    def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
+        share = over(x.get("error_ratio", 0.0), self.min_error_ratio)
+        paths = self._count(subject, x, "error_paths", self.min_error_paths)
+        errors = self._count(subject, x, "errors", self.min_errors)
+        return [
+            Signal(min(paths.score, share), paths.deviation),
+            self._count(subject, x, "sensitive_paths", self.min_sensitive_paths),
+            self._count(subject, x, "scanner_requests", self.min_scanner_requests),
+            Signal(min(errors.score, share), errors.deviation),
+        ]

@@ -1,0 +1,224 @@
+"""nginx and Apache access logs (combined / common) and their auth-failure error-log lines.
+
+Access line shape, after an optional syslog prefix::
+
+    [vhost[:port] ]IP IDENT [USER ][TIME] "REQUEST" STATUS BYTES ["REFERER" "UA" [more fields]]
+
+- the vhost prefix is nginx's ``$host`` / Apache's ``%v`` (the port is dropped);
+- USER may be missing altogether (some nginx formats log ``IP - [TIME]``);
+- the syslog prefix is ``[<PRI>]Sep 15 16:13:46 host tag[pid]: `` or its
+  RFC 3339 form, as written by rsyslog / ``access_log syslog:``;
+- common format (no referer/UA) and trailing extra fields are fine.
+
+Error-log lines are requests only when they record a failed basic-auth login:
+nginx ``user "x" was not found in "…"`` / ``user "x": password mismatch`` and
+Apache ``AH01618: user x not found: /path`` / ``AH01617: user x:
+authentication failure for "/path": …``. They become events with status 401
+and ``auth_failure`` set; the API is nginx's ``server:`` name. Every other
+error-log line is rejected as ``not_a_request``: it records no request of its
+own (a 404 there is already a line in the access log). Error-log timestamps
+carry no time zone; they are the server's local time and are read as UTC.
+
+Signals this format carries: the concrete path (the query string is dropped),
+the raw user agent, the client IP on every line, failures included.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from itertools import accumulate
+from typing import ClassVar
+
+from flows.events import Chunk, Event, Reject
+from flows.parsers import raw_text
+
+_SYSLOG = r"(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ [^\s:\[]+(?:\[\d+\])?: "
+_QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'
+_SYSLOG_PREFIX = re.compile(_SYSLOG)
+# no optional syslog group here: it would make every plain line slower to match
+_ACCESS = re.compile(
+    rf"(?:(\S+) )?([0-9A-Fa-f.:]+) \S+ (?:(\S+) )?\[([^\]]+)\] "
+    rf'"(?:([A-Z][A-Za-z_-]*) ([^" ]*)(?: [^"]*)?|{_QUOTED})" (\S+) (\S+)'
+    rf'(?:\r?$| "{_QUOTED}" "({_QUOTED})"(?:\r?$| ))'
+)
+_NGINX_ERROR = re.compile(rf"(?:{_SYSLOG})?(\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d) \[[a-z]+\] \d+#\d+: (?:\*\d+ )?")
+_NGINX_AUTH = re.compile(
+    r'user "(.*?)"(?: was not found in ".*?"|: password mismatch), client: ([^,\s]+), server: ([^,]*)'
+    r'(?:, request: "([A-Z][A-Za-z_-]*) ([^" ]*)[^"]*")?'
+)
+_APACHE_ERROR = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)? (\d{4})\] \[([^\]]*)\]")
+_APACHE_AUTH = re.compile(
+    r"(?: \[pid [^\]]*\])?(?: [^[]*)? ?\[client ([^\]]+)\] (?:AH\d+: )?"
+    r'user (\S+?)(?: not found: (\S+)|: authentication failure for "([^"]*)")'
+)
+_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+_CLF_TIME = re.compile(r"(\d\d)/([A-Z][a-z]{2})/(\d{4}):(\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)")
+_EPOCH_BY_TEXT: dict[str, float] = {}
+
+
+def parse_clf_time(text: str) -> float:
+    """Parse an access-log time (``10/Oct/2000:13:55:36 -0700``) to epoch seconds.
+
+    >>> parse_clf_time("05/Mar/2021:09:01:38 +0100")
+    1614931298.0
+    """
+    ts = _EPOCH_BY_TEXT.get(text)
+    if ts is None:
+        m = _CLF_TIME.fullmatch(text)
+        if m is None or m.group(2) not in _MONTHS:
+            msg = f"not a day/Mon/year:hh:mm:ss +zone time: {text!r}"
+            raise ValueError(msg)
+        day, mon, year, hh, mm, ss, sign, zh, zm = m.groups()
+        offset = timedelta(hours=int(zh), minutes=int(zm)) * (-1 if sign == "-" else 1)
+        dt = datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset))
+        if len(_EPOCH_BY_TEXT) > 65536:
+            _EPOCH_BY_TEXT.clear()
+        ts = _EPOCH_BY_TEXT[text] = dt.timestamp()
+    return ts
+
+
+def _local_as_utc(dt: datetime) -> float:
+    return dt.replace(tzinfo=timezone.utc).timestamp()
+
+
+class CombinedParser:
+    """Parse nginx / Apache access lines and basic-auth failures from their error logs."""
+
+    name: ClassVar[str] = "combined"
+
+    def __init__(self, *, max_line_bytes: int = 65536, raw_max_bytes: int = 4096) -> None:
+        self.max_line_bytes = max_line_bytes
+        self.raw_max_bytes = raw_max_bytes
+
+    def sniff(self, line: bytes) -> bool:
+        """Tell whether the line is an access line or an nginx / Apache error-log line.
+
+        >>> CombinedParser().sniff(b'1.2.3.4 - - [05/Mar/2021:09:01:38 +0100] "GET / HTTP/1.0" 200 15')
+        True
+        >>> CombinedParser().sniff(b'{"request": {"uri": "/"}}')
+        False
+        """
+        text = line.decode("utf-8", "replace")
+        m = _SYSLOG_PREFIX.match(text)
+        pos = 0 if m is None else m.end()
+        return any(p.match(text, pos) is not None for p in (_ACCESS, _NGINX_ERROR, _APACHE_ERROR))
+
+    def parse_lines(self, chunk: Chunk, start: int, events: list[Event], rejects: list[Reject]) -> None:
+        """Parse ``chunk.lines[start:]`` into ``events`` and ``rejects``."""
+        lines = chunk.lines
+        offsets: list[int] | None = None
+        access = _ACCESS.match
+        append = events.append
+        for i in range(start, len(lines)):
+            line = lines[i]
+            if len(line) > self.max_line_bytes:
+                reason, detail = "line_too_long", f"{len(line)} bytes or more"
+            else:
+                try:
+                    text = line.decode()
+                except UnicodeDecodeError as exc:
+                    reason, detail = "invalid_utf8", f"invalid byte at position {exc.start}"
+                else:
+                    m = access(text)
+                    if m is None and (prefix := _SYSLOG_PREFIX.match(text)) is not None:
+                        m = access(text, prefix.end())
+                    if m is not None:
+                        vhost, ip, user, when, method, target, status, size, ua = m.groups()
+                        reason = detail = ""
+                        if not (len(status) == 3 and status.isascii() and status.isdigit()):
+                            reason, detail = "bad_field", f"status {status!r}"
+                        elif not (size == "-" or (size.isascii() and size.isdigit())):
+                            reason, detail = "bad_field", f"bytes {size!r}"
+                        else:
+                            try:
+                                ts = parse_clf_time(when)
+                            except ValueError as exc:
+                                reason, detail = "bad_timestamp", str(exc)
+                        if not reason:
+                            code = int(status)
+                            user = "" if user is None or user == "-" else user
+                            append(
+                                Event(
+                                    ts=ts,
+                                    api="" if vhost is None else vhost.rpartition(":")[0] or vhost,
+                                    consumer=user,
+                                    consumer_name=user,
+                                    consumer_owner="",
+                                    user=user,
+                                    client_ip=ip,
+                                    method=method or "",
+                                    resource="" if target is None else target.partition("?")[0],
+                                    status=code,
+                                    auth_failure=code == 401,
+                                    throttled=code == 429,
+                                    bytes_out=0 if size == "-" else int(size),
+                                    latency_ms=-1,
+                                    user_agent="" if ua is None or ua == "-" else ua,
+                                )
+                            )
+                            continue
+                    else:
+                        reason, detail, event = _error_line(text)
+                        if event is not None:
+                            append(event)
+                            continue
+            if offsets is None:
+                offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+            rejects.append(
+                Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(line, self.raw_max_bytes))
+            )
+
+
+def _error_line(text: str) -> tuple[str, str, Event | None]:
+    """Turn an error-log auth failure into an event; say why any other line is not one."""
+    m = _NGINX_ERROR.match(text)
+    if m is not None:
+        auth = _NGINX_AUTH.match(text, m.end())
+        if auth is None:
+            return "not_a_request", "nginx error-log line without a basic-auth failure", None
+        try:
+            ts = _local_as_utc(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"))
+        except ValueError as exc:
+            return "bad_timestamp", str(exc), None
+        user, ip, server, method, target = auth.groups()
+        api = "" if server == "_" else server
+        return "", "", _auth_failure(ts, api, user, ip, method or "", (target or "").partition("?")[0])
+    m = _APACHE_ERROR.match(text)
+    if m is not None:
+        auth = _APACHE_AUTH.match(text, m.end())
+        if auth is None:
+            return "not_a_request", "Apache error-log line without a basic-auth failure", None
+        when, fraction, year, module = m.groups()
+        try:
+            dt = datetime.strptime(f"{when} {year}", "%b %d %H:%M:%S %Y")
+        except ValueError as exc:
+            return "bad_timestamp", str(exc), None
+        ts = _local_as_utc(dt.replace(microsecond=int(fraction[1:7].ljust(6, "0")) if fraction else 0))
+        client, user, path, failed_path = auth.groups()
+        if ":" in module:  # 2.4 style ([auth_basic:error]) always logs the client as ip:port
+            client = client.rpartition(":")[0]
+        return "", "", _auth_failure(ts, "", user, client, "", (path or failed_path).partition("?")[0])
+    if not text.strip():
+        return "empty_line", "", None
+    return "no_match", "", None
+
+
+def _auth_failure(ts: float, api: str, user: str, ip: str, method: str, resource: str) -> Event:
+    return Event(
+        ts=ts,
+        api=api,
+        consumer=user,
+        consumer_name=user,
+        consumer_owner="",
+        user=user,
+        client_ip=ip,
+        method=method,
+        resource=resource,
+        status=401,
+        auth_failure=True,
+        throttled=False,
+        bytes_out=0,
+        latency_ms=-1,
+        user_agent="",
+    )

@@ -1,0 +1,69 @@
+"""Generic traffic manager: the desired state of a subject as signed JSON (Standard Webhooks).
+
+Body ``{"type": "gatewatch.enforcement", "timestamp": ..., "data": {...}}``
+where ``data`` is the whole desired state (block or not, absolute limit or
+none), so applying it twice is harmless. ``webhook-id`` is the outbox id:
+the same across retries and replays, for the receiver to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from sinks import signing
+from sinks.control import OutboxEntry
+from sinks.outbox import Attempt, retry_after
+from sinks.targets.base import Desired, Secret, SecretMissing
+
+EVENT_TYPE = "gatewatch.enforcement"
+
+
+class WebhookChannel:
+    """POSTs desired states to one URL."""
+
+    kind: ClassVar[str] = "webhook"
+
+    def __init__(self, name: str, *, url: str, secret: Secret, timeout_s: float = 10.0) -> None:
+        self.name = name
+        self.url = url
+        self.secret = secret
+        self.timeout_s = timeout_s
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self.timeout_s)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def deliver(self, entry: OutboxEntry) -> Attempt:
+        op = f"POST {urlsplit(self.url).path or '/'}"
+        try:
+            secret = self.secret.get()
+        except SecretMissing as exc:
+            return Attempt(422, op, str(exc))
+        now = time.time()
+        data = Desired.from_payload(entry.payload).__dict__
+        body = json.dumps(
+            {"type": EVENT_TYPE, "timestamp": datetime.fromtimestamp(now, timezone.utc).isoformat(), "data": data},
+            sort_keys=True,
+        ).encode()
+        headers = {"content-type": "application/json", **signing.headers(secret, entry.id, int(now), body)}
+        r = self.client.post(self.url, content=body, headers=headers)
+        error = "" if r.is_success else f"HTTP {r.status_code}: {r.text[:300]}"
+        return Attempt(r.status_code, op, error, retry_after(r))
+
+    def check(self) -> list[str]:
+        problem = self.secret.problem()
+        return [problem] if problem else []
