@@ -159,6 +159,11 @@ class BaselineDetector:
         self.seed = seed
         self.baselines = Baselines(self.FEATURES, fading_factor, min_history)
 
+    @classmethod
+    def _unit_test_params(cls) -> dict:
+        # a short history, so the contract test reaches the subject's own baseline quickly
+        return {"min_history": 3}
+
     def __repr__(self) -> str:
         params = ", ".join(
             f"{p}={getattr(self, p)!r}"

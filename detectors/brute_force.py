@@ -73,10 +73,6 @@ class BruteForce(BaselineDetector):
         self.min_login_burst = min_login_burst
         self.min_login_share = min_login_share
 
-    @classmethod
-    def _unit_test_params(cls) -> dict:
-        return {"min_history": 3}
-
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         failures = self._count(subject, x, "auth_failures", self.min_auth_failures)
         burst = self._count(subject, x, "login_burst", self.min_login_burst)

@@ -86,10 +86,6 @@ class CredentialStuffing(BaselineDetector):
         self.min_failing_subnets = min_failing_subnets
         self.min_failure_ratio = min_failure_ratio
 
-    @classmethod
-    def _unit_test_params(cls) -> dict:
-        return {"min_history": 3}
-
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         shift = x.get("peer_shift", 0.0)
         ips = self._count(subject, x, "failing_ips", self.min_failing_ips, shift)

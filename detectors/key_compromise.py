@@ -59,10 +59,6 @@ class KeyCompromise(BaselineDetector):
         super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
         self.min_new_subnets = min_new_subnets
 
-    @classmethod
-    def _unit_test_params(cls) -> dict:
-        return {"min_history": 3}
-
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         if (
             self.baselines.history(subject) < self.min_history

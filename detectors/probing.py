@@ -78,10 +78,6 @@ class Probing(BaselineDetector):
         self.min_errors = min_errors
         self.min_error_ratio = min_error_ratio
 
-    @classmethod
-    def _unit_test_params(cls) -> dict:
-        return {"min_history": 3}
-
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         share = over(x.get("error_ratio", 0.0), self.min_error_ratio)
         paths = self._count(subject, x, "error_paths", self.min_error_paths)

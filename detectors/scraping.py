@@ -79,10 +79,6 @@ class Scraping(BaselineDetector):
         self.min_detail_ratio = min_detail_ratio
         self.max_write_ratio = max_write_ratio
 
-    @classmethod
-    def _unit_test_params(cls) -> dict:
-        return {"min_history": 3}
-
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         if x.get("write_ratio", 0.0) > self.max_write_ratio:
             return []
