@@ -114,13 +114,15 @@ def measure_parse_floor(path: Path, lines: int, runs: int) -> float:
     return lines / statistics.median(secs)
 
 
-def measure_replay(exe: Path, path: Path, workdir: Path, lines: int, runs: int) -> tuple[float, float]:
-    """Run ``gatewatch replay`` ``runs`` times; return median lines/s and peak RSS in MiB."""
+def measure_replay(exe: Path, path: Path, workdir: Path, lines: int, runs: int, workers: int) -> tuple[float, float]:
+    """Run ``gatewatch replay`` ``runs`` times with ``workers`` workers; return median lines/s and peak RSS in MiB."""
     secs, peak_kib = [], 0
+    config = workdir / f"workers-{workers}.toml"
+    config.write_text(f"[pipeline]\nworkers = {workers}\nshards = {workers}\n")
     for run in range(runs):
         store_dir = Path(tempfile.mkdtemp(prefix="store-", dir=workdir))
         output = workdir / f"replay-{run}.out"
-        cmd = [str(exe), "replay", str(path), "--store", str(store_dir / "store")]
+        cmd = [str(exe), "replay", str(path), "--store", str(store_dir / "store"), "--config", str(config)]
         t0 = time.perf_counter()
         with open(output, "wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("bench-data"))
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Bytewax workers to compare.")
     args = parser.parse_args(argv)
 
     path = ensure_log(args.workdir, args.lines)
@@ -150,19 +153,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Parse floor: {floor:,.0f} lines/s (median of {args.runs}).")
 
     exe = Path(sys.executable).with_name("gatewatch")
-    e2e = ratio = rss = "n/a"
-    if exe.exists():
-        rate, peak = measure_replay(exe, path, args.workdir, args.lines, args.runs)
-        e2e, ratio, rss = f"{rate:,.0f}", f"{rate / floor:.3f}", f"{peak:,.0f}"
-    else:
+    if not exe.exists():
         print(f"Skipping end-to-end: {exe} not found (install the project into this venv first).")
-
-    header = ("lines", "parse floor lines/s", "end-to-end lines/s", "e2e/floor", "peak RSS MiB")
-    row = (f"{args.lines:,}", f"{floor:,.0f}", e2e, ratio, rss)
-    widths = [max(len(h), len(v)) for h, v in zip(header, row)]
+        return
+    header = ("lines", "workers", "parse floor lines/s", "end-to-end lines/s", "e2e/floor", "peak RSS MiB")
+    table = []
+    for workers in args.workers:
+        rate, peak = measure_replay(exe, path, args.workdir, args.lines, args.runs, workers)
+        table.append((f"{args.lines:,}", str(workers), f"{floor:,.0f}", f"{rate:,.0f}", f"{rate / floor:.3f}", f"{peak:,.0f}"))
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
     print()
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    for row in table:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
 
 
 if __name__ == "__main__":
