@@ -31,6 +31,17 @@ FormatOpt = Annotated[
     typer.Option("--format", metavar="FORMAT", help=f"Log format: {' | '.join(FORMATS)} (default: the config's input.format)."),
 ]
 StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Store folder (default: the config's store.path).")]
+ProcessIdOpt = Annotated[
+    int | None,
+    typer.Option("--process-id", "-i", metavar="N", help="This process's index in a cluster started with --addresses."),
+]
+AddressesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--addresses", "-a", metavar="HOST:PORT;...",
+        help="Every cluster process's address, the same list in each; this process is entry --process-id.",
+    ),
+]  # fmt: skip
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", metavar="FILE", help="TOML config file (default: embedded defaults; see gatewatch.example.toml).")
 ]
@@ -65,7 +76,17 @@ def _inputs(specs: list[str], follow: bool) -> list[str]:
         raise _fail([str(exc)]) from None
 
 
-def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: threading.Event, recovery: Path | None):
+def _run_flow(
+    cfg: Config,
+    inputs: list[str],
+    stats,
+    *,
+    follow: bool,
+    stop: threading.Event,
+    recovery: Path | None,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
+):
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
@@ -100,12 +121,17 @@ def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: thre
     flow = build_flow(
         cfg, inputs, follow=follow, stats=stats, stop=stop, snapshots=recovery is not None, store_base_seq=base_seq
     )
+    if addresses is not None:
+        kwargs |= {"process_id": process_id, "addresses": addresses}
+    # in a cluster only process 0 runs the control plane: one controller, one sender, one writer "c0"
+    controlling = not process_id
     control = ControlDB(cfg.store.path).open()
-    writer.open()
-    planner, channels = wire_targets(cfg, control, channels)
-    controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
-    sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
-    loop = ControlLoop(controller, sender=sender, interval_s=cfg.delivery.interval_s).start()
+    if controlling:
+        writer.open()
+        planner, channels = wire_targets(cfg, control, channels)
+        controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
+        sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
+        loop = ControlLoop(controller, sender=sender, interval_s=cfg.delivery.interval_s).start()
     try:
         cli_main(
             flow,
@@ -114,8 +140,9 @@ def _run_flow(cfg: Config, inputs: list[str], stats, *, follow: bool, stop: thre
             **kwargs,
         )
     finally:
-        loop.stop()
-        stats.add_rows("decisions", controller.decisions_made)
+        if controlling:
+            loop.stop()
+            stats.add_rows("decisions", controller.decisions_made)
         control.close()
 
 
@@ -138,11 +165,14 @@ def replay(
     fmt: FormatOpt = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
+    process_id: ProcessIdOpt = None,
+    addresses: AddressesOpt = None,
 ) -> None:
     """Read log files to the end, close every window, print a summary."""
     from flows.dataflow import RunStats
 
     cfg = _load(config, fmt, store)
+    cluster = _cluster(process_id, addresses)
     inputs = _inputs([str(f) for f in files], follow=False)
     stats = RunStats()
     done = threading.Event()
@@ -150,10 +180,20 @@ def replay(
         total = sum(Path(p).stat().st_size for p in _expand_globs(inputs))
         threading.Thread(target=_progress, args=(stats, total, done), daemon=True).start()
     try:
-        _run_flow(cfg, inputs, stats, follow=False, stop=threading.Event(), recovery=None)
+        _run_flow(cfg, inputs, stats, follow=False, stop=threading.Event(), recovery=None, **cluster)
     finally:
         done.set()
     typer.echo(f"replay: {stats.summary()} store={cfg.store.path}")
+
+
+def _cluster(process_id: int | None, addresses: str | None) -> dict:
+    """Check --process-id / --addresses and turn them into cli_main's arguments."""
+    if process_id is None and addresses is None:
+        return {}
+    listed = [a.strip() for a in (addresses or "").split(";") if a.strip()]
+    if process_id is None or not listed or not 0 <= process_id < len(listed):
+        raise _fail([f"--process-id must index the --addresses list ({len(listed)} addresses given)"])
+    return {"process_id": process_id, "addresses": listed}
 
 
 def _expand_globs(inputs: list[str]) -> list[str]:
