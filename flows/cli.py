@@ -131,7 +131,13 @@ def _run_flow(
         planner, channels = wire_targets(cfg, control, channels)
         controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
         sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
-        loop = ControlLoop(controller, sender=sender, interval_s=cfg.delivery.interval_s).start()
+        loop = ControlLoop(
+            controller,
+            sender=sender,
+            interval_s=cfg.delivery.interval_s,
+            compact_every_s=cfg.store.compact_every_s,
+            compact_min_files=cfg.store.compact_min_files,
+        ).start()
     try:
         cli_main(
             flow,

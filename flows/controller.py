@@ -23,6 +23,7 @@ from flows.events import Decision, Finding
 from flows.policy import LIVE, RANK, Policy, SubjectContext
 from sinks.control import ACTIVE_STATUSES, STORE_SEQ_KEY, ControlDB
 from sinks.outbox import Sender
+from sinks.schema import TABLES
 from sinks.store import StoreWriter, query
 
 CONTROL_WRITER = "c0"  # segment writer id of the control plane (the dataflow writes as "w0")
@@ -193,10 +194,21 @@ class ControlLoop:
     recovers that one writer, and both acknowledge its segments.
     """
 
-    def __init__(self, controller: Controller, sender: Sender | None, interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        sender: Sender | None,
+        interval_s: float = 0.5,
+        *,
+        compact_every_s: float = 300.0,
+        compact_min_files: int = 16,
+    ) -> None:
         self.controller = controller
         self.sender = sender
         self.interval_s = interval_s
+        self.compact_every_s = compact_every_s
+        self.compact_min_files = compact_min_files
+        self._last_compact = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gatewatch-control", daemon=True)
         self.error: BaseException | None = None
@@ -217,6 +229,14 @@ class ControlLoop:
         self.controller.step()
         if self.sender is not None:
             self.sender.step()
+        if time.monotonic() - self._last_compact >= self.compact_every_s:
+            self.compact()
+
+    def compact(self) -> None:
+        """Merge the control plane's small segments (safe to roll back: one row group per segment)."""
+        for table in TABLES:
+            self.controller.writer.compact(table, self.compact_min_files)
+        self._last_compact = time.monotonic()
 
     def stop(self) -> None:
         """Stop the thread, then run one last tick so nothing recorded is left unplanned."""
@@ -225,3 +245,4 @@ class ControlLoop:
         if self.error is not None:
             raise self.error
         self.tick()
+        self.compact()
