@@ -205,9 +205,11 @@ def _cluster(process_id: int | None, addresses: str | None) -> dict:
 def _expand_globs(inputs: list[str]) -> list[str]:
     import glob
 
+    from flows.sources import is_glob
+
     out = []
     for spec in inputs:
-        out.extend(sorted(glob.glob(spec)) if any(c in spec for c in "*?[") else [spec])
+        out.extend(sorted(glob.glob(spec)) if is_glob(spec) else [spec])
     return out
 
 

@@ -21,9 +21,8 @@ from msgspec.structs import astuple, replace
 from flows.config import Config
 from flows.events import Decision, Finding
 from flows.policy import LIVE, RANK, Policy, SubjectContext
-from sinks.control import ACTIVE_STATUSES, STORE_SEQ_KEY, ControlDB
+from sinks.control import ACTIVE_STATUSES, ControlDB
 from sinks.outbox import Sender
-from sinks.schema import TABLES
 from sinks.store import StoreWriter, query
 
 CONTROL_WRITER = "c0"  # segment writer id of the control plane (the dataflow writes as "w0")
@@ -176,15 +175,15 @@ class Controller:
 
     def checkpoint(self, con, *, cursor: int | None = None) -> None:
         """Acknowledge, inside a transaction, every store row written so far (and the inbox cursor)."""
-        self.control.set_meta(STORE_SEQ_KEY, str(self.writer.last_seq), con)
+        self.control.acknowledge_store(self.writer.last_seq, con)
         if cursor is not None:
             self.control.set_meta("cursor", str(cursor), con)
 
     def recover(self) -> None:
         """Remove store rows written after the last acknowledged commit (a crash came between)."""
-        seq = self.control.get_meta(STORE_SEQ_KEY)
+        seq = self.control.acknowledged_store()
         if seq is not None:
-            self.writer.rollback(int(seq))
+            self.writer.rollback(seq)
 
 
 class ControlLoop:
@@ -234,8 +233,7 @@ class ControlLoop:
 
     def compact(self) -> None:
         """Merge the control plane's small segments (safe to roll back: one row group per segment)."""
-        for table in TABLES:
-            self.controller.writer.compact(table, self.compact_min_files)
+        self.controller.writer.compact_all(self.compact_min_files)
         self._last_compact = time.monotonic()
 
     def stop(self) -> None:

@@ -39,7 +39,6 @@ from flows.parsers import ChunkParser
 from flows.shard import SHARDS, Output, ShardProcessor
 from flows.sources import KafkaInput, LogSource
 from sinks.control import ControlDB
-from sinks.schema import TABLES
 from sinks.store import StoreWriter
 
 REJECTED_KEY = "rejected"
@@ -230,8 +229,7 @@ class _StorePartition(StatefulSinkPartition):
             self.compact()
 
     def compact(self) -> None:
-        for table in TABLES:
-            self.writer.compact(table, self.compact_min_files)
+        self.writer.compact_all(self.compact_min_files)
         self._last_compact = time.monotonic()
 
     def snapshot(self) -> int:

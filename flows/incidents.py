@@ -35,7 +35,7 @@ import msgspec
 
 from flows.config import SEVERITIES, AlertsConfig, Config, Destination
 from flows.events import Decision, Finding, stable_id
-from sinks.control import STORE_SEQ_KEY, ControlDB
+from sinks.control import ControlDB
 from sinks.store import StoreWriter
 
 if TYPE_CHECKING:
@@ -394,7 +394,7 @@ class IncidentTracker:
                 )
             ],
         )
-        control.set_meta(STORE_SEQ_KEY, str(self.writer.last_seq), con)
+        control.acknowledge_store(self.writer.last_seq, con)
 
 
 def build_alerting(

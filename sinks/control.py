@@ -81,7 +81,7 @@ CREATE TABLE IF NOT EXISTS incident_findings (finding_id TEXT PRIMARY KEY, incid
 
 ACTIVE_STATUSES = ("recorded", "pending_review", "approved", "applied")
 # the control plane's newest store segment whose rows a committed transaction acknowledges
-STORE_SEQ_KEY = "store_seq"
+_STORE_SEQ_KEY = "store_seq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +170,15 @@ class ControlDB:
 
     def set_meta(self, key: str, value: str, con: sqlite3.Connection | None = None) -> None:
         (con or self.con).execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def acknowledge_store(self, seq: int, con: sqlite3.Connection) -> None:
+        """Inside the transaction that commits a state change, acknowledge the store rows written for it."""
+        self.set_meta(_STORE_SEQ_KEY, str(seq), con)
+
+    def acknowledged_store(self) -> int | None:
+        """The newest acknowledged control-plane segment; anything after it was written by a crashed run."""
+        value = self.get_meta(_STORE_SEQ_KEY)
+        return int(value) if value is not None else None
 
     def advance_watermark(self, event_ts: float) -> None:
         """Record the newest event time the pipeline has closed windows up to (never moves back)."""

@@ -26,7 +26,7 @@ from typing import ClassVar, Protocol
 
 import httpx
 
-from sinks.control import STORE_SEQ_KEY, ControlDB, OutboxEntry
+from sinks.control import ControlDB, OutboxEntry
 from sinks.store import StoreWriter
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -159,5 +159,5 @@ class Sender:
             with self.control.transaction() as con:
                 for settle in settles:
                     self.control.settle(**settle, con=con)
-                self.control.set_meta(STORE_SEQ_KEY, str(self.writer.last_seq), con)
+                self.control.acknowledge_store(self.writer.last_seq, con)
         return len(rows)

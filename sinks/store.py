@@ -164,6 +164,11 @@ class StoreWriter:
             groups.extend(_segments_of(path, table))
         return self._publish_groups(table, groups, lo, hi)
 
+    def compact_all(self, min_files: int = 8) -> None:
+        """Compact every table (see :meth:`compact`)."""
+        for table in TABLES:
+            self.compact(table, min_files)
+
     def _publish_groups(self, table: str, groups: list[tuple[int, pa.Table]], lo: int, hi: int) -> Path:
         name = f"cmp-{self.writer}-{lo:0{_SEQ_WIDTH}d}-{hi:0{_SEQ_WIDTH}d}.parquet"
         final = self.root / table / name
