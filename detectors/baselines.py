@@ -3,9 +3,10 @@
 Each subject keeps an exponentially weighted mean and variance of a few
 window features. The update rule is River's ``stats.EWMean`` / ``stats.EWVar``
 (``mean += a * (x - mean)``; variance as ``EW(x^2) - EW(x)^2``; the first value
-seeds the mean). It is written out over a flat list of floats because one
+seeds the mean). It is written out over a flat ``array('d')`` because one
 pair of River objects per feature and subject costs about 2.7 KiB against
-about 250 B here (notes/PERFORMANCE.md §4); a test checks the two agree.
+about 250 B for a list of floats (notes/PERFORMANCE.md §4) and 8 B a value
+here; a test checks the two agree.
 
 Counts are compared in log space (a jump from 5 to 150 requests matters, one
 from 5,000 to 5,150 does not) and ratios are shrunk towards the baseline with
@@ -21,6 +22,7 @@ feature's documented ``prior`` otherwise.
 from __future__ import annotations
 
 import math
+from array import array
 from typing import NamedTuple
 
 PSEUDO_REQUESTS = 10.0
@@ -84,11 +86,14 @@ class Baselines:
         self.min_history = min_history
         self._index = {f.name: i for i, f in enumerate(features)}
         # per subject: [windows seen, mean_0, mean_sq_0, mean_1, mean_sq_1, ...] in compared space
-        self._subjects: dict[str, list[float]] = {}
-        self._peers: list[float] = [0.0] * (1 + 2 * len(features))
+        self._subjects: dict[str, array] = {}
+        self._peers = self._zeros()
         self._pooled = any(
             f.peers for f in features
         )  # keep the peers' statistics only if a feature uses them
+
+    def _zeros(self) -> array:
+        return array("d", bytes(8 * (1 + 2 * len(self.features))))
 
     def history(self, subject: str) -> int:
         """Windows learned for ``subject``."""
@@ -133,7 +138,7 @@ class Baselines:
         """Add window ``x`` to the subject's baseline (and to the peers', if a feature uses them)."""
         own = self._subjects.get(subject)
         if own is None:
-            own = self._subjects[subject] = [0.0] * (1 + 2 * len(self.features))
+            own = self._subjects[subject] = self._zeros()
         a = self.fading_factor
         get = x.get
         raw = [float(get(f.name, 0.0)) for f in self.features]

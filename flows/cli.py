@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
+import time
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
@@ -108,15 +110,18 @@ def _run_flow(
     kwargs = {}
     base_seq = None
     if recovery is not None:
-        base_file = recovery / "store_base_seq"
-        if not recovery.exists():
-            recovery.mkdir(parents=True)
+        if not recovery.exists() and not process_id:
+            # built aside, then renamed: a cluster's other processes wait for the finished folder
+            fresh = recovery.with_name(recovery.name + ".new")
+            shutil.rmtree(fresh, ignore_errors=True)
+            fresh.mkdir(parents=True)
+            init_db_dir(fresh, 1)
             # where this recovery lineage starts in the store: a run killed before its first
             # snapshot is rolled back to here, since it will be read again from the start
-            base_file.write_text(str(StoreWriter(cfg.store.path).open().last_seq))
-            init_db_dir(recovery, 1)
-        if base_file.exists():
-            base_seq = int(base_file.read_text())
+            (fresh / _BASE_SEQ).write_text(str(StoreWriter(cfg.store.path).open().last_seq))
+            fresh.rename(recovery)
+        _wait_for_recovery(recovery)
+        base_seq = int((recovery / _BASE_SEQ).read_text())
         kwargs["recovery_config"] = RecoveryConfig(recovery)
     flow = build_flow(
         cfg, inputs, follow=follow, stats=stats, stop=stop, snapshots=recovery is not None, store_base_seq=base_seq
@@ -150,6 +155,19 @@ def _run_flow(
             loop.stop()
             stats.add_rows("decisions", controller.decisions_made)
         control.close()
+
+
+_BASE_SEQ = "store_base_seq"
+_RECOVERY_WAIT_S = 60.0
+
+
+def _wait_for_recovery(recovery: Path) -> None:
+    """Wait for process 0 of a cluster to set up the shared recovery folder."""
+    deadline = time.monotonic() + _RECOVERY_WAIT_S
+    while not (recovery / _BASE_SEQ).exists():
+        if time.monotonic() > deadline:
+            raise _fail([f"no recovery folder at {recovery} after {_RECOVERY_WAIT_S:.0f} s: is process 0 running?"])
+        time.sleep(0.1)
 
 
 def _progress(stats, total_bytes: int, done: threading.Event) -> None:
@@ -226,12 +244,17 @@ def run(
         str | None, typer.Option("--kafka", metavar="BROKERS", help="Read a Kafka topic instead: host:port[,host:port].")
     ] = None,
     topic: Annotated[str | None, typer.Option("--topic", metavar="TOPIC", help="The Kafka topic (with --kafka).")] = None,
+    process_id: ProcessIdOpt = None,
+    addresses: AddressesOpt = None,
 ) -> None:
     """Follow live logs; continue where it stopped after a restart. Ctrl-C stops cleanly."""
     from flows.dataflow import RunStats
     from flows.sources import KafkaInput
 
     cfg = _load(config, fmt, store)
+    cluster = _cluster(process_id, addresses)
+    if cluster and inputs and "-" in inputs:
+        raise _fail(["stdin (-) cannot be shared by a cluster: give files, globs or --kafka"])
     if kafka or topic:
         if not (kafka and topic) or inputs:
             raise _fail(["--kafka and --topic go together, and replace FILE arguments"])
@@ -257,7 +280,7 @@ def run(
     # stdin cannot be re-read after a restart, so it runs without recovery
     recovery = None if source == ["-"] else cfg.store.path / "_recovery"
     stats = RunStats()
-    _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery)
+    _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
     typer.echo(f"run: {stats.summary()} store={cfg.store.path}")
 
 

@@ -30,36 +30,36 @@ from flows.parsers import MAX_EPOCH_S, raw_text
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
-class _Headers(msgspec.Struct):
+class _Headers(msgspec.Struct, gc=False):
     user_agent: str | list[str] = msgspec.field(default="", name="user-agent")
 
 
-class _Request(msgspec.Struct):
+class _Request(msgspec.Struct, gc=False):
     uri: str = ""
     method: str = ""
     headers: _Headers = msgspec.field(default_factory=_Headers)
 
 
-class _Response(msgspec.Struct):
+class _Response(msgspec.Struct, gc=False):
     status: int
     size: int = 0
 
 
-class _Latencies(msgspec.Struct):
+class _Latencies(msgspec.Struct, gc=False):
     request: float = -1
 
 
-class _Consumer(msgspec.Struct):
+class _Consumer(msgspec.Struct, gc=False):
     id: str = ""
     username: str = ""
     custom_id: str = ""
 
 
-class _Named(msgspec.Struct):
+class _Named(msgspec.Struct, gc=False):
     name: str = ""
 
 
-class _Record(msgspec.Struct):
+class _Record(msgspec.Struct, gc=False):
     """The fields we use; the decoder skips every other key."""
 
     started_at: Annotated[float, msgspec.Meta(ge=0, lt=MAX_EPOCH_S * 1000)]

@@ -6,7 +6,9 @@ Line shape (specs/CONTRACTS.md §1.2)::
 apimMetrics: apim:response, properties :{...json...}
 
 The Java reporter writes ``properties :``, the Go gateways ``properties: ``;
-both are accepted. Event time is the JSON ``requestTimestamp`` (UTC, variable
+both are accepted. Parsing checks the line only from ``apimMetrics:`` on,
+since operators change the log4j layout before it (auto-detection, which
+must not mistake other logs for this one, checks the whole default shape). Event time is the JSON ``requestTimestamp`` (UTC, variable
 precision: Java drops zero seconds and millis), not the time-of-day prefix.
 
 Signals this format carries: the resource *template*, not the concrete path;
@@ -20,7 +22,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from itertools import accumulate
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 import msgspec
 
@@ -31,18 +33,20 @@ _PREFIX = re.compile(
     rb"\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+[A-Z]+ \S+ apimMetrics: (apim:[a-z]+), properties ?: ?"
 )
 _MARK = b"apimMetrics: apim:"
+_PROPERTIES = b", properties"
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
-class _Properties(msgspec.Struct):
+class _Properties(msgspec.Struct, gc=False):
     userName: str = ""
     responseSize: float = 0
 
 
-class _Record(msgspec.Struct):
+class _Record(msgspec.Struct, gc=False):
     """The fields we use; the decoder skips every other key."""
 
-    requestTimestamp: str
+    # RFC 3339 with an offset, decoded in C; Java's shortened forms go through _LooseRecord
+    requestTimestamp: Annotated[datetime, msgspec.Meta(tz=True)]
     proxyResponseCode: int
     apiName: str = ""
     apiVersion: str = ""
@@ -60,7 +64,14 @@ class _Record(msgspec.Struct):
     properties: _Properties = msgspec.field(default_factory=_Properties)
 
 
+class _LooseRecord(_Record, gc=False):
+    """The same record with the timestamp as text, for :func:`parse_timestamp`."""
+
+    requestTimestamp: str
+
+
 _DECODER = msgspec.json.Decoder(_Record)
+_LOOSE_DECODER = msgspec.json.Decoder(_LooseRecord)
 _EPOCH_MS_BY_SECOND: dict[str, int] = {}
 
 
@@ -109,46 +120,74 @@ class Wso2Parser:
         return _MARK in line and _PREFIX.match(line) is not None
 
     def parse_lines(self, chunk: Chunk, start: int, events: list[Event], rejects: list[Reject]) -> None:
-        """Parse ``chunk.lines[start:]`` into ``events`` and ``rejects``."""
+        """Parse ``chunk.lines[start:]`` into ``events`` and ``rejects``.
+
+        Only ``apimMetrics: <metric>, properties :`` and the JSON after it are
+        required (operators change the log4j layout before it); plain ``find``
+        calls locate them at a third of a regex's cost.
+        """
         lines = chunk.lines
-        offsets: list[int] | None = None
+        max_bytes = self.max_line_bytes
         decode = _DECODER.decode
-        prefix_match = _PREFIX.match
         append = events.append
+        bad: list[tuple[int, str, str]] = []
         for i in range(start, len(lines)):
             line = lines[i]
-            reason = detail = ""
-            if len(line) > self.max_line_bytes:
-                reason, detail = "line_too_long", f"{len(line)} bytes or more"
+            if len(line) > max_bytes:
+                bad.append((i, "line_too_long", f"{len(line)} bytes or more"))
+                continue
+            k = line.find(_MARK)
+            comma = line.find(_PROPERTIES, k) if k >= 0 else -1
+            j = comma + len(_PROPERTIES)
+            j += line.startswith(b" ", j)
+            if comma < 0 or not line.startswith(b":", j):
+                bad.append((i, "no_match" if line.strip() else "empty_line", ""))
+                continue
+            j += 1
+            j += line.startswith(b" ", j)
+            metric = line[k + 13 : comma]
+            faulty = metric == b"apim:faulty"
+            if not faulty and metric != b"apim:response":
+                bad.append((i, "unknown_metric", metric.decode(errors="backslashreplace")))
+                continue
+            data = memoryview(line)[j:]
+            try:
+                rec = decode(data)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                reason, detail, event = _decode_one(data, faulty)
+                if event is None:
+                    bad.append((i, reason, detail))
+                    continue
+                append(event)
             else:
-                m = prefix_match(line)
-                if m is None:
-                    reason = "empty_line" if not line.strip() else "no_match"
-                else:
-                    metric = m.group(1)
-                    faulty = metric == b"apim:faulty"
-                    if not faulty and metric != b"apim:response":
-                        reason, detail = "unknown_metric", metric.decode()
-                    else:
-                        reason, detail, rec = _decode(decode, memoryview(line)[m.end() :])
-                        if rec is not None:
-                            try:
-                                ts = parse_timestamp(rec.requestTimestamp)
-                            except (ValueError, OverflowError) as exc:
-                                reason, detail = "bad_timestamp", str(exc)
-                            else:
-                                append(_event(rec, ts, faulty))
-                                continue
-            if offsets is None:
-                offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
-            rejects.append(
-                Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(line, self.raw_max_bytes))
+                append(_event(rec, rec.requestTimestamp.timestamp(), faulty))
+        if bad:
+            offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+            rejects.extend(
+                Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(lines[i], self.raw_max_bytes))
+                for i, reason, detail in bad
             )
 
 
-def _decode(decode, data: memoryview) -> tuple[str, str, _Record | None]:
+def _decode_one(data: memoryview, faulty: bool) -> tuple[str, str, Event | None]:
+    reason, detail, rec = _decode(_DECODER, data)
+    if rec is not None:
+        return "", "", _event(rec, rec.requestTimestamp.timestamp(), faulty)
+    if reason != "bad_field" or "requestTimestamp" not in detail:
+        return reason, detail, None
+    # not RFC 3339 with an offset (e.g. Java's "…T02:53Z"): take the text
+    reason, detail, rec = _decode(_LOOSE_DECODER, data)
+    if rec is None:
+        return reason, detail, None
     try:
-        return "", "", decode(data)
+        return "", "", _event(rec, parse_timestamp(rec.requestTimestamp), faulty)
+    except (ValueError, OverflowError) as exc:
+        return "bad_timestamp", str(exc), None
+
+
+def _decode(decoder: msgspec.json.Decoder, data: memoryview) -> tuple[str, str, _Record | None]:
+    try:
+        return "", "", decoder.decode(data)
     except msgspec.ValidationError as exc:
         detail = str(exc)
         return ("missing_field" if _MISSING_FIELD.search(detail) else "bad_field"), detail, None
@@ -166,21 +205,23 @@ def _event(rec: _Record, ts: float, faulty: bool) -> Event:
     status = rec.proxyResponseCode
     error_type = rec.errorType
     ip = rec.userIp
+    version = rec.apiVersion
+    # positional: the field order of Event
     return Event(
-        ts=ts,
-        api=f"{rec.apiName}:{rec.apiVersion}" if rec.apiVersion else (rec.apiName or rec.apiId),
-        consumer=rec.applicationId,
-        consumer_name=rec.applicationName,
-        consumer_owner=rec.applicationOwner,
-        user=rec.userName or rec.properties.userName,
-        client_ip="" if ip == "UNKNOWN" else ip,
-        method=rec.apiMethod,
-        resource=rec.apiResourceTemplate,
-        status=status,
+        ts,
+        f"{rec.apiName}:{version}" if version else (rec.apiName or rec.apiId),
+        rec.applicationId,
+        rec.applicationName,
+        rec.applicationOwner,
+        rec.userName or rec.properties.userName,
+        "" if ip == "UNKNOWN" else ip,
+        rec.apiMethod,
+        rec.apiResourceTemplate,
+        status,
         # gateway-side (fault) or backend-side (response) rejection of credentials
-        auth_failure=error_type == "AUTH" if faulty else status in (401, 403),
-        throttled=error_type == "THROTTLED" or status == 429,
-        bytes_out=int(rec.properties.responseSize),
-        latency_ms=int(rec.responseLatency),
-        user_agent=rec.userAgent,
+        error_type == "AUTH" if faulty else status in (401, 403),
+        error_type == "THROTTLED" or status == 429,
+        int(rec.properties.responseSize),
+        int(rec.responseLatency),
+        rec.userAgent,
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import socket
 import subprocess
 
-from tests.conftest import GATEWATCH, SAMPLE, gatewatch, rows
+from tests.conftest import GATEWATCH, SAMPLE, gatewatch, rows, scalar, start_gatewatch, wait_for
+from tests.flows.test_run import LINES, _closed_lines, _oracle_of
 
 TRAFFIC = "SELECT epoch(window_start) ws, api, consumer, sum(requests) n FROM traffic GROUP BY ALL ORDER BY ALL"
 FINDINGS = "SELECT finding_id, subject_type, subject, kind, score, reasons FROM findings ORDER BY finding_id"
@@ -55,3 +58,43 @@ def test_two_processes_give_the_same_store_as_one(tmp_path):
         assert proc.returncode == 0, err
     for sql in (TRAFFIC, FINDINGS, DECISIONS):
         assert rows(single, sql) == rows(cluster, sql), sql
+
+
+def test_a_two_process_run_follows_stops_and_resumes_exactly_once(tmp_path, small_windows_config):
+    # two gateway nodes, one log each; each process of the cluster follows with recovery
+    cfg = tmp_path / "cluster.toml"
+    cfg.write_text(small_windows_config.read_text().replace("[pipeline]\n", "[pipeline]\nshards = 4\n"))
+    logs = [tmp_path / "node-a.log", tmp_path / "node-b.log"]
+    store = tmp_path / "store"
+    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    read: list[int] = []  # lines each process read, per start
+
+    def follow(written: list[bytes]) -> None:
+        args = ("run", *map(str, logs), "--store", str(store), "--config", str(cfg), "-a", addresses)
+        procs = [start_gatewatch(*args, "-i", str(i)) for i in range(2)]
+        target = _closed_lines(written)
+        wait_for(lambda: scalar(store, "SELECT coalesce(sum(requests), 0) FROM traffic") >= target,
+                 timeout=120, what=f"{target} requests in closed windows")  # fmt: skip
+        for proc in procs:  # every process must stop: the dataflow ends when all its inputs do
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            read.append(int(re.search(r"lines=(\d+)", out).group(1)))
+
+    first, second = LINES[:2000], LINES[2000:4000]
+    for i, log in enumerate(logs):
+        log.write_bytes(b"".join(first[i::2]))
+    follow(first)
+    for i, log in enumerate(logs):  # written while the cluster is down: read after the resume
+        with open(log, "ab") as f:
+            f.write(b"".join(second[i::2]))
+    follow(first + second)
+
+    assert sum(read) == len(first + second)  # the resume read each line once, in one of the processes
+    assert scalar(store, "SELECT count(*) FROM rejected") == 0
+    got = {(r["ws"], r["api"], r["consumer"]): r["n"] for r in rows(
+        store, "SELECT epoch(window_start) ws, api, consumer, sum(requests) n FROM traffic GROUP BY ALL")}
+    assert got == dict(_oracle_of(first + second))
+    # one control plane (process 0's): every finding once
+    assert scalar(store, "SELECT count(*) - count(DISTINCT finding_id) FROM findings") == 0
