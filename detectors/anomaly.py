@@ -111,10 +111,10 @@ class Anomaly(BaselineDetector):
         )
         return [Signal(score if d.z >= self.z_onset else 0.0, d) for d in sorted(devs, key=lambda d: -d.z)]
 
-    def learn_one(self, subject: str, x: dict[str, float]) -> None:
+    def learn_one(self, subject: str, x: dict[str, float], score: float | None = None) -> None:
         assessed = self._assess(subject, x)
         if assessed is not None:
-            if self._protected(subject, x):
+            if self._protected(subject, x, score):
                 return
             self._forest().learn_one(assessed[1])
         self.baselines.learn(subject, x)

@@ -53,8 +53,12 @@ class Detector(Protocol):
         """Score one window of one subject in [0, 1] (0 = normal)."""
         ...
 
-    def learn_one(self, subject: str, x: dict[str, float]) -> None:
-        """Update the subject's baseline with one window (unless it is anomalous)."""
+    def learn_one(self, subject: str, x: dict[str, float], score: float | None = None) -> None:
+        """Update the subject's baseline with one window (unless it is anomalous).
+
+        ``score`` is this detector's ``score_one(subject, x)`` when the caller has it
+        already: scoring is the costly part, and prequential order scores first.
+        """
         ...
 
     def explain_one(self, subject: str, x: dict[str, float]) -> list[Reason]:
@@ -182,12 +186,12 @@ class BaselineDetector:
         signals = sorted((s for s in self._signals(subject, x) if s.score > 0), key=lambda s: -s.score)
         return [self._reason(s.deviation, s.label) for s in signals]
 
-    def learn_one(self, subject: str, x: dict[str, float]) -> None:
-        if self.baselines.history(subject) >= self.min_history and self._protected(subject, x):
+    def learn_one(self, subject: str, x: dict[str, float], score: float | None = None) -> None:
+        if self.baselines.history(subject) >= self.min_history and self._protected(subject, x, score):
             return
         self.baselines.learn(subject, x)
 
-    def _protected(self, subject: str, x: dict[str, float]) -> bool:
+    def _protected(self, subject: str, x: dict[str, float], score: float | None = None) -> bool:
         """Tell whether a window must stay out of the subject's baseline.
 
         Not only windows that score: an episode often starts mid-window, and a
@@ -197,7 +201,7 @@ class BaselineDetector:
         shift = x.get("peer_shift", 0.0)
         if any(self.baselines.deviation(subject, f.name, x, shift).z >= self.z_onset for f in self.FEATURES):
             return True
-        return self.score_one(subject, x) >= self.protect_score
+        return (self.score_one(subject, x) if score is None else score) >= self.protect_score
 
     def forget(self, subject: str) -> None:
         self.baselines.forget(subject)

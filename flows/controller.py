@@ -220,14 +220,14 @@ class ControlLoop:
     def _run(self) -> None:
         try:
             while not self._stop.wait(self.interval_s):
-                self.tick()
+                self.tick(self._stop)
         except BaseException as exc:  # surfaced by stop(); the thread must not die silently
             self.error = exc
 
-    def tick(self) -> None:
+    def tick(self, stop: threading.Event | None = None) -> None:
         self.controller.step()
         if self.sender is not None:
-            self.sender.step()
+            self.sender.step(stop=stop)
         if time.monotonic() - self._last_compact >= self.compact_every_s:
             self.compact()
 

@@ -1256,7 +1256,8 @@ class _Scenario:
         self.attacks.append(
             (
                 "flooding",
-                "LogisticsPartner's client loops: 220 requests a minute against a tier limit of 50",
+                "LogisticsPartner's client loops: 220 requests a minute "
+                f"against a tier limit of {self._limit(logistics)}",
                 a,
                 a + n,
                 {"consumers": ["LogisticsPartner"], "ips": list(logistics.ips), "endpoints": eps},
@@ -1294,6 +1295,13 @@ class _Scenario:
             )
         )
 
+    def _limit(self, app: _App) -> int:
+        """The app's tier limit per minute; a scaled app's grows with ``scale`` above 1.
+
+        So a large run (``make bench``) is not mostly 429s; runs at scale 1 or below are unchanged.
+        """
+        return round(app.limit_per_min * max(1.0, self.scale)) if app.scaled else app.limit_per_min
+
     def throttle(self) -> None:
         """Requests beyond a consumer's tier limit in a minute become throttled (429 / THROTTLED)."""
         self.reqs.sort(key=lambda r: r.ts)
@@ -1303,7 +1311,7 @@ class _Scenario:
                 continue
             key = (r.app.name, r.ts // 60_000)
             used[key] = used.get(key, 0) + 1
-            if used[key] > r.app.limit_per_min:
+            if used[key] > self._limit(r.app):
                 self.reqs[i] = msgspec.structs.replace(
                     r, status=429, size=0, backend=0, latency=1, fault="THROTTLED"
                 )
@@ -1554,7 +1562,7 @@ def simulate(
         out_dir: Folder to write into (created if needed).
         minutes: Length of the run (at least 60).
         seed: Seeds every random choice.
-        scale: Multiplier on the normal consumers' rates.
+        scale: Multiplier on the normal consumers' rates (and, above 1, their tier limits).
         start: Start of the run, timezone-aware.
 
     Returns:

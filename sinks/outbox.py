@@ -20,6 +20,7 @@ opens: its entries wait ``breaker_cooldown_s`` before one trial call.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
@@ -100,8 +101,14 @@ class Sender:
         """Full-jitter exponential backoff before attempt ``attempt + 1``."""
         return self._rng.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
 
-    def step(self, now: float | None = None) -> int:
+    def step(self, now: float | None = None, stop: threading.Event | None = None) -> int:
         """Attempt every due entry once; return how many attempts were made.
+
+        A destination that could not be reached (timeout, refused) gets no
+        more attempts in this step, and no attempt starts once ``stop`` is
+        set: so a hung receiver costs a step one timeout, not one per entry,
+        and never holds up a stop for longer than the call in flight. The
+        entries left wait in the outbox, untouched.
 
         The attempts' ``deliveries`` rows are written before their outcomes
         are committed, and the commit acknowledges them (the controller rolls
@@ -111,7 +118,12 @@ class Sender:
         now = time.time() if now is None else now
         rows = []
         settles: list[dict] = []
+        unreachable: set[str] = set()
         for entry in self.control.due(now):
+            if stop is not None and stop.is_set():
+                break
+            if entry.destination in unreachable:
+                continue
             breaker = self._breakers.setdefault(entry.destination, _Breaker())
             if breaker.open_until > now:
                 settles.append(
@@ -130,6 +142,7 @@ class Sender:
                     result = channel.deliver(entry)
                 except httpx.TransportError as exc:  # connection refused, reset, timeout
                     result = Attempt(0, "", f"{type(exc).__name__}: {exc}")
+                    unreachable.add(entry.destination)
                 outcome = outcome_of(result.http_status)
             latency_ms = (time.perf_counter() - started) * 1000
             if outcome == "retry" and attempt_no >= self.max_attempts:

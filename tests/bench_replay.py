@@ -1,31 +1,54 @@
-"""Benchmark replaying a large WSO2 ``apim_metrics.log``: parse-only floor vs ``gatewatch replay``.
+"""Benchmark replaying large logs: parse-only floor vs ``gatewatch replay``, per log format.
 
 Usage::
 
-    python tests/bench_replay.py --lines 1000000 --workdir bench-data
+    python tests/bench_replay.py --lines 1000000 --workdir bench-data [--formats wso2 combined] [--layouts w1 w2 p2]
 
-Generates the log with :func:`flows.simulate.generate_wso2` (reused from the
-workdir when it already has that many lines), then measures:
+For each format it generates a log of exactly ``--lines`` lines spanning about
+an hour of event time (reused from the workdir when it already has that many
+lines), then measures:
 
-- the parse floor, in this process: read the file in 1 MiB chunks of lines and
-  decode every line's JSON part with a msgspec Struct of the dozen fields the pipeline
-  uses (batched ``decode_lines``), median of ``--runs``;
-- end to end: ``gatewatch replay FILE --store DIR`` (the console script next to
-  this interpreter) as a subprocess, median wall time of ``--runs`` and its peak
-  RSS, from ``os.wait4``. Skipped with a message if the script is missing.
+- the parse floor, in this process, median of ``--runs``: read the file in
+  1 MiB chunks of whole lines and extract the fields the pipeline's parser uses,
+  without building events. ``wso2``: decode every line's JSON part with a
+  msgspec Struct of the dozen fields the pipeline uses (batched ``decode_lines``).
+  ``combined``: decode every line as UTF-8 and match it with the combined
+  parser's own compiled access-line regex, take its groups and convert status
+  and bytes to ``int`` (the time stays text, as in the WSO2 floor);
+- end to end: ``gatewatch replay FILE --format FORMAT --store DIR`` (the
+  console script next to this interpreter) as subprocesses, in each of
+  ``--layouts``: ``w1``/``w2`` one process with 1 or 2 worker threads on the
+  file; ``p2`` a cluster of 2 processes (``-i/-a`` on 127.0.0.1), the file
+  dealt round-robin into 2 node logs as if 2 gateway nodes wrote it. Every
+  layout runs with the same ``pipeline.shards`` (``--shards``), so all give
+  the same store. Reported: median wall time of ``--runs``, median CPU
+  (user + sys of every process) per line, which a busy neighbour disturbs
+  less, and peak RSS (summed over a cluster) from ``os.wait4``. Every run's
+  summaries must account for every line (events + rejected = lines); after
+  the first run of each layout the store is checked too:
+  ``SUM(traffic.requests) + COUNT(rejected)`` = lines. Skipped with a message
+  if the script is missing;
+- ``combined`` only: ``fail2ban-regex FILE <filter>`` with one access-log filter
+  (``--fail2ban-filter``, default ``nginx-botsearch``), median wall time of
+  ``--runs``, as the single-filter yardstick. Skipped with a message when
+  ``fail2ban-regex`` is not on PATH.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from itertools import islice
 from pathlib import Path
 
 import msgspec
@@ -33,11 +56,14 @@ import msgspec
 # run as a plain script: make the repository importable without installing it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.simulate import generate_wso2, scale_for  # noqa: E402
+from flows.parsers.nginx import _ACCESS  # noqa: E402
+from flows.simulate import generate_wso2, scale_for, simulate  # noqa: E402
 
 CHUNK_BYTES = 1 << 20
 MINUTES = 60
 START = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
+FORMATS = ("wso2", "combined")
+HEADROOM = 1.05  # generate 5 % more traffic than needed, cut at exactly the wanted number of lines
 
 
 class _Properties(msgspec.Struct, rename="camel"):
@@ -62,6 +88,9 @@ class _Slim(msgspec.Struct, rename="camel"):
     properties: _Properties = msgspec.field(default_factory=_Properties)
 
 
+# -- logs ---------------------------------------------------------------------------------------------
+
+
 def count_lines(path: Path) -> int:
     """Return the number of newline-terminated lines in ``path``."""
     n = 0
@@ -71,101 +100,336 @@ def count_lines(path: Path) -> int:
     return n
 
 
-def ensure_log(workdir: Path, lines: int) -> Path:
-    """Return a WSO2 log of exactly ``lines`` lines in ``workdir``, generating it if needed."""
-    path = workdir / f"wso2_apim_metrics_{lines}.log"
+def _cached(path: Path, lines: int) -> bool:
+    """Tell whether ``path`` already holds exactly ``lines`` lines (and say so)."""
     if path.exists() and count_lines(path) == lines:
         print(f"Reusing {path}.")
-        return path
-    workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    # 5 % more traffic than needed, cut at exactly `lines`
-    scale = scale_for(lines, MINUTES) * 1.05
-    truth = generate_wso2(path, start=START, minutes=MINUTES, seed=1, scale=scale, max_lines=lines)
-    if truth.lines != lines:
-        msg = f"generated {truth.lines} lines, wanted {lines}"
+        return True
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _generated(path: Path, lines: int, t0: float) -> Path:
+    """Check that ``path`` got exactly ``lines`` lines, report it and return it."""
+    if (written := count_lines(path)) != lines:
+        msg = f"generated {written} lines in {path}, wanted {lines}"
         raise RuntimeError(msg)
     size_mib = path.stat().st_size / 2**20
     print(f"Generated {path} ({lines:,} lines, {size_mib:,.0f} MiB) in {time.perf_counter() - t0:.1f} s.")
     return path
 
 
-def parse_floor(path: Path) -> int:
-    """Decode every line's JSON part; return the number of events decoded."""
+def ensure_wso2_log(workdir: Path, lines: int) -> Path:
+    """Return a WSO2 ``apim_metrics.log`` of exactly ``lines`` lines, from ``generate_wso2``."""
+    path = workdir / f"wso2_apim_metrics_{lines}.log"
+    if _cached(path, lines):
+        return path
+    t0 = time.perf_counter()
+    scale = scale_for(lines, MINUTES) * HEADROOM
+    generate_wso2(path, start=START, minutes=MINUTES, seed=1, scale=scale, max_lines=lines)
+    return _generated(path, lines, t0)
+
+
+def ensure_combined_log(workdir: Path, lines: int) -> Path:
+    """Return an nginx combined access log of exactly ``lines`` lines, from :func:`flows.simulate.simulate`.
+
+    The labelled scenario (eleven consumers, about 3,200 client IPs, one attack
+    of each kind, invalid-key noise) over ``MINUTES`` minutes. Its line count
+    grows linearly with ``scale`` (the attacks and two small consumers are not
+    scaled), so two small runs at scale 1 and 2 give the scale for ``lines``;
+    the run is cut at exactly ``lines``, a few minutes before its end.
+    """
+    path = workdir / f"combined_access_{lines}.log"
+    if _cached(path, lines):
+        return path
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="simulate-", dir=workdir) as tmp:
+        one, two = (
+            simulate("combined", tmp, minutes=MINUTES, seed=1, scale=s, start=START).lines for s in (1, 2)
+        )
+        per_scale = two - one
+        scale = (lines - (one - per_scale)) / per_scale * HEADROOM
+        truth = simulate("combined", tmp, minutes=MINUTES, seed=1, scale=scale, start=START)
+        if truth.lines < lines:
+            msg = f"scale {scale:.2f} gave {truth.lines} lines, wanted {lines}"
+            raise RuntimeError(msg)
+        with open(Path(tmp) / truth.log, "rb") as src, open(path, "wb") as dst:
+            dst.writelines(islice(src, lines))
+    return _generated(path, lines, t0)
+
+
+# -- parse floors -------------------------------------------------------------------------------------
+
+
+def line_chunks(path: Path) -> Iterator[list[bytes]]:
+    """Yield the file's lines in lists of about 1 MiB (``readlines(hint)`` reads whole lines)."""
+    with open(path, "rb") as f:
+        while lines := f.readlines(CHUNK_BYTES):
+            yield lines
+
+
+def wso2_floor(path: Path) -> int:
+    """Decode every line's JSON part into :class:`_Slim`; return the number of events decoded."""
     decoder = msgspec.json.Decoder(_Slim)
     n = 0
-    with open(path, "rb") as f:
-        # readlines(hint) reads whole lines up to about 1 MiB: chunked reads without splitting by hand
-        while lines := f.readlines(CHUNK_BYTES):
-            n += len(decoder.decode_lines(b"".join(line[line.index(b"{") :] for line in lines)))
+    for lines in line_chunks(path):
+        n += len(decoder.decode_lines(b"".join(line[line.index(b"{") :] for line in lines)))
     return n
 
 
-def measure_parse_floor(path: Path, lines: int, runs: int) -> float:
-    """Return the median parse-floor throughput in lines/s."""
+def combined_floor(path: Path) -> int:
+    """Match every line with the combined parser's access regex; return the number of lines matched.
+
+    Per line: UTF-8 decode, ``_ACCESS.match``, its nine groups (vhost, IP, user,
+    time, method, target, status, bytes, user agent), ``int`` of status and bytes.
+    """
+    match = _ACCESS.match
+    n = 0
+    for lines in line_chunks(path):
+        for m in map(match, map(bytes.decode, lines)):
+            if m is None:
+                continue
+            _vhost, _ip, _user, _when, _method, _target, status, size, _ua = m.groups()
+            int(status)
+            if size != "-":
+                int(size)
+            n += 1
+    return n
+
+
+FLOORS: dict[str, Callable[[Path], int]] = {"wso2": wso2_floor, "combined": combined_floor}
+LOGS: dict[str, Callable[[Path, int], Path]] = {"wso2": ensure_wso2_log, "combined": ensure_combined_log}
+
+
+def _median_secs(run: Callable[[], object], runs: int) -> float:
+    """Call ``run`` ``runs`` times; return the median wall time in seconds."""
     secs = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        decoded = parse_floor(path)
+        run()
         secs.append(time.perf_counter() - t0)
-        if decoded != lines:
-            msg = f"decoded {decoded} events from {lines} lines"
+    return statistics.median(secs)
+
+
+def measure_parse_floor(fmt: str, path: Path, lines: int, runs: int) -> float:
+    """Return the median parse-floor throughput of ``fmt`` in lines/s; every line must parse."""
+    floor = FLOORS[fmt]
+
+    def run() -> None:
+        if (parsed := floor(path)) != lines:
+            msg = f"{fmt} floor parsed {parsed} of {lines} lines"
             raise RuntimeError(msg)
-    return lines / statistics.median(secs)
+
+    return lines / _median_secs(run, runs)
 
 
-def measure_replay(exe: Path, path: Path, workdir: Path, lines: int, runs: int, workers: int) -> tuple[float, float]:
-    """Run ``gatewatch replay`` ``runs`` times with ``workers`` workers; return median lines/s and peak RSS in MiB."""
-    secs, peak_kib = [], 0
-    config = workdir / f"workers-{workers}.toml"
-    config.write_text(f"[pipeline]\nworkers = {workers}\nshards = {workers}\n")
+# -- end to end ---------------------------------------------------------------------------------------
+
+
+def _summary(output: Path) -> dict[str, str]:
+    """Return the ``key=value`` fields of the ``replay:`` summary line in ``output``."""
+    for line in reversed(output.read_text(errors="replace").splitlines()):
+        if line.startswith("replay: "):
+            return dict(re.findall(r"(\w+)=(\S+)", line))
+    msg = f"no replay summary in {output}"
+    raise RuntimeError(msg)
+
+
+def store_total(exe: Path, store: Path) -> int:
+    """Return ``SUM(traffic.requests) + COUNT(rejected)`` of a store, through ``gatewatch sql``."""
+    query = "SELECT (SELECT COALESCE(SUM(requests), 0) FROM traffic) + (SELECT COUNT(*) FROM rejected) AS n"
+    out = subprocess.run(
+        [str(exe), "sql", "--store", str(store), "--format", "csv", query],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return int(out.split()[-1])
+
+
+def split_log(path: Path, parts: int) -> list[Path]:
+    """Deal ``path``'s lines round-robin into ``parts`` files, as if ``parts`` gateway nodes logged them."""
+    if parts == 1:
+        return [path]
+    outs = [path.with_name(f"{path.stem}.node{i}of{parts}{path.suffix}") for i in range(parts)]
+    if all(o.exists() and o.stat().st_mtime >= path.stat().st_mtime for o in outs):
+        return outs
+    files = [open(o, "wb") for o in outs]  # noqa: SIM115 - closed below
+    try:
+        for chunk in line_chunks(path):
+            for i, f in enumerate(files):
+                f.writelines(chunk[i::parts])
+    finally:
+        for f in files:
+            f.close()
+    return outs
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def measure_replay(
+    exe: Path, fmt: str, inputs: list[Path], *, workdir: Path, lines: int, runs: int, layout: str, shards: int
+) -> tuple[float, float, float, int]:
+    """Run ``gatewatch replay`` over ``inputs`` ``runs`` times in ``layout``: ``wN`` threads or ``pN`` processes.
+
+    Every layout uses the same ``shards``, so all give the same store.
+
+    Returns:
+        Median lines/s, peak RSS in MiB (summed over a cluster's processes), median CPU
+        (user + sys of every process) in microseconds per line, and the rejected lines of the last run.
+
+    Raises:
+        RuntimeError: a run failed, or its summaries or store do not account for every line.
+    """
+    kind, count = layout[0], int(layout[1:])
+    workers, processes = (count, 1) if kind == "w" else (1, count)
+    config = workdir / f"bench-{layout}.toml"
+    config.write_text(f"[pipeline]\nworkers = {workers}\nshards = {shards}\n")
+    secs, cpus, peak_kib = [], [], 0
     for run in range(runs):
-        store_dir = Path(tempfile.mkdtemp(prefix="store-", dir=workdir))
-        output = workdir / f"replay-{run}.out"
-        cmd = [str(exe), "replay", str(path), "--store", str(store_dir / "store"), "--config", str(config)]
+        store = Path(tempfile.mkdtemp(prefix="store-", dir=workdir)) / "store"
+        cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt, "--store", str(store), "--config", str(config)]
+        if processes > 1:
+            addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(processes))
+            cmds = [[*cmd, "-i", str(i), "-a", addresses] for i in range(processes)]
+        else:
+            cmds = [cmd]
+        outputs = [workdir / f"replay-{fmt}-{layout}-{run}-p{i}.out" for i in range(processes)]
         t0 = time.perf_counter()
-        with open(output, "wb") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-            # wait4 gives this child's own rusage, so each run's peak RSS is separate
-            _, status, usage = os.wait4(proc.pid, 0)
-        secs.append(time.perf_counter() - t0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        shutil.rmtree(store_dir)
-        if proc.returncode != 0:
-            tail = output.read_text(errors="replace")[-2000:]
-            msg = f"{' '.join(cmd)} exited with {proc.returncode}; output ends with:\n{tail}"
+        procs = []
+        for c, output in zip(cmds, outputs, strict=True):
+            with open(output, "wb") as out:
+                procs.append(subprocess.Popen(c, stdout=out, stderr=subprocess.STDOUT))
+        cpu, rss = 0.0, 0
+        try:
+            for c, proc, output in zip(cmds, procs, outputs, strict=True):
+                # wait4 gives this child's own rusage, so each run's peak RSS is separate
+                _, status, usage = os.wait4(proc.pid, 0)
+                cpu += usage.ru_utime + usage.ru_stime
+                rss += usage.ru_maxrss  # KiB on Linux
+                if (code := os.waitstatus_to_exitcode(status)) != 0:
+                    tail = output.read_text(errors="replace")[-2000:]
+                    msg = f"{' '.join(c)} exited with {code}; output ends with:\n{tail}"
+                    raise RuntimeError(msg)
+            secs.append(time.perf_counter() - t0)
+            cpus.append(cpu)
+            peak_kib = max(peak_kib, rss)
+            summaries = [_summary(o) for o in outputs]
+            read, events, rejected = (sum(int(s[k]) for s in summaries) for k in ("lines", "events", "rejected"))
+            if read != lines or events + rejected != lines:
+                msg = f"{fmt} replay of {lines} lines: lines={read} events={events} rejected={rejected}"
+                raise RuntimeError(msg)
+            if run == 0 and (total := store_total(exe, store)) != lines:
+                msg = f"{fmt} store of {lines} lines: SUM(traffic.requests) + COUNT(rejected) = {total}"
+                raise RuntimeError(msg)
+        finally:
+            for proc in procs:
+                proc.kill() if proc.poll() is None else None
+            shutil.rmtree(store.parent)
+    return lines / statistics.median(secs), peak_kib / 1024, statistics.median(cpus) / lines * 1e6, rejected
+
+
+def measure_fail2ban(path: Path, lines: int, runs: int, filter_name: str) -> float | None:
+    """Return the median throughput of ``fail2ban-regex FILE FILTER`` in lines/s, or None without it."""
+    exe = shutil.which("fail2ban-regex")
+    if exe is None:
+        print("Skipping fail2ban-regex: not on PATH (apt-get install fail2ban).")
+        return None
+    cmd = [exe, str(path), filter_name]
+
+    def run() -> None:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        m = re.search(r"^Lines: (\d+) lines", out, re.MULTILINE)
+        if m is None or int(m.group(1)) != lines:
+            msg = f"{' '.join(cmd)} did not read {lines} lines:\n{out[-2000:]}"
             raise RuntimeError(msg)
-        peak_kib = max(peak_kib, usage.ru_maxrss)  # KiB on Linux
-    return lines / statistics.median(secs), peak_kib / 1024
+
+    return lines / _median_secs(run, runs)
+
+
+# -- main ---------------------------------------------------------------------------------------------
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    print()
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse arguments, run both measurements and print the table."""
+    """Parse arguments, run every measurement for each format and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--workdir", type=Path, default=Path("bench-data"))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="Bytewax workers to compare.")
+    parser.add_argument(
+        "--layouts", nargs="+", default=["w1", "w2", "p2"],
+        help="wN: one process with N worker threads; pN: N processes (-i/-a), each given one of N node logs.",
+    )  # fmt: skip
+    parser.add_argument("--shards", type=int, default=4, help="pipeline.shards for every layout (same results).")
+    parser.add_argument(
+        "--formats", nargs="+", choices=FORMATS, default=list(FORMATS), help="Log formats to run."
+    )
+    parser.add_argument(
+        "--fail2ban-filter", default="nginx-botsearch", help="fail2ban filter for the combined comparison."
+    )
     args = parser.parse_args(argv)
-
-    path = ensure_log(args.workdir, args.lines)
-    floor = measure_parse_floor(path, args.lines, args.runs)
-    print(f"Parse floor: {floor:,.0f} lines/s (median of {args.runs}).")
 
     exe = Path(sys.executable).with_name("gatewatch")
     if not exe.exists():
         print(f"Skipping end-to-end: {exe} not found (install the project into this venv first).")
-        return
-    header = ("lines", "workers", "parse floor lines/s", "end-to-end lines/s", "e2e/floor", "peak RSS MiB")
-    table = []
-    for workers in args.workers:
-        rate, peak = measure_replay(exe, path, args.workdir, args.lines, args.runs, workers)
-        table.append((f"{args.lines:,}", str(workers), f"{floor:,.0f}", f"{rate:,.0f}", f"{rate / floor:.3f}", f"{peak:,.0f}"))
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(header)]
-    print()
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
-    for row in table:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths)))
+    header = (
+        "format",
+        "lines",
+        "layout",
+        "parse floor lines/s",
+        "end-to-end lines/s",
+        "e2e/floor",
+        "CPU us/line",
+        "peak RSS MiB",
+    )
+    table: list[tuple[str, ...]] = []
+    yardsticks: list[str] = []
+    for fmt in args.formats:
+        path = LOGS[fmt](args.workdir, args.lines)
+        floor = measure_parse_floor(fmt, path, args.lines, args.runs)
+        print(f"{fmt} parse floor: {floor:,.0f} lines/s (median of {args.runs}).")
+        fail2ban = None
+        if fmt == "combined":
+            fail2ban = measure_fail2ban(path, args.lines, args.runs, args.fail2ban_filter)
+            if fail2ban is not None:
+                print(
+                    f"fail2ban-regex {args.fail2ban_filter}: {fail2ban:,.0f} lines/s (median of {args.runs})."
+                )
+        if not exe.exists():
+            continue
+        for layout in args.layouts:
+            inputs = split_log(path, int(layout[1:])) if layout.startswith("p") else [path]
+            rate, peak, cpu, rejected = measure_replay(
+                exe, fmt, inputs, workdir=args.workdir, lines=args.lines, runs=args.runs, layout=layout,
+                shards=args.shards,
+            )  # fmt: skip
+            if rejected:
+                print(f"{fmt}, {layout}: {rejected:,} lines rejected (see the rejected table)")
+            table.append(
+                (fmt, f"{args.lines:,}", layout, f"{floor:,.0f}", f"{rate:,.0f}", f"{rate / floor:.3f}", f"{cpu:.2f}", f"{peak:,.0f}")
+            )  # fmt: skip
+            if fail2ban is not None:
+                yardsticks.append(f"{fmt}, {layout}: end to end / fail2ban-regex = {rate / fail2ban:.2f}")
+    if table:
+        _print_table(header, table)
+    for line in yardsticks:
+        print(line)
 
 
 if __name__ == "__main__":

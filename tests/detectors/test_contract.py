@@ -147,3 +147,16 @@ def test_forget_drops_a_subject(detector):
     detector.forget("never-seen")
     assert detector.baselines.history("a") == 0
     assert detector.score_one("a", _normal(detector.name, random.Random(4))) < 0.5
+
+
+def test_learning_with_the_score_given_is_learning_without_it(detector):
+    """The pipeline hands learn_one the score it already has; the state must not depend on that."""
+    cls = type(detector)
+    given = cls(**cls._unit_test_params())
+    rng = random.Random(3)
+    windows = [_normal(detector.name, rng) for _ in range(30)] + [_attack(detector.name)] * 3
+    for x in windows:
+        detector.score_one("a", x)
+        detector.learn_one("a", x)
+        given.learn_one("a", x, given.score_one("a", x))
+    assert pickle.dumps(given) == pickle.dumps(detector)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import threading
+import time
 from pathlib import Path
 
-from tests.conftest import SAMPLE, gatewatch, rows, start_gatewatch, stop, wait_for
+from sinks.control import ControlDB
+from tests.conftest import SAMPLE, gatewatch, rows, scalar, start_gatewatch, stop, wait_for
 from tests.sinks.alerts_receiver import ROUTING_KEY, Receiver, whsec
 
 TRUTH = json.loads(SAMPLE.with_name("wso2_apim_metrics.truth.json").read_text())
@@ -237,3 +241,58 @@ def test_kill_9_mid_incident_and_restart_gives_no_second_incident(tmp_path, http
     assert {s["incident_id"] for s in states} == set(by_incident)  # none opened twice
     expected, resolved = _incidents(store, states)
     assert expected and resolved == expected  # no second incident
+
+
+def test_a_receiver_that_never_answers_does_not_stall_ingestion(tmp_path):
+    """Deliveries wait in the on-disk outbox while the pipeline keeps counting."""
+    hung: list[socket.socket] = []
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def accept_and_never_answer() -> None:
+        while not done.is_set():
+            try:
+                hung.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:  # closed at the end of the test
+                return
+
+    threading.Thread(target=accept_and_never_answer, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text(
+        LIVE + '[[alerts.destinations]]\ntype = "generic"\nname = "hung-hook"\n'
+        f'url = "{url}"\ntimeout_s = 5\nsecret_env = ["GW_TEST_WHSEC"]\n'
+    )
+    log, store = tmp_path / "apim_metrics.log", tmp_path / "store"
+    log.write_bytes(b"".join(LINES))
+    proc = start_gatewatch(
+        "run", str(log), "--store", str(store), "--config", str(cfg), env={**os.environ, "GW_TEST_WHSEC": SECRETS[0]}
+    )
+    try:
+        # every line counted while deliveries hang (5 s each)
+        wait_for(
+            lambda: scalar(store, "SELECT coalesce(sum(requests), 0) FROM traffic") == len(LINES),
+            timeout=20, what="every line in the store",
+        )  # fmt: skip
+        assert hung, "the sender never reached the receiver"
+        control = ControlDB(store).open()
+        try:
+            waiting = control.outbox("pending")
+        finally:
+            control.close()
+        assert waiting and {e.destination for e in waiting} == {"hung-hook"}
+    finally:
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        stopped_s = time.monotonic() - stopping
+        done.set()
+        for conn in hung:
+            conn.close()
+        server.close()
+    assert proc.returncode == 0
+    # the call in flight and one last try of the hung receiver, not one timeout per waiting alert
+    assert stopped_s < 15, stopped_s

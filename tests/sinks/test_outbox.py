@@ -94,3 +94,29 @@ def test_unknown_destination_dead_letters_with_a_clear_error(tmp_path):
     (entry,) = sender.control.outbox()
     assert entry.state == "dead_letter"
     assert "prod-apim" in entry.last_error
+
+
+def test_an_unreachable_destination_costs_a_step_one_attempt_and_others_still_go(tmp_path, httpserver):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    control = ControlDB(tmp_path).open()
+    channels = {"down": _PostChannel("down", "http://127.0.0.1:9/hook"), "up": _PostChannel("up", httpserver.url_for("/hook"))}
+    sender = Sender(control, StoreWriter(tmp_path, writer="c0").open(), channels, breaker_failures=100)
+    for i in range(3):
+        control.enqueue(f"down{i}", "test-post", "down", "d", {})
+        control.enqueue(f"up{i}", "test-post", "up", "d", {})
+    assert sender.step() == 4  # one for "down", whose other entries wait untouched; all of "up"
+    states = {e.id: (e.state, e.attempts) for e in control.outbox()}
+    assert [states[f"up{i}"] for i in range(3)] == [("sent", 1)] * 3
+    assert sorted(states[f"down{i}"] for i in range(3)) == [("pending", 0), ("pending", 0), ("pending", 1)]
+
+
+def test_no_attempt_starts_once_stop_is_set(tmp_path, httpserver):
+    import threading
+
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    sender = _sender(tmp_path, httpserver.url_for("/hook"))
+    sender.control.enqueue("e1", "test-post", "hook", "d1", {})
+    stop = threading.Event()
+    stop.set()
+    assert sender.step(stop=stop) == 0 and len(httpserver.log) == 0
+    assert sender.step() == 1 and [e.state for e in sender.control.outbox()] == ["sent"]
