@@ -128,7 +128,8 @@ class _Lines:
                 self.skip = False
             else:
                 tail = b""
-        lines = self._fit(parts)
+        # one scan of the buffer in C tells whether any line may end in "\r"
+        lines = self._fit(parts, crlf=b"\r\n" in data)
         if len(tail) > self.max_line + 1:
             # Too long whatever follows: emit it now rather than buffer it.
             lines.append(tail[: self.max_line + 1])
@@ -147,10 +148,10 @@ class _Lines:
             return line_no, first, []
         self.offset += len(last)
         self.line_no += 1
-        return line_no, first, self._fit([last])
+        return line_no, first, self._fit([last], crlf=last.endswith(b"\r"))
 
-    def _fit(self, lines: list[bytes]) -> list[bytes]:
-        if any(line.endswith(b"\r") for line in lines):
+    def _fit(self, lines: list[bytes], *, crlf: bool) -> list[bytes]:
+        if crlf:
             lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
         if max(map(len, lines), default=0) > self.max_line:
             cap = self.max_line + 1

@@ -72,15 +72,21 @@ def test_a_two_process_run_follows_stops_and_resumes_exactly_once(tmp_path, smal
     def follow(written: list[bytes]) -> None:
         args = ("run", *map(str, logs), "--store", str(store), "--config", str(cfg), "-a", addresses)
         procs = [start_gatewatch(*args, "-i", str(i)) for i in range(2)]
-        target = _closed_lines(written)
-        wait_for(lambda: scalar(store, "SELECT coalesce(sum(requests), 0) FROM traffic") >= target,
-                 timeout=120, what=f"{target} requests in closed windows")  # fmt: skip
-        for proc in procs:  # every process must stop: the dataflow ends when all its inputs do
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
-            read.append(int(re.search(r"lines=(\d+)", out).group(1)))
+        try:
+            target = _closed_lines(written)
+            wait_for(lambda: scalar(store, "SELECT coalesce(sum(requests), 0) FROM traffic") >= target,
+                     timeout=120, what=f"{target} requests in closed windows")  # fmt: skip
+            for proc in procs:  # every process must stop: the dataflow ends when all its inputs do
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                out, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, err
+                read.append(int(re.search(r"lines=(\d+)", out).group(1)))
+        finally:
+            for proc in procs:  # a failed check must not leave a cluster running
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
     first, second = LINES[:2000], LINES[2000:4000]
     for i, log in enumerate(logs):
