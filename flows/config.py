@@ -83,6 +83,10 @@ class PipelineConfig(_Section):
         description="Shards per subject family (consumer, client IP, API endpoint; crc32 of the subject); at least the worker count.",
     )  # fmt: skip
     workers: int = Field(1, ge=1, le=256, description="Bytewax worker threads in this process.")
+    max_ips_per_window: int = Field(
+        50_000, ge=10, le=100_000_000,
+        description="Client IPs with a cell of their own per IP shard and window; past it, IPs without baselines share one (subject \"(untracked)\") unless they send again.",
+    )  # fmt: skip
     snapshot_interval_s: int = Field(
         10, ge=1, le=3_600, description="How often `run` snapshots its positions and state for restart."
     )
@@ -170,6 +174,14 @@ class DetectorsConfig(_Section):
         7 * 86_400, ge=60, le=365 * 86_400, description="A consumer or endpoint idle this long (event time) loses its baselines."
     )
     forget_idle_ip_s: int = Field(86_400, ge=60, le=365 * 86_400, description="A client IP idle this long loses its baselines.")
+    max_tracked_ips: int = Field(
+        200_000, ge=10, le=100_000_000,
+        description="Client IPs with baselines per IP shard; past it, IPs seen in one window go first, then the least recently seen.",
+    )  # fmt: skip
+    max_tracked_subjects: int = Field(
+        200_000, ge=10, le=100_000_000,
+        description="Consumers or endpoints with baselines per shard; past it, those seen in one window go first, then the least recent.",
+    )  # fmt: skip
     credential_stuffing: CredentialStuffingConfig = CredentialStuffingConfig()
     brute_force: BruteForceConfig = BruteForceConfig()
     scraping: ScrapingConfig = ScrapingConfig()

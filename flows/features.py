@@ -5,7 +5,8 @@ each by its own shard family (``flows/dataflow.py`` routes them):
 
 - **consumer** (the application / API key / basic-auth user): one cell per
   (window, API, consumer), which is also a ``traffic`` row;
-- **ip** (the client address): one cell per (window, IP);
+- **ip** (the client address): one cell per (window, IP), up to a cap per
+  window (:class:`IpWindows`; the rest are counted together);
 - **api** (an endpoint: API, method and resource, concrete ids folded into
   ``{id}``): one cell per (window, endpoint).
 
@@ -30,10 +31,11 @@ Features, per window and subject (the detectors read what they need):
 ``throttled_ratio``    the same as a share
 ``bytes_per_request``  response bytes per request
 ``latency_p95_ms``     (consumer) p95 of the response latency
-``distinct_ips``       distinct client IPs (consumer, api)
-``distinct_subnets``   distinct /24 (IPv6: /64) subnets of those IPs
-``failing_ips``        distinct client IPs with an auth failure (consumer, api)
-``failing_subnets``    distinct subnets of those
+``distinct_ips``       distinct client IPs (consumer, api); exact up to ``EXACT_IPS`` per cell,
+                       then estimated (:class:`IpSketch`, 3.3 % standard error)
+``distinct_subnets``   distinct /24 (IPv6: /64) subnets of those IPs (the same)
+``failing_ips``        distinct client IPs with an auth failure (consumer, api; the same)
+``failing_subnets``    distinct subnets of those (the same)
 ``distinct_ua_families`` (consumer) distinct user-agent families
 ``new_subnets``        (consumer) subnets never seen for this consumer
 ``new_ua_families``    (consumer) user-agent families never seen for it
@@ -57,8 +59,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
+from hashlib import blake2b
 from itertools import pairwise
 
 from detectors.base import subnet
@@ -67,6 +71,9 @@ from flows.events import Event
 BURST_S = 10.0  # span of ``login_burst``
 MAX_TIMESTAMPS = 512  # per IP and window, for ``regularity``
 MAX_SEEN = 1024  # subnets / UA families remembered per consumer
+EXACT_IPS = 4096  # distinct client IPs a consumer or endpoint cell keeps exactly; past it, an IpSketch
+EXAMPLE_IPS = 5  # client IPs a finding's context shows
+OVERFLOW = ""  # the key of a window's IpOverflow among its IP cells (no event without an IP has a cell)
 
 # path flags
 STATIC, LOGIN, SENSITIVE, DETAIL = 1, 2, 4, 8
@@ -264,6 +271,167 @@ class _Slotted:
             setattr(self, name, value)
 
 
+_HLL_P = 10  # 2**10 registers
+_HLL_M = 1 << _HLL_P
+_HLL_Q = 64 - _HLL_P  # hash bits left for the rank
+_HLL_REST = (1 << _HLL_Q) - 1
+_DOOR_BITS = 1 << 22  # doorkeeper of a window past the IP cap: 512 KiB
+_DOOR_RESET = _DOOR_BITS >> 4  # IPs marked before it is cleared: about 1.4 % false "came back"
+
+
+def hash64(value: str) -> int:
+    """A stable 64-bit hash (blake2b): the same in every process and run, unlike ``hash()``."""
+    return int.from_bytes(blake2b(value.encode(), digest_size=8).digest(), "big")
+
+
+def _sigma(x: float) -> float:
+    if x == 1.0:
+        return math.inf
+    y, z = 1.0, x
+    while True:
+        x *= x
+        before = z
+        z += x * y
+        y += y
+        if z == before:
+            return z
+
+
+def _tau(x: float) -> float:
+    if x in (0.0, 1.0):
+        return 0.0
+    y, z = 1.0, 1.0 - x
+    while True:
+        x = math.sqrt(x)
+        before = z
+        y *= 0.5
+        z -= (1.0 - x) ** 2 * y
+        if z == before:
+            return z / 3
+
+
+class HyperLogLog(_Slotted):
+    """An approximate distinct count in 1 KiB: 1024 registers, fed with :func:`hash64` values.
+
+    Relative standard error 1.04 / sqrt(1024) = 3.3 % at every count (Ertl's improved
+    estimator, 2017: no bias tables, exact enough for small counts too); the union of two
+    sketches is their register-wise maximum.
+
+    >>> h = HyperLogLog()
+    >>> for i in range(20_000):
+    ...     h.add_hash(hash64(f"10.0.{i >> 8}.{i & 255}"))
+    >>> abs(len(h) - 20_000) < 0.1 * 20_000, len(HyperLogLog())
+    (True, 0)
+    """
+
+    __slots__ = ("registers",)
+
+    def __init__(self) -> None:
+        self.registers = bytearray(_HLL_M)
+
+    def add_hash(self, h: int) -> None:
+        j = h >> _HLL_Q
+        rank = _HLL_Q + 1 - (h & _HLL_REST).bit_length()
+        if rank > self.registers[j]:  # noqa: PLR1730 - most adds change nothing: no write then
+            self.registers[j] = rank
+
+    def update(self, other: HyperLogLog) -> None:
+        """Become the union of both."""
+        self.registers = bytearray(map(max, self.registers, other.registers))
+
+    def estimate(self) -> float:
+        regs = self.registers
+        m = _HLL_M
+        counts = [regs.count(k) for k in range(_HLL_Q + 2)]
+        z = m * _tau(1.0 - counts[_HLL_Q + 1] / m)
+        for k in range(_HLL_Q, 0, -1):
+            z = 0.5 * (z + counts[k])
+        z += m * _sigma(counts[0] / m)
+        return m * m / (2 * math.log(2) * z)
+
+    def __len__(self) -> int:
+        return round(self.estimate())
+
+
+class IpSketch(_Slotted):
+    """A cell's distinct client IPs past ``EXACT_IPS``: approximate counts and a few exact values.
+
+    Two :class:`HyperLogLog` (the IPs, and their /24 or /64 subnets: 3.3 % standard error
+    each), the lowest ``EXAMPLE_IPS`` IPs of the exact set it replaced (finding context), and
+    the first ``keep_subnets`` subnets (a consumer's never-seen subnets are counted among
+    those). About 2.5 KiB plus the kept subnets, however many IPs it sees.
+    """
+
+    __slots__ = ("examples", "ips", "keep_subnets", "subnet_sample", "subnets")
+
+    def __init__(self, keep_subnets: int = 0) -> None:
+        self.ips = HyperLogLog()
+        self.subnets = HyperLogLog()
+        self.examples: list[str] = []
+        self.keep_subnets = keep_subnets
+        self.subnet_sample: set[str] = set()
+
+    @classmethod
+    def of(cls, ips: Iterable[str], keep_subnets: int = 0) -> IpSketch:
+        """A sketch of an exact set (sorted first: the kept values do not depend on set order)."""
+        sketch = cls(keep_subnets)
+        ordered = sorted(ips)
+        sketch.examples = ordered[:EXAMPLE_IPS]
+        for ip in ordered:
+            sketch.add(ip)
+        return sketch
+
+    def add(self, ip: str) -> None:
+        self.ips.add_hash(hash64(ip))
+        net = subnet(ip)
+        self.subnets.add_hash(hash64(net))
+        if len(self.subnet_sample) < self.keep_subnets:
+            self.subnet_sample.add(net)
+
+    def __len__(self) -> int:
+        return len(self.ips)
+
+
+IpSet = set[str] | IpSketch  # a cell's distinct client IPs: exact up to EXACT_IPS
+
+
+def ip_union(parts: Iterable[IpSet], keep_subnets: int = 0) -> IpSet:
+    """The distinct IPs of several cells: exact while every part is, else a sketch of them all."""
+    parts = list(parts)
+    if all(type(p) is set for p in parts):
+        return set().union(*parts)
+    out = IpSketch(keep_subnets)
+    examples: set[str] = set()
+    for p in parts:
+        if type(p) is set:
+            ordered = sorted(p)
+            examples.update(ordered[:EXAMPLE_IPS])
+            for ip in ordered:
+                out.add(ip)
+        else:
+            out.ips.update(p.ips)
+            out.subnets.update(p.subnets)
+            examples.update(p.examples)
+            room = keep_subnets - len(out.subnet_sample)
+            if room > 0:
+                out.subnet_sample.update(sorted(p.subnet_sample)[:room])
+    out.examples = sorted(examples)[:EXAMPLE_IPS]
+    return out
+
+
+def example_ips(ips: IpSet) -> list[str]:
+    """A few of the IPs for a finding's context: the lowest ones (of the exact part)."""
+    return sorted(ips)[:EXAMPLE_IPS] if type(ips) is set else list(ips.examples)
+
+
+def subnets_of(ips: IpSet) -> tuple[set[str], int]:
+    """The subnets seen (a sketch: the first ``keep_subnets``), and how many distinct there are."""
+    if type(ips) is set:
+        nets = {subnet(ip) for ip in ips}
+        return nets, len(nets)
+    return set(ips.subnet_sample), max(len(ips.subnets), len(ips.subnet_sample))
+
+
 class TrafficAcc(_Slotted):
     """Counters of one (window, API, consumer) cell: a ``traffic`` row and the consumer's features."""
 
@@ -291,8 +459,8 @@ class TrafficAcc(_Slotted):
         self.requests = self.s2xx = self.s3xx = self.s4xx = self.s5xx = 0
         self.auth_failures = self.throttled = self.bytes_out = self.reads = 0
         self.latencies: dict[int, int] = {}  # latency ms -> count: exact quantiles, small in practice
-        self.ips: set[str] = set()
-        self.fail_ips: set[str] = set()
+        self.ips: IpSet = set()  # an IpSketch past EXACT_IPS
+        self.fail_ips: IpSet = set()
         self.uas: set[str] = set()
 
     def latency_quantile(self, q: float) -> float | None:
@@ -336,6 +504,79 @@ class IpAcc(_Slotted):
         self.uas: set[str] = set()
 
 
+class IpOverflow(_Slotted):
+    """A window's client IPs past the per-window cap: counted together, not one by one.
+
+    ``requests``, ``auth_failures`` and ``bytes_out`` are exact; ``ips`` estimates how many
+    distinct IPs they came from (:class:`HyperLogLog`). An IP counted here that comes back
+    in the window (``doorkeeper``: a Bloom filter of the IPs counted here, cleared every
+    262,144 of them) gets a cell of its own in place of the oldest cell that still has a
+    single request (``candidates``), which is folded in here: a burst is not lost to a flood
+    of one-off IPs, at the cost of its first request.
+    """
+
+    __slots__ = (
+        "auth_failures",
+        "bytes_out",
+        "candidates",
+        "door_count",
+        "doorkeeper",
+        "folded",
+        "ips",
+        "requests",
+    )
+
+    def __init__(self, cells: dict[str, IpAcc], tracked: Container[str]) -> None:
+        self.requests = self.auth_failures = self.bytes_out = self.folded = 0
+        self.ips = HyperLogLog()
+        self.doorkeeper = bytearray(_DOOR_BITS >> 3)
+        self.door_count = 0
+        # cells that may make room, oldest first: a single request, from an IP without baselines
+        self.candidates = deque(ip for ip, acc in cells.items() if acc.requests == 1 and ip not in tracked)
+
+    def returning(self, h: int) -> bool:
+        """Mark an IP (by its :func:`hash64`); tell whether it was marked already."""
+        door = self.doorkeeper
+        a, b = h & (_DOOR_BITS - 1), (h >> 22) & (_DOOR_BITS - 1)
+        ia, ma, ib, mb = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
+        if door[ia] & ma and door[ib] & mb:
+            return True
+        if self.door_count >= _DOOR_RESET:
+            door[:] = bytes(len(door))
+            self.door_count = 0
+        door[ia] |= ma
+        door[ib] |= mb
+        self.door_count += 1
+        return False
+
+    def count(self, h: int, e: Event) -> None:
+        """Count an event of an IP without a cell."""
+        self.requests += 1
+        if e.auth_failure:
+            self.auth_failures += 1
+        self.bytes_out += e.bytes_out
+        self.ips.add_hash(h)
+
+    def make_room(self, cells: dict, tracked: Container[str]) -> bool:
+        """Fold the oldest single-request cell into the overflow; False when there is none."""
+        candidates = self.candidates
+        while candidates:
+            ip = candidates.popleft()
+            acc = cells.get(ip)
+            if acc is None or acc.requests != 1 or ip in tracked:
+                continue  # it grew, or gained baselines: it keeps its cell
+            del cells[ip]
+            h = hash64(ip)
+            self.requests += 1
+            self.auth_failures += acc.auth
+            self.bytes_out += acc.bytes_out
+            self.ips.add_hash(h)
+            self.returning(h)  # if it comes back, it gets a cell again
+            self.folded += 1
+            return True
+        return False
+
+
 class ApiAcc(_Slotted):
     """Counters of one (window, endpoint) cell."""
 
@@ -343,8 +584,8 @@ class ApiAcc(_Slotted):
 
     def __init__(self) -> None:
         self.requests = self.s4xx = self.s5xx = self.auth = self.throttled = self.bytes_out = 0
-        self.ips: set[str] = set()
-        self.fail_ips: set[str] = set()
+        self.ips: IpSet = set()  # an IpSketch past EXACT_IPS
+        self.fail_ips: IpSet = set()
 
 
 @dataclass(slots=True)
@@ -441,7 +682,10 @@ class ConsumerWindows(WindowTable):
             if e.auth_failure:
                 acc.auth_failures += 1
                 if ip:
-                    acc.fail_ips.add(ip)
+                    fail = acc.fail_ips
+                    fail.add(ip)
+                    if type(fail) is set and len(fail) > EXACT_IPS:
+                        acc.fail_ips = IpSketch.of(fail)
             if e.throttled:
                 acc.throttled += 1
             if e.method == "GET" or e.method == "HEAD":
@@ -451,13 +695,45 @@ class ConsumerWindows(WindowTable):
                 lat = acc.latencies
                 lat[e.latency_ms] = lat.get(e.latency_ms, 0) + 1
             if ip:
-                acc.ips.add(ip)
+                ips = acc.ips
+                ips.add(ip)
+                if type(ips) is set and len(ips) > EXACT_IPS:
+                    acc.ips = IpSketch.of(ips, MAX_SEEN)
             if e.user_agent:
                 acc.uas.add(e.user_agent)
 
 
 class IpWindows(WindowTable):
-    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here)."""
+    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here).
+
+    At most ``max_cells`` IPs get a cell of their own per window. Past it, an IP still
+    gets one if it is in ``tracked`` (the shard keeps baselines for it) or comes back in
+    the window (see :class:`IpOverflow`), in place of a single-request cell; every other
+    event is counted in the window's :class:`IpOverflow` (key ``OVERFLOW``).
+    """
+
+    max_cells: int = 1 << 62  # the shard sets both from its config
+    tracked: Container[str] = frozenset()
+
+    def _admit(self, cells: dict, ip: str, e: Event) -> IpAcc | None:
+        """A new cell for ``ip``, or None when the event is counted in the window's overflow."""
+        over = cells.get(OVERFLOW)
+        if over is None:
+            if len(cells) < self.max_cells:
+                acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
+                return acc
+            over = cells[OVERFLOW] = IpOverflow(cells, self.tracked)
+        tracked = self.tracked
+        if ip in tracked:
+            over.make_room(cells, tracked)  # tracked IPs get a cell even without room
+        else:
+            h = hash64(ip)
+            if not (over.returning(h) and over.make_room(cells, tracked)):
+                over.count(h, e)
+                return None
+            over.candidates.append(ip)
+        acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
+        return acc
 
     def add(self, events: Iterable[Event]) -> None:
         window_s = self.window_s
@@ -473,7 +749,9 @@ class IpWindows(WindowTable):
                 current_start, cells = start, self._cells(start)
             acc = cells.get(ip)
             if acc is None:
-                acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
+                acc = self._admit(cells, ip, e)
+                if acc is None:  # past max_cells: counted in the window's IpOverflow
+                    continue
             acc.requests += 1
             res = e.resource
             flags = flags_of(res)
@@ -546,12 +824,18 @@ class ApiWindows(WindowTable):
             if e.auth_failure:
                 acc.auth += 1
                 if ip:
-                    acc.fail_ips.add(ip)
+                    fail = acc.fail_ips
+                    fail.add(ip)
+                    if type(fail) is set and len(fail) > EXACT_IPS:
+                        acc.fail_ips = IpSketch.of(fail)
             if e.throttled:
                 acc.throttled += 1
             acc.bytes_out += e.bytes_out
             if ip:
-                acc.ips.add(ip)
+                ips = acc.ips
+                ips.add(ip)
+                if type(ips) is set and len(ips) > EXACT_IPS:
+                    acc.ips = IpSketch.of(ips)
 
 
 def endpoint_name(key: tuple[str, str, str]) -> str:
@@ -570,16 +854,19 @@ class ConsumerWindow:
         self.apis: dict[str, int] = {}
 
     def features(self) -> tuple[dict[str, float], set[str], set[str]]:
-        """The features, and the subnets and UA families seen (for the never-seen memory)."""
+        """The features, and the subnets and UA families seen (for the never-seen memory).
+
+        Past ``EXACT_IPS`` distinct IPs the subnets seen are the first ``MAX_SEEN`` of them.
+        """
         cells = self.cells
         n = sum(c.requests for c in cells)
-        ips: set[str] = set().union(*(c.ips for c in cells))
-        failing: set[str] = set().union(*(c.fail_ips for c in cells))
+        ips = ip_union((c.ips for c in cells), MAX_SEEN)
+        failing = ip_union(c.fail_ips for c in cells)
         latencies: dict[int, int] = {}
         for c in cells:
             for value, count in c.latencies.items():
                 latencies[value] = latencies.get(value, 0) + count
-        subnets = {subnet(ip) for ip in ips}
+        subnets, n_subnets = subnets_of(ips)
         families = {_cached(_families, ua, ua_family) for c in cells for ua in c.uas}
         auth = sum(c.auth_failures for c in cells)
         throttled = sum(c.throttled for c in cells)
@@ -594,9 +881,9 @@ class ConsumerWindow:
             "bytes_per_request": sum(c.bytes_out for c in cells) / n,
             "latency_p95_ms": quantile(latencies, 0.95) or 0.0,
             "distinct_ips": float(len(ips)),
-            "distinct_subnets": float(len(subnets)),
+            "distinct_subnets": float(n_subnets),
             "failing_ips": float(len(failing)),
-            "failing_subnets": float(len({subnet(ip) for ip in failing})),
+            "failing_subnets": float(subnets_of(failing)[1]),
             "distinct_ua_families": float(len(families)),
             "read_ratio": sum(c.reads for c in cells) / n,
         }
@@ -657,9 +944,9 @@ def api_features(acc: ApiAcc) -> dict[str, float]:
         "throttled_ratio": acc.throttled / n,
         "bytes_per_request": acc.bytes_out / n,
         "distinct_ips": float(len(acc.ips)),
-        "distinct_subnets": float(len({subnet(ip) for ip in acc.ips})),
+        "distinct_subnets": float(subnets_of(acc.ips)[1]),
         "failing_ips": float(len(acc.fail_ips)),
-        "failing_subnets": float(len({subnet(ip) for ip in acc.fail_ips})),
+        "failing_subnets": float(subnets_of(acc.fail_ips)[1]),
     }
 
 

@@ -8,7 +8,16 @@ closed window into store rows: ``traffic`` (consumer shards only, one row per
 window × API × consumer, so ``SUM(traffic.requests)`` counts every event once),
 ``findings`` when a detector fires, and ``subject_windows`` (each consumer and
 endpoint, and each flagged IP: the main features beside their baseline).
-It is pickled whole for Bytewax recovery snapshots. Policy does not live
+It is pickled whole for Bytewax recovery snapshots.
+
+Memory is bounded per shard, whatever the traffic: subjects idle for
+``forget_idle_s`` (IPs: ``forget_idle_ip_s``) lose their state; past
+``max_tracked_ips`` (consumers, endpoints: ``max_tracked_subjects``) the
+subjects seen in one window only lose it first, then the least recently seen
+(``last_seen`` is kept in recency order); past ``max_ips_per_window`` IPs
+share one overflow cell (:class:`~flows.features.IpWindows`). When a cap
+bites, the window gets a ``subject_windows`` row for the subject
+``(untracked)`` that says by how much. Policy does not live
 here: findings go to the control plane (flows/controller.py), which sees
 every shard's findings and so can apply global limits such as the blast
 radius.
@@ -21,6 +30,7 @@ import math
 import statistics
 import time
 from collections.abc import Iterable
+from itertools import islice
 from typing import ClassVar
 
 from msgspec.structs import astuple
@@ -30,17 +40,21 @@ from detectors.baselines import Baselines, Feature
 from flows.config import Config
 from flows.events import Event, Finding, stable_id
 from flows.features import (
+    OVERFLOW,
     ApiWindows,
     ClosedWindow,
     ConsumerWindow,
     ConsumerWindows,
+    IpOverflow,
     IpWindows,
     SeenMemory,
     WindowTable,
     api_features,
     consumer_windows,
     endpoint_name,
+    example_ips,
     ip_features,
+    ip_union,
 )
 from flows.watermark import InputClock
 
@@ -57,6 +71,7 @@ _FAMILY_FEATURES = (
 _MIN_PEERS = 5  # subjects with history needed for a peer-wide shift
 _EVICT_EVERY = 10  # windows between scans for idle subjects
 _HOLD_S = 1.0  # wall seconds every input gets to deliver its first batch before windows close
+UNTRACKED = "(untracked)"  # the subject of the row a window gets when a memory cap bites
 
 
 def build_detectors(cfg: Config, family: str) -> list:
@@ -96,10 +111,14 @@ class ShardProcessor:
         self.min_score = d.min_score
         self.protect_score = d.protect_score
         self.forget_idle_s = d.forget_idle_ip_s if self.family == "ip" else d.forget_idle_s
+        self.max_tracked = d.max_tracked_ips if self.family == "ip" else d.max_tracked_subjects
         self.table = self.table_type(p.window_s, p.allowed_lateness_s)
         self.detectors = build_detectors(cfg, self.family)
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
+        # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
+        self._probation: dict[str, None] = {}  # those seen in one window only, oldest first
+        self.evicted_over_cap = 0  # subjects dropped by max_tracked (not idle), since the start
         self.windows_closed = 0
         # per-input event-time progress (its wall times are not pickled: downtime is not quiet input)
         self.clock = InputClock(idle_s=p.idle_close_s, hold_s=_HOLD_S)
@@ -142,6 +161,10 @@ class ShardProcessor:
     def _forget(self, subject: str) -> None:
         """Drop family state kept outside the detectors."""
 
+    def _overflow(self, w: ClosedWindow) -> IpOverflow | None:
+        """Take the window's events that have no cell of their own out of its cells."""
+        return None
+
     # -----------------------------------------------------------------------------
 
     def _emit(self, windows: Iterable[ClosedWindow]) -> list[Output]:
@@ -150,7 +173,11 @@ class ShardProcessor:
             out["traffic"].extend(self._traffic(w))
             if w.late:  # late rows were after the fact: counted, not scored
                 continue
+            over = self._overflow(w)
             self._detect(w, self._subjects(w), out)
+            evicted = self._cap_tracked()
+            if over is not None or evicted:
+                out["subject_windows"].append(self._capacity_row(w, over, evicted))
             self.windows_closed += 1
             if self.windows_closed % _EVICT_EVERY == 0:
                 self._evict(w.end)
@@ -168,11 +195,16 @@ class ShardProcessor:
     def _detect(self, w: ClosedWindow, subjects: dict[str, _Subject], out: dict[str, list[tuple]]) -> None:
         shift = self._peer_shift(subjects)
         now = time.time()
+        last_seen, probation = self.last_seen, self._probation
         for subject in sorted(subjects):
             s = subjects[subject]
             x = s.x
             x["peer_shift"] = shift
-            self.last_seen[subject] = w.end
+            if last_seen.pop(subject, None) is None:  # re-inserted: last_seen stays in recency order
+                probation[subject] = None
+            else:
+                probation.pop(subject, None)
+            last_seen[subject] = w.end
             scores = [det.score_one(subject, x) for det in self.detectors]
             top = max(scores, default=0.0)
             for det, score in zip(self.detectors, scores, strict=True):
@@ -181,8 +213,8 @@ class ShardProcessor:
             if self.all_rows or top >= self.min_score:
                 out["subject_windows"].append(self._subject_row(subject, s, top, w))
             if top < self.protect_score:
-                for det in self.detectors:
-                    det.learn_one(subject, x)
+                for det, score in zip(self.detectors, scores, strict=True):
+                    det.learn_one(subject, x, score)
                 self.baselines.learn(subject, x)
                 self._learned(subject, s, w)
 
@@ -235,14 +267,58 @@ class ShardProcessor:
             json.dumps(x),
         )  # fmt: skip
 
+    def _capacity_row(self, w: ClosedWindow, over: IpOverflow | None, evicted: int) -> tuple:
+        """The ``(untracked)`` row of a window in which a memory cap bit."""
+        requests = over.requests if over is not None else 0
+        untracked_ips = len(over.ips) if over is not None else 0
+        features = {
+            "untracked_requests": requests,  # exact: events of IPs without a cell of their own
+            "untracked_ips": untracked_ips,  # estimated (HyperLogLog, 3.3 % standard error)
+            "untracked_auth_failures": over.auth_failures if over is not None else 0,
+            "folded_cells": over.folded if over is not None else 0,  # single-request cells that made room
+            "evicted_subjects": evicted,  # baselines dropped at the end of this window by max_tracked
+            "tracked_subjects": len(self.last_seen),
+            "max_tracked": self.max_tracked,
+        }
+        if self.family == "ip":
+            features["max_ips_per_window"] = self.table.max_cells
+        name = "IPs over capacity (counted together)" if self.family == "ip" else "subjects over capacity"
+        return (
+            w.start, w.end, self.family, UNTRACKED, name, requests, None, None, None,
+            untracked_ips if over is not None else None, None,
+            (over.auth_failures / requests) if requests else 0.0, None, 0.0, 0.0, json.dumps(features),
+        )  # fmt: skip
+
+    def _drop(self, subject: str) -> None:
+        del self.last_seen[subject]
+        self._probation.pop(subject, None)
+        for det in self.detectors:
+            det.forget(subject)
+        self.baselines.forget(subject)
+        self._forget(subject)
+
+    def _cap_tracked(self) -> int:
+        """Drop subjects past ``max_tracked``: seen in one window only first, then least recently seen."""
+        excess = len(self.last_seen) - self.max_tracked
+        if excess <= 0:
+            return 0
+        for subject in list(islice(self._probation, excess)):
+            self._drop(subject)
+        rest = len(self.last_seen) - self.max_tracked  # the probation ran out
+        if rest > 0:
+            for subject in list(islice(self.last_seen, rest)):
+                self._drop(subject)
+        self.evicted_over_cap += excess
+        return excess
+
     def _evict(self, now: float) -> None:
-        idle = [s for s, seen in self.last_seen.items() if now - seen > self.forget_idle_s]
+        idle = []
+        for subject, seen in self.last_seen.items():  # least recent first
+            if now - seen <= self.forget_idle_s:
+                break
+            idle.append(subject)
         for subject in idle:
-            del self.last_seen[subject]
-            for det in self.detectors:
-                det.forget(subject)
-            self.baselines.forget(subject)
-            self._forget(subject)
+            self._drop(subject)
 
 
 class ConsumerShard(ShardProcessor):
@@ -284,8 +360,8 @@ class ConsumerShard(ShardProcessor):
 
 
 def _consumer_context(cw: ConsumerWindow) -> dict:
-    failing = sorted(set().union(*(c.fail_ips for c in cw.cells)))
-    ips = failing or sorted(set().union(*(c.ips for c in cw.cells)))
+    failing = example_ips(ip_union(c.fail_ips for c in cw.cells))
+    ips = failing or example_ips(ip_union(c.ips for c in cw.cells))
     return {
         "apis": dict(sorted(cw.apis.items(), key=lambda kv: -kv[1])[:3]),
         "failing_ips" if failing else "client_ips": ips[:5],
@@ -299,6 +375,14 @@ class IpShard(ShardProcessor):
     family = "ip"
     table_type = IpWindows
     all_rows = False
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.table.max_cells = cfg.pipeline.max_ips_per_window
+        self.table.tracked = self.last_seen  # IPs with baselines always get a cell (one object: pickled once)
+
+    def _overflow(self, w: ClosedWindow) -> IpOverflow | None:
+        return w.cells.pop(OVERFLOW, None)
 
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         out = {}
@@ -324,7 +408,7 @@ class ApiShard(ShardProcessor):
         out = {}
         for key, acc in w.cells.items():
             name = endpoint_name(key)
-            out[name] = _Subject(name, "", api_features(acc), {"failing_ips": sorted(acc.fail_ips)[:5]})
+            out[name] = _Subject(name, "", api_features(acc), {"failing_ips": example_ips(acc.fail_ips)})
         return out
 
 

@@ -1,0 +1,329 @@
+"""Bounded memory under a flood of one-off client IPs.
+
+The sketch of distinct IPs (exact up to ``EXACT_IPS`` per cell, then a
+HyperLogLog), the cap on IP cells per window (``pipeline.max_ips_per_window``)
+and the cap on tracked subjects (``detectors.max_tracked_ips`` /
+``max_tracked_subjects``): what each keeps exact, that memory stops growing,
+and that an attacker is still found in a flood.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+import sys
+
+from flows.config import Config
+from flows.events import Event
+from flows.features import (
+    EXACT_IPS,
+    OVERFLOW,
+    ApiWindows,
+    ConsumerWindows,
+    HyperLogLog,
+    IpSketch,
+    IpWindows,
+    api_features,
+    consumer_windows,
+    example_ips,
+    hash64,
+    ip_union,
+    subnets_of,
+)
+from flows.shard import UNTRACKED, ApiShard, ConsumerShard, IpShard
+from tests.conftest import gatewatch, rows, scalar
+
+T0 = 1_793_599_980.0  # a window start (a whole minute)
+ERR = 0.1  # 3 standard errors of a 1024-register HyperLogLog (1.04 / 32 = 3.3 %)
+
+
+def ev(ts, ip, *, consumer="app", method="GET", resource="/items/{sku}", status=200, api="Shop:1"):
+    return Event(ts, api, consumer, consumer.title(), "owner", "", ip, method, resource, status,
+                 status in (401, 403), False, 500, 20, "okhttp")  # fmt: skip
+
+
+def one_off(n, start=0):
+    """``n`` distinct IPv4 addresses, numbered from ``start`` (none in 10.0.0.0/8)."""
+    return [f"100.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in range(start, start + n)]
+
+
+def _cfg(**caps):
+    cfg = Config()
+    pipeline = {k: v for k, v in caps.items() if k == "max_ips_per_window"}
+    detectors = {k: v for k, v in caps.items() if k != "max_ips_per_window"}
+    return cfg.model_copy(
+        update={
+            "pipeline": cfg.pipeline.model_copy(update=pipeline),
+            "detectors": cfg.detectors.model_copy(update=detectors),
+        }
+    )
+
+
+def _table(outputs, name):
+    return [row for table, rows_ in outputs for row in rows_ if table == name]
+
+
+def _shard(cls, cfg):
+    shard = cls(cfg)
+    shard.clock.hold_s = 0  # windows close as soon as the watermark passes them (no start-up hold)
+    return shard
+
+
+# -- the sketch ---------------------------------------------------------------------
+
+
+def test_the_hash_is_stable_across_processes():
+    # a salted hash() would differ per process; the sketches and the doorkeeper must not
+    assert hash64("203.0.113.7") == 0x8901665CB3ECEAAF  # blake2b, 8 bytes, big-endian
+    assert hash64("203.0.113.7") != hash64("203.0.113.8")
+    assert 0 <= hash64("x") < 1 << 64
+
+
+def test_hyperloglog_estimates_100k_distinct_values_within_three_standard_errors():
+    for seed in range(3):
+        h = HyperLogLog()
+        for i in range(100_000):
+            h.add_hash(hash64(f"{seed}:{i}"))
+        for _ in range(3):  # adding the same values again changes nothing
+            h.add_hash(hash64(f"{seed}:{7}"))
+        assert abs(len(h) - 100_000) <= ERR * 100_000, (seed, len(h))
+    assert len(HyperLogLog()) == 0
+
+
+def test_hyperloglog_union_is_the_sketch_of_the_union():
+    a, b, both = HyperLogLog(), HyperLogLog(), HyperLogLog()
+    for i in range(30_000):
+        (a if i % 3 else b).add_hash(hash64(str(i)))
+        both.add_hash(hash64(str(i)))
+    for i in range(10_000):  # overlapping values count once
+        a.add_hash(hash64(str(i)))
+    a.update(b)
+    assert a.registers == both.registers
+    assert abs(len(a) - 30_000) <= ERR * 30_000
+    assert pickle.loads(pickle.dumps(a)).registers == a.registers
+
+
+def _consumer_cell(ips, *, fail_every=0):
+    t = ConsumerWindows(60, 10)
+    t.add([ev(T0 + (i % 50), ip, status=401 if fail_every and i % fail_every == 0 else 200)
+           for i, ip in enumerate(ips)])  # fmt: skip
+    (w,) = t.close_all()
+    return w.cells[("Shop:1", "app")]
+
+
+def test_a_cell_counts_distinct_ips_exactly_up_to_the_threshold():
+    ips = one_off(EXACT_IPS)
+    acc = _consumer_cell(ips * 2)  # every IP twice
+    assert type(acc.ips) is set and len(acc.ips) == EXACT_IPS
+    (cw,) = consumer_windows({("Shop:1", "app"): acc}).values()
+    x, subnets, _ = cw.features()
+    assert x["distinct_ips"] == EXACT_IPS
+    assert x["distinct_subnets"] == len(subnets) == EXACT_IPS // 256
+
+
+def test_past_the_threshold_a_cell_keeps_a_bounded_sketch_with_counts_within_the_error():
+    n = 50_000
+    ips = one_off(n)
+    random.Random(3).shuffle(ips)
+    acc = _consumer_cell(ips, fail_every=2)
+    assert isinstance(acc.ips, IpSketch) and isinstance(acc.fail_ips, IpSketch)
+    (cw,) = consumer_windows({("Shop:1", "app"): acc}).values()
+    x, subnets, _ = cw.features()
+    assert abs(x["distinct_ips"] - n) <= ERR * n
+    assert abs(x["failing_ips"] - n / 2) <= ERR * n / 2
+    assert abs(x["distinct_subnets"] - n / 256) <= ERR * n / 256
+    # the never-seen-subnets memory gets the subnets exactly, up to what it remembers (MAX_SEEN)
+    assert subnets <= {ip.rpartition(".")[0] for ip in ips} and len(subnets) == len(acc.ips.subnet_sample) > 0
+    # bounded: two 1 KiB registers whatever the count, against ~90 B per IP of an exact set
+    sketched = len(pickle.dumps(acc.fail_ips))
+    exact = set(one_off(EXACT_IPS))
+    assert sketched < 2_500 and sys.getsizeof(exact) + sum(map(sys.getsizeof, exact)) > 100 * sketched
+    # examples for a finding's context: the lowest IPs of the exact set it replaced
+    assert example_ips(acc.ips) == sorted(ips[: EXACT_IPS + 1])[:5]
+
+
+def test_cells_of_one_consumer_merge_exact_and_sketched_ips():
+    big, small = one_off(20_000), one_off(3_000, start=19_000)  # 1,000 in common
+    t = ConsumerWindows(60, 10)
+    t.add([ev(T0 + 1, ip, api="A") for ip in big] + [ev(T0 + 2, ip, api="B") for ip in small])
+    (w,) = t.close_all()
+    assert isinstance(w.cells[("A", "app")].ips, IpSketch) and type(w.cells[("B", "app")].ips) is set
+    (cw,) = consumer_windows(w.cells).values()
+    x, _, _ = cw.features()
+    assert abs(x["distinct_ips"] - 22_000) <= ERR * 22_000
+    union = ip_union(c.ips for c in cw.cells)
+    assert example_ips(union) == sorted(big)[:5]
+    assert abs(subnets_of(union)[1] - 22_000 / 256) <= ERR * 22_000 / 256
+
+
+def test_an_endpoint_cell_past_the_threshold_still_counts_failing_ips():
+    ips = one_off(30_000)
+    t = ApiWindows(60, 10)
+    t.add([ev(T0 + i % 60, ip, method="POST", resource="/login", status=401) for i, ip in enumerate(ips)])
+    (w,) = t.close_all()
+    (acc,) = w.cells.values()
+    x = api_features(acc)
+    assert x["requests"] == 30_000
+    assert abs(x["failing_ips"] - 30_000) <= ERR * 30_000
+    assert abs(x["failing_subnets"] - 30_000 / 256) <= ERR * 30_000 / 256
+
+
+# -- the IP cells of a window ---------------------------------------------------------
+
+
+def test_past_the_cap_ips_share_one_overflow_cell_and_every_request_is_counted():
+    t = IpWindows(60, 10)
+    t.max_cells = 100
+    flood = one_off(5_000)
+    events = [ev(T0 + i * 0.01, ip) for i, ip in enumerate(flood)]
+    events += [ev(T0 + 55, flood[4_000])]  # a flood IP comes back: it gets a cell
+    t.add(events)
+    (w,) = t.close_all()
+    over = w.cells.pop(OVERFLOW)
+    assert len(w.cells) == 100  # the returning IP took the place of a single-request cell
+    assert flood[4_000] in w.cells and over.folded == 1
+    assert sum(acc.requests for acc in w.cells.values()) + over.requests == len(events)
+    assert abs(len(over.ips) - 4_901) <= ERR * 4_901
+
+
+def test_a_tracked_ip_gets_a_cell_past_the_cap():
+    t = IpWindows(60, 10)
+    t.max_cells = 100
+    t.tracked = {"10.9.9.9": T0 - 60}
+    t.add([ev(T0 + i * 0.01, ip) for i, ip in enumerate(one_off(1_000))] + [ev(T0 + 30, "10.9.9.9")])
+    (w,) = t.close_all()
+    assert w.cells["10.9.9.9"].requests == 1  # its only request, after the flood filled the window
+
+
+# -- the shards -------------------------------------------------------------------------
+
+
+def _window_of_flood(w, n_flood, *, extra=()):
+    """One window: ``n_flood`` one-off IPs (numbered by window), then ``extra`` events."""
+    start = T0 + 60 * w
+    events = [ev(start + 50 * i / n_flood, ip) for i, ip in enumerate(one_off(n_flood, start=w * n_flood))]
+    return events + [e for e in extra]
+
+
+def test_a_flood_of_one_off_ips_stays_within_the_caps_and_an_attacker_is_still_found():
+    cap, tracked_cap, n_flood = 50, 200, 400
+    shard = _shard(IpShard, _cfg(max_ips_per_window=cap, max_tracked_ips=tracked_cap))
+    regular = "10.7.7.7"  # a normal client for 12 windows, then quiet for 13 while the flood goes on
+    out, peak_tracked, fed = [], 0, 0
+    for w in range(30):
+        start = T0 + 60 * w
+        extra = [ev(start + 51 + i, regular) for i in range(3)] if w < 12 or w > 25 else []
+        if w == 25:  # it comes back brute-forcing, after the flood has filled the window
+            extra = [ev(start + 51 + i * 0.5, regular, method="POST", resource="/wp-login.php", status=401)
+                     for i in range(9)]  # fmt: skip
+        if w == 27:  # an IP never seen before brute-forces after the flood filled the window
+            extra += [ev(start + 52 + i / 2, "10.8.8.8", method="POST", resource="/wp-login.php", status=401)
+                      for i in range(9)]  # fmt: skip
+        events = _window_of_flood(w, n_flood, extra=extra)
+        fed += len(events)
+        out += shard.ingest(events, "src", start + 75)
+        peak_tracked = max(peak_tracked, len(shard.last_seen))
+        assert all(len(cells) <= cap + 2 for cells in shard.table.open.values())  # + overflow, tracked
+        assert list(shard.table.open) == []  # the window closed
+    out += shard.flush()
+    assert peak_tracked <= tracked_cap
+    findings = {(f[2], f[6], f[8]) for f in _table(out, "findings")}
+    assert (regular, "brute_force", T0 + 60 * 25) in findings
+    assert ("10.8.8.8", "brute_force", T0 + 60 * 27) in findings
+    # the regular client kept its baselines through the flood (plain LRU would have dropped it after
+    # 4 windows of 50 newcomers each): IPs seen in one window only went first
+    assert shard.baselines.history(regular) == 12 + 4  # not the attack window
+    assert shard.evicted_over_cap > 0
+    # each window says what was not tracked one by one, and nothing is lost from the totals
+    capacity = [r for r in _table(out, "subject_windows") if r[3] == UNTRACKED]
+    assert len(capacity) == 30
+    features = [json.loads(r[15]) for r in capacity]
+    assert all(f["tracked_subjects"] <= tracked_cap and f["max_ips_per_window"] == cap for f in features)
+    assert all(abs(f["untracked_ips"] - (n_flood - cap)) <= ERR * n_flood for f in features)
+    flagged = {r[3]: r[5] for r in _table(out, "subject_windows") if r[3] != UNTRACKED}
+    assert sum(r[5] for r in capacity) >= 30 * (n_flood - cap)
+    assert flagged[regular] == 9 and flagged["10.8.8.8"] == 8  # its first attempt went to the overflow
+
+
+def test_the_consumer_and_api_families_stay_exact_under_the_flood():
+    events = []
+    for w in range(3):
+        events += _window_of_flood(w, 6_000)
+    consumer, api = (_shard(cls, _cfg(max_ips_per_window=50)) for cls in (ConsumerShard, ApiShard))
+    traffic = _table(consumer.ingest(events, "src", events[-1].ts) + consumer.flush(), "traffic")
+    assert sum(r[6] for r in traffic) == len(events)
+    assert all(abs(r[16] - 6_000) <= ERR * 6_000 for r in traffic)  # distinct_ips: estimated past EXACT_IPS
+    windows = _table(api.ingest(events, "src", events[-1].ts) + api.flush(), "subject_windows")
+    assert sum(r[5] for r in windows) == len(events)
+
+
+def test_consumers_seen_once_are_dropped_first_past_max_tracked_subjects():
+    shard = _shard(ConsumerShard, _cfg(max_tracked_subjects=20))
+    out = []
+    for w in range(12):
+        start = T0 + 60 * w
+        events = [ev(start + i, "10.0.0.1", consumer="steady") for i in range(5)]
+        events += [ev(start + 10 + i * 0.1, "10.0.0.2", consumer=f"once-{w}-{i}") for i in range(15)]
+        out += shard.ingest(events, "src", start + 75)
+        assert len(shard.last_seen) <= 20
+    out += shard.flush()
+    assert shard.baselines.history("steady") == 12
+    assert "once-11-14" in shard.last_seen and "once-0-0" not in shard.last_seen
+    capacity = [json.loads(r[15]) for r in _table(out, "subject_windows") if r[3] == UNTRACKED]
+    assert capacity and sum(f["evicted_subjects"] for f in capacity) == shard.evicted_over_cap > 0
+
+
+def test_a_shard_with_an_overflowing_window_survives_a_snapshot():
+    shard = _shard(IpShard, _cfg(max_ips_per_window=20, max_tracked_ips=100))
+    shard.ingest(_window_of_flood(0, 200), "src", T0 + 75)  # window 0 closes: 20 IPs tracked
+    shard.ingest(_window_of_flood(1, 200)[:150], "src", T0 + 60 + 40)  # window 1 open and past the cap
+    assert len(shard.last_seen) == 20
+    restored = pickle.loads(pickle.dumps(shard, protocol=pickle.HIGHEST_PROTOCOL))
+    restored.clock.hold_s = 0
+    assert restored.table.tracked is restored.last_seen
+    assert len(restored.table.open[T0 + 60]) == 21  # 20 cells and the overflow
+    rest = _window_of_flood(1, 200)[150:] + [ev(T0 + 70, one_off(1)[0])]  # a tracked IP comes back
+    a = shard.ingest(rest, "src", T0 + 135) + shard.flush()
+    b = restored.ingest(rest, "src", T0 + 135) + restored.flush()
+    assert _table(a, "subject_windows") == _table(b, "subject_windows") != []
+    assert restored.last_seen == shard.last_seen and list(restored.last_seen) == list(shard.last_seen)
+    assert one_off(1)[0] in shard.last_seen
+
+
+def test_replay_accounts_for_every_line_under_a_flood_and_reports_the_overflow(tmp_path):
+    lines = []
+    for w in range(4):
+        start = T0 + 60 * w
+        for i, ip in enumerate(one_off(500, start=w * 500)):
+            lines.append(_caddy(start + 50 * i / 500, ip, "GET", "/items/1", 200))
+        if w == 2:
+            lines += [_caddy(start + 51 + i / 2, "10.6.6.6", "POST", "/wp-login.php", 401) for i in range(9)]
+        if w == 1:
+            lines.append("not a log line")
+    log = tmp_path / "flood.log"
+    log.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "caps.toml"
+    config.write_text("[pipeline]\nmax_ips_per_window = 20\n[detectors]\nmax_tracked_ips = 50\n")
+    store = tmp_path / "store"
+    gatewatch("replay", str(log), "--store", str(store), "--config", str(config))
+    requests = scalar(store, "SELECT sum(requests) FROM traffic")
+    rejected = scalar(store, "SELECT count(*) FROM rejected")
+    assert requests + rejected == len(lines) and rejected == 1
+    sql = "SELECT requests, distinct_ips, features FROM subject_windows WHERE subject = $s"
+    capacity = rows(store, sql, {"s": UNTRACKED})
+    assert len(capacity) == 4
+    assert all(json.loads(r["features"])["tracked_subjects"] <= 50 for r in capacity)
+    assert sum(r["requests"] for r in capacity) >= 4 * (500 - 20)
+    found = rows(store, "SELECT subject, kind FROM findings WHERE subject_type = 'ip'")
+    assert {"subject": "10.6.6.6", "kind": "brute_force"} in found
+
+
+def _caddy(ts, ip, method, uri, status):
+    return json.dumps(
+        {
+            "ts": ts, "request": {"client_ip": ip, "method": method, "host": "shop", "uri": uri,
+                                  "headers": {"User-Agent": ["Mozilla/5.0"]}},
+            "user_id": "", "size": 100, "status": status,
+        }  # fmt: skip
+    )
