@@ -40,7 +40,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.parsers.nginx import _ACCESS  # noqa: E402
 from flows.simulate import generate_wso2, scale_for, simulate  # noqa: E402
+from tests.conftest import free_ports  # noqa: E402
 
 CHUNK_BYTES = 1 << 20
 MINUTES = 60
@@ -265,16 +265,6 @@ def split_log(path: Path, parts: int) -> list[Path]:
     return outs
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def measure_replay(
     exe: Path, fmt: str, inputs: list[Path], *, workdir: Path, lines: int, runs: int, layout: str, shards: int
 ) -> tuple[float, float, float, int]:
@@ -298,7 +288,7 @@ def measure_replay(
         store = Path(tempfile.mkdtemp(prefix="store-", dir=workdir)) / "store"
         cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt, "--store", str(store), "--config", str(config)]
         if processes > 1:
-            addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(processes))
+            addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
             cmds = [[*cmd, "-i", str(i), "-a", addresses] for i in range(processes)]
         else:
             cmds = [cmd]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +54,17 @@ def rows(store: Path, sql: str, params=None) -> list[dict]:
 
 def scalar(store: Path, sql: str, params=None):
     return next(iter(rows(store, sql, params)[0].values()))
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 just now (for cluster addresses)."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 
-from tests.conftest import GATEWATCH, SAMPLE, gatewatch, rows, scalar, start_gatewatch, wait_for
+from tests.conftest import GATEWATCH, SAMPLE, free_ports, gatewatch, rows, scalar, start_gatewatch, wait_for
 from tests.flows.test_run import LINES, _closed_lines, _oracle_of
 
 TRAFFIC = "SELECT epoch(window_start) ws, api, consumer, sum(requests) n FROM traffic GROUP BY ALL ORDER BY ALL"
@@ -28,23 +27,13 @@ def test_two_workers_give_the_same_traffic_findings_and_decisions_as_one(tmp_pat
         assert one == two, sql
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def test_two_processes_give_the_same_store_as_one(tmp_path):
     cfg = tmp_path / "gatewatch.toml"
     cfg.write_text("[pipeline]\nshards = 4\n")
     single = tmp_path / "single"
     gatewatch("replay", str(SAMPLE), "--store", str(single), "--config", str(cfg))
     cluster = tmp_path / "cluster"
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
     procs = [
         subprocess.Popen(
             [GATEWATCH, "replay", str(SAMPLE), "--store", str(cluster), "--config", str(cfg),
@@ -66,7 +55,7 @@ def test_a_two_process_run_follows_stops_and_resumes_exactly_once(tmp_path, smal
     cfg.write_text(small_windows_config.read_text().replace("[pipeline]\n", "[pipeline]\nshards = 4\n"))
     logs = [tmp_path / "node-a.log", tmp_path / "node-b.log"]
     store = tmp_path / "store"
-    addresses = ";".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
     read: list[int] = []  # lines each process read, per start
 
     def follow(written: list[bytes]) -> None:
