@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import time
 from datetime import timedelta
@@ -34,6 +33,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from dashboards import APP_PATH, queries  # noqa: E402
 from sinks.store import StoreWriter, query  # noqa: E402
+from tests.conftest import median_s  # noqa: E402
 
 CONSUMERS = 500
 APIS = ["PizzaShackAPI:1.0.0", "AccountsAPI:1.0.0", "InventoryAPI:2.1.0", "ShipmentsAPI:1.0.0"]
@@ -133,17 +133,6 @@ def ensure_store(workdir: Path, rows: int) -> Path:
     return root
 
 
-def median_s(fn, runs: int) -> float:
-    """Median wall time of ``fn()`` over ``runs`` calls, after one warm-up call."""
-    fn()
-    secs = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        secs.append(time.perf_counter() - t0)
-    return statistics.median(secs)
-
-
 def time_queries(root: Path, runs: int) -> list[tuple[str, float, float]]:
     """(query, seconds over the last hour, seconds over everything) for every dashboard query."""
     end = queries.data_range(root).end
@@ -177,7 +166,11 @@ def time_queries(root: Path, runs: int) -> list[tuple[str, float, float]]:
     }
     hour = end - timedelta(hours=1)
     return [
-        (name, median_s(lambda c=call: c(hour), runs), median_s(lambda c=call: c(None), runs))
+        (
+            name,
+            median_s(lambda c=call: c(hour), runs, warm_up=True),
+            median_s(lambda c=call: c(None), runs, warm_up=True),
+        )
         for name, call in calls.items()
     ]
 
@@ -202,7 +195,7 @@ def time_pages(root: Path, runs: int) -> list[tuple[str, float, float]]:
                 if app.exception:
                     raise RuntimeError(app.exception[0].message)
 
-            timings.append(median_s(render, runs))
+            timings.append(median_s(render, runs, warm_up=True))
         out.append((page, *timings))
     return out
 

@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.parsers.nginx import _ACCESS  # noqa: E402
 from flows.simulate import generate_wso2, scale_for, simulate  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
+from tests.conftest import free_ports, median_s  # noqa: E402
 
 CHUNK_BYTES = 1 << 20
 MINUTES = 60
@@ -201,16 +201,6 @@ FLOORS: dict[str, Callable[[Path], int]] = {"wso2": wso2_floor, "combined": comb
 LOGS: dict[str, Callable[[Path, int], Path]] = {"wso2": ensure_wso2_log, "combined": ensure_combined_log}
 
 
-def _median_secs(run: Callable[[], object], runs: int) -> float:
-    """Call ``run`` ``runs`` times; return the median wall time in seconds."""
-    secs = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run()
-        secs.append(time.perf_counter() - t0)
-    return statistics.median(secs)
-
-
 def measure_parse_floor(fmt: str, path: Path, lines: int, runs: int) -> float:
     """Return the median parse-floor throughput of ``fmt`` in lines/s; every line must parse."""
     floor = FLOORS[fmt]
@@ -220,7 +210,7 @@ def measure_parse_floor(fmt: str, path: Path, lines: int, runs: int) -> float:
             msg = f"{fmt} floor parsed {parsed} of {lines} lines"
             raise RuntimeError(msg)
 
-    return lines / _median_secs(run, runs)
+    return lines / median_s(run, runs)
 
 
 # -- end to end ---------------------------------------------------------------------------------------
@@ -342,7 +332,7 @@ def measure_fail2ban(path: Path, lines: int, runs: int, filter_name: str) -> flo
             msg = f"{' '.join(cmd)} did not read {lines} lines:\n{out[-2000:]}"
             raise RuntimeError(msg)
 
-    return lines / _median_secs(run, runs)
+    return lines / median_s(run, runs)
 
 
 # -- main ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -65,6 +66,18 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
+
+
+def median_s(fn, runs: int, *, warm_up: bool = False) -> float:
+    """Median wall time of ``runs`` calls of ``fn`` (benchmarks); ``warm_up``: one untimed call first."""
+    if warm_up:
+        fn()
+    secs = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        secs.append(time.perf_counter() - t0)
+    return statistics.median(secs)
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):

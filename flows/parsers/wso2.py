@@ -33,6 +33,7 @@ _PREFIX = re.compile(
     rb"\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+[A-Z]+ \S+ apimMetrics: (apim:[a-z]+), properties ?: ?"
 )
 _MARK = b"apimMetrics: apim:"
+_METRIC_AT = len(b"apimMetrics: ")  # the metric name starts this far into _MARK
 _PROPERTIES = b", properties"
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
@@ -145,7 +146,7 @@ class Wso2Parser:
                 continue
             j += 1
             j += line.startswith(b" ", j)
-            metric = line[k + 13 : comma]
+            metric = line[k + _METRIC_AT : comma]
             faulty = metric == b"apim:faulty"
             if not faulty and metric != b"apim:response":
                 bad.append((i, "unknown_metric", metric.decode(errors="backslashreplace")))
