@@ -130,8 +130,8 @@ def _run_flow(
         kwargs |= {"process_id": process_id, "addresses": addresses}
     # in a cluster only process 0 runs the control plane: one controller, one sender, one writer "c0"
     controlling = not process_id
-    control = ControlDB(cfg.store.path).open()
     if controlling:
+        control = ControlDB(cfg.store.path).open()
         writer.open()
         planner, channels = wire_targets(cfg, control, channels)
         controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
@@ -154,7 +154,7 @@ def _run_flow(
         if controlling:
             loop.stop()
             stats.add_rows("decisions", controller.decisions_made)
-        control.close()
+            control.close()
 
 
 _BASE_SEQ = "store_base_seq"

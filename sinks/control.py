@@ -114,9 +114,20 @@ class ControlDB:
     def open(self) -> ControlDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=False)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.executescript(_SCHEMA)
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                con.executescript(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                # a cluster's processes open a new file at once: SQLite refuses the journal-mode
+                # switch of all but one at once, without waiting on its busy timeout
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    con.close()
+                    raise
+                time.sleep(0.05)
         self._con = con
         return self
 
