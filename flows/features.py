@@ -89,7 +89,9 @@ _SENSITIVE_NAMES = frozenset(
     "id_ecdsa id_ed25519 backup.sql dump.sql database.sql config.php.bak settings.php.bak credentials".split()
 )
 _SENSITIVE_EXT = frozenset("bak old orig swp sql sqlite db pem key".split())
-_ID = re.compile(r"\{[^}]*\}|[0-9]+|[0-9a-fA-F-]{8,}|[A-Za-z]{0,12}[-_]?[0-9]+")
+_ID_SHAPES = r"[0-9]+|[0-9a-fA-F-]{8,}|[A-Za-z]{0,12}[-_]?[0-9]+"
+_ID = re.compile(r"\{[^}]*\}|" + _ID_SHAPES)  # a template segment, or a concrete id
+_ID_SEGMENT = re.compile(rf"(?:(?<=/)|^)(?:{_ID_SHAPES})(?=/|\Z)")  # a whole concrete-id segment: one pass per path
 _LAST_NUMBER = re.compile(r"[0-9]+(?=[^0-9]*$)")
 _SCANNERS = (
     "nikto", "sqlmap", "nmap", "masscan", "zgrab", "nuclei", "wpscan", "dirbuster", "gobuster", "dirb/",
@@ -153,10 +155,7 @@ def endpoint(resource: str) -> str:
     >>> endpoint("/items/1042?x=1"), endpoint("/order/{orderId}"), endpoint("/accounts/login")
     ('/items/{id}', '/order/{orderId}', '/accounts/login')
     """
-    path = resource.partition("?")[0]
-    return "/".join(
-        s if not s or s.startswith("{") or not _ID.fullmatch(s) else "{id}" for s in path.split("/")
-    )
+    return _ID_SEGMENT.sub("{id}", resource.partition("?")[0])
 
 
 def endpoint_of(resource: str) -> str:
@@ -738,7 +737,7 @@ class IpWindows(WindowTable):
     def add(self, events: Iterable[Event]) -> None:
         window_s = self.window_s
         current_start, cells = None, {}
-        flags_of = _flags.get
+        flags_of, folded = _flags.get, _endpoints.get
         for e in events:
             ts = e.ts
             ip = e.client_ip
@@ -754,9 +753,13 @@ class IpWindows(WindowTable):
                     continue
             acc.requests += 1
             res = e.resource
-            flags = flags_of(res)
+            # flags by endpoint: ids never change them, and concrete paths are mostly one-offs
+            ep = folded(res)
+            if ep is None:
+                ep = _cached(_endpoints, res, endpoint)
+            flags = flags_of(ep)
             if flags is None:
-                flags = _cached(_flags, res, classify)
+                flags = _cached(_flags, ep, classify)
             method = e.method
             if method == "GET" or method == "HEAD":
                 acc.reads += 1
