@@ -104,6 +104,66 @@ def _unpack_batch(events: bytes, shard: str, source: str, source_ts: float) -> _
 
 
 _SHARD_CACHE_MAX = 100_000
+_SPREAD = 12  # shard keys spread evenly over any worker count that divides it: 1, 2, 3, 4, 6, 12
+_MASK64 = (1 << 64) - 1
+
+
+def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    v0 = (v0 + v1) & _MASK64
+    v1 = ((v1 << 13) | (v1 >> 51)) & _MASK64 ^ v0
+    v0 = ((v0 << 32) | (v0 >> 32)) & _MASK64
+    v2 = (v2 + v3) & _MASK64
+    v3 = ((v3 << 16) | (v3 >> 48)) & _MASK64 ^ v2
+    v0 = (v0 + v3) & _MASK64
+    v3 = ((v3 << 21) | (v3 >> 43)) & _MASK64 ^ v0
+    v2 = (v2 + v1) & _MASK64
+    v1 = ((v1 << 17) | (v1 >> 47)) & _MASK64 ^ v2
+    v2 = ((v2 << 32) | (v2 >> 32)) & _MASK64
+    return v0, v1, v2, v3
+
+
+def bytewax_worker_of(key: str, workers: int) -> int:
+    """The worker Bytewax 0.21 runs a stateful step's ``key`` on.
+
+    Bytewax hashes the key with Rust's ``DefaultHasher`` (SipHash-1-3, zero keys; a
+    ``str`` hashes as its bytes then ``0xff``) modulo the worker count. A test checks
+    this against the workers a real flow uses.
+    """
+    data = key.encode() + b"\xff"
+    v0, v1, v2, v3 = 0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573
+    end = len(data) - len(data) % 8
+    for at in range(0, end, 8):
+        m = int.from_bytes(data[at : at + 8], "little")
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3 ^ m)
+        v0 ^= m
+    m = (len(data) & 0xFF) << 56 | int.from_bytes(data[end:], "little")
+    v0, v1, v2, v3 = _sipround(v0, v1, v2, v3 ^ m)
+    v0, v2 = v0 ^ m, v2 ^ 0xFF
+    for _ in range(3):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    return (v0 ^ v1 ^ v2 ^ v3) % workers
+
+
+def shard_keys(shards: int) -> dict[str, list[str]]:
+    """The keys of every family's shards, named so that Bytewax spreads them evenly over the workers.
+
+    Bytewax places keys by their hash; plain names such as ``c0``..``c3`` put three of
+    four consumer shards on one of two workers. Shard ``i`` of the ``k``-th family is
+    ``{family}{i}``, suffixed ``~n`` with the smallest ``n`` that makes it the
+    ``(k * shards + i) % _SPREAD``-th key modulo ``_SPREAD``: round robin over any
+    worker count dividing ``_SPREAD``. The names depend on ``shards`` only, so a
+    resume with another worker count finds its state.
+    """
+    keys: dict[str, list[str]] = {}
+    for k, family in enumerate(_FAMILY_KEYS):
+        names = keys[family] = []
+        for i in range(shards):
+            target, name, n = (k * shards + i) % _SPREAD, f"{family}{i}", 0
+            while bytewax_worker_of(name, _SPREAD) != target:
+                n += 1
+                name = f"{family}{i}~{n}"
+            names.append(name)
+    return keys
 PROGRESS = "progress"  # pseudo-table: (shard key, event time every window before which is closed)
 
 
@@ -123,6 +183,7 @@ class _Router:
             options={"json": {"mapping": inp.json_mapping}},
         )
         self.shards = cfg.pipeline.shards
+        self.keys = shard_keys(self.shards)
         self.stats = stats
         self.source_ts: dict[str, float] = {}  # newest event time per input source
         # subject -> shard index, remembered: a dict lookup costs a third of encoding and hashing
@@ -146,8 +207,9 @@ class _Router:
         self.source_ts[chunk.source] = newest
         # every event goes to one shard of each family (keys c0.., i0.., a0..); every shard hears
         # about every source, so all of them close windows on the same watermark
+        keys = self.keys
         if self.shards == 1:
-            out.extend((f"{f}0", _ShardBatch(events, f"{f}0", chunk.source, newest)) for f in _FAMILY_KEYS)
+            out.extend((keys[f][0], _ShardBatch(events, keys[f][0], chunk.source, newest)) for f in _FAMILY_KEYS)
             return out
         n = self.shards
         consumers: list[list[Event]] = [[] for _ in range(n)]
@@ -172,7 +234,7 @@ class _Router:
             apis[i].append(e)
         for family, buckets in zip(_FAMILY_KEYS, (consumers, ips, apis), strict=True):
             out.extend(
-                (f"{family}{i}", _ShardBatch(b, f"{family}{i}", chunk.source, newest)) for i, b in enumerate(buckets)
+                (key, _ShardBatch(b, key, chunk.source, newest)) for key, b in zip(keys[family], buckets, strict=True)
             )
         return out
 

@@ -5,13 +5,65 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
+import threading
 
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulLogic
+from bytewax.run import cli_main
+from bytewax.testing import TestingSource
+
+from flows.dataflow import bytewax_worker_of, shard_keys
 from tests.conftest import GATEWATCH, SAMPLE, free_ports, gatewatch, rows, scalar, start_gatewatch, wait_for
 from tests.flows.test_run import LINES, _closed_lines, _oracle_of
 
 TRAFFIC = "SELECT epoch(window_start) ws, api, consumer, sum(requests) n FROM traffic GROUP BY ALL ORDER BY ALL"
 FINDINGS = "SELECT finding_id, subject_type, subject, kind, score, reasons FROM findings ORDER BY finding_id"
 DECISIONS = "SELECT decision_id, status, tier, epoch(expires_at) e FROM decisions ORDER BY ALL"
+
+
+class _WhereRun(StatefulLogic):
+    def __init__(self, seen: dict[str, int]) -> None:
+        self.seen = seen
+
+    def on_item(self, value: str) -> tuple[list, bool]:
+        self.seen[value] = threading.get_ident()
+        return [], StatefulLogic.RETAIN
+
+    def snapshot(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_bytewax_runs_each_key_on_the_worker_we_predict(workers):
+    keys = [k for names in shard_keys(4).values() for k in names] + [f"subject-{i}" for i in range(40)]
+    seen: dict[str, int] = {}
+    flow = Dataflow("placement")
+    placed = op.stateful("place", op.input("in", flow, TestingSource([(k, k) for k in keys])), lambda _: _WhereRun(seen))
+    op.inspect("out", placed)
+    cli_main(flow, workers_per_process=workers)
+    predicted_by_thread: dict[int, set[int]] = {}
+    for key, thread in seen.items():
+        predicted_by_thread.setdefault(thread, set()).add(bytewax_worker_of(key, workers))
+    assert sorted(seen) == sorted(keys)
+    # every worker thread ran exactly the keys predicted for one worker index, and each index once
+    assert sorted(predicted_by_thread.values(), key=min) == [{w} for w in range(workers)]
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4, 6])
+def test_shard_keys_spread_evenly_over_the_workers(workers):
+    for shards in (1, 4, 12):
+        keys = shard_keys(shards)
+        load = [0] * workers
+        for names in keys.values():
+            assert len(set(names)) == shards
+            for name in names:
+                load[bytewax_worker_of(name, workers)] += 1
+        assert max(load) - min(load) <= 1, (shards, load)
+        if shards % workers == 0:  # and within each family
+            for names in keys.values():
+                assert sorted(bytewax_worker_of(n, workers) for n in names) == sorted(list(range(workers)) * (shards // workers))
 
 
 def test_two_workers_give_the_same_traffic_findings_and_decisions_as_one(tmp_path):
