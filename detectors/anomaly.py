@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from typing import ClassVar
 
 from detectors.base import BaselineDetector, Signal, over
@@ -41,25 +42,30 @@ def half_space_trees() -> type:
     Their package ``__init__`` files import every model they hold, and with them scipy:
     about 0.9 s of every process's start, against 0.2 s for the half-space trees alone.
     The packages are stood in for while ``river.anomaly.hst`` loads, then removed, so a
-    later ``import river.anomaly`` runs in full and finds the same class.
+    later ``import river.anomaly`` runs in full and finds the same class. Worker
+    threads call this at once: the lock keeps the others off the stand-ins.
     """
-    if "river.anomaly" in sys.modules:
-        return sys.modules["river.anomaly"].HalfSpaceTrees
-    import river  # noqa: PLC0415 - imported on first use, like the class
+    with _RIVER_LOCK:
+        if "river.anomaly" in sys.modules:
+            return sys.modules["river.anomaly"].HalfSpaceTrees
+        import river  # noqa: PLC0415 - imported on first use, like the class
 
-    stand_ins = []
-    for name in ("river.anomaly", "river.tree"):
-        if name not in sys.modules:
-            sys.modules[name] = importlib.util.module_from_spec(importlib.util.find_spec(name))
-            stand_ins.append(name)
-    try:
-        from river.anomaly.hst import HalfSpaceTrees  # noqa: PLC0415
+        stand_ins = []
+        for name in ("river.anomaly", "river.tree"):
+            if name not in sys.modules:
+                sys.modules[name] = importlib.util.module_from_spec(importlib.util.find_spec(name))
+                stand_ins.append(name)
+        try:
+            from river.anomaly.hst import HalfSpaceTrees  # noqa: PLC0415
 
-        return HalfSpaceTrees
-    finally:
-        for name in stand_ins:
-            del sys.modules[name]
-            vars(river).pop(name.rpartition(".")[2], None)
+            return HalfSpaceTrees
+        finally:
+            for name in stand_ins:
+                del sys.modules[name]
+                vars(river).pop(name.rpartition(".")[2], None)
+
+
+_RIVER_LOCK = threading.Lock()
 
 
 class Anomaly(BaselineDetector):

@@ -164,6 +164,8 @@ def shard_keys(shards: int) -> dict[str, list[str]]:
                 name = f"{family}{i}~{n}"
             names.append(name)
     return keys
+
+
 PROGRESS = "progress"  # pseudo-table: (shard key, event time every window before which is closed)
 
 
@@ -205,7 +207,7 @@ class _Router:
             if e.ts > newest:
                 newest = e.ts
         self.source_ts[chunk.source] = newest
-        # every event goes to one shard of each family (keys c0.., i0.., a0..); every shard hears
+        # every event goes to one shard of each family (see shard_keys); every shard hears
         # about every source, so all of them close windows on the same watermark
         keys = self.keys
         if self.shards == 1:
