@@ -35,6 +35,8 @@ from typing import ClassVar
 from detectors.base import BaselineDetector, Signal, over
 from detectors.baselines import Deviation, Feature
 
+_RIVER_LOCK = threading.Lock()
+
 
 def half_space_trees() -> type:
     """River's ``HalfSpaceTrees`` class, imported without the rest of ``river.anomaly`` and ``river.tree``.
@@ -63,9 +65,6 @@ def half_space_trees() -> type:
             for name in stand_ins:
                 del sys.modules[name]
                 vars(river).pop(name.rpartition(".")[2], None)
-
-
-_RIVER_LOCK = threading.Lock()
 
 
 class Anomaly(BaselineDetector):
@@ -111,7 +110,7 @@ class Anomaly(BaselineDetector):
         self.height = height
         self.window_size = window_size
         self.hst_onset = hst_onset
-        self.trees = None  # built on first use: importing River takes about a second
+        self.trees = None  # built on first use: processes that score no window skip loading River
 
     def _forest(self):
         if self.trees is None:
