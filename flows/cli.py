@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import signal
@@ -143,6 +144,9 @@ def _run_flow(
             compact_every_s=cfg.store.compact_every_s,
             compact_min_files=cfg.store.compact_min_files,
         ).start()
+    # window state is many small containers: at the default gen-0 threshold of 700 the
+    # collector ran 1,600 times on 1M nginx lines, 7 % of the run (full passes walk every baseline)
+    gc.set_threshold(*_GC_THRESHOLDS)
     try:
         cli_main(
             flow,
@@ -158,6 +162,7 @@ def _run_flow(
 
 
 _BASE_SEQ = "store_base_seq"
+_GC_THRESHOLDS = (20_000, 20, 20)
 _RECOVERY_WAIT_S = 60.0
 
 
