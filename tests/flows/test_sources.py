@@ -10,6 +10,8 @@ from datetime import timedelta
 
 import bytewax.operators as op
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
@@ -245,6 +247,36 @@ def test_crlf_invalid_utf8_and_nul_are_kept_as_bytes(tmp_path, reader):
     log = tmp_path / "a.log"
     log.write_bytes(b"a\r\nb\r\r\n\xff\xfe\x00z\n")
     assert lines(read_all(reader(log, follow=False))) == [b"a", b"b\r", b"\xff\xfe\x00z"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b"\xff", b"x" * 9]), max_size=40).map(b"".join),
+    batch=st.integers(1, 40),
+    max_line=st.integers(1, 12),
+)
+def test_any_read_boundaries_give_the_lines_of_the_whole_file(tmp_path_factory, data, batch, max_line):
+    """Lines, numbers and offsets do not depend on where reads cut the file."""
+    log = tmp_path_factory.mktemp("feed") / "a.log"
+    log.write_bytes(data)
+    expected, offsets, at = [], {}, 0
+    parts = data.split(b"\n")
+    for n, line in enumerate(parts, start=1):
+        if n < len(parts) or line:  # an unterminated last line counts too
+            expected.append((n, (line[:-1] if line.endswith(b"\r") else line)[: max_line + 1]))
+            offsets[n] = at
+        at += len(line) + 1
+    r = LineReader(str(log), follow=False, max_batch_bytes=batch, max_line_bytes=max_line)
+    got, chunk_offsets = [], {}
+    try:
+        while not r.done:
+            for c in r.read():
+                got.extend(line_rows(c))
+                chunk_offsets[c.first_line_no] = c.first_offset
+    finally:
+        r.close()
+    assert [(n, line) for _, n, line in got] == expected
+    assert chunk_offsets == {n: offsets[n] for n in chunk_offsets}
 
 
 def test_stdin_pipe():
