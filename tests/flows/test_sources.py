@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import bytewax.operators as op
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flows.events import Chunk
 from flows.sources import LineReader, LogSource, expand_inputs
@@ -251,7 +251,9 @@ def test_crlf_invalid_utf8_and_nul_are_kept_as_bytes(tmp_path, reader):
 
 @settings(max_examples=300, deadline=None)
 @given(
-    data=st.lists(st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b"\xff", b"x" * 9]), max_size=40).map(b"".join),
+    data=st.lists(st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b"\xff", b"x" * 9]), max_size=40).map(
+        b"".join
+    ),
     batch=st.integers(1, 40),
     max_line=st.integers(1, 12),
 )
