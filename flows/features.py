@@ -427,6 +427,14 @@ def example_ips(ips: IpSet) -> list[str]:
     return sorted(ips)[:EXAMPLE_IPS] if type(ips) is set else list(ips.examples)
 
 
+def with_ip(ips: IpSet, ip: str, keep_subnets: int = 0) -> IpSet:
+    """``ips`` with ``ip`` added: past ``EXACT_IPS`` distinct ones, a sketch in place of the set."""
+    ips.add(ip)
+    if type(ips) is set and len(ips) > EXACT_IPS:
+        return IpSketch.of(ips, keep_subnets)
+    return ips
+
+
 def subnets_of(ips: IpSet) -> tuple[set[str], int]:
     """The subnets seen (a sketch: the first ``keep_subnets``), and how many distinct there are."""
     if type(ips) is set:
@@ -685,10 +693,7 @@ class ConsumerWindows(WindowTable):
             if e.auth_failure:
                 acc.auth_failures += 1
                 if ip:
-                    fail = acc.fail_ips
-                    fail.add(ip)
-                    if type(fail) is set and len(fail) > EXACT_IPS:
-                        acc.fail_ips = IpSketch.of(fail)
+                    acc.fail_ips = with_ip(acc.fail_ips, ip)
             if e.throttled:
                 acc.throttled += 1
             if e.method == "GET" or e.method == "HEAD":
@@ -698,10 +703,7 @@ class ConsumerWindows(WindowTable):
                 lat = acc.latencies
                 lat[e.latency_ms] = lat.get(e.latency_ms, 0) + 1
             if ip:
-                ips = acc.ips
-                ips.add(ip)
-                if type(ips) is set and len(ips) > EXACT_IPS:
-                    acc.ips = IpSketch.of(ips, MAX_SEEN)
+                acc.ips = with_ip(acc.ips, ip, MAX_SEEN)
             if e.user_agent:
                 acc.uas.add(e.user_agent)
 
@@ -831,18 +833,12 @@ class ApiWindows(WindowTable):
             if e.auth_failure:
                 acc.auth += 1
                 if ip:
-                    fail = acc.fail_ips
-                    fail.add(ip)
-                    if type(fail) is set and len(fail) > EXACT_IPS:
-                        acc.fail_ips = IpSketch.of(fail)
+                    acc.fail_ips = with_ip(acc.fail_ips, ip)
             if e.throttled:
                 acc.throttled += 1
             acc.bytes_out += e.bytes_out
             if ip:
-                ips = acc.ips
-                ips.add(ip)
-                if type(ips) is set and len(ips) > EXACT_IPS:
-                    acc.ips = IpSketch.of(ips)
+                acc.ips = with_ip(acc.ips, ip)
 
 
 def endpoint_name(key: tuple[str, str, str]) -> str:
