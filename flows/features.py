@@ -91,7 +91,7 @@ _SENSITIVE_NAMES = frozenset(
 _SENSITIVE_EXT = frozenset("bak old orig swp sql sqlite db pem key".split())
 _ID_SHAPES = r"[0-9]+|[0-9a-fA-F-]{8,}|[A-Za-z]{0,12}[-_]?[0-9]+"
 _ID = re.compile(r"\{[^}]*\}|" + _ID_SHAPES)  # a template segment, or a concrete id
-# a whole concrete-id segment after a slash: anchored on "/", a fifth faster than a lookbehind tried everywhere
+# a whole concrete-id segment after a slash: anchored on "/", a fifth faster than a lookbehind
 _ID_SEGMENT = re.compile(rf"/(?:{_ID_SHAPES})(?=/|\Z)")
 _LAST_NUMBER = re.compile(r"[0-9]+(?=[^0-9]*$)")
 _SCANNERS = (
