@@ -1,7 +1,8 @@
 """The control plane: findings -> decisions -> outbox, outside the dataflow.
 
-The dataflow only records findings (and how far event time has got) in the
-control database. The :class:`Controller` reads them in order, asks the
+The dataflow only records findings, how far event time has got and which
+consumers had traffic in each window (for the blast radius) in the control
+database. The :class:`Controller` reads them in order, asks the
 policy what follows, stores each decision state, appends it to the store's
 ``decisions`` history and queues deliveries. A :class:`ControlLoop` thread
 runs the controller and the outbox sender side by side with the dataflow,
@@ -23,7 +24,7 @@ from flows.events import Decision, Finding
 from flows.policy import LIVE, RANK, Policy, SubjectContext
 from sinks.control import ACTIVE_STATUSES, ControlDB
 from sinks.outbox import Sender
-from sinks.store import StoreWriter, query
+from sinks.store import StoreWriter
 
 CONTROL_WRITER = "c0"  # segment writer id of the control plane (the dataflow writes as "w0")
 
@@ -107,6 +108,8 @@ class Controller:
                 cursor = seq
                 handled += 1
         if watermark is not None:
+            # every finding still to come is for a window ending after the watermark
+            control.forget_consumers(watermark - self.policy.active_window_s)
             self.commit(self.policy.expire(control.decisions(ACTIVE_STATUSES), watermark))
             for obs in self.observers:
                 obs.on_watermark(watermark, control)
@@ -130,14 +133,7 @@ class Controller:
 
     def active_consumers(self, until: float) -> int:
         """Resolved consumers with traffic in the policy's active window up to ``until`` (event time)."""
-        since = until - self.policy.active_window_s
-        n = query(
-            self.writer.root,
-            "SELECT COUNT(DISTINCT consumer) AS n FROM traffic WHERE window_end > to_timestamp(?) "
-            "AND window_end <= to_timestamp(?) AND consumer NOT IN ('', 'UNKNOWN', 'anonymous')",
-            [since, until],
-        ).column("n")[0].as_py()
-        return int(n or 0)
+        return self.control.active_consumers(until - self.policy.active_window_s, until)
 
     def delivered(self) -> list[Decision]:
         """``applied`` states of approved decisions whose gateway deliveries have all been sent."""

@@ -312,6 +312,8 @@ class _StorePartition(StatefulSinkPartition):
             self.writer.append(table, rows)
             self.stats.add_rows(table, len(rows))
         # the segments are durable before the controller may act on them
+        if "traffic" in by_table:  # the blast radius counts the consumers with traffic
+            self.control.record_consumers({(row[1], row[3]) for row in by_table["traffic"]})
         if "findings" in by_table:
             self.control.record_findings(Finding(*row) for row in by_table["findings"])
         for shard, closed_until in progress:

@@ -77,11 +77,17 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_by_key ON incidents (subject_type, subject, kind, state);
 CREATE INDEX IF NOT EXISTS incidents_by_state ON incidents (state);
 CREATE TABLE IF NOT EXISTS incident_findings (finding_id TEXT PRIMARY KEY, incident_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS consumer_windows (
+    window_end REAL NOT NULL,
+    consumer TEXT NOT NULL,
+    PRIMARY KEY (window_end, consumer)
+) WITHOUT ROWID;
 """
 
 ACTIVE_STATUSES = ("recorded", "pending_review", "approved", "applied")
 # the control plane's newest store segment whose rows a committed transaction acknowledges
 _STORE_SEQ_KEY = "store_seq"
+UNRESOLVED_CONSUMERS = frozenset(("", "UNKNOWN", "anonymous"))  # ids that name nobody in particular
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +178,25 @@ class ControlDB:
         ).fetchall()
         dec = msgspec.json.Decoder(Finding).decode
         return [(s, dec(b)) for s, b in rows]
+
+    # -- active consumers (the blast radius) --------------------------------
+
+    def record_consumers(self, pairs: Iterable[tuple[float, str]]) -> None:
+        """Record ``(window_end, consumer)``: the consumer had traffic then (unresolved ids aside)."""
+        rows = [(end, c) for end, c in pairs if c not in UNRESOLVED_CONSUMERS]
+        with self.transaction() as con:
+            con.executemany("INSERT OR IGNORE INTO consumer_windows VALUES (?, ?)", rows)
+
+    def active_consumers(self, since: float, until: float) -> int:
+        """Distinct consumers with traffic in a window ending in ``(since, until]``."""
+        return self.con.execute(
+            "SELECT COUNT(DISTINCT consumer) FROM consumer_windows WHERE window_end > ? AND window_end <= ?",
+            (since, until),
+        ).fetchone()[0]
+
+    def forget_consumers(self, before: float) -> None:
+        """Drop the windows that ended at or before ``before``."""
+        self.con.execute("DELETE FROM consumer_windows WHERE window_end <= ?", (before,))
 
     # -- meta --------------------------------------------------------------
 

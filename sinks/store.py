@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -249,10 +249,12 @@ def connect(root: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def refresh_views(con: duckdb.DuckDBPyConnection, root: str | os.PathLike[str]) -> None:
-    """(Re)point every table view at the files that are live right now."""
+def refresh_views(
+    con: duckdb.DuckDBPyConnection, root: str | os.PathLike[str], tables: Iterable[str] = TABLES
+) -> None:
+    """(Re)point the views of ``tables`` (default: all) at the files that are live right now."""
     root = Path(root)
-    for table in TABLES:
+    for table in tables:
         files = live_files(root / table)
         if files:
             listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
@@ -272,9 +274,12 @@ def query(
 ) -> pa.Table:
     """Run ``sql`` against the store and return an Arrow table.
 
-    A file can vanish between listing and reading when the writer compacts;
-    the views are then re-listed and the query retried.
+    Only the views of the tables ``sql`` names are re-listed: binding a view
+    opens every one of its files. A file can vanish between listing and
+    reading when the writer compacts; the views are then re-listed and the
+    query retried.
     """
+    tables = [t for t in TABLES if re.search(rf"\b{t}\b", sql)]
     own = con is None
     con = con or duckdb.connect()
     try:
@@ -282,7 +287,7 @@ def query(
         while True:
             try:
                 # binding the views opens the files too, so it belongs inside the retry
-                refresh_views(con, root)
+                refresh_views(con, root, tables)
                 return con.sql(sql, params=params).to_arrow_table()
             except duckdb.IOException as exc:
                 if attempt >= attempts or not _vanished(exc):

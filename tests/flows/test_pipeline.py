@@ -8,6 +8,8 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from flows.config import Config
+from sinks.control import ControlDB
 from tests.conftest import SAMPLE, gatewatch, rows, scalar
 
 LINE = re.compile(r"^\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+\w+ \S+ apimMetrics: (apim:\w+), properties ?: ?(\{.*\})\s*$")
@@ -63,6 +65,17 @@ def test_replay_of_sample_gives_exact_traffic_and_the_attack_finding(tmp_path):
     assert all(d["mode"] == "dry-run" for d in decisions)
     assert {d["subject"] for d in decisions} <= {attack["application_id"], endpoint} | attack_ips
     assert scalar(store, "SELECT count(*) FROM deliveries") == 0
+
+    # the blast radius counts the active consumers the sink recorded: the store's resolved consumers
+    control, active_s = ControlDB(store).open(), Config().policy.active_window_s
+    last = scalar(store, "SELECT max(epoch(window_end)) FROM traffic")
+    assert last >= control.watermark()  # findings to come: the windows they count are still kept
+    expected = scalar(
+        store,
+        f"SELECT count(DISTINCT consumer) FROM traffic WHERE epoch(window_end) > {last - active_s} "
+        "AND consumer NOT IN ('', 'UNKNOWN', 'anonymous')",
+    )
+    assert control.active_consumers(last - active_s, last) == expected > 1
 
 
 def _attack_ips(attack: dict) -> set[str]:

@@ -39,13 +39,9 @@ def finding(subject_type: str, subject: str, score: float, window: int) -> Findi
     )  # fmt: skip
 
 
-def write_traffic(store: Path, consumers: int) -> None:
-    rows = [
-        (T0 + w * W - W, T0 + w * W, "API:1", f"a{i}", f"a{i}", "o", 5, 5, 0, 0, 0, 0, 0, 100, 1.0, 2.0, 1, 0)
-        for i in range(consumers)
-        for w in range(0, 101, 5)
-    ]
-    StoreWriter(store, writer="w0").open().append("traffic", rows)
+def record_traffic(control: ControlDB, consumers: int) -> None:
+    """What the store sink records of ``traffic`` rows: consumers active every fifth window."""
+    control.record_consumers((T0 + w * W, f"a{i}") for i in range(consumers) for w in range(0, 101, 5))
 
 
 def current(control: ControlDB) -> list[list]:
@@ -57,9 +53,9 @@ def current(control: ControlDB) -> list[list]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_policy_case(case, tmp_path):
-    if case.get("active_consumers"):
-        write_traffic(tmp_path, case["active_consumers"])
     control = ControlDB(tmp_path).open()
+    if case.get("active_consumers"):
+        record_traffic(control, case["active_consumers"])
     controller = Controller(control, StoreWriter(tmp_path, writer="c0").open(), Policy(**{**DEFAULTS, **case["policy"]}))
     for step in case["steps"]:
         if "finding" in step:

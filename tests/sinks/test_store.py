@@ -64,6 +64,16 @@ def test_a_compacted_file_hides_the_segments_it_covers_until_they_are_deleted(tm
     assert query(tmp_path, "SELECT count(*) n FROM rejected").to_pylist() == [{"n": 3}]
 
 
+def test_a_query_opens_only_the_files_of_the_tables_it_names(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    w.append("rejected", [_reject(1)])
+    w.append("findings", [])
+    (tmp_path / "findings" / "seg-w0-000000000099.parquet").write_bytes(b"not parquet")
+    assert query(tmp_path, "SELECT count(*) n FROM rejected").to_pylist() == [{"n": 1}]
+    with pytest.raises(Exception, match="seg-w0-000000000099"):
+        query(tmp_path, "SELECT count(*) n FROM findings")
+
+
 def test_params_are_bound_not_interpolated(tmp_path):
     StoreWriter(tmp_path).open().append("rejected", [_reject(1)])
     sneaky = "x' OR '1'='1"
