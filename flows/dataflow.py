@@ -35,7 +35,6 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.config import Config
 from flows.events import Chunk, Event, Finding
-from flows.features import endpoint_of
 from flows.parsers import ChunkParser
 from flows.shard import SHARDS, Output, ShardProcessor
 from flows.sources import KafkaInput, LogSource
@@ -191,7 +190,7 @@ class _Router:
         # subject -> shard index, remembered: a dict lookup costs a third of encoding and hashing
         self._consumer_shard: dict[str, int] = {}
         self._ip_shard: dict[str, int] = {}
-        self._api_shard: dict[str, int] = {}  # by resource, before folding ids
+        self._api_shard: dict[str, int] = {}
 
     def _shard_of(self, subject: str) -> int:
         return zlib.crc32(subject.encode()) % self.shards
@@ -230,9 +229,9 @@ class _Router:
             if i is None:
                 i = ip_shard[e.client_ip] = self._shard_of(e.client_ip)
             ips[i].append(e)
-            i = api_shard.get(e.resource)
+            i = api_shard.get(e.endpoint)
             if i is None:
-                i = api_shard[e.resource] = self._shard_of(endpoint_of(e.resource))
+                i = api_shard[e.endpoint] = self._shard_of(e.endpoint)
             apis[i].append(e)
         for family, buckets in zip(_FAMILY_KEYS, (consumers, ips, apis), strict=True):
             out.extend(

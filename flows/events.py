@@ -35,11 +35,13 @@ class Chunk(msgspec.Struct, frozen=True, gc=False):
     lines: list[bytes]
 
 
-class Event(msgspec.Struct, frozen=True, gc=False):
+class Event(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """One gateway request, normalised across log formats.
 
     Fields a format does not carry are empty strings (or -1 for numbers),
     never guessed: e.g. WSO2 ``apim:faulty`` events carry no client IP.
+    Encoded as arrays, not maps: events cross processes in a cluster, and
+    without the field names they take half the bytes and encode twice as fast.
     """
 
     ts: float  # event time, seconds since the epoch (UTC)
@@ -51,6 +53,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     client_ip: str
     method: str
     resource: str  # URI template (WSO2) or concrete path
+    endpoint: str  # the resource with concrete ids folded into {id} (flows.features.endpoint_of)
     status: int  # status returned to the client
     auth_failure: bool
     throttled: bool

@@ -161,7 +161,7 @@ def endpoint(resource: str) -> str:
 
 
 def endpoint_of(resource: str) -> str:
-    """:func:`endpoint`, cached (the routing and the per-event loops call it)."""
+    """:func:`endpoint`, cached: the parsers fold every event's resource (``Event.endpoint``)."""
     ep = _endpoints.get(resource)
     return ep if ep is not None else _cached(_endpoints, resource, endpoint)
 
@@ -614,7 +614,7 @@ class WindowTable:
 
     >>> from flows.events import Event
     >>> t = ConsumerWindows(window_s=60, lateness_s=10)
-    >>> def ev(ts): return Event(ts, "api", "c1", "App", "me", "", "1.2.3.4", "GET", "/", 200,
+    >>> def ev(ts): return Event(ts, "api", "c1", "App", "me", "", "1.2.3.4", "GET", "/", "/", 200,
     ...                          False, False, 10, 5, "")
     >>> t.add([ev(0.0), ev(59.0), ev(65.0)])
     >>> t.close_until(55.0)   # the watermark (newest event time minus the lateness) is before the end
@@ -743,7 +743,7 @@ class IpWindows(WindowTable):
     def add(self, events: Iterable[Event]) -> None:
         window_s = self.window_s
         current_start, cells = None, {}
-        flags_of, folded = _flags.get, _endpoints.get
+        flags_of = _flags.get
         for e in events:
             ts = e.ts
             ip = e.client_ip
@@ -760,12 +760,9 @@ class IpWindows(WindowTable):
             acc.requests += 1
             res = e.resource
             # flags by endpoint: ids never change them, and concrete paths are mostly one-offs
-            ep = folded(res)
-            if ep is None:
-                ep = _cached(_endpoints, res, endpoint)
-            flags = flags_of(ep)
+            flags = flags_of(e.endpoint)
             if flags is None:
-                flags = _cached(_flags, ep, classify)
+                flags = _cached(_flags, e.endpoint, classify)
             method = e.method
             if method == "GET" or method == "HEAD":
                 acc.reads += 1
@@ -806,19 +803,14 @@ class ApiWindows(WindowTable):
     def add(self, events: Iterable[Event]) -> None:
         window_s = self.window_s
         current_start, cells = None, {}
-        folded = _endpoints.get
         for e in events:
             ts = e.ts
-            res = e.resource
-            if not res and not e.method:  # no endpoint (WSO2 faults): the consumer family counts it
+            if not e.resource and not e.method:  # no endpoint (WSO2 faults): the consumer family counts it
                 continue
             start = ts - ts % window_s
             if start != current_start:
                 current_start, cells = start, self._cells(start)
-            ep = folded(res)
-            if ep is None:
-                ep = _cached(_endpoints, res, endpoint)
-            key = (e.api, e.method, ep)
+            key = (e.api, e.method, e.endpoint)
             acc = cells.get(key)
             if acc is None:
                 acc = cells[key] = ApiAcc()

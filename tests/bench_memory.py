@@ -49,7 +49,8 @@ def _events(subjects: int, window: int) -> list[Event]:
     return [
         Event(
             base + (i % WINDOW_S), "ShopAPI:1.0.0", f"app-{i:06d}", f"App {i}", "owner", "",
-            f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", "GET", f"/items{i % 1000}/{{id}}", 200,
+            f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", "GET", f"/items{i % 1000}/{{id}}",
+            f"/items{i % 1000}/{{id}}", 200,
             False, False, 512, 20, "okhttp",
         )  # fmt: skip
         for i in range(subjects)
@@ -90,7 +91,7 @@ def _flood_batch(first: int, n: int, per_window: int) -> list[Event]:
             Event(
                 FLOOD_T0 + w * WINDOW_S + 50.0 * k / per_window, "ShopAPI:1.0.0", "", "", "", "",
                 f"{100 + (i >> 24)}.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}", "POST" if login else "GET",
-                path, 401 if login else 200, login, False, 512, 20, "Mozilla/5.0",
+                path, path, 401 if login else 200, login, False, 512, 20, "Mozilla/5.0",
             )  # fmt: skip
         )
     return out

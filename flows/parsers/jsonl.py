@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from flows.events import Chunk, Event, Reject
+from flows.features import endpoint_of
 from flows.parsers import MAX_EPOCH_S, raw_text
 from flows.parsers.wso2 import parse_timestamp
 
@@ -197,7 +198,8 @@ def _event(obj: dict, paths: dict[str, tuple[str, ...]], to_seconds) -> Event:
         user="",
         client_ip=_text(obj, paths["client_ip"], "client_ip"),
         method=_text(obj, paths["method"], "method"),
-        resource=_text(obj, paths["path"], "path").partition("?")[0],
+        resource=(resource := _text(obj, paths["path"], "path").partition("?")[0]),
+        endpoint=endpoint_of(resource),
         status=status,
         auth_failure=status == 401,
         throttled=status == 429,

@@ -25,6 +25,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from flows.events import Chunk, Event, Reject
+from flows.features import endpoint_of
 from flows.parsers import MAX_EPOCH_S, raw_text
 
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
@@ -180,7 +181,8 @@ def _event(rec: _Record) -> Event:
         user="",
         client_ip=rec.client_ip,
         method=rec.request.method,
-        resource=rec.request.uri.partition("?")[0],
+        resource=(resource := rec.request.uri.partition("?")[0]),
+        endpoint=endpoint_of(resource),
         status=status,
         # Kong itself answered: credentials rejected (key-auth, acl, ip-restriction)
         auth_failure=status == 401 or (status == 403 and rec.source == "kong"),

@@ -31,6 +31,7 @@ from itertools import accumulate
 from typing import ClassVar
 
 from flows.events import Chunk, Event, Reject
+from flows.features import endpoint_of
 from flows.parsers import raw_text
 
 _SYSLOG = r"(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ [^\s:\[]+(?:\[\d+\])?: "
@@ -148,7 +149,8 @@ class CombinedParser:
                                     user=user,
                                     client_ip=ip,
                                     method=method or "",
-                                    resource="" if target is None else target.partition("?")[0],
+                                    resource=(resource := "" if target is None else target.partition("?")[0]),
+                                    endpoint=endpoint_of(resource),
                                     status=code,
                                     auth_failure=code == 401,
                                     throttled=code == 429,
@@ -215,6 +217,7 @@ def _auth_failure(ts: float, api: str, user: str, ip: str, method: str, resource
         client_ip=ip,
         method=method,
         resource=resource,
+        endpoint=endpoint_of(resource),
         status=401,
         auth_failure=True,
         throttled=False,

@@ -27,6 +27,7 @@ from typing import Annotated, ClassVar
 import msgspec
 
 from flows.events import Chunk, Event, Reject
+from flows.features import endpoint_of
 from flows.parsers import raw_text
 
 _PREFIX = re.compile(
@@ -218,6 +219,7 @@ def _event(rec: _Record, ts: float, faulty: bool) -> Event:
         "" if ip == "UNKNOWN" else ip,
         rec.apiMethod,
         rec.apiResourceTemplate,
+        endpoint_of(rec.apiResourceTemplate),
         status,
         # gateway-side (fault) or backend-side (response) rejection of credentials
         error_type == "AUTH" if faulty else status in (401, 403),

@@ -19,7 +19,7 @@ import flows.features
 from flows.config import Config
 from flows.dataflow import RunStats, _Router, shard_keys
 from flows.events import Chunk, Event
-from flows.features import endpoint
+from flows.features import endpoint, endpoint_of
 from flows.shard import ApiShard, ConsumerShard, IpShard
 from tests.conftest import ROOT, SAMPLE, gatewatch, rows
 
@@ -41,8 +41,8 @@ T0 = 1_793_599_980.0  # a window start (a whole minute)
 def ev(ts, *, consumer="app", ip="10.0.0.1", method="GET", resource="/items/{sku}", status=200, api="Shop:1",
        auth=None, throttled=False, ua="okhttp", size=500) -> Event:  # fmt: skip
     auth_failure = status in (401, 403) if auth is None else auth
-    return Event(ts, api, consumer, consumer.title(), "owner", "", ip, method, resource, status, auth_failure,
-                 throttled, size, 20, ua)  # fmt: skip
+    return Event(ts, api, consumer, consumer.title(), "owner", "", ip, method, resource,
+                 endpoint_of(resource), status, auth_failure, throttled, size, 20, ua)  # fmt: skip
 
 
 def _feed(shard, events):

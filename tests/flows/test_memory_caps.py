@@ -26,6 +26,7 @@ from flows.features import (
     IpWindows,
     api_features,
     consumer_windows,
+    endpoint_of,
     example_ips,
     hash64,
     ip_union,
@@ -39,8 +40,8 @@ ERR = 0.1  # 3 standard errors of a 1024-register HyperLogLog (1.04 / 32 = 3.3 %
 
 
 def ev(ts, ip, *, consumer="app", method="GET", resource="/items/{sku}", status=200, api="Shop:1"):
-    return Event(ts, api, consumer, consumer.title(), "owner", "", ip, method, resource, status,
-                 status in (401, 403), False, 500, 20, "okhttp")  # fmt: skip
+    return Event(ts, api, consumer, consumer.title(), "owner", "", ip, method, resource,
+                 endpoint_of(resource), status, status in (401, 403), False, 500, 20, "okhttp")  # fmt: skip
 
 
 def one_off(n, start=0):

@@ -45,7 +45,7 @@ def _outcomes(case_set: str, fmt: str, lines: list[bytes]) -> list[dict]:
         events, rejects = parser.parse(Chunk("case", i + 1, 0, [line]))
         assert len(events) + len(rejects) >= 1
         assert all(r.line_no == i + 1 for r in rejects)
-        got = [{"event": msgspec.to_builtins(e)} for e in events] + [{"reject": r.reason} for r in rejects]
+        got = [{"event": msgspec.structs.asdict(e)} for e in events] + [{"reject": r.reason} for r in rejects]
         out.append(got[0] if len(got) == 1 else {"requests": got})
     return out
 
