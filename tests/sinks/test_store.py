@@ -51,6 +51,21 @@ def test_compaction_keeps_every_row_once(tmp_path):
     assert pq.read_table(out).schema.equals(TABLES["rejected"])
 
 
+def test_compaction_keeps_segments_written_before_a_column_was_added(tmp_path):
+    w = StoreWriter(tmp_path).open()
+    w.append("rejected", [_reject(1)])
+    schema = TABLES["rejected"]
+    older = schema.remove(schema.get_field_index("detail"))
+    row = dict(zip(schema.names, _reject(2), strict=True))
+    del row["detail"]
+    pq.write_table(pa.Table.from_pylist([row], schema=older), tmp_path / "rejected" / "seg-w0-000000000002.parquet")
+    w = StoreWriter(tmp_path).open()
+    w.append("rejected", [_reject(3)])
+    assert w.compact("rejected", min_files=2) is not None
+    got = query(tmp_path, "SELECT line_no, detail FROM rejected ORDER BY line_no").to_pylist()
+    assert got == [{"line_no": 1, "detail": ""}, {"line_no": 2, "detail": None}, {"line_no": 3, "detail": ""}]
+
+
 def test_a_compacted_file_hides_the_segments_it_covers_until_they_are_deleted(tmp_path):
     w = StoreWriter(tmp_path).open()
     for i in range(3):
