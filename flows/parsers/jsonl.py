@@ -189,21 +189,23 @@ def _event(obj: dict, paths: dict[str, tuple[str, ...]], to_seconds) -> Event:
         raise _Bad("bad_field", f"status: {status!r}")
     status = int(status)
     consumer = _text(obj, paths["consumer"], "consumer")
+    resource = _text(obj, paths["path"], "path").partition("?")[0]
+    # positional, in Event's field order: keywords cost 0.55 us an event
     return Event(
-        ts=ts,
-        api=_text(obj, paths["api"], "api"),
-        consumer=consumer,
-        consumer_name=_text(obj, paths["consumer_name"], "consumer_name") or consumer,
-        consumer_owner="",
-        user="",
-        client_ip=_text(obj, paths["client_ip"], "client_ip"),
-        method=_text(obj, paths["method"], "method"),
-        resource=(resource := _text(obj, paths["path"], "path").partition("?")[0]),
-        endpoint=endpoint_of(resource),
-        status=status,
-        auth_failure=status == 401,
-        throttled=status == 429,
-        bytes_out=int(_number(obj, paths["bytes_out"], "bytes_out", 0)),
-        latency_ms=int(_number(obj, paths["latency_ms"], "latency_ms", -1)),
-        user_agent=_text(obj, paths["user_agent"], "user_agent"),
+        ts,
+        _text(obj, paths["api"], "api"),
+        consumer,
+        _text(obj, paths["consumer_name"], "consumer_name") or consumer,
+        "",  # consumer_owner
+        "",  # user
+        _text(obj, paths["client_ip"], "client_ip"),
+        _text(obj, paths["method"], "method"),
+        resource,
+        endpoint_of(resource),
+        status,
+        status == 401,  # auth_failure
+        status == 429,  # throttled
+        int(_number(obj, paths["bytes_out"], "bytes_out", 0)),
+        int(_number(obj, paths["latency_ms"], "latency_ms", -1)),
+        _text(obj, paths["user_agent"], "user_agent"),
     )

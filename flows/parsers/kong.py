@@ -172,22 +172,24 @@ def _event(rec: _Record) -> Event:
     api = rec.service.name if rec.service is not None else ""
     if not api and rec.route is not None:
         api = rec.route.name
+    resource = rec.request.uri.partition("?")[0]
+    # positional, in Event's field order: keywords cost 0.55 us an event
     return Event(
-        ts=rec.started_at / 1000,
-        api=api,
-        consumer=consumer.id,
-        consumer_name=consumer.username,
-        consumer_owner=consumer.custom_id,
-        user="",
-        client_ip=rec.client_ip,
-        method=rec.request.method,
-        resource=(resource := rec.request.uri.partition("?")[0]),
-        endpoint=endpoint_of(resource),
-        status=status,
-        # Kong itself answered: credentials rejected (key-auth, acl, ip-restriction)
-        auth_failure=status == 401 or (status == 403 and rec.source == "kong"),
-        throttled=status == 429,
-        bytes_out=rec.response.size,
-        latency_ms=int(rec.latencies.request),
-        user_agent=ua if type(ua) is str else ", ".join(ua),
+        rec.started_at / 1000,  # ts
+        api,
+        consumer.id,  # consumer
+        consumer.username,  # consumer_name
+        consumer.custom_id,  # consumer_owner
+        "",  # user
+        rec.client_ip,
+        rec.request.method,
+        resource,
+        endpoint_of(resource),
+        status,
+        # auth_failure: Kong itself answered, credentials rejected (key-auth, acl, ip-restriction)
+        status == 401 or (status == 403 and rec.source == "kong"),
+        status == 429,  # throttled
+        rec.response.size,  # bytes_out
+        int(rec.latencies.request),  # latency_ms
+        ua if type(ua) is str else ", ".join(ua),  # user_agent
     )

@@ -139,24 +139,26 @@ class CombinedParser:
                         if not reason:
                             code = int(status)
                             user = "" if user is None or user == "-" else user
+                            resource = "" if target is None else target.partition("?")[0]
+                            # positional, in Event's field order: keywords cost 0.55 us an event
                             append(
                                 Event(
-                                    ts=ts,
-                                    api="" if vhost is None else vhost.rpartition(":")[0] or vhost,
-                                    consumer=user,
-                                    consumer_name=user,
-                                    consumer_owner="",
-                                    user=user,
-                                    client_ip=ip,
-                                    method=method or "",
-                                    resource=(resource := "" if target is None else target.partition("?")[0]),
-                                    endpoint=endpoint_of(resource),
-                                    status=code,
-                                    auth_failure=code == 401,
-                                    throttled=code == 429,
-                                    bytes_out=0 if size == "-" else int(size),
-                                    latency_ms=-1,
-                                    user_agent="" if ua is None or ua == "-" else ua,
+                                    ts,
+                                    "" if vhost is None else vhost.rpartition(":")[0] or vhost,  # api
+                                    user,  # consumer
+                                    user,  # consumer_name
+                                    "",  # consumer_owner
+                                    user,
+                                    ip,
+                                    method or "",
+                                    resource,
+                                    endpoint_of(resource),
+                                    code,
+                                    code == 401,  # auth_failure
+                                    code == 429,  # throttled
+                                    0 if size == "-" else int(size),  # bytes_out
+                                    -1,  # latency_ms
+                                    "" if ua is None or ua == "-" else ua,
                                 )
                             )
                             continue
