@@ -100,6 +100,7 @@ _ID_SEGMENT = re.compile(
     rf"/(?:[0-9]+{_P}|[0-9a-fA-F-]{{8,}}{_P}|[A-Za-z]{{0,12}}{_P}[-_]?{_P}[0-9]+{_P})(?=/|\Z)"
 )  # _ID_SHAPES, possessive
 _LAST_NUMBER = re.compile(r"[0-9]+(?=[^0-9]*$)")
+_DIGITS = "0123456789"
 _SCANNERS = (
     "nikto", "sqlmap", "nmap", "masscan", "zgrab", "nuclei", "wpscan", "dirbuster", "gobuster", "dirb/",
     "ffuf", "wfuzz", "acunetix", "nessus", "openvas", "w3af", "arachni", "skipfish", "netsparker", "qualys",
@@ -214,9 +215,15 @@ def sequential_ids(paths: Collection[str]) -> int:
         return 0
     groups: dict[str, set[int]] = {}
     for p in paths:
-        m = _LAST_NUMBER.search(p)
-        if m is not None and len(m.group()) <= 12:
-            groups.setdefault(p[: m.start()] + "#" + p[m.end() :], set()).add(int(m.group()))
+        head = p.rstrip(_DIGITS)
+        if len(head) < len(p):  # the id ends the path, as most do: no regex
+            number, tail = p[len(head) :], ""
+        elif (m := _LAST_NUMBER.search(p)) is not None:
+            head, number, tail = p[: m.start()], m.group(), p[m.end() :]
+        else:
+            continue
+        if len(number) <= 12:
+            groups.setdefault(head + "#" + tail, set()).add(int(number))
     best = 0
     for ids in groups.values():
         if len(ids) > best:

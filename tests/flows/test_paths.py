@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.features import _ID, classify, endpoint
+from flows.features import _ID, _LAST_NUMBER, classify, endpoint, sequential_ids
 
 # segments of every kind the folding and the flags look at: ids of each shape, templates,
 # login and sensitive names, static and sensitive extensions, dot-files, near-misses
@@ -45,3 +45,20 @@ def test_endpoint_folds_exactly_the_id_segments(resource):
 def test_folding_ids_never_changes_the_flags(resource):
     # the IP windows classify the endpoint, not the concrete path, so one-off ids hit the cache
     assert classify(endpoint(resource)) == classify(resource)
+
+
+def _sequential_ids_by_regex(paths: list[str]) -> int:
+    """The definition: group paths by all but their last number (at most 12 digits), count ids in sequence."""
+    groups: dict[str, set[int]] = {}
+    for p in paths:
+        m = _LAST_NUMBER.search(p)
+        if m is not None and len(m.group()) <= 12:
+            groups.setdefault(p[: m.start()] + "#" + p[m.end() :], set()).add(int(m.group()))
+    return max((sum(1 for i in ids if i - 1 in ids or i - 2 in ids) for ids in groups.values()), default=0)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(st.text(alphabet="/a-_.09\n", max_size=16), max_size=12), st.integers(0, 30))
+def test_sequential_ids_counts_the_last_number_of_each_path(paths, run):
+    paths += [f"/items/{i}" for i in range(100, 100 + run)]  # a real run next to the noise
+    assert sequential_ids(paths) == _sequential_ids_by_regex(paths)
