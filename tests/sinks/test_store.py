@@ -42,7 +42,10 @@ def test_compaction_keeps_every_row_once(tmp_path):
     w = StoreWriter(tmp_path).open()
     for i in range(10):
         w.append("rejected", [_reject(i)])
+    segment = live_files(tmp_path / "rejected")[0]
+    assert pq.ParquetFile(segment).metadata.row_group(0).column(0).compression == "SNAPPY"  # cheap to write
     out = w.compact("rejected", min_files=4)
+    assert pq.ParquetFile(out).metadata.row_group(0).column(0).compression == "ZSTD"  # small to keep
     assert out is not None and out.name == "cmp-w0-000000000001-000000000010.parquet"
     assert [p.name for p in live_files(tmp_path / "rejected")] == [out.name]
     w.append("rejected", [_reject(10)])
