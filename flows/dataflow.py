@@ -81,17 +81,21 @@ class RunStats:
 class _ShardBatch:
     """Events for one shard, and how far their input has got in event time."""
 
-    __slots__ = ("events", "shard", "source", "source_ts")
+    __slots__ = ("_packed", "events", "shard", "source", "source_ts")
 
     def __init__(self, events: list[Event], shard: str, source: str, source_ts: float) -> None:
         self.events = events
         self.shard = shard
         self.source = source
         self.source_ts = source_ts
+        self._packed: bytes | None = None
 
     def __reduce__(self):
-        # between processes: msgpack costs a quarter of pickling the events one Struct at a time
-        return (_unpack_batch, (_EVENTS_ENCODER.encode(self.events), self.shard, self.source, self.source_ts))
+        # between processes: msgpack costs a quarter of pickling the events one Struct at a time.
+        # Timely serializes a message twice (its size first), so the encoding is kept.
+        if self._packed is None:
+            self._packed = _EVENTS_ENCODER.encode(self.events)
+        return (_unpack_batch, (self._packed, self.shard, self.source, self.source_ts))
 
 
 _EVENTS_ENCODER = msgspec.msgpack.Encoder()
