@@ -61,7 +61,8 @@ def test_compaction_keeps_segments_written_before_a_column_was_added(tmp_path):
     older = schema.remove(schema.get_field_index("detail"))
     row = dict(zip(schema.names, _reject(2), strict=True))
     del row["detail"]
-    pq.write_table(pa.Table.from_pylist([row], schema=older), tmp_path / "rejected" / "seg-w0-000000000002.parquet")
+    segment = tmp_path / "rejected" / "seg-w0-000000000002.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=older), segment)
     w = StoreWriter(tmp_path).open()
     w.append("rejected", [_reject(3)])
     assert w.compact("rejected", min_files=2) is not None
@@ -85,7 +86,6 @@ def test_a_compacted_file_hides_the_segments_it_covers_until_they_are_deleted(tm
 def test_a_query_opens_only_the_files_of_the_tables_it_names(tmp_path):
     w = StoreWriter(tmp_path).open()
     w.append("rejected", [_reject(1)])
-    w.append("findings", [])
     (tmp_path / "findings" / "seg-w0-000000000099.parquet").write_bytes(b"not parquet")
     assert query(tmp_path, "SELECT count(*) n FROM rejected").to_pylist() == [{"n": 1}]
     with pytest.raises(Exception, match="seg-w0-000000000099"):
