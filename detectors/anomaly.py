@@ -30,10 +30,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+
 from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Deviation, Feature
+from detectors.baselines import Columns, Deviation, Feature, row
 
 _RIVER_LOCK = threading.Lock()
 
@@ -150,3 +153,8 @@ class Anomaly(BaselineDetector):
                 return
             self._forest().learn_one(assessed[1])
         self.baselines.learn(subject, x)
+
+    def learn_many(self, subjects: Sequence[str], X: Columns, scores: np.ndarray, mask: np.ndarray) -> None:
+        # the trees learn one window after the other
+        for k in np.flatnonzero(mask):
+            self.learn_one(subjects[k], row(X, k), float(scores[k]))

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from typing import ClassVar, NamedTuple, Protocol
 
 import msgspec
+import numpy as np
 
-from detectors.baselines import Baselines, Deviation, Feature
+from detectors.baselines import Baselines, Columns, Deviation, Feature, column, row
 
 
 class Reason(msgspec.Struct, frozen=True):
@@ -63,6 +65,18 @@ class Detector(Protocol):
 
     def explain_one(self, subject: str, x: dict[str, float]) -> list[Reason]:
         """Return the reasons behind the score, most important first."""
+        ...
+
+    def score_many(self, subjects: Sequence[str], X: Columns) -> np.ndarray:
+        """``score_one`` of every subject of one closed window (``X``: a column per feature)."""
+        ...
+
+    def learn_many(self, subjects: Sequence[str], X: Columns, scores: np.ndarray, mask: np.ndarray) -> None:
+        """``learn_one`` of every subject where ``mask`` holds, given ``score_many``'s scores.
+
+        The subjects of a window are scored and learned together: each is compared with
+        the baselines as they stood before the window, whatever their order.
+        """
         ...
 
     def forget(self, subject: str) -> None:
@@ -190,6 +204,35 @@ class BaselineDetector:
         if self.baselines.history(subject) >= self.min_history and self._protected(subject, x, score):
             return
         self.baselines.learn(subject, x)
+
+    # -- a closed window's subjects at once (River's ``*_many``, over NumPy columns) ----------
+
+    def _quiet(self, X: Columns, n: int) -> np.ndarray:
+        """Where the score is 0 whatever the baselines: features below every onset.
+
+        Each detector that can tell overrides it; the shared contract test checks that
+        every window it clears scores 0 with :meth:`score_one`.
+        """
+        return np.zeros(n, dtype=bool)
+
+    def score_many(self, subjects: Sequence[str], X: Columns) -> np.ndarray:
+        """:meth:`score_one` of every subject; the windows :meth:`_quiet` clears are not compared."""
+        n = len(subjects)
+        scores = np.zeros(n)
+        for k in np.flatnonzero(~self._quiet(X, n)):
+            scores[k] = self.score_one(subjects[k], row(X, k))
+        return scores
+
+    def learn_many(self, subjects: Sequence[str], X: Columns, scores: np.ndarray, mask: np.ndarray) -> None:
+        """:meth:`learn_one` of every subject where ``mask`` holds, each with its score."""
+        n = len(subjects)
+        rows = self.baselines.rows(subjects)
+        established = self.baselines.histories(rows) >= self.min_history
+        protected = scores >= self.protect_score
+        shift = column(X, "peer_shift", n)
+        for f in self.FEATURES:
+            protected |= self.baselines.deviations(rows, f.name, X, shift)[2] >= self.z_onset
+        self.baselines.learn_many(subjects, X, mask & ~(established & protected))
 
     def _protected(self, subject: str, x: dict[str, float], score: float | None = None) -> bool:
         """Tell whether a window must stay out of the subject's baseline.

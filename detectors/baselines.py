@@ -3,10 +3,12 @@
 Each subject keeps an exponentially weighted mean and variance of a few
 window features. The update rule is River's ``stats.EWMean`` / ``stats.EWVar``
 (``mean += a * (x - mean)``; variance as ``EW(x^2) - EW(x)^2``; the first value
-seeds the mean). It is written out over a flat ``array('d')`` because one
-pair of River objects per feature and subject costs about 2.7 KiB against
-about 250 B for a list of floats (notes/PERFORMANCE.md §4) and 8 B a value
-here; a test checks the two agree.
+seeds the mean). It is written out over one flat ``array('d')``, a row per
+subject, because one pair of River objects per feature and subject costs about
+2.7 KiB against about 250 B for a list of floats (notes/PERFORMANCE.md §4) and
+8 B a value here, and because a closed window's subjects can then be compared
+and learned as NumPy columns (``deviations``, ``learn_many``); tests check
+that it agrees with River and that the column methods equal the scalar ones.
 
 Counts are compared in log space (a jump from 5 to 150 requests matters, one
 from 5,000 to 5,150 does not) and ratios are shrunk towards the baseline with
@@ -23,7 +25,10 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 PSEUDO_REQUESTS = 10.0
 
@@ -70,6 +75,10 @@ def _compare(f: Feature, value: float, n: float, base: float) -> float:
 class Baselines:
     """EW mean and variance of ``features`` per subject, and pooled over all subjects.
 
+    Every subject's statistics are one row of a flat ``array('d')``: scalar reads stay
+    Python floats, and the ``*_many`` methods see all rows at once as a NumPy view
+    (a closed window's subjects are scored and learned together).
+
     >>> b = Baselines((Feature("requests", "requests"),), fading_factor=0.5, min_history=2)
     >>> for n in (10, 10, 10):
     ...     b.learn("c", {"requests": n})
@@ -85,24 +94,23 @@ class Baselines:
         self.fading_factor = fading_factor
         self.min_history = min_history
         self._index = {f.name: i for i, f in enumerate(features)}
-        # per subject: [windows seen, mean_0, mean_sq_0, mean_1, mean_sq_1, ...] in compared space
-        self._subjects: dict[str, array] = {}
-        self._peers = self._zeros()
-        self._pooled = any(
-            f.peers for f in features
-        )  # keep the peers' statistics only if a feature uses them
-
-    def _zeros(self) -> array:
-        return array("d", bytes(8 * (1 + 2 * len(self.features))))
+        self._width = 1 + 2 * len(features)
+        # row r: [windows seen, mean_0, mean_sq_0, mean_1, mean_sq_1, ...] in compared space
+        self._stats = array("d")
+        self._rows: dict[str, int] = {}  # subject -> row
+        self._free: list[int] = []  # rows of forgotten subjects, reused
+        self._peers = array("d", bytes(8 * self._width))
+        # the peers' statistics, kept only for the features that use them
+        self._pooled = tuple(i for i, f in enumerate(features) if f.peers)
 
     def history(self, subject: str) -> int:
         """Windows learned for ``subject``."""
-        own = self._subjects.get(subject)
-        return int(own[0]) if own is not None else 0
+        r = self._rows.get(subject)
+        return int(self._stats[r * self._width]) if r is not None else 0
 
     def subjects(self) -> int:
         """Number of subjects with a baseline."""
-        return len(self._subjects)
+        return len(self._rows)
 
     def deviation(self, subject: str, name: str, x: dict[str, float], shift: float = 0.0) -> Deviation:
         """Compare feature ``name`` of window ``x`` with the subject's baseline.
@@ -112,18 +120,18 @@ class Baselines:
         """
         i = self._index[name]
         f = self.features[i]
-        own = self._subjects.get(subject)
-        if own is not None and own[0] >= self.min_history:
-            stats, source = own, "own"
+        r = self._rows.get(subject)
+        if r is not None and self._stats[r * self._width] >= self.min_history:
+            stats, o, source = self._stats, r * self._width, "own"
         elif f.peers and self._peers[0] >= self.min_history:
-            stats, source = self._peers, "peers"
+            stats, o, source = self._peers, 0, "peers"
         else:
-            stats, source = None, "prior"
+            stats, o, source = None, 0, "prior"
         if stats is None:
             mean = _compare(f, f.prior, 0.0, f.prior) if not f.of else f.prior
             spread = f.floor
         else:
-            mean, mean_sq = stats[1 + 2 * i], stats[2 + 2 * i]
+            mean, mean_sq = stats[o + 1 + 2 * i], stats[o + 2 + 2 * i]
             spread = max(math.sqrt(max(mean_sq - mean * mean, 0.0)), f.floor)
         observed = float(x.get(name, 0.0))
         value = _compare(f, observed, float(x.get(f.of, 0.0)) if f.of else 0.0, mean)
@@ -136,28 +144,155 @@ class Baselines:
 
     def learn(self, subject: str, x: dict[str, float]) -> None:
         """Add window ``x`` to the subject's baseline (and to the peers', if a feature uses them)."""
-        own = self._subjects.get(subject)
-        if own is None:
-            own = self._subjects[subject] = self._zeros()
-        a = self.fading_factor
         get = x.get
         raw = [float(get(f.name, 0.0)) for f in self.features]
-        for stats in (own, self._peers) if self._pooled else (own,):
-            first = stats[0] == 0
-            for i, f in enumerate(self.features):
-                j = 1 + 2 * i
-                v = raw[i]
-                if f.of:
-                    n = float(get(f.of, 0.0))
-                    v = (v * n + PSEUDO_REQUESTS * (v if first else stats[j])) / (n + PSEUDO_REQUESTS)
-                elif f.log:
-                    v = math.log1p(v) if v > 0 else 0.0
-                if first:
-                    stats[j], stats[j + 1] = v, v * v
-                else:
-                    stats[j] += a * (v - stats[j])
-                    stats[j + 1] += a * (v * v - stats[j + 1])
-            stats[0] += 1
+        ns = [float(get(f.of, 0.0)) if f.of else 0.0 for f in self.features]
+        self._update(self._stats, self._row(subject) * self._width, raw, ns, range(len(self.features)))
+        if self._pooled:
+            self._update(self._peers, 0, raw, ns, self._pooled)
+
+    def _update(self, stats: array, o: int, raw: list[float], ns: list[float], which: Iterable[int]) -> None:
+        a = self.fading_factor
+        first = stats[o] == 0
+        for i in which:
+            f = self.features[i]
+            j = o + 1 + 2 * i
+            v = raw[i]
+            if f.of:
+                v = (v * ns[i] + PSEUDO_REQUESTS * (v if first else stats[j])) / (ns[i] + PSEUDO_REQUESTS)
+            elif f.log:
+                v = math.log1p(v) if v > 0 else 0.0
+            if first:
+                stats[j], stats[j + 1] = v, v * v
+            else:
+                stats[j] += a * (v - stats[j])
+                stats[j + 1] += a * (v * v - stats[j + 1])
+        stats[o] += 1
+
+    def _row(self, subject: str) -> int:
+        r = self._rows.get(subject)
+        if r is None:
+            if self._free:
+                r = self._free.pop()
+            else:
+                r = len(self._stats) // self._width
+                self._stats.frombytes(bytes(8 * self._width))
+            self._rows[subject] = r
+        return r
 
     def forget(self, subject: str) -> None:
-        self._subjects.pop(subject, None)
+        r = self._rows.pop(subject, None)
+        if r is not None:
+            o = r * self._width
+            self._stats[o : o + self._width] = array("d", bytes(8 * self._width))
+            self._free.append(r)
+
+    # -- many subjects at once (a closed window's) ------------------------------------
+
+    def _view(self) -> np.ndarray:
+        """Every row as a NumPy view: hold it only within a call, the array cannot grow meanwhile."""
+        return np.frombuffer(self._stats, dtype=np.float64).reshape(-1, self._width)
+
+    def rows(self, subjects: Sequence[str]) -> np.ndarray:
+        """Each subject's row, -1 for those without a baseline."""
+        get = self._rows.get
+        return np.fromiter((get(s, -1) for s in subjects), np.int64, len(subjects))
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """A copy of ``rows`` (-1: a row of zeros)."""
+        view = self._view()
+        if not len(view):
+            return np.zeros((len(rows), self._width))
+        return np.where((rows >= 0)[:, None], view[rows], 0.0)
+
+    def histories(self, rows: np.ndarray) -> np.ndarray:
+        """:meth:`history` of each of ``rows``."""
+        return self._gather(rows)[:, 0]
+
+    def deviations(
+        self, rows: np.ndarray, name: str, X: Columns, shift: np.ndarray | float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`deviation` of each of ``rows``: the compared value, mean, z, and own-baseline flag."""
+        i = self._index[name]
+        f = self.features[i]
+        n = len(rows)
+        stats = self._gather(rows)
+        own = (rows >= 0) & (stats[:, 0] >= self.min_history)
+        if f.peers and self._peers[0] >= self.min_history:
+            p_mean, p_sq = self._peers[1 + 2 * i], self._peers[2 + 2 * i]
+            fallback_mean = p_mean
+            fallback_spread = max(math.sqrt(max(p_sq - p_mean * p_mean, 0.0)), f.floor)
+        else:
+            fallback_mean = _compare(f, f.prior, 0.0, f.prior) if not f.of else f.prior
+            fallback_spread = f.floor
+        mean = np.where(own, stats[:, 1 + 2 * i], fallback_mean)
+        spread = np.where(
+            own,
+            np.maximum(np.sqrt(np.maximum(stats[:, 2 + 2 * i] - mean * mean, 0.0)), f.floor),
+            fallback_spread,
+        )
+        observed = column(X, name, n)
+        if f.of:
+            count = column(X, f.of, n)
+            value = (observed * count + PSEUDO_REQUESTS * mean) / (count + PSEUDO_REQUESTS)
+        elif f.log:
+            value = log1p(np.maximum(observed, 0.0))
+        else:
+            value = observed
+        if f.volume and f.log:
+            value = np.where(shift > 0, np.maximum(value - shift, 0.0), value)
+        return value, mean, (value - mean) / spread, own
+
+    def learn_many(self, subjects: Sequence[str], X: Columns, mask: np.ndarray) -> None:
+        """:meth:`learn` of every subject where ``mask`` holds, in order."""
+        picked = np.flatnonzero(mask)
+        if not len(picked):
+            return
+        rows = np.fromiter((self._row(subjects[k]) for k in picked), np.int64, len(picked))
+        view = self._view()
+        stats = view[rows]
+        first = stats[:, 0] == 0
+        a = self.fading_factor
+        raws, ns = [], []
+        for i, f in enumerate(self.features):
+            v = column(X, f.name, len(mask))[picked]
+            n = column(X, f.of, len(mask))[picked] if f.of else None
+            raws.append(v)
+            ns.append(n)
+            j = 1 + 2 * i
+            if f.of:
+                v = (v * n + PSEUDO_REQUESTS * np.where(first, v, stats[:, j])) / (n + PSEUDO_REQUESTS)
+            elif f.log:
+                v = log1p(np.maximum(v, 0.0))
+            stats[:, j] = np.where(first, v, stats[:, j] + a * (v - stats[:, j]))
+            stats[:, j + 1] = np.where(first, v * v, stats[:, j + 1] + a * (v * v - stats[:, j + 1]))
+        stats[:, 0] += 1
+        view[rows] = stats
+        del view
+        if self._pooled:  # the peers' EW statistics depend on the order: one subject after the other
+            pooled = self._pooled
+            raw_rows = [r.tolist() for r in raws]
+            n_rows = [r.tolist() if r is not None else None for r in ns]
+            for k in range(len(picked)):
+                raw = [raw_rows[i][k] if i in pooled else 0.0 for i in range(len(self.features))]
+                cnt = [n_rows[i][k] if n_rows[i] is not None else 0.0 for i in range(len(self.features))]
+                self._update(self._peers, 0, raw, cnt, pooled)
+
+
+Columns = dict[str, np.ndarray]  # a window's features, one array per feature, one entry per subject
+
+
+def column(X: Columns, name: str, n: int) -> np.ndarray:
+    """Feature ``name`` of every subject; zeros where it is missing (as ``x.get(name, 0.0)``)."""
+    values = X.get(name)
+    return values if values is not None else np.zeros(n)
+
+
+def log1p(values: np.ndarray) -> np.ndarray:
+    """``math.log1p`` of each value: NumPy's is 1 ulp off at times, and both paths must agree exactly."""
+    return np.fromiter(map(math.log1p, values.tolist()), np.float64, len(values))
+
+
+def row(X: Columns, k: int) -> dict[str, float]:
+    """Subject ``k``'s features as the dict ``*_one`` methods take."""
+    return {name: float(values[k]) for name, values in X.items()}

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Feature
+from detectors.baselines import Columns, Feature, column
 
 
 class BruteForce(BaselineDetector):
@@ -72,6 +74,11 @@ class BruteForce(BaselineDetector):
         self.min_failure_ratio = min_failure_ratio
         self.min_login_burst = min_login_burst
         self.min_login_share = min_login_share
+
+    def _quiet(self, X: Columns, n: int) -> np.ndarray:
+        return (column(X, "auth_failures", n) < self.min_auth_failures) & (
+            column(X, "login_burst", n) < self.min_login_burst
+        )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         failures = self._count(subject, x, "auth_failures", self.min_auth_failures)

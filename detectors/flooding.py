@@ -19,8 +19,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Feature
+from detectors.baselines import Columns, Feature, column
 
 
 class Flooding(BaselineDetector):
@@ -73,6 +75,10 @@ class Flooding(BaselineDetector):
     @classmethod
     def _unit_test_params(cls) -> dict:
         return {"min_history": 3, "min_requests": 30}
+
+    def _quiet(self, X: Columns, n: int) -> np.ndarray:
+        requests, throttled = column(X, "requests", n), column(X, "throttled", n)
+        return (requests < self.min_requests) & (throttled < self.min_throttled)
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         out = []

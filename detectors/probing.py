@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Feature
+from detectors.baselines import Columns, Feature, column
 
 
 class Probing(BaselineDetector):
@@ -77,6 +79,14 @@ class Probing(BaselineDetector):
         self.min_scanner_requests = min_scanner_requests
         self.min_errors = min_errors
         self.min_error_ratio = min_error_ratio
+
+    def _quiet(self, X: Columns, n: int) -> np.ndarray:
+        return (
+            (column(X, "error_paths", n) < self.min_error_paths)
+            & (column(X, "sensitive_paths", n) < self.min_sensitive_paths)
+            & (column(X, "scanner_requests", n) < self.min_scanner_requests)
+            & (column(X, "errors", n) < self.min_errors)
+        )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         share = over(x.get("error_ratio", 0.0), self.min_error_ratio)

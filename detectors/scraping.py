@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
+
 from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Feature
+from detectors.baselines import Columns, Feature, column
 
 
 class Scraping(BaselineDetector):
@@ -78,6 +80,16 @@ class Scraping(BaselineDetector):
         self.min_regularity = min_regularity
         self.min_detail_ratio = min_detail_ratio
         self.max_write_ratio = max_write_ratio
+
+    def _quiet(self, X: Columns, n: int) -> np.ndarray:
+        timed = (column(X, "requests", n) >= self.min_requests) & (
+            column(X, "detail_ratio", n) >= self.min_detail_ratio
+        )
+        return (column(X, "write_ratio", n) > self.max_write_ratio) | (
+            (column(X, "distinct_paths", n) < self.min_distinct_paths)
+            & (column(X, "sequential_ids", n) < self.min_sequential_ids)
+            & ~timed
+        )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         if x.get("write_ratio", 0.0) > self.max_write_ratio:

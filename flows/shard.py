@@ -27,24 +27,27 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from itertools import islice
 from typing import ClassVar
 
+import numpy as np
 from msgspec.structs import astuple
 
 from detectors import DETECTORS
-from detectors.baselines import Baselines, Feature
+from detectors.baselines import Baselines, Columns, Feature
 from flows.config import Config
 from flows.events import Event, Finding, stable_id
 from flows.features import (
     OVERFLOW,
+    ApiAcc,
     ApiWindows,
     ClosedWindow,
     ConsumerWindow,
     ConsumerWindows,
+    IpAcc,
     IpOverflow,
     IpWindows,
     SeenMemory,
@@ -87,12 +90,15 @@ def build_detectors(cfg: Config, family: str) -> list:
 
 
 class _Subject:
-    """One subject's window: what detection needs and what a finding shows."""
+    """One subject's window: what detection needs and what a finding shows.
+
+    ``context`` builds the finding's context: only flagged subjects need one.
+    """
 
     __slots__ = ("context", "extra", "name", "owner", "x")
 
     def __init__(
-        self, name: str, owner: str, x: dict[str, float], context: dict, extra: object = None
+        self, name: str, owner: str, x: dict[str, float], context: Callable[[], dict], extra: object = None
     ) -> None:
         self.name, self.owner, self.x, self.context, self.extra = name, owner, x, context, extra
 
@@ -183,40 +189,52 @@ class ShardProcessor:
                 self._evict(w.end)
         return [(table, rows) for table, rows in out.items() if rows]
 
-    def _peer_shift(self, subjects: dict[str, _Subject]) -> float:
+    def _peer_shift(self, subjects: list[str], X: Columns) -> float:
         """Median rise of requests (log space) over the subjects with history; 0 below ``_MIN_PEERS``."""
-        rises = []
-        for subject, s in subjects.items():
-            d = self.baselines.deviation(subject, "requests", s.x)
-            if d.source == "own":
-                rises.append(math.log1p(d.observed) - d.mean)
-        return max(statistics.median(rises), 0.0) if len(rises) >= _MIN_PEERS else 0.0
+        value, mean, _, own = self.baselines.deviations(self.baselines.rows(subjects), "requests", X)
+        rises = (value - mean)[own]
+        return max(float(np.median(rises)), 0.0) if len(rises) >= _MIN_PEERS else 0.0
 
     def _detect(self, w: ClosedWindow, subjects: dict[str, _Subject], out: dict[str, list[tuple]]) -> None:
-        shift = self._peer_shift(subjects)
-        now = time.time()
+        """Score every subject of the window, then learn those that scored low (River's ``*_many``).
+
+        Each subject is compared with the baselines as they stood before the window, so
+        the order of the subjects changes nothing.
+        """
+        names = sorted(subjects)
+        n = len(names)
+        if not n:
+            return
+        xs = [subjects[name].x for name in names]
+        X = {k: np.fromiter((x.get(k, 0.0) for x in xs), np.float64, n) for k in xs[0]}
+        shift = self._peer_shift(names, X)
+        X["peer_shift"] = np.full(n, shift)
         last_seen, probation = self.last_seen, self._probation
-        for subject in sorted(subjects):
-            s = subjects[subject]
-            x = s.x
+        for name, x in zip(names, xs, strict=True):
             x["peer_shift"] = shift
-            if last_seen.pop(subject, None) is None:  # re-inserted: last_seen stays in recency order
-                probation[subject] = None
+            if last_seen.pop(name, None) is None:  # re-inserted: last_seen stays in recency order
+                probation[name] = None
             else:
-                probation.pop(subject, None)
-            last_seen[subject] = w.end
-            scores = [det.score_one(subject, x) for det in self.detectors]
-            top = max(scores, default=0.0)
-            for det, score in zip(self.detectors, scores, strict=True):
-                if score >= self.min_score:
-                    out["findings"].append(self._finding(det, subject, s, score, w, now))
-            if self.all_rows or top >= self.min_score:
-                out["subject_windows"].append(self._subject_row(subject, s, top, w))
-            if top < self.protect_score:
-                for det, score in zip(self.detectors, scores, strict=True):
-                    det.learn_one(subject, x, score)
-                self.baselines.learn(subject, x)
-                self._learned(subject, s, w)
+                probation.pop(name, None)
+            last_seen[name] = w.end
+        scores = np.zeros((n, len(self.detectors)))
+        for j, det in enumerate(self.detectors):
+            scores[:, j] = det.score_many(names, X)
+        top = scores.max(axis=1, initial=0.0)
+        now = time.time()
+        for k in range(n) if self.all_rows else np.flatnonzero(top >= self.min_score):
+            name, s = names[k], subjects[names[k]]
+            for j, det in enumerate(self.detectors):
+                if scores[k, j] >= self.min_score:
+                    out["findings"].append(self._finding(det, name, s, float(scores[k, j]), w, now))
+            if self.all_rows or top[k] >= self.min_score:
+                out["subject_windows"].append(self._subject_row(name, s, float(top[k]), w))
+        learn = top < self.protect_score
+        for j, det in enumerate(self.detectors):
+            det.learn_many(names, X, scores[:, j], learn)
+        self.baselines.learn_many(names, X, learn)
+        for k in np.flatnonzero(learn):
+            self._learned(names[k], subjects[names[k]], w)
 
     def _finding(self, det, subject: str, s: _Subject, score: float, w: ClosedWindow, now: float) -> tuple:
         reasons = det.explain_one(subject, s.x)
@@ -240,7 +258,7 @@ class ShardProcessor:
                         r.feature: {"observed": r.observed, "baseline": r.baseline, "spread": r.spread}
                         for r in reasons
                     },
-                    "context": s.context,
+                    "context": s.context(),
                 }
             ),
         )
@@ -348,7 +366,8 @@ class ConsumerShard(ShardProcessor):
         for consumer, cw in consumer_windows(w.cells).items():
             x, subnets, families = cw.features()
             x["new_subnets"], x["new_ua_families"] = map(float, self.seen.unseen(consumer, subnets, families))
-            out[consumer] = _Subject(cw.name, cw.owner, x, _consumer_context(cw), (subnets, families))
+            context = partial(_consumer_context, cw)
+            out[consumer] = _Subject(cw.name, cw.owner, x, context, (subnets, families))
         return out
 
     def _learned(self, subject: str, s: _Subject, w: ClosedWindow) -> None:
@@ -385,17 +404,14 @@ class IpShard(ShardProcessor):
         return w.cells.pop(OVERFLOW, None)
 
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
-        out = {}
-        for ip, acc in w.cells.items():
-            paths = (
-                sorted(acc.sensitive)
-                or sorted(acc.error_paths)
-                or sorted(acc.login_paths)
-                or sorted(acc.paths)
-            )
-            context = {"consumer": acc.consumer, "user_agents": sorted(acc.uas)[:3], "paths": paths[:5]}
-            out[ip] = _Subject(ip, "", ip_features(acc), context)
-        return out
+        return {
+            ip: _Subject(ip, "", ip_features(acc), partial(_ip_context, acc)) for ip, acc in w.cells.items()
+        }
+
+
+def _ip_context(acc: IpAcc) -> dict:
+    paths = sorted(acc.sensitive) or sorted(acc.error_paths) or sorted(acc.login_paths) or sorted(acc.paths)
+    return {"consumer": acc.consumer, "user_agents": sorted(acc.uas)[:3], "paths": paths[:5]}
 
 
 class ApiShard(ShardProcessor):
@@ -408,8 +424,12 @@ class ApiShard(ShardProcessor):
         out = {}
         for key, acc in w.cells.items():
             name = endpoint_name(key)
-            out[name] = _Subject(name, "", api_features(acc), {"failing_ips": example_ips(acc.fail_ips)})
+            out[name] = _Subject(name, "", api_features(acc), partial(_api_context, acc))
         return out
+
+
+def _api_context(acc: ApiAcc) -> dict:
+    return {"failing_ips": example_ips(acc.fail_ips)}
 
 
 SHARDS: dict[str, type[ShardProcessor]] = {cls.family: cls for cls in (ConsumerShard, IpShard, ApiShard)}

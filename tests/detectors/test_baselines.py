@@ -1,5 +1,8 @@
 import math
+import pickle
+import random
 
+import numpy as np
 from river import stats
 
 from detectors.baselines import Baselines, Feature
@@ -18,7 +21,8 @@ def test_ew_statistics_equal_rivers():
         b.learn("c", {"requests": float(n)})
         mean.update(math.log1p(n))
         var.update(math.log1p(n))
-    own = b._subjects["c"]
+    o = b._rows["c"] * b._width
+    own = b._stats[o : o + b._width]
     assert math.isclose(own[1], mean.get(), rel_tol=1e-12)
     assert math.isclose(own[2] - own[1] ** 2, var.get(), rel_tol=1e-9, abs_tol=1e-12)
 
@@ -61,3 +65,35 @@ def test_forget_drops_the_subject_but_not_its_peers():
     b.forget("c")
     assert b.history("c") == 0
     assert b.deviation("c", "auth_failure_ratio", {"requests": 10.0}).source == "peers"
+
+
+def _columns(xs: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    return {k: np.array([x.get(k, 0.0) for x in xs]) for k in sorted({k for x in xs for k in x})}
+
+
+def test_many_subjects_at_once_are_one_after_the_other():
+    """``deviations`` and ``learn_many`` equal ``deviation`` and ``learn`` exactly, row reuse included."""
+    rng = random.Random(7)
+    one, many = (Baselines((REQUESTS, RATIO), fading_factor=0.2, min_history=3) for _ in range(2))
+    for window in range(12):
+        subjects = sorted(rng.sample([f"s{i}" for i in range(9)], 5))
+        xs = [{"requests": float(rng.randint(0, 400)), "auth_failure_ratio": rng.random()} for _ in subjects]
+        X = _columns(xs)
+        shift = rng.choice([0.0, 0.4])
+        rows = many.rows(subjects)
+        for name in ("requests", "auth_failure_ratio"):
+            value, mean, z, own = many.deviations(rows, name, X, shift)
+            expected = [one.deviation(s, name, x, shift) for s, x in zip(subjects, xs, strict=True)]
+            assert z.tolist() == [d.z for d in expected]
+            assert mean.tolist() == [d.mean for d in expected]
+            assert own.tolist() == [d.source == "own" for d in expected]
+        mask = np.array([rng.random() < 0.8 for _ in subjects])
+        for s, x, learn in zip(subjects, xs, mask, strict=True):
+            if learn:
+                one.learn(s, x)
+        many.learn_many(subjects, X, mask)
+        if window % 4 == 3:
+            for b in (one, many):
+                b.forget(subjects[0])
+    assert pickle.dumps(one) == pickle.dumps(many)
+    assert many.subjects() == one.subjects() and len(many._stats) <= 9 * many._width

@@ -10,9 +10,10 @@ import pickle
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from detectors import DETECTORS
+from detectors import DETECTORS, BaselineDetector
 
 EXAMPLES = json.loads((Path(__file__).parent / "examples.json").read_text())
 
@@ -160,3 +161,54 @@ def test_learning_with_the_score_given_is_learning_without_it(detector):
         detector.learn_one("a", x)
         given.learn_one("a", x, given.score_one("a", x))
     assert pickle.dumps(given) == pickle.dumps(detector)
+
+
+def _columns(xs: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    return {k: np.array([x.get(k, 0.0) for x in xs]) for k in sorted({k for x in xs for k in x})}
+
+
+def _windows(det, rng: random.Random, subjects: list[str]) -> list[dict[str, float]]:
+    """Ordinary windows, and windows whose features are, each on its own, ordinary, a share of the
+    attack's, or next to one of the detector's thresholds (``min_*`` / ``max_*``)."""
+    near = [
+        float(v) * f
+        for k, v in vars(det).items()
+        if k.startswith(("min_", "max_")) and isinstance(v, int | float)
+        for f in (0.5, 0.99, 1.0, 1.01, 2.0)
+    ]
+    out = []
+    for _ in subjects:
+        x = _normal(det.name, rng)
+        if rng.random() < 0.7:
+            for k, v in _attack(det.name).items():
+                if rng.random() < 0.5:
+                    x[k] = rng.choice(near) if near and rng.random() < 0.5 else v * rng.uniform(0.0, 1.3)
+        out.append(x)
+    return out
+
+
+def test_a_window_at_once_is_one_subject_after_the_other(detector):
+    """``score_many`` / ``learn_many`` over a window's subjects equal ``score_one`` / ``learn_one`` over each,
+    all scored before any is learned; every window ``_quiet`` clears scores 0."""
+    cls = type(detector)
+    many = cls(**cls._unit_test_params())
+    rng = random.Random(11)
+    subjects = [f"s{i}" for i in range(8)]
+    cleared = 0
+    for _ in range(200):
+        xs = _windows(detector, rng, subjects)
+        X = _columns(xs)
+        expected = [detector.score_one(s, x) for s, x in zip(subjects, xs, strict=True)]
+        scores = many.score_many(subjects, X)
+        assert scores.tolist() == expected
+        quiet = many._quiet(X, len(subjects))
+        assert all(score == 0.0 for score, q in zip(expected, quiet, strict=True) if q)
+        cleared += int(quiet.sum())
+        mask = np.array([rng.random() < 0.9 for _ in subjects])
+        for s, x, score, learn in zip(subjects, xs, expected, mask, strict=True):
+            if learn:
+                detector.learn_one(s, x, score)
+        many.learn_many(subjects, X, scores, mask)
+    assert pickle.dumps(many) == pickle.dumps(detector)
+    if cls._quiet is not BaselineDetector._quiet:
+        assert cleared > 0  # the screen was exercised
