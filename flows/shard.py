@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import islice
+from operator import itemgetter
 from typing import ClassVar
 
 import numpy as np
@@ -206,7 +207,10 @@ class ShardProcessor:
         if not n:
             return
         xs = [subjects[name].x for name in names]
-        X = {k: np.fromiter((x.get(k, 0.0) for x in xs), np.float64, n) for k in xs[0]}
+        keys = list(xs[0])  # one builder per family: every subject has these features
+        values = itemgetter(*keys)
+        matrix = np.array([values(x) for x in xs], dtype=np.float64).reshape(n, len(keys))
+        X = {k: matrix[:, i] for i, k in enumerate(keys)}
         shift = self._peer_shift(names, X)
         X["peer_shift"] = np.full(n, shift)
         last_seen, probation = self.last_seen, self._probation
