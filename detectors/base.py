@@ -1,9 +1,12 @@
 """The detector contract, and the parts every detector shares.
 
-Detectors follow River's conventions with one addition: a subject. The
-pipeline calls, for every closed window and subject,
-``score_one(subject, x)`` *before* ``learn_one(subject, x)`` (prequential
-order), where ``x`` holds the window's features (see ``flows/features.py``).
+Detectors follow River's conventions with one addition: a subject.
+``score_one(subject, x)`` comes *before* ``learn_one(subject, x)``
+(prequential order), where ``x`` holds a window's features (see
+``flows/features.py``). The pipeline uses the mini-batch forms: for every
+closed window, ``score_many`` over all its subjects (a NumPy column per
+feature), then ``learn_many``, so each subject is compared with the
+baselines as they stood before the window.
 A detector protects its baselines itself: it does not learn from a window
 that scores at least ``protect_score``, or rises ``z_onset`` spreads above
 the subject's established normal, so an attack does not become the subject's

@@ -270,13 +270,13 @@ class Baselines:
         view[rows] = stats
         del view
         if self._pooled:  # the peers' EW statistics depend on the order: one subject after the other
-            pooled = self._pooled
-            raw_rows = [r.tolist() for r in raws]
-            n_rows = [r.tolist() if r is not None else None for r in ns]
+            raw, cnt = [0.0] * len(self.features), [0.0] * len(self.features)
+            columns = [(i, raws[i].tolist(), None if ns[i] is None else ns[i].tolist()) for i in self._pooled]
             for k in range(len(picked)):
-                raw = [raw_rows[i][k] if i in pooled else 0.0 for i in range(len(self.features))]
-                cnt = [n_rows[i][k] if n_rows[i] is not None else 0.0 for i in range(len(self.features))]
-                self._update(self._peers, 0, raw, cnt, pooled)
+                for i, values, counts in columns:
+                    raw[i] = values[k]
+                    cnt[i] = counts[k] if counts is not None else 0.0
+                self._update(self._peers, 0, raw, cnt, self._pooled)
 
 
 Columns = dict[str, np.ndarray]  # a window's features, one array per feature, one entry per subject
