@@ -120,12 +120,14 @@ _BROWSERS = (
 
 _CACHE_MAX = 100_000
 _flags: dict[str, int] = {}
-_endpoints: dict[str, str] = {}
+_endpoints: dict[str, str] = {}  # paths with digits outside their ids
+_shapes: dict[bytes, str] = {}  # path shapes (see endpoint_of)
+_ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _families: dict[str, str] = {}
 _scanner_uas: dict[str, bool] = {}
 
 
-def _cached(cache: dict, key: str, compute):
+def _cached(cache: dict, key, compute):
     value = cache.get(key)
     if value is None:
         if len(cache) > _CACHE_MAX:
@@ -171,10 +173,25 @@ def endpoint(resource: str) -> str:
     return _ID_SEGMENT.sub("/{id}", "/" + resource.partition("?")[0])[1:]  # "/" + : a leading id segment too
 
 
+def _endpoint_of_shape(shape: bytes) -> str:
+    return endpoint(shape.decode("utf-8", "surrogatepass"))
+
+
 def endpoint_of(resource: str) -> str:
-    """:func:`endpoint`, cached: the parsers fold every event's resource (``Event.endpoint``)."""
+    """:func:`endpoint`, cached: the parsers fold every event's resource (``Event.endpoint``).
+
+    Most concrete paths are one-offs (``/orders/80412``), so the cache is keyed by the
+    path's shape: its bytes with every digit made 0 (0.06 us, against 0.6 us for a
+    ``str.translate``). Which segments are ids depends only on the character classes,
+    which that keeps; the folded shape is the endpoint unless it still holds a 0 (a digit
+    outside the ids), and then the path itself is folded.
+    """
     ep = _endpoints.get(resource)
-    return ep if ep is not None else _cached(_endpoints, resource, endpoint)
+    if ep is not None:
+        return ep
+    shape = resource.encode("utf-8", "surrogatepass").translate(_ZERO_DIGITS)
+    ep = _cached(_shapes, shape, _endpoint_of_shape)
+    return ep if "0" not in ep else _cached(_endpoints, resource, endpoint)
 
 
 def ua_family(user_agent: str) -> str:

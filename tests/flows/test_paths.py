@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.features import _ID, _LAST_NUMBER, classify, endpoint, sequential_ids
+from flows import features
+from flows.features import _ID, _LAST_NUMBER, classify, endpoint, endpoint_of, sequential_ids
 
 # segments of every kind the folding and the flags look at: ids of each shape, templates,
 # login and sensitive names, static and sensitive extensions, dot-files, near-misses
@@ -38,6 +39,26 @@ def _fold_each_segment(resource: str) -> str:
 @given(_PATH)
 def test_endpoint_folds_exactly_the_id_segments(resource):
     assert endpoint(resource) == _fold_each_segment(resource)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_PATH)
+def test_the_cached_folding_is_the_folding(resource):
+    assert endpoint_of(resource) == endpoint(resource)
+    assert endpoint_of(resource) == endpoint(resource)  # now from a cache
+
+
+def test_paths_of_one_shape_share_a_cache_entry():
+    features._shapes.clear()
+    features._endpoints.clear()
+    assert [endpoint_of(p) for p in ("/orders/80412", "/orders/11", "/orders/99", "/orders/x-1/v2")] == [
+        "/orders/{id}", "/orders/{id}", "/orders/{id}", "/orders/{id}/{id}",
+    ]  # fmt: skip
+    assert len(features._shapes) == 3 and not features._endpoints  # /orders/00000, /orders/00, /orders/x-0/v0
+    # digits outside the ids: the shape keeps a 0, so each path is folded itself
+    folded = [endpoint_of(p) for p in ("/abc1x/7", "/abc2x/7", "/\ud800/10")]
+    assert folded == ["/abc1x/{id}", "/abc2x/{id}", "/\ud800/{id}"]
+    assert len(features._endpoints) == 2
 
 
 @settings(max_examples=1000, deadline=None)
