@@ -103,6 +103,17 @@ class Baselines:
         # the peers' statistics, kept only for the features that use them
         self._pooled = tuple(i for i, f in enumerate(features) if f.peers)
 
+    def __setstate__(self, state: dict) -> None:
+        # a recovery snapshot from before one array held every subject: an array per subject
+        subjects = state.pop("_subjects", None)
+        if subjects is not None:
+            state["_width"] = 1 + 2 * len(state["features"])
+            state["_rows"] = {subject: r for r, subject in enumerate(subjects)}
+            state["_stats"] = array("d", b"".join(stats.tobytes() for stats in subjects.values()))
+            state["_free"] = []
+            state["_pooled"] = tuple(i for i, f in enumerate(state["features"]) if f.peers)
+        self.__dict__.update(state)
+
     def history(self, subject: str) -> int:
         """Windows learned for ``subject``."""
         r = self._rows.get(subject)

@@ -97,3 +97,31 @@ def test_many_subjects_at_once_are_one_after_the_other():
                 b.forget(subjects[0])
     assert pickle.dumps(one) == pickle.dumps(many)
     assert many.subjects() == one.subjects() and len(many._stats) <= 9 * many._width
+
+
+def test_a_snapshot_with_an_array_per_subject_resumes():
+    """Recovery state written before one array held every subject still loads, and behaves the same."""
+    rng = random.Random(5)
+    windows = [
+        (f"s{rng.randint(0, 4)}", {"requests": float(rng.randint(1, 90)), "auth_failure_ratio": rng.random()})
+        for _ in range(60)
+    ]
+    b = Baselines((REQUESTS, RATIO), min_history=3)
+    for subject, x in windows:
+        b.learn(subject, x)
+    old = dict(vars(b))  # the same statistics, laid out as the older version pickled them
+    w = old.pop("_width")
+    old["_subjects"] = {s: old["_stats"][r * w : (r + 1) * w] for s, r in old.pop("_rows").items()}
+    del old["_stats"], old["_free"]
+    old["_pooled"] = True
+    resumed = Baselines.__new__(Baselines)
+    resumed.__setstate__(old)
+    probe = {"requests": 400.0, "auth_failure_ratio": 0.6}
+    for subject in ("s0", "s3", "never"):
+        assert resumed.history(subject) == b.history(subject)
+        for name in ("requests", "auth_failure_ratio"):
+            assert resumed.deviation(subject, name, probe) == b.deviation(subject, name, probe)
+    for base in (b, resumed):
+        base.learn("s1", probe)
+        base.forget("s2")
+    assert vars(resumed) == vars(b)
