@@ -1,4 +1,4 @@
-"""Shared helpers: run the real ``gatewatch`` command and read the real store."""
+"""Shared helpers: run the real ``gatewatch`` command, read the real store, build feature columns."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sinks.store import query
@@ -105,3 +106,8 @@ def small_windows_config(tmp_path: Path) -> Path:
 @pytest.fixture
 def env_no_color() -> dict[str, str]:
     return {**os.environ, "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def columns(xs: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    """Windows' feature dicts as the ``*_many`` methods take them; a feature a window lacks is 0."""
+    return {k: np.array([x.get(k, 0.0) for x in xs]) for k in sorted({k for x in xs for k in x})}

@@ -6,6 +6,7 @@ import numpy as np
 from river import stats
 
 from detectors.baselines import Baselines, Feature
+from tests.conftest import columns
 
 REQUESTS = Feature("requests", "requests", floor=0.4, volume=True)
 RATIO = Feature(
@@ -67,9 +68,6 @@ def test_forget_drops_the_subject_but_not_its_peers():
     assert b.deviation("c", "auth_failure_ratio", {"requests": 10.0}).source == "peers"
 
 
-def _columns(xs: list[dict[str, float]]) -> dict[str, np.ndarray]:
-    return {k: np.array([x.get(k, 0.0) for x in xs]) for k in sorted({k for x in xs for k in x})}
-
 
 def test_many_subjects_at_once_are_one_after_the_other():
     """``deviations`` and ``learn_many`` equal ``deviation`` and ``learn`` exactly, row reuse included."""
@@ -78,7 +76,7 @@ def test_many_subjects_at_once_are_one_after_the_other():
     for window in range(12):
         subjects = sorted(rng.sample([f"s{i}" for i in range(9)], 5))
         xs = [{"requests": float(rng.randint(0, 400)), "auth_failure_ratio": rng.random()} for _ in subjects]
-        X = _columns(xs)
+        X = columns(xs)
         shift = rng.choice([0.0, 0.4])
         rows = many.rows(subjects)
         for name in ("requests", "auth_failure_ratio"):

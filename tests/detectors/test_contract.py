@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from detectors import DETECTORS, BaselineDetector
+from tests.conftest import columns
 
 EXAMPLES = json.loads((Path(__file__).parent / "examples.json").read_text())
 
@@ -163,9 +164,6 @@ def test_learning_with_the_score_given_is_learning_without_it(detector):
     assert pickle.dumps(given) == pickle.dumps(detector)
 
 
-def _columns(xs: list[dict[str, float]]) -> dict[str, np.ndarray]:
-    return {k: np.array([x.get(k, 0.0) for x in xs]) for k in sorted({k for x in xs for k in x})}
-
 
 def _windows(det, rng: random.Random, subjects: list[str]) -> list[dict[str, float]]:
     """Ordinary windows, and windows whose features are, each on its own, ordinary, a share of the
@@ -197,7 +195,7 @@ def test_a_window_at_once_is_one_subject_after_the_other(detector):
     cleared = 0
     for _ in range(200):
         xs = _windows(detector, rng, subjects)
-        X = _columns(xs)
+        X = columns(xs)
         expected = [detector.score_one(s, x) for s, x in zip(subjects, xs, strict=True)]
         scores = many.score_many(subjects, X)
         assert scores.tolist() == expected
