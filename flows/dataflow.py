@@ -36,7 +36,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from flows.config import Config
 from flows.events import Chunk, Event, Finding
 from flows.parsers import ChunkParser
-from flows.shard import SHARDS, Output, ShardProcessor
+from flows.shard import FAMILIES, SHARDS, Output, ShardProcessor
 from flows.sources import KafkaInput, LogSource
 from sinks.control import ControlDB
 from sinks.store import StoreWriter
@@ -79,31 +79,38 @@ class RunStats:
 
 
 class _ShardBatch:
-    """Events for one shard, and how far their input has got in event time."""
+    """A batch for one shard, and how far its input has got in event time.
 
-    __slots__ = ("_packed", "events", "shard", "source", "source_ts")
+    The batch is what the shard family's ``WindowTable.collect`` gave: events, or cells.
+    """
 
-    def __init__(self, events: list[Event], shard: str, source: str, source_ts: float) -> None:
-        self.events = events
+    __slots__ = ("_packed", "batch", "shard", "source", "source_ts")
+
+    def __init__(self, batch: object, shard: str, source: str, source_ts: float) -> None:
+        self.batch = batch
         self.shard = shard
         self.source = source
         self.source_ts = source_ts
         self._packed: bytes | None = None
 
     def __reduce__(self):
-        # between processes: msgpack costs a quarter of pickling the events one Struct at a time.
-        # Timely serializes a message twice (its size first), so the encoding is kept.
+        # between processes: msgpack costs a quarter of pickling the events one Struct at a time;
+        # cells are few and pickled. Timely serializes a message twice (its size first), so the
+        # encoding is kept.
+        events = type(self.batch) is list
         if self._packed is None:
-            self._packed = _EVENTS_ENCODER.encode(self.events)
-        return (_unpack_batch, (self._packed, self.shard, self.source, self.source_ts))
+            batch = self.batch
+            self._packed = _EVENTS_ENCODER.encode(batch) if events else pickle.dumps(batch, protocol=5)
+        return (_unpack_batch, (self._packed, events, self.shard, self.source, self.source_ts))
 
 
 _EVENTS_ENCODER = msgspec.msgpack.Encoder()
 _EVENTS_DECODER = msgspec.msgpack.Decoder(list[Event])
 
 
-def _unpack_batch(events: bytes, shard: str, source: str, source_ts: float) -> _ShardBatch:
-    return _ShardBatch(_EVENTS_DECODER.decode(events), shard, source, source_ts)
+def _unpack_batch(packed: bytes, events: bool, shard: str, source: str, source_ts: float) -> _ShardBatch:
+    batch = _EVENTS_DECODER.decode(packed) if events else pickle.loads(packed)  # noqa: S301 - a peer's cells
+    return _ShardBatch(batch, shard, source, source_ts)
 
 
 _SHARD_CACHE_MAX = 100_000
@@ -188,7 +195,9 @@ class _Router:
             options={"json": {"mapping": inp.json_mapping}},
         )
         self.shards = cfg.pipeline.shards
+        self.window_s = cfg.pipeline.window_s
         self.keys = shard_keys(self.shards)
+        self.collect = [SHARDS[family].table_type.collect for family in FAMILIES]
         self.stats = stats
         self.source_ts: dict[str, float] = {}  # newest event time per input source
         # subject -> shard index, remembered: a dict lookup costs a third of encoding and hashing
@@ -212,9 +221,12 @@ class _Router:
         self.source_ts[chunk.source] = newest
         # every event goes to one shard of each family (see shard_keys); every shard hears
         # about every source, so all of them close windows on the same watermark
-        keys = self.keys
+        keys, window_s = self.keys, self.window_s
         if self.shards == 1:
-            out.extend((keys[f][0], _ShardBatch(events, keys[f][0], chunk.source, newest)) for f in _FAMILY_KEYS)
+            out.extend(
+                (keys[f][0], _ShardBatch(collect(events, window_s), keys[f][0], chunk.source, newest))
+                for f, collect in zip(_FAMILY_KEYS, self.collect, strict=True)
+            )
             return out
         n = self.shards
         consumers: list[list[Event]] = [[] for _ in range(n)]
@@ -237,9 +249,10 @@ class _Router:
             if i is None:
                 i = api_shard[e.endpoint] = self._shard_of(e.endpoint)
             apis[i].append(e)
-        for family, buckets in zip(_FAMILY_KEYS, (consumers, ips, apis), strict=True):
+        for family, collect, buckets in zip(_FAMILY_KEYS, self.collect, (consumers, ips, apis), strict=True):
             out.extend(
-                (key, _ShardBatch(b, key, chunk.source, newest)) for key, b in zip(keys[family], buckets, strict=True)
+                (key, _ShardBatch(collect(b, window_s), key, chunk.source, newest))
+                for key, b in zip(keys[family], buckets, strict=True)
             )
         return out
 
@@ -269,7 +282,8 @@ class _ShardLogic(StatefulLogic):
 
     def on_item(self, value: _ShardBatch) -> tuple[list[Output], bool]:
         self._shard = value.shard
-        return self._with_progress(self.proc.ingest(value.events, value.source, value.source_ts)), StatefulLogic.RETAIN
+        out = self.proc.take(value.batch, value.source, value.source_ts)
+        return self._with_progress(out), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Output], bool]:
         return self._with_progress(self.proc.tick(time.time())), StatefulLogic.RETAIN

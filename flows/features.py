@@ -469,6 +469,14 @@ def with_ip(ips: IpSet, ip: str, keep_subnets: int = 0) -> IpSet:
     return ips
 
 
+def merge_ips(ips: IpSet, other: IpSet, keep_subnets: int = 0) -> IpSet:
+    """``ips`` with every IP of ``other`` added: in place while both are exact (see :func:`with_ip`)."""
+    if type(ips) is set and type(other) is set:
+        ips |= other
+        return IpSketch.of(ips, keep_subnets) if len(ips) > EXACT_IPS else ips
+    return ip_union((ips, other), keep_subnets)
+
+
 def subnets_of(ips: IpSet) -> tuple[set[str], int]:
     """The subnets seen (a sketch: the first ``keep_subnets``), and how many distinct there are."""
     if type(ips) is set:
@@ -507,6 +515,24 @@ class TrafficAcc(_Slotted):
         self.ips: IpSet = set()  # an IpSketch past EXACT_IPS
         self.fail_ips: IpSet = set()
         self.uas: set[str] = set()
+
+    def merge(self, other: TrafficAcc) -> None:
+        """Count ``other``'s events too (the same cell, counted elsewhere)."""
+        self.requests += other.requests
+        self.s2xx += other.s2xx
+        self.s3xx += other.s3xx
+        self.s4xx += other.s4xx
+        self.s5xx += other.s5xx
+        self.auth_failures += other.auth_failures
+        self.throttled += other.throttled
+        self.bytes_out += other.bytes_out
+        self.reads += other.reads
+        lat = self.latencies
+        for value, count in other.latencies.items():
+            lat[value] = lat.get(value, 0) + count
+        self.ips = merge_ips(self.ips, other.ips, MAX_SEEN)
+        self.fail_ips = merge_ips(self.fail_ips, other.fail_ips)
+        self.uas |= other.uas
 
     def latency_quantile(self, q: float) -> float | None:
         """Return the ``q`` quantile (nearest rank) of the latencies seen, if any."""
@@ -632,6 +658,17 @@ class ApiAcc(_Slotted):
         self.ips: IpSet = set()  # an IpSketch past EXACT_IPS
         self.fail_ips: IpSet = set()
 
+    def merge(self, other: ApiAcc) -> None:
+        """Count ``other``'s events too (the same cell, counted elsewhere)."""
+        self.requests += other.requests
+        self.s4xx += other.s4xx
+        self.s5xx += other.s5xx
+        self.auth += other.auth
+        self.throttled += other.throttled
+        self.bytes_out += other.bytes_out
+        self.ips = merge_ips(self.ips, other.ips)
+        self.fail_ips = merge_ips(self.fail_ips, other.fail_ips)
+
 
 @dataclass(slots=True)
 class ClosedWindow:
@@ -667,8 +704,30 @@ class WindowTable:
         self.late: dict[float, dict] = {}
         self.closed_until = -math.inf  # every window starting before this is closed
 
-    def add(self, events: Iterable[Event]) -> None:
+    def add(self, events: list[Event]) -> None:
+        """Count a batch of events."""
+        self.take(self.collect(events, self.window_s))
+
+    @staticmethod
+    def collect(events: list[Event], window_s: int) -> object:
+        """Count ``events`` into cells, ``{window_start: {key: accumulator}}``, for :meth:`take`.
+
+        The router does this where the events are parsed, so a shard receives a few cells
+        per batch rather than every event, and a subject with most of the traffic does not
+        pin its family's counting to one worker.
+        """
         raise NotImplementedError
+
+    def take(self, batch) -> None:
+        """Add what :meth:`collect` gave: each cell to its window's (the late cells if closed)."""
+        for start, part in batch.items():
+            cells = self._cells(start)
+            for key, acc in part.items():
+                mine = cells.get(key)
+                if mine is None:
+                    cells[key] = acc
+                else:
+                    mine.merge(acc)
 
     def _cells(self, start: float) -> dict:
         table = self.open if start >= self.closed_until else self.late
@@ -700,14 +759,15 @@ class WindowTable:
 class ConsumerWindows(WindowTable):
     """Cells keyed by (API, consumer): the ``traffic`` rows."""
 
-    def add(self, events: Iterable[Event]) -> None:
-        window_s = self.window_s
+    @staticmethod
+    def collect(events: list[Event], window_s: int) -> dict[float, dict[tuple[str, str], TrafficAcc]]:
+        windows: dict[float, dict[tuple[str, str], TrafficAcc]] = {}
         current_start, cells = None, {}
         for e in events:
             ts = e.ts
             start = ts - ts % window_s
             if start != current_start:
-                current_start, cells = start, self._cells(start)
+                current_start, cells = start, windows.setdefault(start, {})
             key = (e.api, e.consumer)
             acc = cells.get(key)
             if acc is None:
@@ -740,6 +800,7 @@ class ConsumerWindows(WindowTable):
                 acc.ips = with_ip(acc.ips, ip, MAX_SEEN)
             if e.user_agent:
                 acc.uas.add(e.user_agent)
+        return windows
 
 
 class IpWindows(WindowTable):
@@ -753,6 +814,11 @@ class IpWindows(WindowTable):
 
     max_cells: int = 1 << 62  # the shard sets both from its config
     tracked: Container[str] = frozenset()
+
+    @staticmethod
+    def collect(events: list[Event], window_s: int) -> list[Event]:
+        """The events themselves: IPs are many and mostly one-offs, and the cap counts each event in turn."""
+        return events
 
     def _admit(self, cells: dict, ip: str, e: Event) -> IpAcc | None:
         """A new cell for ``ip``, or None when the event is counted in the window's overflow."""
@@ -774,11 +840,11 @@ class IpWindows(WindowTable):
         acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
         return acc
 
-    def add(self, events: Iterable[Event]) -> None:
+    def take(self, batch: list[Event]) -> None:
         window_s = self.window_s
         current_start, cells = None, {}
         flags_of = _flags.get
-        for e in events:
+        for e in batch:
             ts = e.ts
             ip = e.client_ip
             if not ip:
@@ -834,8 +900,9 @@ class ApiWindows(WindowTable):
     Events that name no endpoint (WSO2 faults) are left to the consumer family.
     """
 
-    def add(self, events: Iterable[Event]) -> None:
-        window_s = self.window_s
+    @staticmethod
+    def collect(events: list[Event], window_s: int) -> dict[float, dict[tuple[str, str, str], ApiAcc]]:
+        windows: dict[float, dict[tuple[str, str, str], ApiAcc]] = {}
         current_start, cells = None, {}
         for e in events:
             ts = e.ts
@@ -843,7 +910,7 @@ class ApiWindows(WindowTable):
                 continue
             start = ts - ts % window_s
             if start != current_start:
-                current_start, cells = start, self._cells(start)
+                current_start, cells = start, windows.setdefault(start, {})
             key = (e.api, e.method, e.endpoint)
             acc = cells.get(key)
             if acc is None:
@@ -865,6 +932,7 @@ class ApiWindows(WindowTable):
             acc.bytes_out += e.bytes_out
             if ip:
                 acc.ips = with_ip(acc.ips, ip)
+        return windows
 
 
 def endpoint_name(key: tuple[str, str, str]) -> str:

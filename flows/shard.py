@@ -2,7 +2,9 @@
 
 The dataflow routes every event to three shards, one per subject family
 (consumer, client IP, API endpoint; crc32 of the subject picks the shard
-within the family), and feeds each shard whole batches of events. A shard
+within the family), and feeds each shard whole batches: of events (IPs), or
+of cells the router counted from them (consumers, endpoints:
+``WindowTable.collect``). A shard
 keeps its family's open windows, the detectors' baselines, and turns every
 closed window into store rows: ``traffic`` (consumer shards only, one row per
 window × API × consumer, so ``SUM(traffic.requests)`` counts every event once),
@@ -131,9 +133,13 @@ class ShardProcessor:
         self.clock = InputClock(idle_s=p.idle_close_s, hold_s=_HOLD_S)
 
     def ingest(self, events: list[Event], source: str, source_ts: float) -> list[Output]:
-        """Add a batch; ``source_ts`` is the newest event time input ``source`` has reached."""
+        """Add a batch of events; ``source_ts`` is the newest event time input ``source`` has reached."""
+        return self.take(self.table.collect(events, self.table.window_s), source, source_ts)
+
+    def take(self, batch: object, source: str, source_ts: float) -> list[Output]:
+        """:meth:`ingest` for a batch the router has already run through ``table_type.collect``."""
         now = time.time()
-        self.table.add(events)
+        self.table.take(batch)
         self.clock.advance(source, source_ts, now)
         return self._emit(self.table.close_until(self.clock.watermark(now) - self.lateness_s))
 

@@ -96,13 +96,20 @@ def test_every_event_reaches_one_shard_of_each_family_and_an_endpoint_always_the
     router = _Router(cfg, RunStats())
     lines = SAMPLE.read_bytes().splitlines()[:2000]
     routed = router(Chunk("s.log", 1, 0, lines))
-    by_key = {key: batch.events for key, batch in routed}
+    by_key = {key: batch.batch for key, batch in routed}
     keys = shard_keys(3)
     assert sorted(by_key) == sorted(k for names in keys.values() for k in names)
-    for family in "cia":
-        assert sum(len(v) for k, v in by_key.items() if k[0] == family) == 2000
+    # IP shards get the events; consumer and endpoint shards the cells the router counted from them
+    assert sum(len(by_key[k]) for k in keys["i"]) == 2000
+    cells = {k: [cell for part in by_key[k].values() for cell in part.items()] for k in keys["c"] + keys["a"]}
+    assert sum(acc.requests for k in keys["c"] for _, acc in cells[k]) == 2000
+    events, _ = router.parser.parse(Chunk("s.log", 1, 0, lines))
+    with_endpoint = sum(1 for e in events if e.resource or e.method)  # WSO2 faults name none
+    assert sum(acc.requests for k in keys["a"] for _, acc in cells[k]) == with_endpoint > 0
     for i, key in enumerate(keys["a"]):
-        assert {zlib.crc32(endpoint(e.resource).encode()) % 3 for e in by_key[key]} <= {i}
+        assert {zlib.crc32(ep.encode()) % 3 for (_, _, ep), _ in cells[key]} <= {i}
+    for i, key in enumerate(keys["c"]):
+        assert {zlib.crc32(consumer.encode()) % 3 for (_, consumer), _ in cells[key]} <= {i}
 
 
 def _window(start, consumers, scale=1.0, heavy=None):

@@ -1,0 +1,92 @@
+"""Cells counted where the events are parsed (``collect``), merged at the shard (``take``).
+
+The router counts consumer and endpoint cells per batch; a shard merges the batches
+of every input. However the events are split into batches, the merged cells must be
+those of counting every event at the shard.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.base import subnet
+from flows.events import Event
+from flows.features import EXACT_IPS, MAX_SEEN, ApiWindows, ConsumerWindows, IpSketch, TrafficAcc, endpoint_of
+
+T0 = 1_700_000_040.0
+
+_events = st.builds(
+    lambda ts, api, consumer, ip, method, resource, status, bytes_out, latency, ua: Event(
+        T0 + ts, api, consumer, consumer.upper(), "owner", consumer, ip, method, resource,
+        endpoint_of(resource), status, status in (401, 403), status == 429, bytes_out, latency, ua,
+    ),
+    st.floats(0, 179, allow_nan=False),  # three windows of 60 s
+    st.sampled_from(["shop", "pay"]),
+    st.sampled_from(["c1", "c2", ""]),
+    st.sampled_from(["", "10.0.0.1", "10.0.0.2", "10.0.1.9", "2001:db8::1"]),
+    st.sampled_from(["GET", "POST", "HEAD", ""]),
+    st.sampled_from(["", "/items/1", "/items/2", "/login", "/a.js"]),
+    st.sampled_from([200, 302, 401, 403, 404, 429, 500, 503]),
+    st.integers(0, 5000),
+    st.sampled_from([-1, 5, 20]),
+    st.sampled_from(["", "curl/8.1", "okhttp/4.9"]),
+)  # fmt: skip
+
+
+def _state(windows: dict[tuple[bool, float], dict]) -> dict:
+    """Cells as comparable values: dicts and sets compare regardless of order."""
+    return {at: {key: acc.__getstate__() for key, acc in c.items()} for at, c in windows.items() if c}
+
+
+def _split(events: list[Event], cuts: list[int]) -> list[list[Event]]:
+    bounds = sorted({0, len(events), *(min(c, len(events)) for c in cuts)})
+    return [events[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(_events, max_size=80),
+    st.integers(0, 80),
+    st.lists(st.integers(0, 80), max_size=6),
+    st.sampled_from([0.0, 60.0, 120.0, 180.0]),
+)
+def test_cells_merged_from_any_split_into_batches_equal_counting_every_event_at_once(
+    events, mid, cuts, close_at
+):
+    first, rest = events[:mid], events[mid:]
+    for table_type in (ConsumerWindows, ApiWindows):
+        merged = table_type(60, 10)
+        for batch in _split(first, cuts):
+            merged.take(table_type.collect(batch, 60))
+        closed = merged.close_until(T0 + close_at)  # the rest of a closed window's events go to late cells
+        cut = merged.closed_until
+        for batch in _split(rest, cuts):
+            merged.take(table_type.collect(batch, 60))
+        state = {(False, w.start): w.cells for w in closed}
+        state |= {(False, start): cells for start, cells in merged.open.items()}
+        state |= {(True, start): cells for start, cells in merged.late.items()}
+
+        # the reference: each window's events counted one by one, in one pass
+        on_time = first + [e for e in rest if e.ts - e.ts % 60 >= cut]
+        late = [e for e in rest if e.ts - e.ts % 60 < cut]
+        expected = {(False, s): c for s, c in table_type.collect(on_time, 60).items()}
+        expected |= {(True, s): c for s, c in table_type.collect(late, 60).items()}
+        assert _state(state) == _state(expected)
+
+
+def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
+    ips = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(EXACT_IPS + 500)]
+    whole, merged = TrafficAcc("c", ""), TrafficAcc("c", "")
+    for ip in ips:
+        whole.ips.add(ip)
+    whole.ips = IpSketch.of(whole.ips, MAX_SEEN)
+    for half in (ips[: len(ips) // 2], ips[len(ips) // 2 :]):
+        part = TrafficAcc("c", "")
+        part.ips = set(half)
+        merged.merge(part)
+    assert type(merged.ips) is IpSketch
+    assert merged.ips.ips.registers == whole.ips.ips.registers
+    assert merged.ips.subnets.registers == whole.ips.subnets.registers
+    assert merged.ips.examples == sorted(ips)[:5]
+    assert merged.ips.subnet_sample == {subnet(ip) for ip in ips}  # 18, fewer than MAX_SEEN
