@@ -176,6 +176,7 @@ def shard_keys(shards: int) -> dict[str, list[str]]:
     return keys
 
 
+_REPLAY_HOLD_ROWS = 10_000  # rows a replay holds before writing segments (rejected lines: up to 40 MiB)
 PROGRESS = "progress"  # pseudo-table: (shard key, event time every window before which is closed)
 
 
@@ -310,6 +311,7 @@ class _StorePartition(StatefulSinkPartition):
         compact_every_s: float,
         compact_min_files: int,
         shard_count: int,
+        hold_rows: int,
     ) -> None:
         self.writer = writer
         self.shard_count = shard_count
@@ -319,6 +321,9 @@ class _StorePartition(StatefulSinkPartition):
         self.compact_every_s = compact_every_s
         self.compact_min_files = compact_min_files
         self._last_compact = time.monotonic()
+        self.hold_rows = hold_rows
+        self._held: dict[str, list[tuple]] = {}  # rows not yet in a segment (see StoreSink)
+        self._held_count = 0
 
     def write_batch(self, items: list[Output]) -> None:
         by_table: dict[str, list[tuple]] = {}
@@ -326,9 +331,15 @@ class _StorePartition(StatefulSinkPartition):
             by_table.setdefault(table, []).extend(rows)
         progress = by_table.pop(PROGRESS, [])
         for table, rows in by_table.items():
-            self.writer.append(table, rows)
             self.stats.add_rows(table, len(rows))
-        # the segments are durable before the controller may act on them
+            if table == "findings":
+                self.writer.append(table, rows)
+            else:
+                self._held.setdefault(table, []).extend(rows)
+                self._held_count += len(rows)
+        if self._held_count >= self.hold_rows:
+            self._write_held()
+        # the findings are durable before the controller may act on them
         if "traffic" in by_table:  # the blast radius counts the consumers with traffic
             self.control.record_consumers({(row[1], row[3]) for row in by_table["traffic"]})
         if "findings" in by_table:
@@ -341,12 +352,20 @@ class _StorePartition(StatefulSinkPartition):
         if time.monotonic() - self._last_compact >= self.compact_every_s:
             self.compact()
 
+    def _write_held(self) -> None:
+        for table, rows in self._held.items():
+            self.writer.append(table, rows)
+        self._held.clear()
+        self._held_count = 0
+
     def compact(self) -> None:
+        self._write_held()
         self.writer.compact_all(self.compact_min_files)
         self._last_compact = time.monotonic()
 
     def snapshot(self) -> int:
         # on resume, everything written after this segment is rolled back: Bytewax replays it
+        self._write_held()
         return self.writer.last_seq
 
     def close(self) -> None:
@@ -362,6 +381,12 @@ class StoreSink(FixedPartitionedSink):
     snapshot is its newest segment number, and a resumed partition first
     rolls back every segment written after it, since Bytewax replays the
     output of the epochs after the snapshot.
+
+    Findings get a segment at once: the controller acts on them. Other rows
+    wait until ``hold_rows`` of them are held (0: every batch, for ``run``,
+    whose store is read live), a snapshot or the end: a replay then writes
+    a few large segments instead of one per table and closed window, each a
+    file to write and later to compact.
     """
 
     def __init__(
@@ -372,9 +397,11 @@ class StoreSink(FixedPartitionedSink):
         compact_every_s: float,
         compact_min_files: int,
         shard_count: int,
+        hold_rows: int = 0,
         base_seq: int | None = None,
     ) -> None:
         self.root = root
+        self.hold_rows = hold_rows
         self.shard_count = shard_count  # shards of all families, each reporting its progress
         self.base_seq = base_seq  # where a recovery lineage started: the resume point before any snapshot
         self.stats = stats
@@ -399,6 +426,7 @@ class StoreSink(FixedPartitionedSink):
             self.compact_every_s,
             self.compact_min_files,
             self.shard_count,
+            self.hold_rows,
         )
 
 
@@ -456,6 +484,7 @@ def build_flow(
             compact_every_s=cfg.store.compact_every_s if follow else float("inf"),
             compact_min_files=cfg.store.compact_min_files,
             shard_count=len(_FAMILY_KEYS) * cfg.pipeline.shards,
+            hold_rows=0 if follow else _REPLAY_HOLD_ROWS,
             base_seq=store_base_seq,
         ),
     )

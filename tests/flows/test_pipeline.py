@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
 from flows.config import Config
+from flows.dataflow import RunStats, StoreSink
+from flows.events import Event
+from flows.shard import ConsumerShard
 from sinks.control import ControlDB
 from tests.conftest import SAMPLE, gatewatch, rows, scalar
 
@@ -147,3 +151,36 @@ def test_sql_formats(tmp_path):
     assert as_json[0]["consumer_name"] in table
     bad = gatewatch("sql", "--store", str(store), "SELECT nope FROM traffic", check=False)
     assert bad.returncode == 1 and "nope" in bad.stderr
+
+
+def test_a_replay_sink_holds_bulk_rows_back_but_writes_findings_at_once(tmp_path):
+    t0 = 1_700_000_040.0
+    events = [
+        Event(t0 + i, "shop", f"c{i % 3}", f"C{i % 3}", "", "", "10.0.0.1", "GET", "/x", "/x", 200,
+              False, False, 10, 5, "curl/8")
+        for i in range(120)
+    ]  # fmt: skip
+    shard = ConsumerShard(Config())
+    out = dict(shard.ingest(events, "a.log", events[-1].ts) + shard.flush())
+    traffic = out["traffic"]  # 2 windows x 3 consumers
+    finding = ("f1", "consumer", "c1", "C1", "", "credential_stuffing", "credential_stuffing", 0.9,
+               t0, t0 + 60, t0 + 61, ["auth failures 9 vs baseline 0"], "{}")  # fmt: skip
+    sink = StoreSink(
+        tmp_path, RunStats(), compact_every_s=math.inf, compact_min_files=8, shard_count=3,
+        hold_rows=len(traffic),
+    )
+    part = sink.build_part("store", "store", None)
+
+    def segments(table: str) -> int:
+        return len(list((tmp_path / table).glob("seg-*.parquet")))
+
+    part.write_batch([("traffic", traffic[:2])])
+    assert segments("traffic") == 0  # held
+    part.write_batch([("findings", [finding])])
+    assert segments("findings") == 1  # the controller may act on it: written at once
+    part.write_batch([("traffic", traffic[2:]), ("subject_windows", out["subject_windows"])])
+    assert segments("traffic") == segments("subject_windows") == 1  # hold_rows reached
+    part.write_batch([("traffic", traffic[:1])])
+    assert part.snapshot() == 4  # a snapshot writes what is held first: Bytewax resumes after it
+    assert segments("traffic") == 2
+    assert scalar(tmp_path, "SELECT sum(requests) FROM traffic") == 120 + traffic[0][6]
