@@ -176,7 +176,7 @@ def shard_keys(shards: int) -> dict[str, list[str]]:
     return keys
 
 
-_REPLAY_HOLD_ROWS = 10_000  # rows a replay holds before writing segments (rejected lines: up to 40 MiB)
+_REPLAY_HOLD_ROWS = 10_000  # traffic and subject_windows rows a replay holds before writing segments
 PROGRESS = "progress"  # pseudo-table: (shard key, event time every window before which is closed)
 
 
@@ -332,7 +332,7 @@ class _StorePartition(StatefulSinkPartition):
         progress = by_table.pop(PROGRESS, [])
         for table, rows in by_table.items():
             self.stats.add_rows(table, len(rows))
-            if table == "findings":
+            if table not in ("traffic", "subject_windows"):
                 self.writer.append(table, rows)
             else:
                 self._held.setdefault(table, []).extend(rows)
@@ -382,11 +382,12 @@ class StoreSink(FixedPartitionedSink):
     rolls back every segment written after it, since Bytewax replays the
     output of the epochs after the snapshot.
 
-    Findings get a segment at once: the controller acts on them. Other rows
-    wait until ``hold_rows`` of them are held (0: every batch, for ``run``,
-    whose store is read live), a snapshot or the end: a replay then writes
-    a few large segments instead of one per table and closed window, each a
-    file to write and later to compact.
+    ``traffic`` and ``subject_windows`` rows wait until ``hold_rows`` of them
+    are held (0: every batch, for ``run``, whose store is read live), a
+    snapshot or the end: a replay then writes a few large segments instead of
+    one per table and closed window, each a file to write and later to
+    compact. Findings get a segment at once (the controller acts on them),
+    and so do rejected lines (each may keep up to ``input.raw_max_bytes``).
     """
 
     def __init__(

@@ -178,9 +178,11 @@ def test_a_replay_sink_holds_bulk_rows_back_but_writes_findings_at_once(tmp_path
     assert segments("traffic") == 0  # held
     part.write_batch([("findings", [finding])])
     assert segments("findings") == 1  # the controller may act on it: written at once
+    part.write_batch([("rejected", [("a.log", 7, 512, "no_match", "", "garbage", t0)])])
+    assert segments("rejected") == 1  # up to raw_max_bytes each: not held
     part.write_batch([("traffic", traffic[2:]), ("subject_windows", out["subject_windows"])])
     assert segments("traffic") == segments("subject_windows") == 1  # hold_rows reached
     part.write_batch([("traffic", traffic[:1])])
-    assert part.snapshot() == 4  # a snapshot writes what is held first: Bytewax resumes after it
+    assert part.snapshot() == 5  # a snapshot writes what is held first: Bytewax resumes after it
     assert segments("traffic") == 2
     assert scalar(tmp_path, "SELECT sum(requests) FROM traffic") == 120 + traffic[0][6]
