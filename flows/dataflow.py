@@ -176,7 +176,8 @@ def shard_keys(shards: int) -> dict[str, list[str]]:
     return keys
 
 
-_REPLAY_HOLD_ROWS = 10_000  # traffic and subject_windows rows a replay holds before writing segments
+_HELD_TABLES = ("traffic", "subject_windows")  # the bulk of the output: rows a replay holds back
+_REPLAY_HOLD_ROWS = 10_000  # held rows a replay writes segments at
 PROGRESS = "progress"  # pseudo-table: (shard key, event time every window before which is closed)
 
 
@@ -323,7 +324,6 @@ class _StorePartition(StatefulSinkPartition):
         self._last_compact = time.monotonic()
         self.hold_rows = hold_rows
         self._held: dict[str, list[tuple]] = {}  # rows not yet in a segment (see StoreSink)
-        self._held_count = 0
 
     def write_batch(self, items: list[Output]) -> None:
         by_table: dict[str, list[tuple]] = {}
@@ -332,12 +332,11 @@ class _StorePartition(StatefulSinkPartition):
         progress = by_table.pop(PROGRESS, [])
         for table, rows in by_table.items():
             self.stats.add_rows(table, len(rows))
-            if table not in ("traffic", "subject_windows"):
-                self.writer.append(table, rows)
-            else:
+            if table in _HELD_TABLES:
                 self._held.setdefault(table, []).extend(rows)
-                self._held_count += len(rows)
-        if self._held_count >= self.hold_rows:
+            else:
+                self.writer.append(table, rows)
+        if sum(map(len, self._held.values())) >= self.hold_rows:
             self._write_held()
         # the findings are durable before the controller may act on them
         if "traffic" in by_table:  # the blast radius counts the consumers with traffic
@@ -356,7 +355,6 @@ class _StorePartition(StatefulSinkPartition):
         for table, rows in self._held.items():
             self.writer.append(table, rows)
         self._held.clear()
-        self._held_count = 0
 
     def compact(self) -> None:
         self._write_held()
