@@ -28,7 +28,12 @@ lines), then measures:
   summaries must account for every line (events + rejected = lines); after
   the first run of each layout the store is checked too:
   ``SUM(traffic.requests) + COUNT(rejected)`` = lines. Skipped with a message
-  if the script is missing;
+  if the script is missing. Two more columns explain a cluster's speed-up:
+  the busiest process's share of the CPU (100 % for one process; a cluster
+  of N cannot be faster than one process doing that share), and the fixed
+  cost of a run, the median wall time of replaying the log's first
+  ``START_LINES`` lines in the same layout (start-up, connecting, the last
+  window and compaction), which the end-to-end figure includes;
 - ``combined`` only: ``fail2ban-regex FILE <filter>`` with one access-log filter
   (``--fail2ban-filter``, default ``nginx-botsearch``), median wall time of
   ``--runs``, as the single-filter yardstick. Skipped with a message when
@@ -47,6 +52,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import islice
 from pathlib import Path
@@ -65,6 +71,7 @@ MINUTES = 60
 START = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
 FORMATS = ("wso2", "combined")
 HEADROOM = 1.05  # generate 5 % more traffic than needed, cut at exactly the wanted number of lines
+START_LINES = 1_000  # a replay this short measures a run's fixed cost
 
 
 class _Properties(msgspec.Struct, rename="camel"):
@@ -256,16 +263,23 @@ def split_log(path: Path, parts: int) -> list[Path]:
     return outs
 
 
+@dataclass(frozen=True)
+class Replay:
+    """The medians of one layout's runs."""
+
+    lines_per_s: float
+    peak_rss_mib: float  # the highest of the runs, summed over a cluster's processes
+    cpu_us_per_line: float  # user + sys of every process
+    busiest_share: float  # the busiest process's part of that CPU (1.0 for one process)
+    rejected: int  # lines rejected in the last run
+
+
 def measure_replay(
     exe: Path, fmt: str, inputs: list[Path], *, workdir: Path, lines: int, runs: int, layout: str, shards: int
-) -> tuple[float, float, float, int]:
+) -> Replay:
     """Run ``gatewatch replay`` over ``inputs`` ``runs`` times in ``layout``: ``wN`` threads or ``pN`` processes.
 
     Every layout uses the same ``shards``, so all give the same store.
-
-    Returns:
-        Median lines/s, peak RSS in MiB (summed over a cluster's processes), median CPU
-        (user + sys of every process) in microseconds per line, and the rejected lines of the last run.
 
     Raises:
         RuntimeError: a run failed, or its summaries or store do not account for every line.
@@ -274,7 +288,7 @@ def measure_replay(
     workers, processes = (count, 1) if kind == "w" else (1, count)
     config = workdir / f"bench-{layout}.toml"
     config.write_text(f"[pipeline]\nworkers = {workers}\nshards = {shards}\n")
-    secs, cpus, peak_kib = [], [], 0
+    secs, cpus, shares, peak_kib = [], [], [], 0
     for run in range(runs):
         store = Path(tempfile.mkdtemp(prefix="store-", dir=workdir)) / "store"
         cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt, "--store", str(store), "--config", str(config)]
@@ -292,19 +306,20 @@ def measure_replay(
                 procs.append(subprocess.Popen(c, stdout=out, stderr=subprocess.STDOUT))
             if i + 1 < processes:  # the last one only connects
                 _wait_listening(ports[i], procs[-1])
-        cpu, rss = 0.0, 0
+        proc_cpus, rss = [], 0
         try:
             for c, proc, output in zip(cmds, procs, outputs, strict=True):
                 # wait4 gives this child's own rusage, so each run's peak RSS is separate
                 _, status, usage = os.wait4(proc.pid, 0)
-                cpu += usage.ru_utime + usage.ru_stime
+                proc_cpus.append(usage.ru_utime + usage.ru_stime)
                 rss += usage.ru_maxrss  # KiB on Linux
                 if (code := os.waitstatus_to_exitcode(status)) != 0:
                     tail = output.read_text(errors="replace")[-2000:]
                     msg = f"{' '.join(c)} exited with {code}; output ends with:\n{tail}"
                     raise RuntimeError(msg)
             secs.append(time.perf_counter() - t0)
-            cpus.append(cpu)
+            cpus.append(sum(proc_cpus))
+            shares.append(max(proc_cpus) / sum(proc_cpus))
             peak_kib = max(peak_kib, rss)
             summaries = [_summary(o) for o in outputs]
             read, events, rejected = (sum(int(s[k]) for s in summaries) for k in ("lines", "events", "rejected"))
@@ -318,7 +333,22 @@ def measure_replay(
             for proc in procs:
                 proc.kill() if proc.poll() is None else None
             shutil.rmtree(store.parent)
-    return lines / statistics.median(secs), peak_kib / 1024, statistics.median(cpus) / lines * 1e6, rejected
+    return Replay(
+        lines / statistics.median(secs),
+        peak_kib / 1024,
+        statistics.median(cpus) / lines * 1e6,
+        statistics.median(shares),
+        rejected,
+    )
+
+
+def head_log(path: Path, lines: int) -> Path:
+    """The first ``lines`` lines of ``path``, as a file beside it."""
+    out = path.with_name(f"{path.stem}.head{lines}{path.suffix}")
+    if not (out.exists() and out.stat().st_mtime >= path.stat().st_mtime):
+        with open(path, "rb") as f:
+            out.write_bytes(b"".join(islice(f, lines)))
+    return out
 
 
 def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
@@ -401,10 +431,12 @@ def main(argv: list[str] | None = None) -> None:
         "end-to-end lines/s",
         "e2e/floor",
         "CPU us/line",
+        "busiest process CPU %",
+        "start s",
         "peak RSS MiB",
     )
     table: list[tuple[str, ...]] = []
-    yardsticks: list[str] = []
+    notes: list[str] = []
     for fmt in args.formats:
         path = LOGS[fmt](args.workdir, args.lines)
         floor = measure_parse_floor(fmt, path, args.lines, args.runs)
@@ -418,23 +450,50 @@ def main(argv: list[str] | None = None) -> None:
                 )
         if not exe.exists():
             continue
+        head = head_log(path, START_LINES)
+        measured: dict[str, tuple[Replay, float]] = {}
         for layout in args.layouts:
-            inputs = split_log(path, int(layout[1:])) if layout.startswith("p") else [path]
-            rate, peak, cpu, rejected = measure_replay(
-                exe, fmt, inputs, workdir=args.workdir, lines=args.lines, runs=args.runs, layout=layout,
-                shards=args.shards,
-            )  # fmt: skip
-            if rejected:
-                print(f"{fmt}, {layout}: {rejected:,} lines rejected (see the rejected table)")
+            nodes = int(layout[1:]) if layout.startswith("p") else 1
+            common = {"workdir": args.workdir, "runs": args.runs, "layout": layout, "shards": args.shards}
+            r = measure_replay(exe, fmt, split_log(path, nodes), lines=args.lines, **common)
+            short = measure_replay(exe, fmt, split_log(head, nodes), lines=START_LINES, **common)
+            start_s = START_LINES / short.lines_per_s
+            measured[layout] = (r, start_s)
+            if r.rejected:
+                print(f"{fmt}, {layout}: {r.rejected:,} lines rejected (see the rejected table)")
             table.append(
-                (fmt, f"{args.lines:,}", layout, f"{floor:,.0f}", f"{rate:,.0f}", f"{rate / floor:.3f}", f"{cpu:.2f}", f"{peak:,.0f}")
+                (
+                    fmt, f"{args.lines:,}", layout, f"{floor:,.0f}", f"{r.lines_per_s:,.0f}",
+                    f"{r.lines_per_s / floor:.3f}", f"{r.cpu_us_per_line:.2f}",
+                    f"{r.busiest_share * 100:.0f}", f"{start_s:.2f}", f"{r.peak_rss_mib:,.0f}",
+                )
             )  # fmt: skip
             if fail2ban is not None:
-                yardsticks.append(f"{fmt}, {layout}: end to end / fail2ban-regex = {rate / fail2ban:.2f}")
+                notes.append(f"{fmt}, {layout}: end to end / fail2ban-regex = {r.lines_per_s / fail2ban:.2f}")
+        notes.extend(_cluster_notes(fmt, args.lines, measured))
     if table:
         _print_table(header, table)
-    for line in yardsticks:
+    for line in notes:
         print(line)
+
+
+def _cluster_notes(fmt: str, lines: int, measured: dict[str, tuple[Replay, float]]) -> list[str]:
+    """How each cluster layout compares with one worker, and what bounds it."""
+    if "w1" not in measured:
+        return []
+    one, one_start = measured["w1"]
+    out = []
+    for layout, (r, start_s) in measured.items():
+        if not layout.startswith("p"):
+            continue
+        bound = one.cpu_us_per_line / (r.busiest_share * r.cpu_us_per_line)
+        steady = (lines / one.lines_per_s - one_start) / (lines / r.lines_per_s - start_s)
+        out.append(
+            f"{fmt}, {layout} / w1: {r.lines_per_s / one.lines_per_s:.2f}x; CPU per line "
+            f"{r.cpu_us_per_line / one.cpu_us_per_line:.2f}x w1's, the busiest process {r.busiest_share:.0%} "
+            f"of it: at most {bound:.2f}x on {layout[1:]} cores; {steady:.2f}x without the fixed start cost"
+        )
+    return out
 
 
 if __name__ == "__main__":
