@@ -93,20 +93,21 @@ class Controller:
         # watermark past the window, so every finding this watermark covers is handled below
         watermark = control.watermark()
         while batch := control.findings_after(cursor):
-            for seq, finding in batch:
-                active = control.active_decision(finding.subject_type, finding.subject)
-                decisions = self.policy.decide(finding, active, self.context(finding))
-                # observers run after the decisions (they read the subject's tier) but before the
-                # cursor moves, so after a crash they see the finding again (they are idempotent)
-                self.commit(decisions, cursor_to=None if self.observers else seq)
-                self.decisions_made += sum(d.changed_at == d.created_at for d in decisions)
-                for obs in self.observers:
-                    obs.on_finding(finding, control)
-                if self.observers:
-                    with control.transaction() as con:
-                        self.checkpoint(con, cursor=seq)
-                cursor = seq
-                handled += 1
+            # one transaction and one history segment per batch of findings: each finding's
+            # decisions and observers see the earlier ones' (same connection), and a crash
+            # rolls back the whole batch, which is then handled again
+            with control.transaction() as con:
+                with self.writer.held():  # the observers' rows too
+                    for _, finding in batch:
+                        active = control.active_decision(finding.subject_type, finding.subject)
+                        decisions = self.policy.decide(finding, active, self.context(finding))
+                        self._put(decisions, con)
+                        self.decisions_made += sum(d.changed_at == d.created_at for d in decisions)
+                        for obs in self.observers:
+                            obs.on_finding(finding, control)  # joins this transaction
+                cursor = batch[-1][0]
+                self.checkpoint(con, cursor=cursor)
+            handled += len(batch)
         if watermark is not None:
             # every finding still to come is for a window ending after the watermark
             control.forget_consumers(watermark - self.policy.active_window_s)
@@ -149,7 +150,7 @@ class Controller:
                 out.append(replace(d, status="applied", changed_at=time.time()))
         return out
 
-    def commit(self, decisions: list[Decision], *, cursor_to: int | None = None) -> list[Decision]:
+    def commit(self, decisions: list[Decision]) -> list[Decision]:
         """Persist decision states, their history rows and their deliveries atomically.
 
         Each state is first merged with the stored one (:func:`merge_state`).
@@ -159,15 +160,20 @@ class Controller:
         states stored.
         """
         with self.control.transaction() as con:
-            decisions = [m for d in decisions if (m := merge_state(self.control.decision(d.decision_id), d))]
-            if decisions:
-                self.writer.append("decisions", [astuple(d) for d in decisions])
-            for d in decisions:
-                self.control.put_decision(d, con)
-                if self.planner is not None and d.mode == "enforce":
-                    self.planner.plan(d, self.control, con)
-            self.checkpoint(con, cursor=cursor_to)
-        return decisions
+            stored = self._put(decisions, con)
+            self.checkpoint(con)
+        return stored
+
+    def _put(self, decisions: list[Decision], con) -> list[Decision]:
+        """Store the states :func:`merge_state` keeps, their history rows and deliveries; return them."""
+        stored = [m for d in decisions if (m := merge_state(self.control.decision(d.decision_id), d))]
+        if stored:
+            self.writer.append("decisions", [astuple(d) for d in stored])
+        for d in stored:
+            self.control.put_decision(d, con)
+            if self.planner is not None and d.mode == "enforce":
+                self.planner.plan(d, self.control, con)
+        return stored
 
     def checkpoint(self, con, *, cursor: int | None = None) -> None:
         """Acknowledge, inside a transaction, every store row written so far (and the inbox cursor)."""

@@ -150,8 +150,14 @@ class ControlDB:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """Run statements atomically (``BEGIN IMMEDIATE``: one writer at a time)."""
+        """Run statements atomically (``BEGIN IMMEDIATE``: one writer at a time).
+
+        Inside another transaction it joins that one, which commits or rolls back the whole.
+        """
         con = self.con
+        if con.in_transaction:
+            yield con
+            return
         con.execute("BEGIN IMMEDIATE")
         try:
             yield con

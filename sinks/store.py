@@ -27,7 +27,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -106,6 +107,7 @@ class StoreWriter:
         # zstd (a compressor set up per column) and 0.46 ms with snappy
         self.segment_compression = segment_compression
         self._next_seq: int | None = None
+        self._held: dict[str, list[tuple]] | None = None  # rows appended inside held()
 
     def open(self) -> StoreWriter:
         for table in TABLES:
@@ -137,9 +139,23 @@ class StoreWriter:
         """Write ``rows`` (tuples in the table's column order) as one segment."""
         if not rows:
             return None
+        if self._held is not None:
+            self._held.setdefault(table, []).extend(rows)
+            return None
         data = _rows_to_table(table, rows)
         seq = self._take_seq()
         return self._publish(table, data, f"seg-{self.writer}-{seq:0{_SEQ_WIDTH}d}.parquet")
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the rows appended inside: one segment per table at the end, none if it raises."""
+        self._held = held = {}
+        try:
+            yield
+        finally:
+            self._held = None
+        for table, rows in held.items():
+            self.append(table, rows)
 
     @property
     def last_seq(self) -> int:

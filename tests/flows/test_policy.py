@@ -98,3 +98,30 @@ def test_a_person_s_approval_survives_a_concurrent_ttl_extension():
     merged = merge_state(approved, extended)
     assert (merged.status, merged.actor, merged.expires_at) == ("approved", "alice", extended.expires_at)
     assert merge_state(replace(approved, status="expired"), approved) is None  # a final state never changes again
+
+
+def test_a_batch_of_findings_is_one_transaction_and_one_history_segment(tmp_path):
+    control = ControlDB(tmp_path).open()
+    policy = Policy(**DEFAULTS, mode="enforce")
+    control.record_findings([finding("consumer", f"c{i}", 0.85, 1) for i in range(5)])
+
+    class FailingOnThird(Policy):
+        calls = 0
+
+        def decide(self, *args, **kwargs):
+            FailingOnThird.calls += 1
+            if FailingOnThird.calls == 3:
+                raise RuntimeError("crash in the middle of a batch")
+            return super().decide(*args, **kwargs)
+
+    writer = StoreWriter(tmp_path, writer="c0").open()
+    with pytest.raises(RuntimeError, match="middle of a batch"):
+        Controller(control, writer, FailingOnThird(**DEFAULTS, mode="enforce")).step()
+    # the first two findings' decisions were rolled back with the rest, and none of their rows written
+    assert control.decisions() == [] and control.get_meta("cursor", "0") == "0"
+    assert list((tmp_path / "decisions").glob("*.parquet")) == []
+
+    assert Controller(control, writer, policy).step() == 5
+    assert sorted(d.subject for d in control.decisions()) == [f"c{i}" for i in range(5)]
+    assert len(list((tmp_path / "decisions").glob("*.parquet"))) == 1
+    assert query(tmp_path, "SELECT count(*) AS n FROM decisions").column("n").to_pylist() == [5]
