@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from itertools import accumulate
+
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flows import features
@@ -79,7 +81,8 @@ def _sequential_ids_by_regex(paths: list[str]) -> int:
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.lists(st.text(alphabet="/a-_.09\n", max_size=16), max_size=12), st.integers(0, 30))
-def test_sequential_ids_counts_the_last_number_of_each_path(paths, run):
-    paths += [f"/items/{i}" for i in range(100, 100 + run)]  # a real run next to the noise
+@given(st.lists(st.text(alphabet="/a-_.09\n", max_size=16), max_size=12), st.lists(st.integers(1, 3), max_size=150))
+@example([], [1, 2, 3] * 40)  # past _NUMPY_IDS
+def test_sequential_ids_counts_the_last_number_of_each_path(paths, gaps):
+    paths += [f"/items/{i}" for i in accumulate(gaps, initial=100)]  # runs with gaps next to the noise
     assert sequential_ids(paths) == _sequential_ids_by_regex(paths)
