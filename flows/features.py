@@ -191,8 +191,13 @@ def endpoint_of(resource: str) -> str:
     ep = _endpoints.get(resource)
     if ep is not None:
         return ep
-    shape = resource.encode("utf-8", "surrogatepass").translate(_ZERO_DIGITS)
-    ep = _cached(_shapes, shape, _endpoint_of_shape)
+    try:
+        shape = resource.encode().translate(_ZERO_DIGITS)
+    except UnicodeEncodeError:  # a lone surrogate, from a JSON escape
+        shape = resource.encode("utf-8", "surrogatepass").translate(_ZERO_DIGITS)
+    ep = _shapes.get(shape)
+    if ep is None:
+        ep = _cached(_shapes, shape, _endpoint_of_shape)
     return ep if "0" not in ep else _cached(_endpoints, resource, endpoint)
 
 

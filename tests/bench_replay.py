@@ -62,7 +62,7 @@ import msgspec
 # run as a plain script: make the repository importable without installing it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.parsers.nginx import _ACCESS  # noqa: E402
+from flows.parsers.nginx import _ACCESS, _ACCESS_PLAIN  # noqa: E402
 from flows.simulate import generate_wso2, scale_for, simulate  # noqa: E402
 from tests.conftest import free_ports, median_s  # noqa: E402
 
@@ -188,13 +188,15 @@ def wso2_floor(path: Path) -> int:
 def combined_floor(path: Path) -> int:
     """Match every line with the combined parser's access regex; return the number of lines matched.
 
-    Per line: UTF-8 decode, ``_ACCESS.match``, its nine groups (vhost, IP, user,
-    time, method, target, status, bytes, user agent), ``int`` of status and bytes.
+    Per line: UTF-8 decode, the parser's match (``_ACCESS_PLAIN``, or ``_ACCESS`` for a
+    line with a backslash), its nine groups (vhost, IP, user, time, method, target,
+    status, bytes, user agent), ``int`` of status and bytes.
     """
-    match = _ACCESS.match
+    plain, escaped = _ACCESS_PLAIN.match, _ACCESS.match
     n = 0
     for lines in line_chunks(path):
-        for m in map(match, map(bytes.decode, lines)):
+        for text in map(bytes.decode, lines):
+            m = (escaped if "\\" in text else plain)(text)
             if m is None:
                 continue
             _vhost, _ip, _user, _when, _method, _target, status, size, _ua = m.groups()

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from flows.events import Chunk
-from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser
+from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser, nginx
 
 CASES = Path(__file__).parent / "cases"
 FORMATS = ["auto", *sorted(PARSERS)]
@@ -79,3 +79,21 @@ def test_huge_json_and_very_long_lines_are_rejected_not_crashed(fmt):
     events, rejects = parser.parse(Chunk("fuzz", 1, 0, [huge, deep, REAL[0] * 200]))
     assert events == []
     assert [r.reason for r in rejects] == ["line_too_long"] * 3
+
+
+# access-line pieces, quotes and brackets included, so the two regexes meet every alternative
+_ACCESS_PIECES = st.sampled_from(
+    ['"', '""', " ", "-", "[", "]", "GET", "/a?b=1", "HTTP/1.1", "200", "15", "1.2.3.4", "host:80", "x y", "\r"]
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from(REAL), st.lists(st.tuples(st.integers(0, 400), _ACCESS_PIECES), max_size=4))
+@example(b'1.2.3.4 - - [05/Mar/2021:09:01:38 +0100] "" 400 0 "-" "-"', [])  # an empty request
+def test_the_plain_access_regex_matches_as_the_full_one_without_backslashes(line, edits):
+    text = line.decode("utf-8", "replace")
+    for at, piece in edits:  # real lines with pieces cut in: near-misses of every shape
+        text = text[:at] + piece + text[at + len(piece) // 2 :]
+    text = text.replace("\\", "")
+    full, plain = nginx._ACCESS.match(text), nginx._ACCESS_PLAIN.match(text)
+    assert (full and full.groups()) == (plain and plain.groups())
