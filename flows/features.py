@@ -806,14 +806,19 @@ class ConsumerWindows(WindowTable):
                     acc.fail_ips = with_ip(acc.fail_ips, ip)
             if e.throttled:
                 acc.throttled += 1
-            if e.method == "GET" or e.method == "HEAD":
+            method = e.method
+            if method == "GET" or method == "HEAD":
                 acc.reads += 1
             acc.bytes_out += e.bytes_out
-            if e.latency_ms >= 0:
+            latency = e.latency_ms
+            if latency >= 0:
                 lat = acc.latencies
-                lat[e.latency_ms] = lat.get(e.latency_ms, 0) + 1
-            if ip:
-                acc.ips = with_ip(acc.ips, ip, MAX_SEEN)
+                lat[latency] = lat.get(latency, 0) + 1
+            if ip:  # with_ip, inline: once per event
+                ips = acc.ips
+                ips.add(ip)
+                if type(ips) is set and len(ips) > EXACT_IPS:
+                    acc.ips = IpSketch.of(ips, MAX_SEEN)
             if e.user_agent:
                 acc.uas.add(e.user_agent)
         return windows
@@ -946,8 +951,11 @@ class ApiWindows(WindowTable):
             if e.throttled:
                 acc.throttled += 1
             acc.bytes_out += e.bytes_out
-            if ip:
-                acc.ips = with_ip(acc.ips, ip)
+            if ip:  # with_ip, inline: once per event
+                ips = acc.ips
+                ips.add(ip)
+                if type(ips) is set and len(ips) > EXACT_IPS:
+                    acc.ips = IpSketch.of(ips)
         return windows
 
 
