@@ -186,7 +186,7 @@ def _rejected_rows(rejects, now: float) -> list[tuple]:
 
 
 class _Router:
-    """Parse chunks and split their events by shard."""
+    """Parse chunks and route what they hold to the shards."""
 
     def __init__(self, cfg: Config, stats: RunStats) -> None:
         inp = cfg.input
@@ -216,47 +216,63 @@ class _Router:
         out: list[tuple[str, object]] = []
         if rejects:
             out.append((REJECTED_KEY, ("rejected", _rejected_rows(rejects, time.time()))))
-        newest = self.source_ts.get(chunk.source, float("-inf"))
+        return out + self.route(events, chunk.source)
+
+    def route(self, events: list[Event], source: str) -> list[tuple[str, _ShardBatch]]:
+        """A batch for every shard: each event reaches one shard of each family (see shard_keys).
+
+        Every shard hears about every source, so all of them close windows on the same watermark.
+        """
+        newest = self.source_ts.get(source, float("-inf"))
         for e in events:
             if e.ts > newest:
                 newest = e.ts
-        self.source_ts[chunk.source] = newest
-        # every event goes to one shard of each family (see shard_keys); every shard hears
-        # about every source, so all of them close windows on the same watermark
+        self.source_ts[source] = newest
         keys, window_s = self.keys, self.window_s
         if self.shards == 1:
-            out.extend(
-                (keys[f][0], _ShardBatch(collect(events, window_s), keys[f][0], chunk.source, newest))
+            return [
+                (keys[f][0], _ShardBatch(collect(events, window_s), keys[f][0], source, newest))
                 for f, collect in zip(_FAMILY_KEYS, self.collect, strict=True)
-            )
-            return out
+            ]
+        # client-IP events go to their shards one by one; consumers and endpoints are counted
+        # into cells once, and the cells go to their subject's shard (far fewer than events)
         n = self.shards
-        consumers: list[list[Event]] = [[] for _ in range(n)]
         ips: list[list[Event]] = [[] for _ in range(n)]
-        apis: list[list[Event]] = [[] for _ in range(n)]
-        consumer_shard, ip_shard, api_shard = self._consumer_shard, self._ip_shard, self._api_shard
-        for cache in (consumer_shard, ip_shard, api_shard):
+        ip_shard = self._ip_shard
+        for cache in (self._consumer_shard, ip_shard, self._api_shard):
             if len(cache) > _SHARD_CACHE_MAX:  # one-off IPs and concrete paths must not grow it for ever
                 cache.clear()
         for e in events:
-            i = consumer_shard.get(e.consumer)
-            if i is None:
-                i = consumer_shard[e.consumer] = self._shard_of(e.consumer)
-            consumers[i].append(e)
             i = ip_shard.get(e.client_ip)
             if i is None:
                 i = ip_shard[e.client_ip] = self._shard_of(e.client_ip)
             ips[i].append(e)
-            i = api_shard.get(e.endpoint)
-            if i is None:
-                i = api_shard[e.endpoint] = self._shard_of(e.endpoint)
-            apis[i].append(e)
-        for family, collect, buckets in zip(_FAMILY_KEYS, self.collect, (consumers, ips, apis), strict=True):
-            out.extend(
-                (key, _ShardBatch(collect(b, window_s), key, chunk.source, newest))
-                for key, b in zip(keys[family], buckets, strict=True)
-            )
-        return out
+        consumer_collect, ip_collect, api_collect = self.collect
+        parts = (
+            self._split_cells(consumer_collect(events, window_s), self._consumer_shard, 1),
+            [ip_collect(b, window_s) for b in ips],
+            self._split_cells(api_collect(events, window_s), self._api_shard, 2),
+        )
+        return [
+            (key, _ShardBatch(b, key, source, newest))
+            for family, batches in zip(_FAMILY_KEYS, parts, strict=True)
+            for key, b in zip(keys[family], batches, strict=True)
+        ]
+
+    def _split_cells(self, windows: dict[float, dict[tuple, object]], cache: dict[str, int], at: int) -> list[dict]:
+        """Split ``{start: {key: cell}}`` by the shard of each key's subject (``key[at]``)."""
+        parts: list[dict[float, dict]] = [{} for _ in range(self.shards)]
+        for start, cells in windows.items():
+            for key, acc in cells.items():
+                subject = key[at]
+                i = cache.get(subject)
+                if i is None:
+                    i = cache[subject] = self._shard_of(subject)
+                part = parts[i].get(start)
+                if part is None:
+                    part = parts[i][start] = {}
+                part[key] = acc
+        return parts
 
 
 class _ShardLogic(StatefulLogic):

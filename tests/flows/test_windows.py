@@ -7,10 +7,15 @@ those of counting every event at the shard.
 
 from __future__ import annotations
 
+import zlib
+from operator import attrgetter
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.base import subnet
+from flows.config import Config
+from flows.dataflow import RunStats, _Router, shard_keys
 from flows.events import Event
 from flows.features import EXACT_IPS, MAX_SEEN, ApiWindows, ConsumerWindows, IpSketch, TrafficAcc, endpoint_of
 
@@ -90,3 +95,24 @@ def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
     assert merged.ips.subnets.registers == whole.ips.subnets.registers
     assert merged.ips.examples == sorted(ips)[:5]
     assert merged.ips.subnet_sample == {subnet(ip) for ip in ips}  # 18, fewer than MAX_SEEN
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_events, max_size=80), st.integers(1, 4))
+def test_the_router_gives_each_shard_the_cells_of_its_own_subjects(events, shards):
+    router = _Router(Config.model_validate({"pipeline": {"shards": shards}}), RunStats())
+    routed = dict(router.route(events, "src"))
+    assert len(routed) == 3 * shards  # every shard hears about the source
+    keys = shard_keys(shards)
+    subject = {"c": attrgetter("consumer"), "i": attrgetter("client_ip"), "a": attrgetter("endpoint")}
+    for family, collect in zip("cia", router.collect, strict=True):
+        for i, key in enumerate(keys[family]):
+            # the reference: the events of the shard's own subjects, counted there
+            mine = [e for e in events if zlib.crc32(subject[family](e).encode()) % shards == i]
+            expected, batch = collect(mine, 60), routed[key].batch
+            if family == "i":  # client-IP events travel as they are
+                assert batch == expected
+            else:
+                assert _state({(False, s): c for s, c in batch.items()}) == _state(
+                    {(False, s): c for s, c in expected.items()}
+                )
