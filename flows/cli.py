@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
@@ -79,12 +81,25 @@ def _inputs(specs: list[str], follow: bool) -> list[str]:
         raise _fail([str(exc)]) from None
 
 
-class _NoPandas:
-    """An import finder for which pandas is not installed."""
+class _Hidden:
+    """An import finder for which the named modules (and their submodules) are not installed."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
 
     def find_spec(self, name: str, path=None, target=None) -> None:
-        if name.partition(".")[0] == "pandas":
+        if any(name == n or name.startswith(n + ".") for n in self.names):
             raise ModuleNotFoundError(name)
+
+
+@contextmanager
+def _hidden(*names: str) -> Iterator[None]:
+    hide = _Hidden(*names)
+    sys.meta_path.insert(0, hide)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(hide)
 
 
 def _pyarrow_without_pandas() -> None:
@@ -97,12 +112,8 @@ def _pyarrow_without_pandas() -> None:
         return
     import pyarrow as pa  # noqa: PLC0415 - the pipeline imports it anyway
 
-    hide = _NoPandas()
-    sys.meta_path.insert(0, hide)
-    try:
+    with _hidden("pandas"):
         pa.array([0])
-    finally:
-        sys.meta_path.remove(hide)
 
 
 def _run_flow(
@@ -121,13 +132,16 @@ def _run_flow(
 
     _pyarrow_without_pandas()
 
-    from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
-    from flows.dataflow import build_flow
-    from flows.incidents import build_alerting
-    from sinks.control import ControlDB
-    from sinks.outbox import Sender
-    from sinks.store import StoreWriter
-    from sinks.targets import name_problems, sender_options, wire_targets
+    # httpx imports its own command line's modules if it can (click, pygments, rich: 0.11 s of
+    # every start); without them it stands in a stub, and gatewatch never runs that command
+    with _hidden("httpx._main"):
+        from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
+        from flows.dataflow import build_flow
+        from flows.incidents import build_alerting
+        from sinks.control import ControlDB
+        from sinks.outbox import Sender
+        from sinks.store import StoreWriter
+        from sinks.targets import name_problems, sender_options, wire_targets
 
     writer = StoreWriter(cfg.store.path, writer=CONTROL_WRITER)
     try:
