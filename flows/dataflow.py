@@ -339,7 +339,6 @@ class _StorePartition(StatefulSinkPartition):
         self.compact_min_files = compact_min_files
         self._last_compact = time.monotonic()
         self.hold_rows = hold_rows
-        self._held: dict[str, list[tuple]] = {}  # rows not yet in a segment (see StoreSink)
 
     def write_batch(self, items: list[Output]) -> None:
         by_table: dict[str, list[tuple]] = {}
@@ -348,12 +347,9 @@ class _StorePartition(StatefulSinkPartition):
         progress = by_table.pop(PROGRESS, [])
         for table, rows in by_table.items():
             self.stats.add_rows(table, len(rows))
-            if table in _HELD_TABLES:
-                self._held.setdefault(table, []).extend(rows)
-            else:
-                self.writer.append(table, rows)
-        if sum(map(len, self._held.values())) >= self.hold_rows:
-            self._write_held()
+            self.writer.append(table, rows, hold=table in _HELD_TABLES)
+        if self.writer.held_rows >= self.hold_rows:
+            self.writer.write_held()
         # the findings are durable before the controller may act on them
         if "traffic" in by_table:  # the blast radius counts the consumers with traffic
             self.control.record_consumers({(row[1], row[3]) for row in by_table["traffic"]})
@@ -367,19 +363,14 @@ class _StorePartition(StatefulSinkPartition):
         if time.monotonic() - self._last_compact >= self.compact_every_s:
             self.compact()
 
-    def _write_held(self) -> None:
-        for table, rows in self._held.items():
-            self.writer.append(table, rows)
-        self._held.clear()
-
     def compact(self) -> None:
-        self._write_held()
+        self.writer.write_held()
         self.writer.compact_all(self.compact_min_files)
         self._last_compact = time.monotonic()
 
     def snapshot(self) -> int:
         # on resume, everything written after this segment is rolled back: Bytewax replays it
-        self._write_held()
+        self.writer.write_held()
         return self.writer.last_seq
 
     def close(self) -> None:

@@ -110,7 +110,8 @@ class StoreWriter:
         # zstd (a compressor set up per column) and 0.46 ms with snappy
         self.segment_compression = segment_compression
         self._next_seq: int | None = None
-        self._held: dict[str, list[tuple]] | None = None  # rows appended inside held()
+        self._held: dict[str, list[tuple]] = {}  # rows held back until write_held()
+        self._holding = False  # inside held(): every append holds its rows
 
     def open(self) -> StoreWriter:
         for table in TABLES:
@@ -138,27 +139,43 @@ class StoreWriter:
         os.replace(tmp, final)
         return final
 
-    def append(self, table: str, rows: Sequence[tuple]) -> Path | None:
-        """Write ``rows`` (tuples in the table's column order) as one segment."""
+    def append(self, table: str, rows: Sequence[tuple], *, hold: bool = False) -> Path | None:
+        """Write ``rows`` (tuples in the table's column order) as one segment.
+
+        With ``hold`` (or inside :meth:`held`) they wait for :meth:`write_held` instead,
+        which writes all the held rows of a table as one segment.
+        """
         if not rows:
             return None
-        if self._held is not None:
+        if hold or self._holding:
             self._held.setdefault(table, []).extend(rows)
             return None
         data = _rows_to_table(table, rows)
         seq = self._take_seq()
         return self._publish(table, data, f"seg-{self.writer}-{seq:0{_SEQ_WIDTH}d}.parquet")
 
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the rows appended inside: one segment per table at the end, none if it raises."""
-        self._held = held = {}
-        try:
-            yield
-        finally:
-            self._held = None
+    @property
+    def held_rows(self) -> int:
+        return sum(map(len, self._held.values()))
+
+    def write_held(self) -> None:
+        """Write the rows held back: one segment per table."""
+        held, self._held = self._held, {}
         for table, rows in held.items():
             self.append(table, rows)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold every row appended inside, then write them; if it raises, drop the held rows."""
+        self._holding = True
+        try:
+            yield
+        except BaseException:
+            self._held.clear()
+            raise
+        finally:
+            self._holding = False
+        self.write_held()
 
     @property
     def last_seq(self) -> int:
