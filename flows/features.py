@@ -122,7 +122,7 @@ _BROWSERS = (
 
 _CACHE_MAX = 100_000
 _flags: dict[str, int] = {}
-_endpoints: dict[str, str] = {}  # paths with digits outside their ids
+_endpoints: dict[str, str] = {}  # resources without digits, and paths with digits outside their ids
 _shapes: dict[bytes, str] = {}  # path shapes (see endpoint_of)
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _families: dict[str, str] = {}
@@ -186,7 +186,9 @@ def endpoint_of(resource: str) -> str:
     path's shape: its bytes with every digit made 0 (0.06 us, against 0.6 us for a
     ``str.translate``). Which segments are ids depends only on the character classes,
     which that keeps; the folded shape is the endpoint unless it still holds a 0 (a digit
-    outside the ids), and then the path itself is folded.
+    outside the ids), and then the path itself is folded. A resource without digits (WSO2's
+    templates, most fixed paths) is its own shape, and is cached under itself as well: a
+    hit then costs one lookup (0.05 us, against 0.4 us through the shape).
     """
     ep = _endpoints.get(resource)
     if ep is not None:
@@ -198,7 +200,11 @@ def endpoint_of(resource: str) -> str:
     ep = _shapes.get(shape)
     if ep is None:
         ep = _cached(_shapes, shape, _endpoint_of_shape)
-    return ep if "0" not in ep else _cached(_endpoints, resource, endpoint)
+    if "0" in ep:
+        return _cached(_endpoints, resource, endpoint)
+    if b"0" not in shape:
+        _cached(_endpoints, resource, lambda _: ep)
+    return ep
 
 
 def ua_family(user_agent: str) -> str:
@@ -244,17 +250,24 @@ def sequential_ids(paths: Collection[str]) -> int:
     """
     if len(paths) < 2:  # most IP windows: nothing to be in sequence with
         return 0
-    groups: dict[str, set[int]] = {}
+    # keyed by the path around the id: its head alone when the id ends the path, as most do
+    # (no regex), else (head, tail)
+    groups: dict[str | tuple[str, str], set[int]] = {}
     for p in paths:
         head = p.rstrip(_DIGITS)
-        if len(head) < len(p):  # the id ends the path, as most do: no regex
-            number, tail = p[len(head) :], ""
+        if len(head) < len(p):
+            key: str | tuple[str, str] = head
+            number = p[len(head) :]
         elif (m := _LAST_NUMBER.search(p)) is not None:
-            head, number, tail = p[: m.start()], m.group(), p[m.end() :]
+            key, number = (p[: m.start()], p[m.end() :]), m.group()
         else:
             continue
         if len(number) <= 12:
-            groups.setdefault(head + "#" + tail, set()).add(int(number))
+            ids = groups.get(key)
+            if ids is None:
+                groups[key] = {int(number)}
+            else:
+                ids.add(int(number))
     best = 0
     for ids in groups.values():
         if len(ids) <= best:
