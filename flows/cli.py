@@ -102,6 +102,9 @@ def _hidden(*names: str) -> Iterator[None]:
         sys.meta_path.remove(hide)
 
 
+_NO_HTTPX_CLI = _Hidden("httpx._main")
+
+
 def _pyarrow_without_pandas() -> None:
     """Let pyarrow look for pandas once, with pandas hidden: a pipeline never hands it pandas objects.
 
@@ -132,16 +135,18 @@ def _run_flow(
 
     _pyarrow_without_pandas()
 
-    # httpx imports its own command line's modules if it can (click, pygments, rich: 0.11 s of
-    # every start); without them it stands in a stub, and gatewatch never runs that command
-    with _hidden("httpx._main"):
-        from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
-        from flows.dataflow import build_flow
-        from flows.incidents import build_alerting
-        from sinks.control import ControlDB
-        from sinks.outbox import Sender
-        from sinks.store import StoreWriter
-        from sinks.targets import name_problems, sender_options, wire_targets
+    # httpx imports its own command line's modules if it can (click, pygments, rich: 0.11 s);
+    # gatewatch never runs that command, so they stay hidden wherever httpx is first imported
+    # (a channel module, or the first delivery of a run without one)
+    if _NO_HTTPX_CLI not in sys.meta_path:
+        sys.meta_path.insert(0, _NO_HTTPX_CLI)
+    from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
+    from flows.dataflow import build_flow
+    from flows.incidents import build_alerting
+    from sinks.control import ControlDB
+    from sinks.outbox import Sender
+    from sinks.store import StoreWriter
+    from sinks.targets import name_problems, sender_options, wire_targets
 
     writer = StoreWriter(cfg.store.path, writer=CONTROL_WRITER)
     try:

@@ -23,12 +23,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from sinks.control import ControlDB, OutboxEntry
 from sinks.store import StoreWriter
+
+if TYPE_CHECKING:
+    import httpx
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -115,6 +116,8 @@ class Sender:
         unacknowledged rows back after a crash), so each attempt is recorded
         exactly once.
         """
+        import httpx  # here, not at the top: a run without destinations never loads it (0.08 s)
+
         now = time.time() if now is None else now
         rows = []
         settles: list[dict] = []

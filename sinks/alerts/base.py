@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
-
-import httpx
 
 from sinks.control import OutboxEntry
 from sinks.outbox import Attempt, retry_after
+
+if TYPE_CHECKING:
+    import httpx
 
 ERROR_BYTES = 300  # of a failed response's body kept as the error
 
@@ -47,6 +48,8 @@ class AlertChannel:
 
     def send(self, alert: dict, msg_id: str) -> httpx.Response:
         """Render and POST one alert; raise ``httpx.TransportError`` on connection trouble."""
+        import httpx  # here: a run that never sends an alert never loads it
+
         if self._client is None:
             self._client = httpx.Client(timeout=self.timeout_s, follow_redirects=False)
         body, headers = self.render(alert, msg_id)

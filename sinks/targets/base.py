@@ -6,10 +6,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from sinks.outbox import Attempt, retry_after
+
+if TYPE_CHECKING:  # the channel modules import it: a run with no destination never does
+    import httpx
 
 
 class SecretMissing(RuntimeError):
