@@ -233,17 +233,25 @@ class IncidentTracker:
             self._put(inc, control, con)
 
     def on_watermark(self, watermark: float, control: ControlDB) -> None:
+        due = []
         for body in control.incident_bodies(live=True):
             inc = self._decode(body)
             ends = watermark >= self._ends_at(inc)
-            if not ends and not any(due <= watermark for _, due in self._held(inc)):
-                continue
-            with control.transaction() as con:
-                self._release(inc, watermark, control, con)
-                if ends:
-                    self._resolve(inc, control, con)
-                else:
-                    self._put(inc, control, con)
+            if ends or any(at <= watermark for _, at in self._held(inc)):
+                due.append((inc, ends))
+        if not due:
+            return
+        # one transaction and one history segment for every incident the watermark moves on:
+        # a crash rolls them all back, and they are handled again
+        with control.transaction() as con:
+            with self.writer.held():
+                for inc, ends in due:
+                    self._release(inc, watermark, control, con)
+                    if ends:
+                        self._resolve(inc, control, con)
+                    else:
+                        self._put(inc, control, con)
+            control.acknowledge_store(self.writer.last_seq, con)
 
     def _ends_at(self, inc: Incident) -> float:
         """Event time at which the incident resolves unless another finding comes."""

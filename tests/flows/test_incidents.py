@@ -253,3 +253,40 @@ def test_alerts_do_not_depend_on_how_often_the_watermark_moves(tmp_path):
         results.append(([(e.id, e.payload) for e in control.outbox()], _outcome(store, control)[1]))
     assert results[0] == results[1]
     assert len(results[0][0]) == len(case["expected"]["outbox"])
+
+
+def test_incidents_a_watermark_resolves_are_one_transaction_and_one_history_segment(tmp_path):
+    control = ControlDB(tmp_path).open()
+    writer = StoreWriter(tmp_path, writer=CONTROL_WRITER).open()
+    alerts = AlertsConfig(
+        destinations=[{"type": "generic", "name": "hook", "url": "http://127.0.0.1:9/", "secret_env": ["S"]}]
+    )
+
+    class FailingOnSecond(IncidentTracker):
+        resolves = 0
+
+        def _resolve(self, *args):
+            FailingOnSecond.resolves += 1
+            if FailingOnSecond.resolves == 2:
+                raise RuntimeError("crash while resolving")
+            super()._resolve(*args)
+
+    tracker = FailingOnSecond(writer, alerts)
+    for subject in ("a", "b", "c"):
+        tracker.on_finding(_finding(0, 0.9, subject=subject), control)
+    segments = set((tmp_path / "incidents").glob("*.parquet"))
+    end = T0 + 60 * 30
+    with pytest.raises(RuntimeError, match="while resolving"):
+        tracker.on_watermark(end, control)
+    # the first incident's resolve was rolled back with the rest, and none of their rows written
+    assert len(control.incident_bodies(live=True)) == 3
+    assert set((tmp_path / "incidents").glob("*.parquet")) == segments
+    assert [e.payload["event"] for e in control.outbox()] == ["open"] * 3
+
+    tracker.on_watermark(end, control)
+    assert control.incident_bodies(live=True) == []
+    assert len(set((tmp_path / "incidents").glob("*.parquet")) - segments) == 1
+    resolved = query(tmp_path, "SELECT subject FROM incidents WHERE state = 'resolved' ORDER BY subject")
+    assert resolved.column("subject").to_pylist() == ["a", "b", "c"]
+    assert control.acknowledged_store() == writer.last_seq
+    assert sorted(e.payload["event"] for e in control.outbox()) == ["open"] * 3 + ["resolved"] * 3
