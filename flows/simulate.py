@@ -1569,8 +1569,12 @@ def simulate(
         The ground truth that was written.
 
     Raises:
-        ValueError: an unknown format, a naive start or a run shorter than 60 minutes.
+        ValueError: an unknown format, a naive start, a run shorter than 60 minutes or a scale
+            that is not positive.
     """
+    if not scale > 0:  # a negative one makes negative rates, and a request loop that never ends
+        msg = f"scale must be positive, got {scale}"
+        raise ValueError(msg)
     if fmt not in SIM_FORMATS:
         msg = f"unknown format {fmt!r}; choose one of {', '.join(SIM_FORMATS)}"
         raise ValueError(msg)

@@ -8,7 +8,8 @@ For each format it generates a log of exactly ``--lines`` lines spanning about
 an hour of event time (reused from the workdir when it already has that many
 lines), then measures:
 
-- the parse floor, in this process, median of ``--runs``: read the file in
+- the parse floor, in this process, median of ``--runs`` before the replays,
+  and once more just before each end-to-end run (see below): read the file in
   1 MiB chunks of whole lines and extract the fields the pipeline's parser uses,
   without building events. ``wso2``: decode every line's JSON part with a
   msgspec Struct of the dozen fields the pipeline uses (batched ``decode_lines``).
@@ -24,7 +25,10 @@ lines), then measures:
   layout runs with the same ``pipeline.shards`` (``--shards``), so all give
   the same store. Reported: median wall time of ``--runs``, median CPU
   (user + sys of every process) per line, which a busy neighbour disturbs
-  less, and peak RSS (summed over a cluster) from ``os.wait4``. Every run's
+  less, and peak RSS (summed over a cluster) from ``os.wait4``. The ratio to
+  the floor is the median over the runs of each run's lines/s to the floor run
+  just before it: this machine's speed drifts by a quarter over minutes, so a
+  floor measured minutes earlier skews the ratio either way. Every run's
   summaries must account for every line (events + rejected = lines); after
   the first run of each layout the store is checked too:
   ``SUM(traffic.requests) + COUNT(rejected)`` = lines. Skipped with a message
@@ -54,6 +58,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -72,6 +77,7 @@ START = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
 FORMATS = ("wso2", "combined")
 HEADROOM = 1.05  # generate 5 % more traffic than needed, cut at exactly the wanted number of lines
 START_LINES = 1_000  # a replay this short measures a run's fixed cost
+MIN_SCALE = 0.01  # the smallest `gatewatch simulate --scale`
 
 
 class _Properties(msgspec.Struct, rename="camel"):
@@ -156,7 +162,8 @@ def ensure_combined_log(workdir: Path, lines: int) -> Path:
             simulate("combined", tmp, minutes=MINUTES, seed=1, scale=s, start=START).lines for s in (1, 2)
         )
         per_scale = two - one
-        scale = (lines - (one - per_scale)) / per_scale * HEADROOM
+        # fewer lines than the unscaled part (about 5,900 at scale 0.01): the smallest scale, cut
+        scale = max((lines - (one - per_scale)) / per_scale * HEADROOM, MIN_SCALE)
         truth = simulate("combined", tmp, minutes=MINUTES, seed=1, scale=scale, start=START)
         if truth.lines < lines:
             msg = f"scale {scale:.2f} gave {truth.lines} lines, wanted {lines}"
@@ -274,14 +281,28 @@ class Replay:
     cpu_us_per_line: float  # user + sys of every process
     busiest_share: float  # the busiest process's part of that CPU (1.0 for one process)
     rejected: int  # lines rejected in the last run
+    floor_lines_per_s: float | None = None  # the parse floors run just before each run
+    floor_ratio: float | None = None  # of each run's lines/s to the floor just before it
 
 
 def measure_replay(
-    exe: Path, fmt: str, inputs: list[Path], *, workdir: Path, lines: int, runs: int, layout: str, shards: int
+    exe: Path,
+    fmt: str,
+    inputs: list[Path],
+    *,
+    workdir: Path,
+    lines: int,
+    runs: int,
+    layout: str,
+    shards: int,
+    floor: Callable[[], float] | None = None,
 ) -> Replay:
     """Run ``gatewatch replay`` over ``inputs`` ``runs`` times in ``layout``: ``wN`` threads or ``pN`` processes.
 
-    Every layout uses the same ``shards``, so all give the same store.
+    Every layout uses the same ``shards``, so all give the same store. With ``floor``
+    (a parse floor's lines/s), each run is paired with a floor run just before it, and
+    the ratio is the median of the pairs': the speed of a shared machine drifts over
+    minutes, more than over the seconds between a pair.
 
     Raises:
         RuntimeError: a run failed, or its summaries or store do not account for every line.
@@ -290,8 +311,10 @@ def measure_replay(
     workers, processes = (count, 1) if kind == "w" else (1, count)
     config = workdir / f"bench-{layout}.toml"
     config.write_text(f"[pipeline]\nworkers = {workers}\nshards = {shards}\n")
-    secs, cpus, shares, peak_kib = [], [], [], 0
+    secs, cpus, shares, floors, peak_kib = [], [], [], [], 0
     for run in range(runs):
+        if floor is not None:
+            floors.append(floor())
         store = Path(tempfile.mkdtemp(prefix="store-", dir=workdir)) / "store"
         cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt, "--store", str(store), "--config", str(config)]
         ports = free_ports(processes)
@@ -341,6 +364,8 @@ def measure_replay(
         statistics.median(cpus) / lines * 1e6,
         statistics.median(shares),
         rejected,
+        statistics.median(floors) if floors else None,
+        statistics.median(lines / sec / f for sec, f in zip(secs, floors, strict=True)) if floors else None,
     )
 
 
@@ -429,9 +454,9 @@ def main(argv: list[str] | None = None) -> None:
         "format",
         "lines",
         "layout",
-        "parse floor lines/s",
+        "paired parse floor lines/s",
         "end-to-end lines/s",
-        "e2e/floor",
+        "e2e/paired floor",
         "CPU us/line",
         "busiest process CPU %",
         "start s",
@@ -442,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
     for fmt in args.formats:
         path = LOGS[fmt](args.workdir, args.lines)
         floor = measure_parse_floor(fmt, path, args.lines, args.runs)
-        print(f"{fmt} parse floor: {floor:,.0f} lines/s (median of {args.runs}).")
+        print(f"{fmt} parse floor: {floor:,.0f} lines/s (median of {args.runs}, before the replays).")
         fail2ban = None
         if fmt == "combined":
             fail2ban = measure_fail2ban(path, args.lines, args.runs, args.fail2ban_filter)
@@ -457,7 +482,8 @@ def main(argv: list[str] | None = None) -> None:
         for layout in args.layouts:
             nodes = int(layout[1:]) if layout.startswith("p") else 1
             common = {"workdir": args.workdir, "runs": args.runs, "layout": layout, "shards": args.shards}
-            r = measure_replay(exe, fmt, split_log(path, nodes), lines=args.lines, **common)
+            paired = partial(measure_parse_floor, fmt, path, args.lines, 1)
+            r = measure_replay(exe, fmt, split_log(path, nodes), lines=args.lines, floor=paired, **common)
             short = measure_replay(exe, fmt, split_log(head, nodes), lines=START_LINES, **common)
             start_s = START_LINES / short.lines_per_s
             measured[layout] = (r, start_s)
@@ -465,8 +491,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{fmt}, {layout}: {r.rejected:,} lines rejected (see the rejected table)")
             table.append(
                 (
-                    fmt, f"{args.lines:,}", layout, f"{floor:,.0f}", f"{r.lines_per_s:,.0f}",
-                    f"{r.lines_per_s / floor:.3f}", f"{r.cpu_us_per_line:.2f}",
+                    fmt, f"{args.lines:,}", layout, f"{r.floor_lines_per_s:,.0f}", f"{r.lines_per_s:,.0f}",
+                    f"{r.floor_ratio:.3f}", f"{r.cpu_us_per_line:.2f}",
                     f"{r.busiest_share * 100:.0f}", f"{start_s:.2f}", f"{r.peak_rss_mib:,.0f}",
                 )
             )  # fmt: skip

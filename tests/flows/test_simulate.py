@@ -345,6 +345,8 @@ def _is(e: Event, inc: Incident) -> bool:
         ({"fmt": "syslog"}, "unknown format 'syslog'; choose one of wso2, kong, combined"),
         ({"fmt": "kong", "minutes": 59}, "a scenario needs at least 60 minutes, got 59"),
         ({"fmt": "kong", "start": datetime(2026, 11, 2, 9)}, "start must be timezone-aware"),  # noqa: DTZ001
+        ({"fmt": "combined", "scale": -0.5}, "scale must be positive, got -0.5"),
+        ({"fmt": "combined", "scale": 0.0}, "scale must be positive, got 0.0"),
     ],
 )
 def test_simulate_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: str) -> None:
