@@ -168,14 +168,25 @@ def _run_flow(
             # snapshot is rolled back to here, since it will be read again from the start
             (fresh / _BASE_SEQ).write_text(str(StoreWriter(cfg.store.path).open().last_seq))
             fresh.rename(recovery)
-        _wait_for_recovery(recovery)
+        _wait_for_recovery(recovery, cfg.pipeline.connect_timeout_s)
         base_seq = int((recovery / _BASE_SEQ).read_text())
         kwargs["recovery_config"] = RecoveryConfig(recovery)
+    connected = threading.Event()
     flow = build_flow(
-        cfg, inputs, follow=follow, stats=stats, stop=stop, snapshots=recovery is not None, store_base_seq=base_seq
+        cfg,
+        inputs,
+        follow=follow,
+        stats=stats,
+        stop=stop,
+        snapshots=recovery is not None,
+        store_base_seq=base_seq,
+        on_start=connected.set,
     )
     if addresses is not None:
         kwargs |= {"process_id": process_id, "addresses": addresses}
+        if timeout_s := cfg.pipeline.connect_timeout_s:
+            watchdog = (connected, timeout_s, process_id, addresses)
+            threading.Thread(target=_connect_watchdog, args=watchdog, name="connect-watchdog", daemon=True).start()
     # in a cluster only process 0 runs the control plane: one controller, one sender, one writer "c0"
     controlling = not process_id
     if controlling:
@@ -210,16 +221,36 @@ def _run_flow(
 
 _BASE_SEQ = "store_base_seq"
 _GC_THRESHOLDS = (20_000, 20, 20)
-_RECOVERY_WAIT_S = 60.0
 
 
-def _wait_for_recovery(recovery: Path) -> None:
-    """Wait for process 0 of a cluster to set up the shared recovery folder."""
-    deadline = time.monotonic() + _RECOVERY_WAIT_S
+def _wait_for_recovery(recovery: Path, timeout_s: int) -> None:
+    """Wait for process 0 of a cluster to set up the shared recovery folder (``timeout_s`` 0: for ever)."""
+    deadline = time.monotonic() + (timeout_s or float("inf"))
     while not (recovery / _BASE_SEQ).exists():
         if time.monotonic() > deadline:
-            raise _fail([f"no recovery folder at {recovery} after {_RECOVERY_WAIT_S:.0f} s: is process 0 running?"])
+            raise _fail(
+                [f"pipeline.connect_timeout_s: no recovery folder at {recovery} after {timeout_s} s: is process 0 running?"]
+            )
         time.sleep(0.1)
+
+
+def _connect_watchdog(connected: threading.Event, timeout_s: int, process_id: int, addresses: list[str]) -> None:
+    """Stop this process if its cluster has not connected within ``timeout_s``.
+
+    Bytewax (Timely) retries connecting for ever, in Rust, holding the main thread:
+    no exception can reach it, so the process exits from here. Nothing has been
+    read yet, and the control plane commits in transactions.
+    """
+    if connected.wait(timeout_s):
+        return
+    others = ", ".join(a for i, a in enumerate(addresses) if i != process_id)
+    typer.echo(
+        f"error: pipeline.connect_timeout_s: process {process_id} was not connected to the other processes "
+        f"({others}) after {timeout_s} s: are they running, with the same --addresses?",
+        err=True,
+    )
+    sys.stderr.flush()
+    os._exit(2)
 
 
 def _progress(stats, total_bytes: int, done: threading.Event) -> None:

@@ -90,6 +90,10 @@ class PipelineConfig(_Section):
     snapshot_interval_s: int = Field(
         10, ge=1, le=3_600, description="How often `run` snapshots its positions and state for restart."
     )
+    connect_timeout_s: int = Field(
+        60, ge=0, le=86_400,
+        description="In a cluster (-i/-a), how long a process waits for all the others before it stops with an error (0: for ever).",
+    )  # fmt: skip
 
 
 class StoreConfig(_Section):

@@ -23,6 +23,7 @@ import pickle
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -405,8 +406,10 @@ class StoreSink(FixedPartitionedSink):
         shard_count: int,
         hold_rows: int = 0,
         base_seq: int | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
+        self.on_start = on_start  # called when a worker builds the dataflow: its cluster is connected
         self.hold_rows = hold_rows
         self.shard_count = shard_count  # shards of all families, each reporting its progress
         self.base_seq = base_seq  # where a recovery lineage started: the resume point before any snapshot
@@ -415,6 +418,8 @@ class StoreSink(FixedPartitionedSink):
         self.compact_min_files = compact_min_files
 
     def list_parts(self) -> list[str]:
+        if self.on_start is not None:
+            self.on_start()
         return ["store"]
 
     def part_fn(self, item_key: str) -> int:
@@ -445,8 +450,13 @@ def build_flow(
     stop: threading.Event | None = None,
     snapshots: bool = False,
     store_base_seq: int | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> Dataflow:
-    """Build the gatewatch dataflow over ``inputs``: paths, globs or ``-``, or a Kafka topic."""
+    """Build the gatewatch dataflow over ``inputs``: paths, globs or ``-``, or a Kafka topic.
+
+    ``on_start`` is called once a worker builds the dataflow, which Bytewax does only
+    after every process of a cluster has connected.
+    """
     flow = Dataflow("gatewatch")
     if isinstance(inputs, KafkaInput):
         from flows.kafka import KafkaLogSource  # confluent-kafka is only needed for Kafka input
@@ -492,6 +502,7 @@ def build_flow(
             shard_count=len(_FAMILY_KEYS) * cfg.pipeline.shards,
             hold_rows=0 if follow else _REPLAY_HOLD_ROWS,
             base_seq=store_base_seq,
+            on_start=on_start,
         ),
     )
     return flow

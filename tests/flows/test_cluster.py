@@ -101,6 +101,33 @@ def test_two_processes_give_the_same_store_as_one(tmp_path):
         assert rows(single, sql) == rows(cluster, sql), sql
 
 
+_PEERS = ": are they running, with the same --addresses?"
+
+
+@pytest.mark.parametrize(
+    ("command", "process_id", "message"),
+    [
+        ("replay", 0, "process 0 was not connected to the other processes (127.0.0.1:{1}) after 2 s" + _PEERS),
+        ("replay", 1, "process 1 was not connected to the other processes (127.0.0.1:{0}) after 2 s" + _PEERS),
+        ("run", 0, "process 0 was not connected to the other processes (127.0.0.1:{1}) after 2 s" + _PEERS),
+        ("run", 1, "no recovery folder at {store}/_recovery after 2 s: is process 0 running?"),
+    ],
+)
+def test_a_cluster_process_whose_peers_never_come_stops_with_an_error(tmp_path, command, process_id, message):
+    """Bytewax retries connecting for ever; gatewatch gives up after pipeline.connect_timeout_s."""
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text("[pipeline]\nconnect_timeout_s = 2\n")
+    store = tmp_path / "store"
+    ports = free_ports(2)
+    addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+    args = (command, str(SAMPLE), "--store", str(store), "--config", str(cfg), "-i", str(process_id), "-a", addresses)
+    proc = gatewatch(*args, check=False, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    expected = "error: pipeline.connect_timeout_s: " + message.format(*ports, store=store)
+    assert expected in proc.stderr.splitlines()
+    assert not list(store.glob("traffic/*.parquet"))  # nothing was read
+
+
 def test_a_two_process_run_follows_stops_and_resumes_exactly_once(tmp_path, small_windows_config):
     # two gateway nodes, one log each; each process of the cluster follows with recovery
     cfg = tmp_path / "cluster.toml"
