@@ -185,8 +185,12 @@ def _run_flow(
     if addresses is not None:
         kwargs |= {"process_id": process_id, "addresses": addresses}
         if timeout_s := cfg.pipeline.connect_timeout_s:
-            watchdog = (connected, timeout_s, process_id, addresses)
-            threading.Thread(target=_connect_watchdog, args=watchdog, name="connect-watchdog", daemon=True).start()
+            threading.Thread(
+                target=_connect_watchdog,
+                args=(connected, timeout_s, process_id, addresses),
+                name="connect-watchdog",
+                daemon=True,
+            ).start()
     # in a cluster only process 0 runs the control plane: one controller, one sender, one writer "c0"
     controlling = not process_id
     if controlling:
