@@ -93,6 +93,7 @@ def build_channels(cfg: Config, control: ControlDB) -> dict[str, Channel]:
         channels[w.name] = Wso2Channel(
             w.name, base_url=w.base_url, version=w.version, username=w.username, password=keys[w.name],
             state=control, block_with=w.block_with, restrict_business_plan=w.restrict_business_plan,
+            ip_custom_policy=w.ip_custom_policy,
             api_ids=tuple(w.api_ids), timeout_s=w.timeout_s, verify_tls=w.verify_tls,
         )  # fmt: skip
     if t.kong.enabled:

@@ -13,7 +13,9 @@ What a subject's desired state becomes:
   user: a ``USER`` deny policy.
 - **limit** a consumer: ``change-business-plan`` of each of its
   subscriptions to ``restrict_business_plan`` (API-M 4.4+ only; WSO2 tiers
-  are fixed, so the tier's limit applies, not the computed one).
+  are fixed, so the tier's limit applies, not the computed one); an IP or a
+  network (``ip_custom_policy``): a custom (Siddhi) rule keyed on
+  ``$clientIp`` with the computed limit per address (:func:`ip_rule`).
 
 Idempotent and owned: a duplicate deny policy is a conflict and values with
 ``:`` cannot be searched, so deny policies are listed and matched before one
@@ -76,6 +78,51 @@ def deny_condition(d: Desired) -> tuple[str, object]:
     raise ValueError(msg)
 
 
+IP_RULE_PREFIX = "gatewatch_ip_"
+
+
+def ip_rule(subject: str, limit_per_min: int) -> dict:
+    """The custom rule that limits an IP, or each address of a network, to ``limit_per_min`` a minute.
+
+    Keyed on ``$clientIp``, which the gateway replaces with the client's address as a
+    decimal integer (specs/CONTRACTS.md §4.1): the rule's ``throttleKey`` must be that
+    same text. The eligibility conditions are those API-M itself generates for IP
+    conditions (``IPCondition``): the address is ``propertiesMap['ip']`` (a long) for
+    IPv4 and ``propertiesMap['ipv6']`` (a big integer) for IPv6.
+
+    >>> ip_rule("203.0.113.7", 30)["policyName"], ip_rule("2001:db8::/64", 30)["policyName"]
+    ('gatewatch_ip_3405803783', 'gatewatch_ip_42540766411282592856903984951653826560_64')
+    """
+    net = ipaddress.ip_network(subject, strict=False)
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if net.version == 4:
+        value = "cast(map:get(propertiesMap,'ip'),'Long')"
+        single, lower, upper = f"{value}=={first}l", f"{first}l<={value}", f"{last}l>={value}"
+        address = "cast(map:get(propertiesMap,'ip'),'string')"
+    else:
+        value = "map:get(propertiesMap,'ipv6')"
+        single = f"throttler:bigIntcmp({value}, '{first}')==0"
+        lower, upper = f"throttler:bigIntcmp({value}, '{first}')>=0", f"throttler:bigIntcmp({value}, '{last}')<=0"
+        address = f"cast({value},'string')"
+    if net.num_addresses == 1:
+        name, eligible, key = f"{IP_RULE_PREFIX}{first}", f"({single})", f"str:concat('{first}','')"
+    else:
+        name, eligible, key = f"{IP_RULE_PREFIX}{first}_{net.prefixlen}", f"({lower} AND {upper})", address
+    query = (
+        f"FROM RequestStream\nSELECT messageID, {eligible} AS isEligible, {key} AS throttleKey\n"
+        "INSERT INTO EligibilityStream;\n"
+        "FROM EligibilityStream[isEligible==true]#throttler:timeBatch(1 min)\n"
+        f"SELECT throttleKey, (count(messageID) >= {limit_per_min}) AS isThrottled, expiryTimeStamp "
+        "GROUP BY throttleKey\nINSERT ALL EVENTS INTO ResultStream;"
+    )
+    return {
+        "policyName": name,
+        "description": f"gatewatch: {subject} restricted to {limit_per_min} requests a minute per address",
+        "keyTemplate": "$clientIp",
+        "siddhiQuery": query,
+    }
+
+
 def _same_condition(cond: dict, ctype: str, value: object) -> bool:
     if cond.get("conditionType") != ctype:
         return False
@@ -109,6 +156,7 @@ class Wso2Channel:
         state: ControlDB,
         block_with: str = "deny_policy",
         restrict_business_plan: str = "",
+        ip_custom_policy: bool = False,
         api_ids: tuple[str, ...] = (),
         timeout_s: float = 10.0,
         verify_tls: bool = True,
@@ -122,6 +170,7 @@ class Wso2Channel:
         self.state = state
         self.block_with = block_with
         self.restrict_business_plan = restrict_business_plan
+        self.ip_custom_policy = ip_custom_policy
         self.api_ids = tuple(api_ids)
         self.timeout_s = timeout_s
         self.verify_tls = verify_tls
@@ -217,8 +266,10 @@ class Wso2Channel:
                 self._remove_block(calls, d)
             if d.limit_per_min is not None:
                 self._ensure_plan(calls, d)
+                self._ensure_ip_rule(calls, d)
             else:
                 self._remove_plan(calls, d)
+                self._remove_ip_rule(calls, d)
         except CallFailed as failed:
             return failed.attempt
         except (ValueError, SecretMissing) as exc:
@@ -240,6 +291,11 @@ class Wso2Channel:
                         f"{key}.restrict_business_plan: no subscription tier named {self.restrict_business_plan!r} "
                         f"at {self.base_url} (has: {', '.join(sorted(n for n in names if n))})"
                     ]
+            if self.ip_custom_policy:
+                try:
+                    calls("GET", f"{ADMIN}/throttling/policies/custom")
+                except CallFailed as failed:  # e.g. 403: custom rules are for super tenant admins only
+                    return [f"{key}.ip_custom_policy: {failed.attempt.error}"]
         except CallFailed as failed:
             return [f"{key}: {failed.attempt.error}"]
         except SecretMissing as exc:
@@ -367,3 +423,45 @@ class Wso2Channel:
             "POST", f"{PUBLISHER}/subscriptions/change-business-plan",
             params={"subscriptionId": subscription_id, "businessPlan": plan},
         )  # fmt: skip
+
+    # -- custom rules (IP limits) -------------------------------------------------------
+
+    def _custom_rule(self, calls: Calls, name: str) -> dict | None:
+        rules = calls("GET", f"{ADMIN}/throttling/policies/custom").json().get("list", [])
+        return next((r for r in rules if r.get("policyName") == name), None)
+
+    def _ensure_ip_rule(self, calls: Calls, d: Desired) -> None:
+        if d.subject_type != "ip" or not self.ip_custom_policy:
+            return
+        body = ip_rule(d.subject, d.limit_per_min)
+        key = f"iprule|{d.subject}"
+        mine = self.state.get_state(self.name, key)
+        found = self._custom_rule(calls, body["policyName"])
+        if found is not None and (mine is None or mine["owner"] == "theirs"):
+            # an operator's rule under our name: left as it is, and never removed by us
+            self.state.put_state(self.name, key, {"owner": "theirs", "id": found.get("policyId", "")})
+            return
+        if found is None:
+            self.state.put_state(self.name, key, {"owner": "ours", "id": ""})  # intent first, as for deny policies
+            r = calls("POST", f"{ADMIN}/throttling/policies/custom", ok=(201, 409), json=body)
+            found = self._custom_rule(calls, body["policyName"]) if r.status_code == 409 else r.json()
+        if found is None:
+            raise calls.fail(f"custom rule {body['policyName']} was refused as a duplicate but is not listed")
+        rule_id = found.get("policyId", "")
+        if found.get("siddhiQuery") != body["siddhiQuery"]:  # another limit, or adopted after a 409
+            calls("PUT", f"{ADMIN}/throttling/policies/custom/{rule_id}", json=body)
+        self.state.put_state(self.name, key, {"owner": "ours", "id": rule_id})
+
+    def _remove_ip_rule(self, calls: Calls, d: Desired) -> None:
+        key = f"iprule|{d.subject}"
+        mine = self.state.get_state(self.name, key)
+        if mine is None:
+            return
+        if mine["owner"] == "ours":
+            rule_id = mine["id"]
+            if not rule_id:  # crashed before the id was recorded: find it
+                found = self._custom_rule(calls, ip_rule(d.subject, 0)["policyName"])
+                rule_id = found.get("policyId", "") if found else ""
+            if rule_id:
+                calls("DELETE", f"{ADMIN}/throttling/policies/custom/{rule_id}", ok=(200, 204, 404))
+        self.state.delete_state(self.name, key)

@@ -6,14 +6,18 @@ endpoint, which the specs only describe in prose, are checked by hand
 (CONTRACTS.md §2.1). Behaviour follows the server where the contract notes
 it: a duplicate deny policy is a 409 conflict, ``APPLICATION`` values must
 name an existing ``owner:appName``, users are stored tenant-qualified,
-``change-business-plan`` exists only on 4.4+, and each operation needs one
-of the scopes its spec lists.
+``change-business-plan`` exists only on 4.4+, custom rules are for the super
+tenant only and their names are unique, and each operation needs one of the
+scopes its spec lists. :meth:`FakeWso2.throttle_keys` plays the Traffic
+Manager for the custom rules' Siddhi queries (the condition forms API-M
+generates for IP conditions, nothing else).
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import re
 import secrets
 import time
 import uuid
@@ -53,6 +57,7 @@ class FakeWso2(FakeServer):
     applications: dict[str, dict] = field(default_factory=dict)  # applicationId -> {name, owner}
     subscriptions: dict[str, dict] = field(default_factory=dict)  # subscriptionId -> Subscription (+ apiId)
     deny_policies: dict[str, dict] = field(default_factory=dict)  # conditionId -> BlockingCondition
+    custom_rules: dict[str, dict] = field(default_factory=dict)  # policyId -> CustomRule
     tiers: list[str] = field(default_factory=lambda: ["Unlimited", "Gold", "Silver", "Bronze", "Quarantine10PerMin"])
     clients: dict[str, dict] = field(default_factory=dict)
     tokens: dict[str, dict] = field(default_factory=dict)
@@ -68,6 +73,10 @@ class FakeWso2(FakeServer):
         self.route("GET", f"{ADMIN}/throttling/deny-policy/{{conditionId}}", self._get_deny)
         self.route("DELETE", f"{ADMIN}/throttling/deny-policy/{{conditionId}}", self._delete_deny)
         self.route("GET", f"{ADMIN}/throttling/policies/subscription", self._list_tiers)
+        self.route("GET", f"{ADMIN}/throttling/policies/custom", self._list_rules)
+        self.route("POST", f"{ADMIN}/throttling/policies/custom", self._add_rule)
+        self.route("PUT", f"{ADMIN}/throttling/policies/custom/{{ruleId}}", self._put_rule)
+        self.route("DELETE", f"{ADMIN}/throttling/policies/custom/{{ruleId}}", self._delete_rule)
         self.route("GET", f"{PUBLISHER}/subscriptions", self._list_subscriptions)
         self.route("POST", f"{PUBLISHER}/subscriptions/block-subscription", self._block)
         self.route("POST", f"{PUBLISHER}/subscriptions/unblock-subscription", self._unblock)
@@ -103,6 +112,26 @@ class FakeWso2(FakeServer):
                 ((p["conditionType"], p["conditionValue"]) for p in self.deny_policies.values() if p["conditionStatus"]),
                 key=str,
             )
+
+    def throttle_keys(self, client_ip: str) -> dict[str, tuple[str, int]]:
+        """What each custom rule does with a request from ``client_ip``.
+
+        ``{policyName: (the throttle key it emits, its limit a minute)}`` for the rules the
+        request is eligible for, and the key the gateway looks up for the request
+        (``$clientIp``: the address as a decimal integer) under ``"$clientIp"``: a rule
+        throttles the request only when the two keys are equal.
+        """
+        address = ipaddress.ip_address(client_ip)
+        out = {"$clientIp": (str(int(address)), 0)}
+        with self.lock:
+            rules = list(self.custom_rules.values())
+        for rule in rules:
+            m = _RULE.fullmatch(rule["siddhiQuery"])
+            assert m is not None, f"not a rule shape the fake understands: {rule['siddhiQuery']!r}"
+            env = {"ip": int(address) if address.version == 4 else None, "ipv6": int(address) if address.version == 6 else None}
+            if _siddhi_eval(m["eligible"], env):
+                out[rule["policyName"]] = (str(_siddhi_eval(m["key"], env)), int(m["limit"]))
+        return out
 
     def subscriptions_of(self, application_id: str) -> list[dict]:
         with self.lock:
@@ -257,6 +286,62 @@ class FakeWso2(FakeServer):
         ]  # fmt: skip
         return ok({"count": len(tiers), "list": tiers})
 
+    # -- Admin: custom rules --------------------------------------------------------------
+
+    def _rules_allowed(self, request: Request, *scopes: str) -> Response | None:
+        if denied := self._authorized(request, *scopes):
+            return denied
+        if self.tenant != "carbon.super":
+            return error(403, "Only super tenant users are allowed")
+        return None
+
+    def _list_rules(self, request: Request) -> Response:
+        if denied := self._rules_allowed(request, "apim:admin", "apim:tier_view", "apim:admin_tier_view"):
+            return denied
+        rules = list(self.custom_rules.values())
+        return ok({"count": len(rules), "list": rules})
+
+    def _check_rule(self, body: dict) -> str | None:
+        if body["keyTemplate"] != "$clientIp" and not set(re.findall(r"\$(\w+)", body["keyTemplate"])) <= _KEYS:
+            return f"unknown key in template {body['keyTemplate']!r}"
+        if _RULE.fullmatch(body["siddhiQuery"]) is None:
+            return "Siddhi query is invalid"
+        return None
+
+    def _add_rule(self, request: Request) -> Response:
+        if denied := self._rules_allowed(request, "apim:admin", "apim:tier_manage", "apim:admin_tier_manage"):
+            return denied
+        body = request.get_json()
+        if problem := self._check_rule(body):
+            return error(400, problem)
+        if any(r["policyName"] == body["policyName"] for r in self.custom_rules.values()):
+            return error(409, f"Custom rule with name {body['policyName']} already exists")
+        rule_id = str(uuid.uuid4())
+        rule = {**body, "policyId": rule_id, "isDeployed": True, "type": "CustomRule"}
+        self.custom_rules[rule_id] = rule
+        return ok(rule, 201, {"Location": f"{ADMIN}/throttling/policies/custom/{rule_id}"})
+
+    def _put_rule(self, request: Request, ruleId: str) -> Response:  # noqa: N803 - the spec's name
+        if denied := self._rules_allowed(request, "apim:admin", "apim:tier_manage", "apim:admin_tier_manage"):
+            return denied
+        rule = self.custom_rules.get(ruleId)
+        if rule is None:
+            return error(404, "no such custom rule")
+        body = request.get_json()
+        if problem := self._check_rule(body):
+            return error(400, problem)
+        if body["policyName"] != rule["policyName"]:
+            return error(400, "a custom rule cannot be renamed")
+        rule.update(body)
+        return ok(rule)
+
+    def _delete_rule(self, request: Request, ruleId: str) -> Response:  # noqa: N803
+        if denied := self._rules_allowed(request, "apim:admin", "apim:tier_manage", "apim:admin_tier_manage"):
+            return denied
+        if self.custom_rules.pop(ruleId, None) is None:
+            return error(404, "no such custom rule")
+        return Response(status=200)
+
     # -- Publisher: subscriptions --------------------------------------------------------
 
     def _list_subscriptions(self, request: Request) -> Response:
@@ -303,3 +388,33 @@ class FakeWso2(FakeServer):
             return error(400, f"no subscription tier {plan!r}")
         sub["throttlingPolicy"] = plan
         return Response(status=200)
+
+
+# the keys API-M 4.x substitutes in a key template (specs/CONTRACTS.md §4.1)
+_KEYS = {"resourceKey", "userId", "apiContext", "apiVersion", "appTenant", "apiTenant", "appId", "clientIp"}
+_RULE = re.compile(
+    r"FROM RequestStream\nSELECT messageID, (?P<eligible>.+) AS isEligible, (?P<key>.+) AS throttleKey\n"
+    r"INSERT INTO EligibilityStream;\n"
+    r"FROM EligibilityStream\[isEligible==true\]#throttler:timeBatch\(1 min\)\n"
+    r"SELECT throttleKey, \(count\(messageID\) >= (?P<limit>\d+)\) AS isThrottled, expiryTimeStamp GROUP BY throttleKey\n"
+    r"INSERT ALL EVENTS INTO ResultStream;"
+)
+# Siddhi expression -> Python, for the forms API-M's IPCondition generates (and nothing more)
+_SIDDHI = (
+    (re.compile(r"cast\(map:get\(propertiesMap,'(ipv6|ip)'\),'(?:Long|string)'\)"), r"\1"),
+    (re.compile(r"throttler:bigIntcmp\(map:get\(propertiesMap,'ipv6'\), '(\d+)'\)"), r"_cmp(ipv6, \1)"),
+    (re.compile(r"str:concat\('(\d+)',''\)"), r"\1"),
+    (re.compile(r"\b(\d+)l\b"), r"\1"),
+    (re.compile(r" AND "), " and "),
+)
+
+
+def _siddhi_eval(expression: str, env: dict[str, int | None]) -> object:
+    for pattern, replacement in _SIDDHI:
+        expression = pattern.sub(replacement, expression)
+    if not re.fullmatch(r"[\w\s()<>=,]+", expression):
+        raise AssertionError(f"not an expression the fake understands: {expression!r}")
+    try:
+        return eval(expression, {"__builtins__": {}, "_cmp": lambda a, b: (a > b) - (a < b)}, dict(env))  # noqa: S307 - checked above
+    except TypeError:  # None compared: the request has no address of that family
+        return False

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from flows.config import Wso2TargetConfig
 from sinks.control import ControlDB
 from sinks.targets.base import Secret
-from sinks.targets.wso2 import Wso2Channel
+from sinks.targets.wso2 import Wso2Channel, ip_rule
 from tests.fakes.fixtures import APP, WSO2_PASSWORD, desired, drain, fake_wso2, outcomes, sender  # noqa: F401
 
 APP_ID = APP["application_id"]
@@ -93,6 +95,66 @@ def test_before_4_4_change_business_plan_is_never_called(tmp_path, fake_wso2, ch
     ch = channel(version="4.3.0", restrict_business_plan="Quarantine10PerMin")
     deliver(tmp_path, ch, desired(limit_per_min=20))
     assert fake_wso2.calls("POST", "/api/am/publisher/v4/subscriptions/change-business-plan") == []
+
+
+RULES = "/api/am/admin/v4/throttling/policies/custom"
+
+
+def rule_of(fake, ip: str) -> tuple[str, int] | None:
+    """The (name, limit) of the custom rule that throttles requests from ``ip``, if one does."""
+    keys = fake.throttle_keys(ip)
+    gateway_key = keys.pop("$clientIp")[0]
+    matching = [(name, limit) for name, (key, limit) in keys.items() if key == gateway_key]
+    assert len(matching) <= 1, matching
+    return matching[0] if matching else None
+
+
+def test_an_ip_limit_is_a_custom_rule_on_that_address_only(tmp_path, fake_wso2, channel):
+    ch = channel(ip_custom_policy=True)
+    deliver(tmp_path, ch, desired("ip", "203.0.113.7", limit_per_min=30))
+    assert rule_of(fake_wso2, "203.0.113.7") == ("gatewatch_ip_3405803783", 30)
+    assert rule_of(fake_wso2, "203.0.113.8") is None
+    deliver(tmp_path, ch, desired("ip", "203.0.113.7", limit_per_min=30))  # replayed: found, not created again
+    deliver(tmp_path, ch, desired("ip", "203.0.113.7", limit_per_min=12))  # a stricter tier: the rule is updated
+    assert rule_of(fake_wso2, "203.0.113.7") == ("gatewatch_ip_3405803783", 12)
+    assert len(fake_wso2.calls("POST", RULES)) == 1 and len(fake_wso2.calls("PUT", RULES)) == 1
+    deliver(tmp_path, ch, desired("ip", "203.0.113.7"))
+    assert fake_wso2.custom_rules == {} and rule_of(fake_wso2, "203.0.113.7") is None
+    assert outcomes(tmp_path) == {"sent": 4}
+
+
+def test_a_network_limit_counts_each_address_and_ipv6_works_too(tmp_path, fake_wso2, channel):
+    ch = channel(ip_custom_policy=True)
+    deliver(tmp_path, ch, desired("ip", "198.51.100.0/24", limit_per_min=20), desired("ip", "2001:db8::7", limit_per_min=5))
+    assert rule_of(fake_wso2, "198.51.100.9") == ("gatewatch_ip_3325256704_24", 20)
+    for edge in ("198.51.100.0", "198.51.100.255"):  # both ends are in the network
+        assert rule_of(fake_wso2, edge) == ("gatewatch_ip_3325256704_24", 20)
+    assert rule_of(fake_wso2, "198.51.99.255") is None and rule_of(fake_wso2, "198.51.101.0") is None
+    # each address of the network has its own key, so its own count
+    assert fake_wso2.throttle_keys("198.51.100.9")["gatewatch_ip_3325256704_24"][0] == str(3325256713)
+    assert rule_of(fake_wso2, "2001:db8::7") == (f"gatewatch_ip_{int(ipaddress.ip_address('2001:db8::7'))}", 5)
+    assert rule_of(fake_wso2, "2001:db8::8") is None and rule_of(fake_wso2, "32.1.13.184") is None
+    deliver(tmp_path, ch, desired("ip", "198.51.100.0/24"), desired("ip", "2001:db8::7"))
+    assert fake_wso2.custom_rules == {}
+
+
+def test_ip_limits_are_off_unless_configured_and_an_operators_rule_is_kept(tmp_path, fake_wso2, channel):
+    deliver(tmp_path, channel(), desired("ip", "203.0.113.7", limit_per_min=30))
+    assert fake_wso2.calls("GET", RULES) == [] and fake_wso2.custom_rules == {}
+    ch = channel(ip_custom_policy=True)
+    # an operator made this rule by hand, under the name we would give it
+    fake_wso2.custom_rules["op"] = {**ip_rule("203.0.113.9", 100), "policyId": "op", "isDeployed": True}
+    deliver(tmp_path, ch, desired("ip", "203.0.113.9", limit_per_min=30), desired("ip", "203.0.113.9"))
+    assert fake_wso2.calls("PUT", RULES) == [] and fake_wso2.calls("DELETE", RULES) == []
+    assert rule_of(fake_wso2, "203.0.113.9") == ("gatewatch_ip_3405803785", 100)
+
+
+def test_check_reports_custom_rules_outside_the_super_tenant(fake_wso2, channel):
+    assert channel(ip_custom_policy=True).check() == []
+    fake_wso2.tenant = "example.com"
+    (problem,) = channel(ip_custom_policy=True).check()
+    assert problem.startswith("targets.wso2.ip_custom_policy: GET /api/am/admin/v4/throttling/policies/custom: HTTP 403")
+    assert "super tenant" in problem
 
 
 def test_block_with_subscriptions_unblocks_only_what_it_blocked(tmp_path, fake_wso2, channel):
