@@ -100,11 +100,13 @@ def _id_shapes(possessive: str = "") -> str:
     return rf"[0-9]+{p}|[0-9a-fA-F-]{{8,}}{p}|[A-Za-z]{{0,12}}{p}[-_]?{p}[0-9]+{p}"
 
 
-_ID = re.compile(r"\{[^}]*\}|" + _id_shapes())  # a template segment, or a concrete id
+# an API version (/v2/login, /api/V10/items) looks like an id but names no resource instance
+_VERSION = r"(?![vV][0-9]{1,2}(?:/|\Z))"
+_ID = re.compile(r"\{[^}]*\}|" + _VERSION + rf"(?:{_id_shapes()})")  # a template segment, or a concrete id
 # Possessive quantifiers (Python 3.11+) never give back: that changes no match here, since
 # each run is followed by a character its shorter forms cannot be followed by, and cuts the
 # folding from 1.1 to 0.67 us a path. Anchored on "/": a fifth faster than a lookbehind.
-_ID_SEGMENT = re.compile(rf"/(?:{_id_shapes('+' if sys.version_info >= (3, 11) else '')})(?=/|\Z)")
+_ID_SEGMENT = re.compile(rf"/{_VERSION}(?:{_id_shapes('+' if sys.version_info >= (3, 11) else '')})(?=/|\Z)")
 _LAST_NUMBER = re.compile(r"[0-9]+(?=[^0-9]*$)")
 _DIGITS = "0123456789"
 _SCANNERS = (
@@ -171,6 +173,8 @@ def endpoint(resource: str) -> str:
 
     >>> endpoint("/items/1042?x=1"), endpoint("/order/{orderId}"), endpoint("/accounts/login")
     ('/items/{id}', '/order/{orderId}', '/accounts/login')
+    >>> endpoint("/v2/orders/A-1042"), endpoint("/api/V10/items/9")
+    ('/v2/orders/{id}', '/api/V10/items/{id}')
     """
     return _ID_SEGMENT.sub("/{id}", "/" + resource.partition("?")[0])[1:]  # "/" + : a leading id segment too
 
