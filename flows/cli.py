@@ -220,7 +220,26 @@ def _run_flow(
         if controlling:
             loop.stop()
             stats.add_rows("decisions", controller.decisions_made)
+            _report_pending(control)
             control.close()
+
+
+def _report_pending(control) -> None:
+    """Say what the outbox still holds: a run can end while deliveries back off, and they stay for the next one."""
+    pending = control.outbox("pending")
+    if not pending:
+        return
+    by_destination: dict[str, int] = {}
+    for entry in pending:
+        by_destination[entry.destination] = by_destination.get(entry.destination, 0) + 1
+    first = min(pending, key=lambda e: e.next_at)
+    counts = ", ".join(f"{name}: {n}" for name, n in sorted(by_destination.items()))
+    error = f"; last error: {first.last_error}" if first.last_error else ""
+    typer.echo(
+        f"gatewatch: {len(pending)} deliveries still pending in the outbox ({counts}), the next due in "
+        f"{max(first.next_at - time.time(), 0.0):.0f} s{error}; the next run or replay with this store sends them",
+        err=True,
+    )
 
 
 _BASE_SEQ = "store_base_seq"

@@ -91,6 +91,18 @@ def outbox_states(store: Path) -> dict[str, int]:
         con.close()
 
 
+def pending_ids(store: Path) -> set[str]:
+    con = sqlite3.connect(store / CONTROL_FILE)
+    try:
+        return {r[0] for r in con.execute("SELECT id FROM outbox WHERE state = 'pending'")}
+    finally:
+        con.close()
+
+
+def sent_ids(store: Path) -> set[str]:
+    return {r["delivery_id"] for r in rows(store, "SELECT delivery_id FROM deliveries WHERE outcome = 'sent'")}
+
+
 def delivery_counts(store: Path) -> dict[str, int]:
     return {r["outcome"]: r["n"] for r in rows(store, "SELECT outcome, COUNT(*) AS n FROM deliveries GROUP BY outcome")}
 
@@ -155,6 +167,27 @@ def test_allowlisted_subject_is_never_touched(tmp_path, gateways):
     assert "findings=0 " not in out  # the attack was seen ...
     assert rows(store, "SELECT * FROM decisions WHERE subject = ?", [ATTACKER]) == []  # ... and left alone
     assert [c for c in wso2.log + kong.log if c.method != "GET"] == []
+
+
+def test_a_replay_that_ends_while_deliveries_back_off_says_so_and_the_next_run_sends_them(tmp_path, gateways):
+    wso2, kong = gateways
+    cfg = config(tmp_path, wso2, kong, policy="review_tiers = []")
+    store = tmp_path / "store"
+    kong.inject("status", times=10_000, status=503, path_prefix="/consumers")  # down for the whole replay
+    first = gatewatch("replay", str(SAMPLE), "--store", str(store), "--config", str(cfg), env=env())
+    pending = outbox_states(store).get("pending", 0)
+    assert pending >= 1
+    left = pending_ids(store)
+    assert f"gatewatch: {pending} deliveries still pending in the outbox (kong: {pending}), the next due in" in first.stderr
+    assert "HTTP 503" in first.stderr and "the next run or replay with this store sends them" in first.stderr
+    with kong.lock:
+        kong.faults.clear()
+    nothing_new = tmp_path / "empty.log"
+    nothing_new.write_bytes(b"")
+    second = gatewatch("replay", str(nothing_new), "--store", str(store), "--config", str(cfg), env=env())
+    assert outbox_states(store).get("pending", 0) == 0 and "still pending" not in second.stderr
+    assert "dead_letter" not in outbox_states(store)
+    assert sent_ids(store) >= left  # what the first run could not send
 
 
 def test_faults_and_kill_9_still_give_exactly_one_effect(tmp_path, gateways):
