@@ -30,7 +30,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import httpx
@@ -78,7 +78,10 @@ def deny_condition(d: Desired) -> tuple[str, object]:
     raise ValueError(msg)
 
 
-IP_RULE_PREFIX = "gatewatch_ip_"
+def ip_rule_name(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """``gatewatch_ip_<first address as a decimal integer>``, and ``_<prefix length>`` for a network."""
+    first = int(net.network_address)
+    return f"gatewatch_ip_{first}" if net.num_addresses == 1 else f"gatewatch_ip_{first}_{net.prefixlen}"
 
 
 def ip_rule(subject: str, limit_per_min: int) -> dict:
@@ -105,9 +108,9 @@ def ip_rule(subject: str, limit_per_min: int) -> dict:
         lower, upper = f"throttler:bigIntcmp({value}, '{first}')>=0", f"throttler:bigIntcmp({value}, '{last}')<=0"
         address = f"cast({value},'string')"
     if net.num_addresses == 1:
-        name, eligible, key = f"{IP_RULE_PREFIX}{first}", f"({single})", f"str:concat('{first}','')"
+        eligible, key = f"({single})", f"str:concat('{first}','')"
     else:
-        name, eligible, key = f"{IP_RULE_PREFIX}{first}_{net.prefixlen}", f"({lower} AND {upper})", address
+        eligible, key = f"({lower} AND {upper})", address
     query = (
         f"FROM RequestStream\nSELECT messageID, {eligible} AS isEligible, {key} AS throttleKey\n"
         "INSERT INTO EligibilityStream;\n"
@@ -116,7 +119,7 @@ def ip_rule(subject: str, limit_per_min: int) -> dict:
         "GROUP BY throttleKey\nINSERT ALL EVENTS INTO ResultStream;"
     )
     return {
-        "policyName": name,
+        "policyName": ip_rule_name(net),
         "description": f"gatewatch: {subject} restricted to {limit_per_min} requests a minute per address",
         "keyTemplate": "$clientIp",
         "siddhiQuery": query,
@@ -338,17 +341,25 @@ class Wso2Channel:
             ctype, value = deny_condition(d)
         except ValueError:
             return  # nothing of ours can exist for a subject we could never block
+        def find() -> str:
+            found = next((c for c in self._deny_policies(calls) if _same_condition(c, ctype, value)), None)
+            return found.get("conditionId", "") if found else ""
+
         key = f"deny|{ctype}|{json.dumps(value, sort_keys=True)}"
+        self._remove_owned(calls, key, find, f"{ADMIN}/throttling/deny-policy")
+
+    def _remove_owned(self, calls: Calls, key: str, find: Callable[[], str], path: str) -> None:
+        """Delete the object recorded under ``key`` if it is ours, then forget the record.
+
+        ``find`` looks its id up when a crash came before the id was recorded.
+        """
         mine = self.state.get_state(self.name, key)
         if mine is None:
             return
         if mine["owner"] == "ours":
-            condition_id = mine["id"]
-            if not condition_id:  # crashed before the id was recorded: find it
-                found = next((c for c in self._deny_policies(calls) if _same_condition(c, ctype, value)), None)
-                condition_id = found.get("conditionId", "") if found else ""
-            if condition_id:
-                calls("DELETE", f"{ADMIN}/throttling/deny-policy/{condition_id}", ok=(200, 204, 404))
+            object_id = mine["id"] or find()
+            if object_id:
+                calls("DELETE", f"{path}/{object_id}", ok=(200, 204, 404))
         self.state.delete_state(self.name, key)
 
     # -- subscriptions -------------------------------------------------------------
@@ -453,15 +464,8 @@ class Wso2Channel:
         self.state.put_state(self.name, key, {"owner": "ours", "id": rule_id})
 
     def _remove_ip_rule(self, calls: Calls, d: Desired) -> None:
-        key = f"iprule|{d.subject}"
-        mine = self.state.get_state(self.name, key)
-        if mine is None:
-            return
-        if mine["owner"] == "ours":
-            rule_id = mine["id"]
-            if not rule_id:  # crashed before the id was recorded: find it
-                found = self._custom_rule(calls, ip_rule(d.subject, 0)["policyName"])
-                rule_id = found.get("policyId", "") if found else ""
-            if rule_id:
-                calls("DELETE", f"{ADMIN}/throttling/policies/custom/{rule_id}", ok=(200, 204, 404))
-        self.state.delete_state(self.name, key)
+        def find() -> str:
+            found = self._custom_rule(calls, ip_rule_name(ipaddress.ip_network(d.subject, strict=False)))
+            return found.get("policyId", "") if found else ""
+
+        self._remove_owned(calls, f"iprule|{d.subject}", find, f"{ADMIN}/throttling/policies/custom")
