@@ -4,10 +4,11 @@
 
     read (LogSource: chunks of lines)
       -> parse (ChunkParser; rejects branch off to the store)
-      -> route (each event to three shards, one per subject family: crc32 of
-                the consumer -> c<n>, of the client IP -> i<n>, of the endpoint
-                (resource with ids folded) -> a<n>; every shard also gets the
-                input's newest event time so its windows close in step)
+      -> route (each event counted into a cell of each subject family, and
+                each cell sent to its subject's shard: crc32 of the consumer
+                -> c<n>, of the client IP -> i<n>, of the endpoint (resource
+                with ids folded) -> a<n>; every shard also gets the input's
+                newest event time so its windows close in step)
       -> detect_consumer / detect_ip / detect_api (one ShardProcessor per
                 shard: windows, features, detectors)
       -> store (StoreSink: one Parquet segment per table per batch; findings
@@ -29,7 +30,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -80,10 +80,7 @@ class RunStats:
 
 
 class _ShardBatch:
-    """A batch for one shard, and how far its input has got in event time.
-
-    The batch is what the shard family's ``WindowTable.collect`` gave: events, or cells.
-    """
+    """A batch of cells for one shard (``WindowTable.collect``), and how far its input has got in event time."""
 
     __slots__ = ("_packed", "batch", "shard", "source", "source_ts")
 
@@ -95,23 +92,14 @@ class _ShardBatch:
         self._packed: bytes | None = None
 
     def __reduce__(self):
-        # between processes: msgpack costs a quarter of pickling the events one Struct at a time;
-        # cells are few and pickled. Timely serializes a message twice (its size first), so the
-        # encoding is kept.
-        events = type(self.batch) is list
+        # between processes. Timely serializes a message twice (its size first), so the pickle is kept.
         if self._packed is None:
-            batch = self.batch
-            self._packed = _EVENTS_ENCODER.encode(batch) if events else pickle.dumps(batch, protocol=5)
-        return (_unpack_batch, (self._packed, events, self.shard, self.source, self.source_ts))
+            self._packed = pickle.dumps(self.batch, protocol=5)
+        return (_unpack_batch, (self._packed, self.shard, self.source, self.source_ts))
 
 
-_EVENTS_ENCODER = msgspec.msgpack.Encoder()
-_EVENTS_DECODER = msgspec.msgpack.Decoder(list[Event])
-
-
-def _unpack_batch(packed: bytes, events: bool, shard: str, source: str, source_ts: float) -> _ShardBatch:
-    batch = _EVENTS_DECODER.decode(packed) if events else pickle.loads(packed)  # noqa: S301 - a peer's cells
-    return _ShardBatch(batch, shard, source, source_ts)
+def _unpack_batch(packed: bytes, shard: str, source: str, source_ts: float) -> _ShardBatch:
+    return _ShardBatch(pickle.loads(packed), shard, source, source_ts)  # noqa: S301 - a peer's cells
 
 
 _SHARD_CACHE_MAX = 100_000
@@ -235,23 +223,15 @@ class _Router:
                 (keys[f][0], _ShardBatch(collect(events, window_s), keys[f][0], source, newest))
                 for f, collect in zip(_FAMILY_KEYS, self.collect, strict=True)
             ]
-        # client-IP events go to their shards one by one; consumers and endpoints are counted
-        # into cells once, and the cells go to their subject's shard (far fewer than events)
-        n = self.shards
-        ips: list[list[Event]] = [[] for _ in range(n)]
-        ip_shard = self._ip_shard
-        for cache in (self._consumer_shard, ip_shard, self._api_shard):
+        # each family's cells are counted here, once, and go to their subject's shard: far fewer
+        # than events, and the counting is done where the events were parsed
+        for cache in (self._consumer_shard, self._ip_shard, self._api_shard):
             if len(cache) > _SHARD_CACHE_MAX:  # one-off IPs and concrete paths must not grow it for ever
                 cache.clear()
-        for e in events:
-            i = ip_shard.get(e.client_ip)
-            if i is None:
-                i = ip_shard[e.client_ip] = self._shard_of(e.client_ip)
-            ips[i].append(e)
         consumer_collect, ip_collect, api_collect = self.collect
         parts = (
             self._split_cells(consumer_collect(events, window_s), self._consumer_shard, 1),
-            [ip_collect(b, window_s) for b in ips],
+            self._split_cells(ip_collect(events, window_s), self._ip_shard, None),
             self._split_cells(api_collect(events, window_s), self._api_shard, 2),
         )
         return [
@@ -260,12 +240,12 @@ class _Router:
             for key, b in zip(keys[family], batches, strict=True)
         ]
 
-    def _split_cells(self, windows: dict[float, dict[tuple, object]], cache: dict[str, int], at: int) -> list[dict]:
-        """Split ``{start: {key: cell}}`` by the shard of each key's subject (``key[at]``)."""
+    def _split_cells(self, windows: dict[float, dict], cache: dict[str, int], at: int | None) -> list[dict]:
+        """Split ``{start: {key: cell}}`` by the shard of each key's subject (``key[at]``, or the key)."""
         parts: list[dict[float, dict]] = [{} for _ in range(self.shards)]
         for start, cells in windows.items():
             for key, acc in cells.items():
-                subject = key[at]
+                subject = key if at is None else key[at]
                 i = cache.get(subject)
                 if i is None:
                     i = cache[subject] = self._shard_of(subject)

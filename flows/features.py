@@ -607,16 +607,38 @@ class IpAcc(_Slotted):
         self.ts: list[float] = []
         self.uas: set[str] = set()
 
+    def merge(self, other: IpAcc) -> None:
+        """Count ``other``'s events too (the same cell, counted elsewhere from later events)."""
+        self.requests += other.requests
+        self.reads += other.reads
+        self.writes += other.writes
+        self.detail += other.detail
+        self.auth += other.auth
+        self.errors += other.errors
+        self.s5xx += other.s5xx
+        self.throttled += other.throttled
+        self.bytes_out += other.bytes_out
+        self.paths |= other.paths
+        self.error_paths |= other.error_paths
+        self.sensitive |= other.sensitive
+        self.login_ts += other.login_ts
+        self.login_paths |= other.login_paths
+        room = MAX_TIMESTAMPS - len(self.ts)
+        if room > 0:
+            self.ts += other.ts[:room]
+        self.uas |= other.uas
+
 
 class IpOverflow(_Slotted):
     """A window's client IPs past the per-window cap: counted together, not one by one.
 
     ``requests``, ``auth_failures`` and ``bytes_out`` are exact; ``ips`` estimates how many
-    distinct IPs they came from (:class:`HyperLogLog`). An IP counted here that comes back
-    in the window (``doorkeeper``: a Bloom filter of the IPs counted here, cleared every
-    262,144 of them) gets a cell of its own in place of the oldest cell that still has a
-    single request (``candidates``), which is folded in here: a burst is not lost to a flood
-    of one-off IPs, at the cost of its first request.
+    distinct IPs they came from (:class:`HyperLogLog`). An IP that comes back in the window,
+    counted here before (``doorkeeper``: a Bloom filter of the IPs counted here, cleared every
+    262,144 of them) or with several requests in one batch, gets a cell of its own in place
+    of the oldest cell that still has a single request (``candidates``), which is folded in
+    here: a burst is not lost to a flood of one-off IPs, at the cost of at most its first
+    request.
     """
 
     __slots__ = (
@@ -653,12 +675,11 @@ class IpOverflow(_Slotted):
         self.door_count += 1
         return False
 
-    def count(self, h: int, e: Event) -> None:
-        """Count an event of an IP without a cell."""
-        self.requests += 1
-        if e.auth_failure:
-            self.auth_failures += 1
-        self.bytes_out += e.bytes_out
+    def count(self, h: int, acc: IpAcc) -> None:
+        """Count the events of an IP that gets no cell (``acc``: what one batch held of it)."""
+        self.requests += acc.requests
+        self.auth_failures += acc.auth
+        self.bytes_out += acc.bytes_out
         self.ips.add_hash(h)
 
     def make_room(self, cells: dict, tracked: Container[str]) -> bool:
@@ -846,55 +867,31 @@ class IpWindows(WindowTable):
 
     At most ``max_cells`` IPs get a cell of their own per window. Past it, an IP still
     gets one if it is in ``tracked`` (the shard keeps baselines for it) or comes back in
-    the window (see :class:`IpOverflow`), in place of a single-request cell; every other
-    event is counted in the window's :class:`IpOverflow` (key ``OVERFLOW``).
+    the window (see :class:`IpOverflow`), in place of a single-request cell; the requests
+    of every other IP are counted in the window's :class:`IpOverflow` (key ``OVERFLOW``).
+    The router counts each batch's cells (:meth:`collect`); the cap applies as the shard
+    takes them, cell by cell.
     """
 
     max_cells: int = 1 << 62  # the shard sets both from its config
     tracked: Container[str] = frozenset()
 
     @staticmethod
-    def collect(events: list[Event], window_s: int) -> list[Event]:
-        """The events themselves: IPs are many and mostly one-offs, and the cap counts each event in turn."""
-        return events
-
-    def _admit(self, cells: dict, ip: str, e: Event) -> IpAcc | None:
-        """A new cell for ``ip``, or None when the event is counted in the window's overflow."""
-        over = cells.get(OVERFLOW)
-        if over is None:
-            if len(cells) < self.max_cells:
-                acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
-                return acc
-            over = cells[OVERFLOW] = IpOverflow(cells, self.tracked)
-        tracked = self.tracked
-        if ip in tracked:
-            over.make_room(cells, tracked)  # tracked IPs get a cell even without room
-        else:
-            h = hash64(ip)
-            if not (over.returning(h) and over.make_room(cells, tracked)):
-                over.count(h, e)
-                return None
-            over.candidates.append(ip)
-        acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
-        return acc
-
-    def take(self, batch: list[Event]) -> None:
-        window_s = self.window_s
+    def collect(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc]]:
+        windows: dict[float, dict[str, IpAcc]] = {}
         current_start, cells = None, {}
         flags_of = _flags.get
-        for e in batch:
-            ts = e.ts
+        for e in events:
             ip = e.client_ip
             if not ip:
                 continue
+            ts = e.ts
             start = ts - ts % window_s
             if start != current_start:
-                current_start, cells = start, self._cells(start)
+                current_start, cells = start, windows.setdefault(start, {})
             acc = cells.get(ip)
             if acc is None:
-                acc = self._admit(cells, ip, e)
-                if acc is None:  # past max_cells: counted in the window's IpOverflow
-                    continue
+                acc = cells[ip] = IpAcc(e.consumer_name or e.consumer)
             acc.requests += 1
             res = e.resource
             # flags by endpoint: ids never change them, and concrete paths are mostly one-offs
@@ -930,6 +927,37 @@ class IpWindows(WindowTable):
             if len(acc.ts) < MAX_TIMESTAMPS:
                 acc.ts.append(ts)
             acc.uas.add(e.user_agent)
+        return windows
+
+    def take(self, batch: dict[float, dict[str, IpAcc]]) -> None:
+        max_cells = self.max_cells
+        for start, part in batch.items():
+            cells = self._cells(start)
+            for ip, acc in part.items():
+                mine = cells.get(ip)
+                if mine is not None:
+                    mine.merge(acc)
+                elif len(cells) < max_cells and OVERFLOW not in cells:
+                    cells[ip] = acc
+                else:
+                    self._admit(cells, ip, acc)
+
+    def _admit(self, cells: dict, ip: str, acc: IpAcc) -> None:
+        """Give a new IP's cell a place past the cap, or count it in the window's overflow."""
+        over = cells.get(OVERFLOW)
+        if over is None:
+            over = cells[OVERFLOW] = IpOverflow(cells, self.tracked)
+        tracked = self.tracked
+        if ip in tracked:
+            over.make_room(cells, tracked)  # tracked IPs get a cell even without room
+        else:
+            h = hash64(ip)
+            # several requests in one batch: it came back already
+            if not ((over.returning(h) or acc.requests > 1) and over.make_room(cells, tracked)):
+                over.count(h, acc)
+                return
+            over.candidates.append(ip)
+        cells[ip] = acc
 
 
 class ApiWindows(WindowTable):

@@ -2,9 +2,8 @@
 
 The dataflow routes every event to three shards, one per subject family
 (consumer, client IP, API endpoint; crc32 of the subject picks the shard
-within the family), and feeds each shard whole batches: of events (IPs), or
-of cells the router counted from them (consumers, endpoints:
-``WindowTable.collect``). A shard
+within the family), and feeds each shard whole batches of the cells the
+router counted from them (``WindowTable.collect``). A shard
 keeps its family's open windows, the detectors' baselines, and turns every
 closed window into store rows: ``traffic`` (consumer shards only, one row per
 window × API × consumer, so ``SUM(traffic.requests)`` counts every event once),

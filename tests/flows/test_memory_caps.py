@@ -188,6 +188,25 @@ def test_past_the_cap_ips_share_one_overflow_cell_and_every_request_is_counted()
     assert abs(len(over.ips) - 4_901) <= ERR * 4_901
 
 
+def test_a_new_ip_that_comes_back_past_the_cap_loses_at_most_its_first_request():
+    flood = [ev(T0 + i * 0.01, ip) for i, ip in enumerate(one_off(1_000))]
+    burst = [ev(T0 + 30 + i, "10.8.8.8", method="POST", resource="/login", status=401) for i in range(5)]
+    one_batch, one_by_one = IpWindows(60, 10), IpWindows(60, 10)
+    for t in (one_batch, one_by_one):
+        t.max_cells = 100
+        t.take(IpWindows.collect(flood, 60))
+    one_batch.take(IpWindows.collect(burst, 60))
+    for e in burst:  # as a live tail may deliver it
+        one_by_one.take(IpWindows.collect([e], 60))
+    for t, kept in ((one_batch, 5), (one_by_one, 4)):
+        (w,) = t.close_all()
+        over = w.cells.pop(OVERFLOW)
+        assert w.cells["10.8.8.8"].requests == w.cells["10.8.8.8"].auth == kept
+        assert len(w.cells) == 100 and over.folded == 1  # it took a single-request cell's place
+        assert over.requests + sum(acc.requests for acc in w.cells.values()) == len(flood) + len(burst)
+        assert over.auth_failures == 5 - kept
+
+
 def test_a_tracked_ip_gets_a_cell_past_the_cap():
     t = IpWindows(60, 10)
     t.max_cells = 100
@@ -244,7 +263,7 @@ def test_a_flood_of_one_off_ips_stays_within_the_caps_and_an_attacker_is_still_f
     assert all(abs(f["untracked_ips"] - (n_flood - cap)) <= ERR * n_flood for f in features)
     flagged = {r[3]: r[5] for r in _table(out, "subject_windows") if r[3] != UNTRACKED}
     assert sum(r[5] for r in capacity) >= 30 * (n_flood - cap)
-    assert flagged[regular] == 9 and flagged["10.8.8.8"] == 8  # its first attempt went to the overflow
+    assert flagged[regular] == 9 and flagged["10.8.8.8"] == 9  # its attempts came in one batch: a cell
 
 
 def test_the_consumer_and_api_families_stay_exact_under_the_flood():

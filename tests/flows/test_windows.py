@@ -17,7 +17,16 @@ from detectors.base import subnet
 from flows.config import Config
 from flows.dataflow import RunStats, _Router, shard_keys
 from flows.events import Event
-from flows.features import EXACT_IPS, MAX_SEEN, ApiWindows, ConsumerWindows, IpSketch, TrafficAcc, endpoint_of
+from flows.features import (
+    EXACT_IPS,
+    MAX_SEEN,
+    ApiWindows,
+    ConsumerWindows,
+    IpSketch,
+    IpWindows,
+    TrafficAcc,
+    endpoint_of,
+)
 
 T0 = 1_700_000_040.0
 
@@ -60,7 +69,7 @@ def test_cells_merged_from_any_split_into_batches_equal_counting_every_event_at_
     events, mid, cuts, close_at
 ):
     first, rest = events[:mid], events[mid:]
-    for table_type in (ConsumerWindows, ApiWindows):
+    for table_type in (ConsumerWindows, IpWindows, ApiWindows):
         merged = table_type(60, 10)
         for batch in _split(first, cuts):
             merged.take(table_type.collect(batch, 60))
@@ -110,9 +119,6 @@ def test_the_router_gives_each_shard_the_cells_of_its_own_subjects(events, shard
             # the reference: the events of the shard's own subjects, counted there
             mine = [e for e in events if zlib.crc32(subject[family](e).encode()) % shards == i]
             expected, batch = collect(mine, 60), routed[key].batch
-            if family == "i":  # client-IP events travel as they are
-                assert batch == expected
-            else:
-                assert _state({(False, s): c for s, c in batch.items()}) == _state(
-                    {(False, s): c for s, c in expected.items()}
-                )
+            assert _state({(False, s): c for s, c in batch.items()}) == _state(
+                {(False, s): c for s, c in expected.items()}
+            )
