@@ -80,7 +80,7 @@ class RunStats:
 
 
 class _ShardBatch:
-    """A batch of cells for one shard (``WindowTable.collect``), and how far its input has got in event time."""
+    """A batch of cells for one shard (``WindowTable.collect``) and its input's event-time progress."""
 
     __slots__ = ("_packed", "batch", "shard", "source", "source_ts")
 
