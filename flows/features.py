@@ -779,9 +779,13 @@ class WindowTable:
             for key, acc in part.items():
                 mine = cells.get(key)
                 if mine is None:
-                    cells[key] = acc
+                    self._adopt(cells, key, acc)
                 else:
                     mine.merge(acc)
+
+    def _adopt(self, cells: dict, key, acc) -> None:
+        """Give a subject new to the window its cell (a family with a cap may count it elsewhere)."""
+        cells[key] = acc
 
     def _cells(self, start: float) -> dict:
         table = self.open if start >= self.closed_until else self.late
@@ -929,23 +933,13 @@ class IpWindows(WindowTable):
             acc.uas.add(e.user_agent)
         return windows
 
-    def take(self, batch: dict[float, dict[str, IpAcc]]) -> None:
-        max_cells = self.max_cells
-        for start, part in batch.items():
-            cells = self._cells(start)
-            for ip, acc in part.items():
-                mine = cells.get(ip)
-                if mine is not None:
-                    mine.merge(acc)
-                elif len(cells) < max_cells and OVERFLOW not in cells:
-                    cells[ip] = acc
-                else:
-                    self._admit(cells, ip, acc)
-
-    def _admit(self, cells: dict, ip: str, acc: IpAcc) -> None:
-        """Give a new IP's cell a place past the cap, or count it in the window's overflow."""
+    def _adopt(self, cells: dict, ip: str, acc: IpAcc) -> None:
+        """A new IP's cell: past the cap it takes a single-request cell's place, or goes to the overflow."""
         over = cells.get(OVERFLOW)
         if over is None:
+            if len(cells) < self.max_cells:
+                cells[ip] = acc
+                return
             over = cells[OVERFLOW] = IpOverflow(cells, self.tracked)
         tracked = self.tracked
         if ip in tracked:
