@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import ipaddress
 import os
 import shutil
 import signal
@@ -191,6 +192,8 @@ def _run_flow(
                 name="connect-watchdog",
                 daemon=True,
             ).start()
+    if process_id:
+        wait_for_local_peers(addresses[:process_id])
     # in a cluster only process 0 runs the control plane: one controller, one sender, one writer "c0"
     controlling = not process_id
     if controlling:
@@ -274,6 +277,50 @@ def _connect_watchdog(connected: threading.Event, timeout_s: int, process_id: in
     )
     sys.stderr.flush()
     os._exit(2)
+
+
+def wait_for_local_peers(addresses: list[str]) -> None:
+    """Wait until each of ``addresses`` on this host's loopback listens (Linux); leave the others to Timely.
+
+    Timely connects to every lower-numbered process and, refused, sleeps a whole second
+    before it tries again: processes started together, as in the README's example, lost
+    that second in 2 runs of 3. Waiting here overlaps this process's start with theirs.
+    Only a listener is looked for: a probing connection would be taken for a peer. The
+    connect watchdog bounds the wait.
+    """
+    ports = set()
+    for address in addresses:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if loopback and port.isdigit():
+            ports.add(int(port))
+    while ports:
+        listening = listening_ports()
+        if listening is None:
+            return
+        ports -= listening
+        if ports:
+            time.sleep(0.005)
+
+
+def listening_ports() -> set[int] | None:
+    """The TCP ports something listens on here, from ``/proc/net/tcp{,6}`` (``None`` without them)."""
+    ports: set[int] = set()
+    found = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for fields in map(str.split, rows):
+            if fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports if found else None
 
 
 def _progress(stats, total_bytes: int, done: threading.Event) -> None:

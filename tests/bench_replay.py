@@ -20,8 +20,8 @@ lines), then measures:
   console script next to this interpreter) as subprocesses, in each of
   ``--layouts``: ``w1``/``w2`` one process with 1 or 2 worker threads on the
   file; ``p2`` a cluster of 2 processes (``-i/-a`` on 127.0.0.1), the file
-  dealt round-robin into 2 node logs as if 2 gateway nodes wrote it, each
-  process started once the one before listens (see ``_wait_listening``). Every
+  dealt round-robin into 2 node logs as if 2 gateway nodes wrote it, the
+  processes started together, as in the README's example. Every
   layout runs with the same ``pipeline.shards`` (``--shards``), so all give
   the same store. Reported: median wall time of ``--runs``, median CPU
   (user + sys of every process) per line, which a busy neighbour disturbs
@@ -317,20 +317,17 @@ def measure_replay(
             floors.append(floor())
         store = Path(tempfile.mkdtemp(prefix="store-", dir=workdir)) / "store"
         cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt, "--store", str(store), "--config", str(config)]
-        ports = free_ports(processes)
         if processes > 1:
-            addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+            addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
             cmds = [[*cmd, "-i", str(i), "-a", addresses] for i in range(processes)]
         else:
             cmds = [cmd]
         outputs = [workdir / f"replay-{fmt}-{layout}-{run}-p{i}.out" for i in range(processes)]
         t0 = time.perf_counter()
         procs = []
-        for i, (c, output) in enumerate(zip(cmds, outputs, strict=True)):
+        for c, output in zip(cmds, outputs, strict=True):
             with open(output, "wb") as out:
                 procs.append(subprocess.Popen(c, stdout=out, stderr=subprocess.STDOUT))
-            if i + 1 < processes:  # the last one only connects
-                _wait_listening(ports[i], procs[-1])
         proc_cpus, rss = [], 0
         try:
             for c, proc, output in zip(cmds, procs, outputs, strict=True):
@@ -376,27 +373,6 @@ def head_log(path: Path, lines: int) -> Path:
         with open(path, "rb") as f:
             out.write_bytes(b"".join(islice(f, lines)))
     return out
-
-
-def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    """Wait until ``proc`` listens on ``port`` (Linux ``/proc/net/tcp``; elsewhere, return at once).
-
-    Each cluster process connects to the lower-numbered ones, and Timely sleeps a whole
-    second after a refused connect: started together, process 1 was refused in 2 of 3
-    runs. Started in turn, as an operator would start them, the wall time stays the
-    pipeline's. The wait is inside the timed span.
-    """
-    port_hex = f":{port:04X}"
-    deadline = time.monotonic() + timeout_s
-    exited = os.WEXITED | os.WNOHANG | os.WNOWAIT  # WNOWAIT: not reaped, os.wait4 still gets the rusage
-    while time.monotonic() < deadline and not os.waitid(os.P_PID, proc.pid, exited):
-        try:
-            lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
-        except OSError:
-            return
-        if any(f[1].endswith(port_hex) and f[3] == "0A" for f in map(str.split, lines)):  # 0A: LISTEN
-            return
-        time.sleep(0.005)
 
 
 def measure_fail2ban(path: Path, lines: int, runs: int, filter_name: str) -> float | None:

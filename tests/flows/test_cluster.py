@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import threading
 
@@ -14,6 +15,7 @@ from bytewax.operators import StatefulLogic
 from bytewax.run import cli_main
 from bytewax.testing import TestingSource
 
+from flows.cli import wait_for_local_peers, listening_ports
 from flows.dataflow import bytewax_worker_of, shard_keys
 from tests.conftest import GATEWATCH, SAMPLE, free_ports, gatewatch, rows, scalar, start_gatewatch, wait_for
 from tests.flows.test_run import LINES, _closed_lines, _oracle_of
@@ -99,6 +101,22 @@ def test_two_processes_give_the_same_store_as_one(tmp_path):
         assert proc.returncode == 0, err
     for sql in (TRAFFIC, FINDINGS, DECISIONS):
         assert rows(single, sql) == rows(cluster, sql), sql
+
+
+def test_a_process_connects_once_its_lower_peers_on_this_host_listen():
+    """Timely sleeps a whole second after a refused connect, so gatewatch waits for the listener first."""
+    port, elsewhere = free_ports(2)
+    with socket.socket() as peer:
+        peer.bind(("127.0.0.1", port))  # bound, not yet listening: a connect would be refused
+        assert port not in listening_ports()
+        waiting = threading.Thread(target=wait_for_local_peers, args=([f"127.0.0.1:{port}", f"192.0.2.1:{elsewhere}"],))
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive()
+        peer.listen()
+        waiting.join(30)  # a peer on another host is left to Timely's retry, not waited for
+        assert not waiting.is_alive()
+        assert port in listening_ports()
 
 
 _PEERS = ": are they running, with the same --addresses?"
