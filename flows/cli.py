@@ -283,8 +283,8 @@ def wait_for_local_peers(addresses: list[str]) -> None:
     """Wait until each of ``addresses`` on this host's loopback listens (Linux); leave the others to Timely.
 
     Timely connects to every lower-numbered process and, refused, sleeps a whole second
-    before it tries again: processes started together, as in the README's example, lost
-    that second in 2 runs of 3. Waiting here overlaps this process's start with theirs.
+    before it tries again: two processes started together, as in the README's example,
+    lost that second in 4 runs of 8. Waiting here overlaps this process's start with theirs.
     Only a listener is looked for: a probing connection would be taken for a peer. The
     connect watchdog bounds the wait.
     """
