@@ -99,7 +99,7 @@ class OutboxEntry:
     destination: str
     ref_id: str
     payload: dict
-    state: str  # "pending" | "sent" | "dead_letter"
+    state: str  # "pending" | "sent" | "skipped" | "dead_letter" | "superseded"
     attempts: int
     next_at: float
     last_error: str

@@ -6,6 +6,10 @@ alert destination) turns one outbox entry into HTTP calls and reports an
 every attempt as a row of the store's ``deliveries`` table:
 
 - 2xx: ``sent``.
+- ``skipped``: the destination cannot do what the entry asks (a gateway
+  without a way to limit an IP, say); the reason is kept, and it is never
+  retried. A decision whose delivery was skipped stays ``approved``, never
+  ``applied``.
 - 408, 429, 5xx (but 501) and connection errors or timeouts: ``retry``
   after an exponential backoff with full jitter (or the server's
   ``Retry-After``), until ``max_attempts``; then ``dead_letter``.
@@ -42,6 +46,7 @@ class Attempt:
     operation: str  # e.g. "POST /throttling/deny-policies"
     error: str = ""
     retry_after_s: float | None = None
+    skipped: bool = False  # the destination cannot do it (``error`` says why): settled, not retried
 
 
 class Channel(Protocol):
@@ -146,14 +151,15 @@ class Sender:
                 except httpx.TransportError as exc:  # connection refused, reset, timeout
                     result = Attempt(0, "", f"{type(exc).__name__}: {exc}")
                     unreachable.add(entry.destination)
-                outcome = outcome_of(result.http_status)
+                outcome = "skipped" if result.skipped else outcome_of(result.http_status)
             latency_ms = (time.perf_counter() - started) * 1000
             if outcome == "retry" and attempt_no >= self.max_attempts:
                 outcome = "dead_letter"
             settle = {"entry_id": entry.id, "attempts": attempt_no, "next_at": now, "last_error": ""}
-            if outcome == "sent":
+            if outcome in ("sent", "skipped"):
                 breaker.failures = 0
-                settle["state"] = "sent"
+                settle["state"] = outcome
+                settle["last_error"] = result.error
             else:
                 breaker.failures += 1
                 if breaker.failures >= self.breaker_failures:

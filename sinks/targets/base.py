@@ -88,6 +88,10 @@ class Calls:
     def done(self) -> Attempt:
         return Attempt(self.last_status if self.ops else 200, self.operation())
 
+    def skip(self, reason: str) -> Attempt:
+        """What the target cannot enforce: settled as ``skipped`` with ``reason``, the calls made so far kept."""
+        return Attempt(self.last_status if self.ops else 200, self.operation(), reason, skipped=True)
+
 
 @dataclass(frozen=True)
 class Desired:

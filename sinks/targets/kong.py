@@ -98,6 +98,9 @@ class KongChannel:
             return failed.attempt
         except SecretMissing as exc:
             return calls.fail(str(exc)).attempt
+        if d.subject_type == "ip" and d.limit_per_min is not None and not d.block:
+            # rate-limiting by IP counts every client alike: one address cannot be given its own limit
+            return calls.skip("no limit applied: Kong can block an IP (ip-restriction) but not limit one address")
         return calls.done()
 
     def check(self) -> list[str]:

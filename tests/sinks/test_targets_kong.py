@@ -63,6 +63,16 @@ def test_ip_block_creates_our_own_deny_list_and_revert_deletes_it(tmp_path, fake
     assert fake_kong.denied_ips() == [] and fake_kong.plugins == {}
 
 
+def test_an_ip_limit_is_skipped_with_the_reason_and_a_block_lifted_to_a_limit_is_removed(tmp_path, fake_kong, channel):
+    s = deliver(tmp_path, channel, desired("ip", "203.0.113.7", limit_per_min=30))
+    assert fake_kong.plugins == {}
+    deliver(tmp_path, channel, desired("ip", "203.0.113.7", block=True), desired("ip", "203.0.113.7", limit_per_min=30))
+    assert fake_kong.denied_ips() == []  # from blocked to limited: the block goes, the limit cannot come
+    states = [(e.state, e.last_error) for e in s.control.outbox()]
+    skipped = ("skipped", "no limit applied: Kong can block an IP (ip-restriction) but not limit one address")
+    assert states == [skipped, ("sent", ""), skipped]
+
+
 def test_ip_block_merges_into_the_operators_list_and_leaves_their_entries(tmp_path, fake_kong, channel):
     theirs = fake_kong.add_plugin("ip-restriction", {"deny": ["198.51.100.1", "192.0.2.9"], "status": 403})
     deliver(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 
 import pytest
 
-from flows.config import Wso2TargetConfig
+from flows.config import Config, Wso2TargetConfig
+from flows.controller import Controller, build_policy
+from flows.events import Decision
 from sinks.control import ControlDB
+from sinks.store import query
+from sinks.targets import GatewayPlanner
 from sinks.targets.base import Secret
 from sinks.targets.wso2 import Wso2Channel, ip_rule
 from tests.fakes.fixtures import APP, WSO2_PASSWORD, desired, drain, fake_wso2, outcomes, sender  # noqa: F401
@@ -93,8 +98,23 @@ def test_before_4_4_change_business_plan_is_never_called(tmp_path, fake_wso2, ch
     with pytest.raises(ValueError, match="needs API-M 4.4"):
         Wso2TargetConfig(version="4.3.0", restrict_business_plan="Quarantine10PerMin")
     ch = channel(version="4.3.0", restrict_business_plan="Quarantine10PerMin")
-    deliver(tmp_path, ch, desired(limit_per_min=20))
+    s = deliver(tmp_path, ch, desired(limit_per_min=20))
     assert fake_wso2.calls("POST", "/api/am/publisher/v4/subscriptions/change-business-plan") == []
+    (entry,) = s.control.outbox()
+    assert entry.state == "skipped" and "needs API-M 4.4 or later (targets.wso2.version)" in entry.last_error
+
+
+def test_a_consumer_limit_without_a_tier_to_move_it_to_is_skipped_not_sent(tmp_path, fake_wso2, channel):
+    s = deliver(tmp_path, channel(), desired(limit_per_min=20), desired(block=True, limit_per_min=20))
+    skipped, blocked = s.control.outbox()
+    assert skipped.state == "skipped" and skipped.attempts == 1
+    assert skipped.last_error == (
+        "no limit applied: WSO2 limits an application by moving its subscriptions to a tier, "
+        "and targets.wso2.restrict_business_plan is not set"
+    )
+    # blocked as well as limited: the block is what the gateway enforces, so the delivery is sent
+    assert blocked.state == "sent" and fake_wso2.denied() == [DENY_APP]
+    assert outcomes(tmp_path) == {"skipped": 1, "sent": 1}
 
 
 RULES = "/api/am/admin/v4/throttling/policies/custom"
@@ -141,12 +161,46 @@ def test_a_network_limit_counts_each_address_and_ipv6_works_too(tmp_path, fake_w
 def test_ip_limits_are_off_unless_configured_and_an_operators_rule_is_kept(tmp_path, fake_wso2, channel):
     deliver(tmp_path, channel(), desired("ip", "203.0.113.7", limit_per_min=30))
     assert fake_wso2.calls("GET", RULES) == [] and fake_wso2.custom_rules == {}
+    assert outcomes(tmp_path) == {"skipped": 1}
     ch = channel(ip_custom_policy=True)
     # an operator made this rule by hand, under the name we would give it
     fake_wso2.custom_rules["op"] = {**ip_rule("203.0.113.9", 100), "policyId": "op", "isDeployed": True}
     deliver(tmp_path, ch, desired("ip", "203.0.113.9", limit_per_min=30), desired("ip", "203.0.113.9"))
     assert fake_wso2.calls("PUT", RULES) == [] and fake_wso2.calls("DELETE", RULES) == []
     assert rule_of(fake_wso2, "203.0.113.9") == ("gatewatch_ip_3405803785", 100)
+
+
+def _ip_restriction(subject: str, limit_per_min: int) -> Decision:
+    now = time.time()
+    return Decision(
+        decision_id=f"d-{subject}", finding_id="f-1", subject_type="ip", subject=subject, subject_name=subject,
+        action="restrict", tier="restricted", previous_tier="normal", limit_per_min=limit_per_min,
+        mode="enforce", status="approved", reason="test", inputs="{}", actor="policy",
+        effective_from=now, expires_at=now + 3600, created_at=now, changed_at=now,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("ip_custom_policy", [False, True])
+def test_a_decision_is_applied_only_once_the_gateway_enforces_it(tmp_path, fake_wso2, channel, ip_custom_policy):
+    """An IP limit API-M cannot make (no custom rules) is skipped with the key to set, and its decision stays approved."""
+    ch = channel(ip_custom_policy=ip_custom_policy)
+    s = sender(tmp_path, {"wso2": ch})
+    controller = Controller(s.control, s.writer, build_policy(Config()), planner=GatewayPlanner({"wso2": "wso2"}))
+    controller.commit([_ip_restriction("203.0.113.7", 30)])
+    drain(s)
+    (entry,) = s.control.outbox()
+    applied = controller.delivered()
+    if ip_custom_policy:
+        assert entry.state == "sent" and rule_of(fake_wso2, "203.0.113.7") == ("gatewatch_ip_3405803783", 30)
+        assert [(d.decision_id, d.status) for d in applied] == [("d-203.0.113.7", "applied")]
+    else:
+        assert entry.state == "skipped" and fake_wso2.custom_rules == {}
+        assert entry.last_error == (
+            "no limit applied: WSO2 limits an IP only with a custom rule, and targets.wso2.ip_custom_policy is off"
+        )
+        assert applied == []
+    rows = query(tmp_path, "SELECT outcome, error FROM deliveries").to_pylist()
+    assert rows == [{"outcome": entry.state, "error": entry.last_error}]
 
 
 def test_check_reports_custom_rules_outside_the_super_tenant(fake_wso2, channel):
