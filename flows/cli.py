@@ -526,7 +526,7 @@ def validate(
     from sinks.alerts import alert_problems
 
     from sinks.control import ControlDB
-    from sinks.targets import check_secrets, check_targets, name_problems
+    from sinks.targets import check_secrets, check_targets, limit_gaps, name_problems
 
     problems = check_paths(cfg) + alert_problems(cfg.alerts, os.environ)
     problems += name_problems(cfg, [d.name for d in cfg.alerts.destinations]) + check_secrets(cfg)
@@ -534,6 +534,8 @@ def validate(
         problems = check_targets(cfg, ControlDB(cfg.store.path))
     if problems:
         raise _fail(problems, 1)
+    for gap in limit_gaps(cfg, ControlDB(cfg.store.path)):
+        typer.echo(f"note: {gap}", err=True)
     typer.echo(f"{config or 'embedded defaults'}: OK")
 
 

@@ -129,6 +129,22 @@ def check_secrets(cfg: Config) -> list[str]:
     return [p for s in secrets(cfg).values() if s is not None and (p := s.problem())]
 
 
+def limit_gaps(cfg: Config, control: ControlDB) -> list[str]:
+    """The subjects an enabled target, as configured, can block but not limit (no network).
+
+    The policy restricts consumers and IPs; what a target cannot limit is recorded as a
+    ``skipped`` delivery. ``gatewatch validate`` says so up front.
+    """
+    gaps = []
+    for name, channel in build_channels(cfg, control).items():
+        for subject_type, label in (("consumer", "consumer"), ("ip", "IP")):
+            if reason := channel.cannot_limit(subject_type):
+                gaps.append(
+                    f"targets.{name}: {label} restrictions are skipped, not sent: {reason} (blocks still apply)"
+                )
+    return gaps
+
+
 def check_targets(cfg: Config, control: ControlDB) -> list[str]:
     """Ask each enabled target whether our credentials and configured tiers work (network)."""
     problems = []

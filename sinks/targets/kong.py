@@ -98,10 +98,16 @@ class KongChannel:
             return failed.attempt
         except SecretMissing as exc:
             return calls.fail(str(exc)).attempt
-        if d.subject_type == "ip" and d.limit_per_min is not None and not d.block:
-            # rate-limiting by IP counts every client alike: one address cannot be given its own limit
-            return calls.skip("no limit applied: Kong can block an IP (ip-restriction) but not limit one address")
+        if d.limit_per_min is not None and not d.block and (reason := self.cannot_limit(d.subject_type)):
+            return calls.skip(f"no limit applied: {reason}")
         return calls.done()
+
+    def cannot_limit(self, subject_type: str) -> str:
+        """Why Kong cannot limit a subject of this type ("" when it can)."""
+        # rate-limiting by IP counts every client alike: one address cannot be given its own limit
+        if subject_type == "ip":
+            return "Kong can block an IP (ip-restriction) but not limit one address"
+        return ""
 
     def check(self) -> list[str]:
         """Problems reaching the Admin API (``gatewatch validate``)."""

@@ -47,6 +47,10 @@ class WebhookChannel:
             self._client.close()
             self._client = None
 
+    def cannot_limit(self, subject_type: str) -> str:
+        """Nothing: every desired state is sent on, and the receiver enforces it."""
+        return ""
+
     def deliver(self, entry: OutboxEntry) -> Attempt:
         op = f"POST {urlsplit(self.url).path or '/'}"
         try:

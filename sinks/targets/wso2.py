@@ -277,22 +277,22 @@ class Wso2Channel:
             return failed.attempt
         except (ValueError, SecretMissing) as exc:
             return calls.fail(str(exc)).attempt
-        if d.limit_per_min is not None and not d.block and (reason := self._cannot_limit(d)):
-            return calls.skip(reason)
+        if d.limit_per_min is not None and not d.block and (reason := self.cannot_limit(d.subject_type)):
+            return calls.skip(f"no limit applied: {reason}")
         return calls.done()
 
-    def _cannot_limit(self, d: Desired) -> str:
-        """Why this API-M, as configured, cannot limit ``d``'s subject ("" when it can)."""
+    def cannot_limit(self, subject_type: str) -> str:
+        """Why this API-M, as configured, cannot limit a subject of this type ("" when it can)."""
         key = f"targets.{self.name}"
-        if d.subject_type == "ip" and not self.ip_custom_policy:
-            return f"no limit applied: WSO2 limits an IP only with a custom rule, and {key}.ip_custom_policy is off"
-        if d.subject_type == "consumer" and not self.restrict_business_plan:
+        if subject_type == "ip" and not self.ip_custom_policy:
+            return f"WSO2 limits an IP only with a custom rule, and {key}.ip_custom_policy is off"
+        if subject_type == "consumer" and not self.restrict_business_plan:
             return (
-                f"no limit applied: WSO2 limits an application by moving its subscriptions to a tier, "
+                "WSO2 limits an application by moving its subscriptions to a tier, "
                 f"and {key}.restrict_business_plan is not set"
             )
-        if d.subject_type == "consumer" and self.version < (4, 4):
-            return f"no limit applied: changing a subscription's tier needs API-M 4.4 or later ({key}.version)"
+        if subject_type == "consumer" and self.version < (4, 4):
+            return f"changing a subscription's tier needs API-M 4.4 or later ({key}.version)"
         return ""
 
     def check(self) -> list[str]:

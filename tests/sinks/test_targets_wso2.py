@@ -299,4 +299,10 @@ def test_validate_names_a_missing_secret_then_checks_credentials_and_tiers(tmp_p
     assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr and "wrong-password" not in wrong.stderr
     no_tier = validate("NoSuchTier", GW_V_PASSWORD=WSO2_PASSWORD)
     assert no_tier.returncode == 1 and "no subscription tier named 'NoSuchTier'" in no_tier.stderr
-    assert validate("Quarantine10PerMin", GW_V_PASSWORD=WSO2_PASSWORD).returncode == 0
+    good = validate("Quarantine10PerMin", GW_V_PASSWORD=WSO2_PASSWORD)
+    assert good.returncode == 0
+    # valid, but IPs can only be blocked: said before any restriction is skipped
+    assert good.stderr.splitlines() == [
+        "note: targets.wso2: IP restrictions are skipped, not sent: WSO2 limits an IP only with a custom rule, "
+        "and targets.wso2.ip_custom_policy is off (blocks still apply)"
+    ]
