@@ -528,13 +528,14 @@ def validate(
     from sinks.control import ControlDB
     from sinks.targets import check_secrets, check_targets, limit_gaps, name_problems
 
+    control = ControlDB(cfg.store.path)  # opens its file on first use; the checks below use none
     problems = check_paths(cfg) + alert_problems(cfg.alerts, os.environ)
     problems += name_problems(cfg, [d.name for d in cfg.alerts.destinations]) + check_secrets(cfg)
     if not problems:  # ask the enabled gateways whether our credentials and tiers work
-        problems = check_targets(cfg, ControlDB(cfg.store.path))
+        problems = check_targets(cfg, control)
     if problems:
         raise _fail(problems, 1)
-    for gap in limit_gaps(cfg, ControlDB(cfg.store.path)):
+    for gap in limit_gaps(cfg, control):
         typer.echo(f"note: {gap}", err=True)
     typer.echo(f"{config or 'embedded defaults'}: OK")
 
