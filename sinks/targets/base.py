@@ -85,12 +85,10 @@ class Calls:
     def operation(self) -> str:
         return "; ".join(self.ops) or "none: nothing to change"
 
-    def done(self) -> Attempt:
-        return Attempt(self.last_status if self.ops else 200, self.operation())
-
-    def skip(self, reason: str) -> Attempt:
-        """What the target cannot enforce: settled as ``skipped`` with ``reason``, the calls made so far kept."""
-        return Attempt(self.last_status if self.ops else 200, self.operation(), reason, skipped=True)
+    def done(self, unenforced: str = "") -> Attempt:
+        """The attempt's result; with ``unenforced`` (why), settled as ``skipped``, the calls made kept."""
+        status = self.last_status if self.ops else 200
+        return Attempt(status, self.operation(), unenforced, skipped=bool(unenforced))
 
 
 @dataclass(frozen=True)
@@ -108,3 +106,9 @@ class Desired:
     @classmethod
     def from_payload(cls, payload: dict) -> Desired:
         return cls(**{k: payload[k] for k in cls.__dataclass_fields__})
+
+    def unenforced(self, cannot_limit: Callable[[str], str]) -> str:
+        """Why a target (its ``cannot_limit``) leaves this state's limit out; "" if it does not, or if blocked."""
+        if self.limit_per_min is None or self.block or not (reason := cannot_limit(self.subject_type)):
+            return ""
+        return f"no limit applied: {reason}"

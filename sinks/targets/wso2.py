@@ -277,9 +277,7 @@ class Wso2Channel:
             return failed.attempt
         except (ValueError, SecretMissing) as exc:
             return calls.fail(str(exc)).attempt
-        if d.limit_per_min is not None and not d.block and (reason := self.cannot_limit(d.subject_type)):
-            return calls.skip(f"no limit applied: {reason}")
-        return calls.done()
+        return calls.done(d.unenforced(self.cannot_limit))
 
     def cannot_limit(self, subject_type: str) -> str:
         """Why this API-M, as configured, cannot limit a subject of this type ("" when it can)."""
