@@ -168,8 +168,10 @@ def _run_flow(
             # where this recovery lineage starts in the store: a run killed before its first
             # snapshot is rolled back to here, since it will be read again from the start
             (fresh / _BASE_SEQ).write_text(str(StoreWriter(cfg.store.path).open().last_seq))
+            (fresh / _SHARDS).write_text(str(cfg.pipeline.shards))
             fresh.rename(recovery)
         _wait_for_recovery(recovery, cfg.pipeline.connect_timeout_s)
+        _check_shards(recovery, cfg.pipeline.shards)
         base_seq = int((recovery / _BASE_SEQ).read_text())
         kwargs["recovery_config"] = RecoveryConfig(recovery)
     connected = threading.Event()
@@ -246,6 +248,28 @@ def _report_pending(control) -> None:
 
 
 _BASE_SEQ = "store_base_seq"
+_SHARDS = "pipeline_shards"
+
+
+def _check_shards(recovery: Path, shards: int) -> None:
+    """Refuse to resume state kept under another ``pipeline.shards``.
+
+    The shard keys depend on the shard count, so Bytewax would resume none of the
+    saved shards: every open window and learned baseline would be silently lost.
+    A folder from before the count was recorded takes the current one.
+    """
+    recorded = recovery / _SHARDS
+    if not recorded.exists():
+        recorded.write_text(str(shards))
+        return
+    if (saved := int(recorded.read_text())) != shards:
+        raise _fail(
+            [
+                f"pipeline.shards: is {shards}, but the restart state in {recovery} was kept with {saved}: "
+                f"resuming would drop its open windows and learned baselines. Set pipeline.shards = {saved}, "
+                "or start a new store to change it."
+            ]
+        )
 _GC_THRESHOLDS = (20_000, 20, 20)
 
 

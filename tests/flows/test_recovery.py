@@ -80,3 +80,30 @@ def test_kill_9_and_restart_gives_exactly_the_clean_result(tmp_path):
     assert rows(store, history) == rows(clean, history)
     assert rows(store, history)
     assert scalar(store, "SELECT count(*) FROM rejected") == 0
+
+
+def test_a_restart_with_another_shard_count_stops_before_dropping_the_saved_state(tmp_path):
+    log = tmp_path / "apim_metrics.log"
+    truth = generate_wso2(log, start=datetime(2026, 11, 2, 9, tzinfo=timezone.utc), minutes=45, seed=3, scale=1)
+    store = tmp_path / "store"
+    args = ("run", str(log), "--store", str(store))
+    proc = start_gatewatch(*args)
+    wait_for(lambda: (store / "_recovery" / "pipeline_shards").exists(), what="the recovery folder")
+    stop(proc)
+    before = scalar(store, "SELECT sum(requests) FROM traffic")
+    four = tmp_path / "four.toml"
+    four.write_text("[pipeline]\nshards = 4\n")
+
+    refused = gatewatch(*args, "--config", str(four), check=False, timeout=120)
+
+    assert refused.returncode == 2, refused.stderr
+    assert "error: pipeline.shards: is 4, but the restart state in" in refused.stderr
+    assert "Set pipeline.shards = 1" in refused.stderr
+    assert scalar(store, "SELECT sum(requests) FROM traffic") == before  # stopped before reading anything
+    # the count it was kept with resumes, and counts no line twice
+    stop(start_gatewatch(*args))
+    assert scalar(store, "SELECT sum(requests) FROM traffic") == truth.lines
+    # a folder from before the count was recorded takes the current one
+    (store / "_recovery" / "pipeline_shards").unlink()
+    stop(start_gatewatch(*args))
+    assert (store / "_recovery" / "pipeline_shards").read_text() == "1"
