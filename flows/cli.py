@@ -247,29 +247,38 @@ def _report_pending(control) -> None:
     )
 
 
+RECOVERY_DIR = "_recovery"  # in the store: the Bytewax recovery partitions of `run`
 _BASE_SEQ = "store_base_seq"
 _SHARDS = "pipeline_shards"
+
+
+def _shards_problem(recovery: Path, shards: int) -> str:
+    """The problem with resuming the state in ``recovery`` under ``shards`` shards per family, or "".
+
+    The shard keys depend on the shard count, so Bytewax would resume none of the
+    saved shards: every open window and learned baseline would be silently lost.
+    """
+    recorded = recovery / _SHARDS
+    if not recorded.exists() or (saved := int(recorded.read_text())) == shards:
+        return ""
+    return (
+        f"pipeline.shards: is {shards}, but the restart state in {recovery} was kept with {saved}: "
+        f"resuming would drop its open windows and learned baselines. Set pipeline.shards = {saved}, "
+        "or start a new store to change it."
+    )
 
 
 def _check_shards(recovery: Path, shards: int) -> None:
     """Refuse to resume state kept under another ``pipeline.shards``.
 
-    The shard keys depend on the shard count, so Bytewax would resume none of the
-    saved shards: every open window and learned baseline would be silently lost.
-    A folder from before the count was recorded takes the current one.
+    A folder from before the count was recorded takes this one.
     """
-    recorded = recovery / _SHARDS
-    if not recorded.exists():
+    if problem := _shards_problem(recovery, shards):
+        raise _fail([problem])
+    if not (recorded := recovery / _SHARDS).exists():
         recorded.write_text(str(shards))
-        return
-    if (saved := int(recorded.read_text())) != shards:
-        raise _fail(
-            [
-                f"pipeline.shards: is {shards}, but the restart state in {recovery} was kept with {saved}: "
-                f"resuming would drop its open windows and learned baselines. Set pipeline.shards = {saved}, "
-                "or start a new store to change it."
-            ]
-        )
+
+
 _GC_THRESHOLDS = (20_000, 20, 20)
 
 
@@ -455,7 +464,7 @@ def run(
     cfg.store.path.mkdir(parents=True, exist_ok=True)
     typer.echo(f"gatewatch: following {described} into {cfg.store.path} (Ctrl-C to stop)", err=True)
     # stdin cannot be re-read after a restart, so it runs without recovery
-    recovery = None if source == ["-"] else cfg.store.path / "_recovery"
+    recovery = None if source == ["-"] else cfg.store.path / RECOVERY_DIR
     stats = RunStats()
     _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
     typer.echo(f"run: {stats.summary()} store={cfg.store.path}")
@@ -555,6 +564,8 @@ def validate(
     control = ControlDB(cfg.store.path)  # opens its file on first use; the checks below use none
     problems = check_paths(cfg) + alert_problems(cfg.alerts, os.environ)
     problems += name_problems(cfg, [d.name for d in cfg.alerts.destinations]) + check_secrets(cfg)
+    if shards := _shards_problem(cfg.store.path / RECOVERY_DIR, cfg.pipeline.shards):
+        problems.append(shards)
     if not problems:  # ask the enabled gateways whether our credentials and tiers work
         problems = check_targets(cfg, control)
     if problems:

@@ -84,15 +84,17 @@ def test_kill_9_and_restart_gives_exactly_the_clean_result(tmp_path):
 
 def test_a_restart_with_another_shard_count_stops_before_dropping_the_saved_state(tmp_path):
     log = tmp_path / "apim_metrics.log"
-    truth = generate_wso2(log, start=datetime(2026, 11, 2, 9, tzinfo=timezone.utc), minutes=45, seed=3, scale=1)
+    start = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
+    truth = generate_wso2(log, start=start, minutes=45, seed=3, scale=1)
     store = tmp_path / "store"
     args = ("run", str(log), "--store", str(store))
     proc = start_gatewatch(*args)
-    wait_for(lambda: (store / "_recovery" / "pipeline_shards").exists(), what="the recovery folder")
+    recorded = store / "_recovery" / "pipeline_shards"
+    wait_for(recorded.exists, what="the recovery folder")
     stop(proc)
     before = scalar(store, "SELECT sum(requests) FROM traffic")
     four = tmp_path / "four.toml"
-    four.write_text("[pipeline]\nshards = 4\n")
+    four.write_text(f"[pipeline]\nshards = 4\n[store]\npath = '{store}'\n")
 
     refused = gatewatch(*args, "--config", str(four), check=False, timeout=120)
 
@@ -100,10 +102,13 @@ def test_a_restart_with_another_shard_count_stops_before_dropping_the_saved_stat
     assert "error: pipeline.shards: is 4, but the restart state in" in refused.stderr
     assert "Set pipeline.shards = 1" in refused.stderr
     assert scalar(store, "SELECT sum(requests) FROM traffic") == before  # stopped before reading anything
+    checked = gatewatch("validate", "--config", str(four), check=False)
+    assert checked.returncode == 1
+    assert "error: pipeline.shards: is 4, but the restart state in" in checked.stderr
     # the count it was kept with resumes, and counts no line twice
     stop(start_gatewatch(*args))
     assert scalar(store, "SELECT sum(requests) FROM traffic") == truth.lines
     # a folder from before the count was recorded takes the current one
-    (store / "_recovery" / "pipeline_shards").unlink()
+    recorded.unlink()
     stop(start_gatewatch(*args))
-    assert (store / "_recovery" / "pipeline_shards").read_text() == "1"
+    assert recorded.read_text() == "1"
