@@ -637,5 +637,5 @@ def main() -> None:
         app()
     finally:
         # The process ends here: moving every object out of the collector's reach spares
-        # the full collection of interpreter shutdown, 60-90 ms of each command's exit.
+        # the full collection of interpreter shutdown, 60-140 ms of each command's exit.
         gc.freeze()
