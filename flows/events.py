@@ -11,6 +11,7 @@ This module imports nothing else from the project.
 from __future__ import annotations
 
 import hashlib
+from itertools import accumulate
 
 import msgspec
 
@@ -26,13 +27,23 @@ class Chunk(msgspec.Struct, frozen=True, gc=False):
     ``lines`` hold the raw bytes of each line without its line terminator.
     ``first_line_no`` is the 1-based line number of ``lines[0]`` in the file
     instance it came from (it restarts at 1 after truncation or rotation) and
-    ``first_offset`` is that line's byte offset.
+    ``first_offset`` is that line's byte offset. ``offsets`` holds every line's
+    offset when a line is shorter than in the file (a ``"\r"`` before its
+    ``"\n"`` taken off, an overlong line cut); ``None`` when each is followed
+    by one ``"\n"`` there.
     """
 
     source: str
     first_line_no: int
     first_offset: int
     lines: list[bytes]
+    offsets: list[int] | None = None
+
+    def line_offsets(self) -> list[int]:
+        """The byte offset of each line in its file."""
+        if self.offsets is not None:
+            return self.offsets
+        return list(accumulate((len(x) + 1 for x in self.lines[:-1]), initial=self.first_offset))
 
 
 class Event(msgspec.Struct, frozen=True, gc=False):

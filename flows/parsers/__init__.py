@@ -108,7 +108,7 @@ class ChunkParser:
         if parser is None and self.fmt != "auto":
             parser = self._by_source[chunk.source] = self._parser(self.fmt)
         if parser is None:
-            offset = chunk.first_offset
+            offsets = chunk.line_offsets()
             for i, line in enumerate(chunk.lines):
                 too_long = len(line) > self.max_line_bytes  # never sniffed: costly, and proves nothing
                 for name in () if too_long else PARSERS:
@@ -121,9 +121,8 @@ class ChunkParser:
                 reason = "line_too_long" if too_long else "empty_line" if not line.strip() else "unknown_format"
                 detail = f"{len(line)} bytes or more" if too_long else ""
                 rejects.append(
-                    Reject(chunk.source, chunk.first_line_no + i, offset, reason, detail, raw_text(line, self.raw_max_bytes))
+                    Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(line, self.raw_max_bytes))
                 )
-                offset += len(line) + 1
             else:
                 return events, rejects
         parser.parse_lines(chunk, start, events, rejects)

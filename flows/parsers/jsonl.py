@@ -15,7 +15,6 @@ taken as logged (concrete), with its query string dropped.
 
 from __future__ import annotations
 
-from itertools import accumulate
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
@@ -98,7 +97,7 @@ class JsonParser:
                 except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                     reason, detail = _why(exc, line)
             if offsets is None:
-                offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+                offsets = chunk.line_offsets()
             rejects.append(
                 Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(line, self.raw_max_bytes))
             )

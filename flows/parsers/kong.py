@@ -19,7 +19,6 @@ failures and rate-limit rejections included (``source: "kong"``).
 from __future__ import annotations
 
 import re
-from itertools import accumulate
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -128,7 +127,7 @@ class KongParser:
                         append(_event(rec))
             if failed:
                 if offsets is None:
-                    offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+                    offsets = chunk.line_offsets()
                 line_no, offset = chunk.first_line_no + i, offsets[i]
                 rejects.extend(
                     Reject(chunk.source, line_no, offset, reason, detail, raw_text(raw, self.raw_max_bytes))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
-from itertools import accumulate
 from typing import ClassVar
 
 from flows.events import Chunk, Event, Reject
@@ -178,7 +177,7 @@ class CombinedParser:
                             append(event)
                             continue
             if offsets is None:
-                offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+                offsets = chunk.line_offsets()
             rejects.append(
                 Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(line, self.raw_max_bytes))
             )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from itertools import accumulate
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -163,7 +162,7 @@ class Wso2Parser:
             else:
                 append(_event(rec, rec.requestTimestamp.timestamp(), faulty))
         if bad:
-            offsets = list(accumulate((len(x) + 1 for x in lines[:-1]), initial=chunk.first_offset))
+            offsets = chunk.line_offsets()
             rejects.extend(
                 Reject(chunk.source, chunk.first_line_no + i, offsets[i], reason, detail, raw_text(lines[i], self.raw_max_bytes))
                 for i, reason, detail in bad

@@ -258,7 +258,7 @@ def test_crlf_invalid_utf8_and_nul_are_kept_as_bytes(tmp_path, reader):
     max_line=st.integers(1, 12),
 )
 def test_any_read_boundaries_give_the_lines_of_the_whole_file(tmp_path_factory, data, batch, max_line):
-    """Lines, numbers and offsets do not depend on where reads cut the file."""
+    """Lines, numbers and every line's offset do not depend on where reads cut the file."""
     log = tmp_path_factory.mktemp("feed") / "a.log"
     log.write_bytes(data)
     expected, offsets, at = [], {}, 0
@@ -269,16 +269,17 @@ def test_any_read_boundaries_give_the_lines_of_the_whole_file(tmp_path_factory, 
             offsets[n] = at
         at += len(line) + 1
     r = LineReader(str(log), follow=False, max_batch_bytes=batch, max_line_bytes=max_line)
-    got, chunk_offsets = [], {}
+    got, line_offsets = [], {}
     try:
         while not r.done:
             for c in r.read():
                 got.extend(line_rows(c))
-                chunk_offsets[c.first_line_no] = c.first_offset
+                line_offsets.update(zip(range(c.first_line_no, c.first_line_no + len(c.lines)), c.line_offsets()))
+                assert c.line_offsets()[0] == c.first_offset
     finally:
         r.close()
     assert [(n, line) for _, n, line in got] == expected
-    assert chunk_offsets == {n: offsets[n] for n in chunk_offsets}
+    assert line_offsets == offsets
 
 
 def test_stdin_pipe():

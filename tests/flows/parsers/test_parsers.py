@@ -23,6 +23,7 @@ import pytest
 from flows.config import load_config
 from flows.events import Chunk
 from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser
+from flows.sources import LineReader
 
 CASES = Path(__file__).parent / "cases"
 CASE_SETS = sorted(p.name.removesuffix(".log") for p in CASES.glob("*.log"))
@@ -94,6 +95,18 @@ def test_overlong_line_is_rejected_with_reason_and_capped_raw():
     assert [r.reason for r in rejects] == ["no_match", "line_too_long"]
     assert rejects[1].line_no == 8 and rejects[1].offset == 1004
     assert len(rejects[1].raw) == 50
+
+
+@pytest.mark.parametrize("fmt", ["auto", *sorted(PARSERS)])
+def test_rejects_give_the_offset_of_their_line_in_a_crlf_file_with_an_overlong_line(tmp_path, fmt):
+    log = tmp_path / "crlf.log"
+    lines = [b"garbage one", b"x" * 300, b"", b"garbage three"]
+    log.write_bytes(b"".join(line + b"\r\n" for line in lines))
+    reader = LineReader(str(log), follow=False, max_line_bytes=100)
+    rejects = [r for chunk in reader.read() for r in ChunkParser(fmt, max_line_bytes=100).parse(chunk)[1]]
+    reader.close()
+    assert [(r.line_no, r.offset) for r in rejects] == [(1, 0), (2, 13), (3, 315), (4, 317)]
+    assert rejects[1].reason == "line_too_long"
 
 
 def test_auto_rejects_lines_before_the_format_is_known_then_parses():
