@@ -25,7 +25,10 @@ lines), then measures:
   layout runs with the same ``pipeline.shards`` (``--shards``), so all give
   the same store. Reported: median wall time of ``--runs``, median CPU
   (user + sys of every process) per line, which a busy neighbour disturbs
-  less, and peak RSS (summed over a cluster) from ``os.wait4``. The ratio to
+  less, and peak RSS (summed over a cluster). Each process is started by a
+  small launcher that reports its own ``wait4`` figures: Linux carries the
+  spawner's peak RSS into a child's ``ru_maxrss`` across ``exec``, and this
+  process holds a floor run's memory. The ratio to
   the floor is the median over the runs of each run's lines/s to the floor run
   just before it: this machine's speed drifts by a quarter over minutes, so a
   floor measured minutes earlier skews the ratio either way. Every run's
@@ -47,7 +50,6 @@ lines), then measures:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -79,6 +81,17 @@ FORMATS = ("wso2", "combined")
 HEADROOM = 1.05  # generate 5 % more traffic than needed, cut at exactly the wanted number of lines
 START_LINES = 1_000  # a replay this short measures a run's fixed cost
 MIN_SCALE = 0.01  # the smallest `gatewatch simulate --scale`
+# Runs argv[2:], writes its CPU seconds, peak RSS (KiB) and start and end (CLOCK_MONOTONIC, shared by
+# all processes) to argv[1], and exits with its code. A launcher this small (about 10 MiB) keeps the
+# spawner's peak out of the child's ru_maxrss.
+LAUNCHER = """import os, sys, time
+start = time.monotonic()
+_, status, ru = os.wait4(os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ), 0)
+end = time.monotonic()
+with open(sys.argv[1], "w") as f:
+    f.write(f"{ru.ru_utime + ru.ru_stime} {ru.ru_maxrss} {start} {end}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 # -- logs ---------------------------------------------------------------------------------------------
@@ -306,23 +319,25 @@ def measure_replay(
         else:
             cmds = [cmd]
         outputs = [workdir / f"replay-{fmt}-{layout}-{run}-p{i}.out" for i in range(processes)]
-        t0 = time.perf_counter()
+        usages = [output.with_suffix(".usage") for output in outputs]
         procs = []
-        for c, output in zip(cmds, outputs, strict=True):
+        for c, output, usage in zip(cmds, outputs, usages, strict=True):
             with open(output, "wb") as out:
-                procs.append(subprocess.Popen(c, stdout=out, stderr=subprocess.STDOUT))
-        proc_cpus, rss = [], 0
+                launch = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(usage), *c]
+                procs.append(subprocess.Popen(launch, stdout=out, stderr=subprocess.STDOUT))
+        proc_cpus, rss, starts, ends = [], 0, [], []
         try:
-            for c, proc, output in zip(cmds, procs, outputs, strict=True):
-                # wait4 gives this child's own rusage, so each run's peak RSS is separate
-                _, status, usage = os.wait4(proc.pid, 0)
-                proc_cpus.append(usage.ru_utime + usage.ru_stime)
-                rss += usage.ru_maxrss  # KiB on Linux
-                if (code := os.waitstatus_to_exitcode(status)) != 0:
+            for c, proc, output, usage in zip(cmds, procs, outputs, usages, strict=True):
+                if (code := proc.wait()) != 0:
                     tail = output.read_text(errors="replace")[-2000:]
                     msg = f"{' '.join(c)} exited with {code}; output ends with:\n{tail}"
                     raise RuntimeError(msg)
-            secs.append(time.perf_counter() - t0)
+                cpu, maxrss_kib, start, end = usage.read_text().split()
+                proc_cpus.append(float(cpu))
+                rss += int(maxrss_kib)
+                starts.append(float(start))
+                ends.append(float(end))
+            secs.append(max(ends) - min(starts))
             cpus.append(sum(proc_cpus))
             shares.append(max(proc_cpus) / sum(proc_cpus))
             peak_kib = max(peak_kib, rss)
