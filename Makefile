@@ -1,6 +1,6 @@
 # Two commands on a fresh machine (Python 3.10-3.12 and make):
 #   make demo   install, replay sample_logs/ into a fresh store, serve the dashboard
-#   make test   install with test extras, run the whole test suite
+#   make test   install with test extras, lint (ruff), run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -28,6 +28,7 @@ demo: $(STAMP)
 # the dashboard browser test drives Debian chromium through playwright (never `playwright install`)
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -141,7 +141,7 @@ def _run_flow(
     # (a channel module, or the first delivery of a run without one)
     if _NO_HTTPX_CLI not in sys.meta_path:
         sys.meta_path.insert(0, _NO_HTTPX_CLI)
-    from flows.controller import CONTROL_WRITER, ControlLoop, Controller, build_policy
+    from flows.controller import CONTROL_WRITER, Controller, ControlLoop, build_policy
     from flows.dataflow import build_flow
     from flows.incidents import build_alerting
     from sinks.control import ControlDB
@@ -557,7 +557,6 @@ def validate(
     except ConfigError as exc:
         raise _fail(exc.problems, 1) from None
     from sinks.alerts import alert_problems
-
     from sinks.control import ControlDB
     from sinks.targets import check_secrets, check_targets, limit_gaps, name_problems
 

@@ -9,10 +9,10 @@ the environment variable or file that holds it.
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detectors import DETECTORS

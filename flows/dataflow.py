@@ -214,8 +214,7 @@ class _Router:
         """
         newest = self.source_ts.get(source, float("-inf"))
         for e in events:
-            if e.ts > newest:
-                newest = e.ts
+            newest = max(newest, e.ts)
         self.source_ts[source] = newest
         keys, window_s = self.keys, self.window_s
         if self.shards == 1:

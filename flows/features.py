@@ -849,7 +849,7 @@ class ConsumerWindows(WindowTable):
             if e.throttled:
                 acc.throttled += 1
             method = e.method
-            if method == "GET" or method == "HEAD":
+            if method in {"GET", "HEAD"}:
                 acc.reads += 1
             acc.bytes_out += e.bytes_out
             latency = e.latency_ms
@@ -903,7 +903,7 @@ class IpWindows(WindowTable):
             if flags is None:
                 flags = _cached(_flags, e.endpoint, classify)
             method = e.method
-            if method == "GET" or method == "HEAD":
+            if method in {"GET", "HEAD"}:
                 acc.reads += 1
                 if not flags & STATIC:
                     acc.paths.add(res)
@@ -918,7 +918,7 @@ class IpWindows(WindowTable):
                 acc.sensitive.add(res)
             status = e.status
             if status >= 400:
-                if status <= 405 and status != 401 and status != 402:
+                if status <= 405 and status not in {401, 402}:
                     acc.errors += 1
                     acc.error_paths.add(res)
                 elif status >= 500:

@@ -522,7 +522,7 @@ def _emit_minute(
             append((log, src.throttle[ep.api] % (_time_of_day(log), thread, _uuid4(rng), ts)))
             continue
         r = rnd()
-        for p, status in ep.statuses:
+        for p, status in ep.statuses:  # noqa: B007 - status: the one drawn
             if r < p:
                 break
         b = bits(4)

@@ -158,7 +158,7 @@ class _Lines:
     def _fit(self, lines: list[bytes], first: int, *, crlf: bool) -> tuple[list[bytes], list[int] | None]:
         """Take each line's "\r" off and cut it to ``max_line + 1`` bytes; give the offsets if any got shorter."""
         long = max(map(len, lines), default=0) > self.max_line
-        if not (crlf or long):
+        if not lines or not (crlf or long):
             return lines, None
         offsets = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=first))
         if crlf:

@@ -52,8 +52,9 @@ def _rows_to_table(table: str, rows: Sequence[tuple]) -> pa.Table:
     for field, values in zip(schema, columns, strict=True):
         if field.name in ts_cols:
             # rows carry epoch seconds as floats; Arrow wants integer microseconds
-            values = [None if v is None else round(v * 1_000_000) for v in values]
-        arrays.append(pa.array(values, type=field.type))
+            arrays.append(pa.array([None if v is None else round(v * 1_000_000) for v in values], type=field.type))
+        else:
+            arrays.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

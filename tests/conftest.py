@@ -20,12 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_logs" / "wso2_apim_metrics.log"
 GATEWATCH = str(Path(sys.executable).with_name("gatewatch"))
 
+pytest_plugins = ["tests.fakes.fixtures"]  # fake_wso2, fake_kong
+
 
 def gatewatch(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
     """Run the installed console script to completion."""
-    proc = subprocess.run([GATEWATCH, *args], capture_output=True, text=True, timeout=timeout, **kw)
+    proc = subprocess.run([GATEWATCH, *args], capture_output=True, text=True, timeout=timeout, check=False, **kw)
     if check and proc.returncode != 0:
-        raise AssertionError(f"gatewatch {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        msg = f"gatewatch {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        raise AssertionError(msg)
     return proc
 
 
@@ -88,7 +91,8 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = 
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
+    msg = f"timed out waiting for {what}"
+    raise AssertionError(msg)
 
 
 @pytest.fixture

@@ -86,6 +86,7 @@ def parse_clf_time(text: str) -> float:
 
 
 def _local_as_utc(dt: datetime) -> float:
+    # error logs write local time with no offset; it is taken as UTC, as the server's clock usually is
     return dt.replace(tzinfo=timezone.utc).timestamp()
 
 
@@ -191,7 +192,7 @@ def _error_line(text: str) -> tuple[str, str, Event | None]:
         if auth is None:
             return "not_a_request", "nginx error-log line without a basic-auth failure", None
         try:
-            ts = _local_as_utc(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"))
+            ts = _local_as_utc(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"))  # noqa: DTZ007 - see _local_as_utc
         except ValueError as exc:
             return "bad_timestamp", str(exc), None
         user, ip, server, method, target = auth.groups()
@@ -204,7 +205,7 @@ def _error_line(text: str) -> tuple[str, str, Event | None]:
             return "not_a_request", "Apache error-log line without a basic-auth failure", None
         when, fraction, year, module = m.groups()
         try:
-            dt = datetime.strptime(f"{when} {year}", "%b %d %H:%M:%S %Y")
+            dt = datetime.strptime(f"{when} {year}", "%b %d %H:%M:%S %Y")  # noqa: DTZ007 - see _local_as_utc
         except ValueError as exc:
             return "bad_timestamp", str(exc), None
         ts = _local_as_utc(dt.replace(microsecond=int(fraction[1:7].ljust(6, "0")) if fraction else 0))

@@ -471,7 +471,8 @@ class Wso2Channel:
             r = calls("POST", f"{ADMIN}/throttling/policies/custom", ok=(201, 409), json=body)
             found = self._custom_rule(calls, body["policyName"]) if r.status_code == 409 else r.json()
         if found is None:
-            raise calls.fail(f"custom rule {body['policyName']} was refused as a duplicate but is not listed")
+            msg = f"custom rule {body['policyName']} was refused as a duplicate but is not listed"
+            raise calls.fail(msg)
         rule_id = found.get("policyId", "")
         if found.get("siddhiQuery") != body["siddhiQuery"]:  # another limit, or adopted after a 409
             calls("PUT", f"{ADMIN}/throttling/policies/custom/{rule_id}", json=body)

@@ -1,4 +1,7 @@
-"""Fixtures and helpers for tests that deliver to the fake gateways (import what you use)."""
+"""Fixtures and helpers for tests that deliver to the fake gateways.
+
+The fixtures are registered for every test by ``tests/conftest.py``; import the helpers you use.
+"""
 
 from __future__ import annotations
 

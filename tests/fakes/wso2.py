@@ -413,7 +413,8 @@ def _siddhi_eval(expression: str, env: dict[str, int | None]) -> object:
     for pattern, replacement in _SIDDHI:
         expression = pattern.sub(replacement, expression)
     if not re.fullmatch(r"[\w\s()<>=,]+", expression):
-        raise AssertionError(f"not an expression the fake understands: {expression!r}")
+        msg = f"not an expression the fake understands: {expression!r}"
+        raise AssertionError(msg)
     try:
         return eval(expression, {"__builtins__": {}, "_cmp": lambda a, b: (a > b) - (a < b)}, dict(env))  # noqa: S307 - checked above
     except TypeError:  # None compared: the request has no address of that family

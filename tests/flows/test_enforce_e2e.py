@@ -19,7 +19,7 @@ import pytest
 from sinks.control import CONTROL_FILE
 from sinks.targets.kong import plugin_id
 from tests.conftest import SAMPLE, gatewatch, rows, start_gatewatch, stop, wait_for
-from tests.fakes.fixtures import WSO2_PASSWORD, fake_kong, fake_wso2  # noqa: F401
+from tests.fakes.fixtures import WSO2_PASSWORD
 
 pytestmark = pytest.mark.slow
 

@@ -268,7 +268,8 @@ def test_incidents_a_watermark_resolves_are_one_transaction_and_one_history_segm
         def _resolve(self, *args):
             FailingOnSecond.resolves += 1
             if FailingOnSecond.resolves == 2:
-                raise RuntimeError("crash while resolving")
+                msg = "crash while resolving"
+                raise RuntimeError(msg)
             super()._resolve(*args)
 
     tracker = FailingOnSecond(writer, alerts)

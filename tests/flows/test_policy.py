@@ -111,7 +111,8 @@ def test_a_batch_of_findings_is_one_transaction_and_one_history_segment(tmp_path
         def decide(self, *args, **kwargs):
             FailingOnThird.calls += 1
             if FailingOnThird.calls == 3:
-                raise RuntimeError("crash in the middle of a batch")
+                msg = "crash in the middle of a batch"
+                raise RuntimeError(msg)
             return super().decide(*args, **kwargs)
 
     writer = StoreWriter(tmp_path, writer="c0").open()

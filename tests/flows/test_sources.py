@@ -274,8 +274,9 @@ def test_any_read_boundaries_give_the_lines_of_the_whole_file(tmp_path_factory, 
         while not r.done:
             for c in r.read():
                 got.extend(line_rows(c))
-                line_offsets.update(zip(range(c.first_line_no, c.first_line_no + len(c.lines)), c.line_offsets()))
+                assert len(c.line_offsets()) == len(c.lines)
                 assert c.line_offsets()[0] == c.first_offset
+                line_offsets.update(enumerate(c.line_offsets(), start=c.first_line_no))
     finally:
         r.close()
     assert [(n, line) for _, n, line in got] == expected

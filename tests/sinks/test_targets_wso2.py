@@ -15,7 +15,7 @@ from sinks.store import query
 from sinks.targets import GatewayPlanner
 from sinks.targets.base import Secret
 from sinks.targets.wso2 import Wso2Channel, ip_rule
-from tests.fakes.fixtures import APP, WSO2_PASSWORD, desired, drain, fake_wso2, outcomes, sender  # noqa: F401
+from tests.fakes.fixtures import APP, WSO2_PASSWORD, desired, drain, outcomes, sender
 
 APP_ID = APP["application_id"]
 DENY_APP = ("APPLICATION", "partner1:MobileApp")
