@@ -29,8 +29,9 @@ class Chunk(msgspec.Struct, frozen=True, gc=False):
     instance it came from (it restarts at 1 after truncation or rotation) and
     ``first_offset`` is that line's byte offset. ``offsets`` holds every line's
     offset when a line is shorter than in the file (a ``"\r"`` before its
-    ``"\n"`` taken off, an overlong line cut); ``None`` when each is followed
-    by one ``"\n"`` there.
+    ``"\n"`` taken off, an overlong line cut) or the lines were not one
+    stream of bytes (from Kafka: each line's message offset); ``None`` when
+    each line is followed by one ``"\n"`` in the file.
     """
 
     source: str

@@ -65,6 +65,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, int]):
         if self._stop is not None and self._stop.is_set():
             raise StopIteration
         lines: list[bytes] = []
+        offsets: list[int] = []  # each line's message offset: what a rejected line points back to
         first = None
         nbytes = 0
         at_end = False
@@ -80,7 +81,9 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, int]):
             if first is None:
                 first = msg.offset()
             # a shipper may batch several lines into one message
+            before = len(lines)
             lines.extend(value.rstrip(b"\n").split(b"\n") if b"\n" in value else [value])
+            offsets.extend([msg.offset()] * (len(lines) - before))
             nbytes += len(value)
             self._next_offset = msg.offset() + 1
         self._idle = not lines
@@ -90,7 +93,7 @@ class _KafkaPartition(StatefulSourcePartition[Chunk, int]):
             return []
         if self._on_read is not None:
             self._on_read(len(lines), nbytes)
-        return [Chunk(self._source, first, first, lines)]
+        return [Chunk(self._source, first, first, lines, offsets)]
 
     def next_awake(self) -> datetime | None:
         return datetime.now(timezone.utc) + self._poll if self._idle else None

@@ -85,11 +85,25 @@ def test_every_message_arrives_once_with_offsets_in_recovery(broker, tmp_path):
     first = read_all()
     assert sorted(line for c in first for line in c.lines) == sorted(lines)
     assert {c.source for c in first} == {f"kafka:plain/{p}" for p in range(PARTITIONS)}
-    # a rerun resumes from the offsets in the recovery snapshot: nothing is read twice
+    # each line carries its message's offset: a partition's lines are at 0, 1, 2 ... in the order produced
+    by_partition: dict[str, list[tuple[int, int]]] = {}
+    for c in first:
+        assert len(c.line_offsets()) == len(c.lines)
+        by_partition.setdefault(c.source, []).extend(
+            (offset, int(line.split()[1])) for offset, line in zip(c.line_offsets(), c.lines, strict=True)
+        )
+    for got in by_partition.values():
+        got.sort()
+        assert [offset for offset, _ in got] == list(range(len(got)))
+        assert [i for _, i in got] == sorted(i for _, i in got)
+    # a rerun resumes from the offsets in the recovery snapshot: nothing is read twice;
+    # a message of two lines gives both its offset, the partition's next
     p = Producer({"bootstrap.servers": broker})
-    p.produce("plain", value=b"appended later")
+    p.produce("plain", value=b"appended\nlater", partition=1)
     p.flush(10)
-    assert [line for c in read_all() for line in c.lines] == [b"appended later"]
+    [chunk] = read_all()
+    assert chunk.lines == [b"appended", b"later"]
+    assert chunk.line_offsets() == [len(by_partition["kafka:plain/1"])] * 2
 
 
 def test_gatewatch_run_on_kafka_matches_a_file_replay(broker, tmp_path):
