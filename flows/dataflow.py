@@ -214,7 +214,8 @@ class _Router:
         """
         newest = self.source_ts.get(source, float("-inf"))
         for e in events:
-            newest = max(newest, e.ts)
+            if e.ts > newest:  # noqa: PLR1730 - max() here costs 100 against 13 ns an event
+                newest = e.ts
         self.source_ts[source] = newest
         keys, window_s = self.keys, self.window_s
         if self.shards == 1:
