@@ -84,6 +84,10 @@ def _check_spec(spec: str, *, follow: bool) -> None:
         raise ValueError(msg)
 
 
+# what _Lines.feed returns: (line_no, offset, lines, offsets), the fields of a Chunk after its source
+_Fed = tuple[int, int, list[bytes], list[int] | None]
+
+
 class _Lines:
     """Splits one byte stream into lines and tracks the committed position.
 
@@ -109,7 +113,7 @@ class _Lines:
     def reset(self) -> None:
         self.offset, self.line_no, self.skip, self.buf = 0, 1, False, b""
 
-    def feed(self, data: bytes) -> tuple[int, int, list[bytes], list[int] | None]:
+    def feed(self, data: bytes) -> _Fed:
         """Take the next bytes of the stream.
 
         Returns:
@@ -145,15 +149,20 @@ class _Lines:
         self.line_no += len(lines)
         return line_no, first, lines, offsets
 
-    def flush(self) -> tuple[int, int, list[bytes]]:
-        """End the stream: the unterminated last line, if any, becomes a line."""
-        line_no, first, last = self.line_no, self.offset, self.buf
+    def finish(self, fed: _Fed) -> _Fed:
+        """End the stream after :meth:`feed` returned ``fed``: the unterminated last line, if any, joins its lines."""
+        line_no, first, lines, offsets = fed
+        last, at = self.buf, self.offset
         self.skip, self.buf = False, b""
         if not last:
-            return line_no, first, []
+            return fed
+        if not lines:
+            line_no, first = self.line_no, at
+        elif offsets is not None:
+            offsets.append(at)
         self.offset += len(last)
         self.line_no += 1
-        return line_no, first, self._fit([last], first, crlf=last.endswith(b"\r"))[0]
+        return line_no, first, lines + self._fit([last], at, crlf=last.endswith(b"\r"))[0], offsets
 
     def _fit(self, lines: list[bytes], first: int, *, crlf: bool) -> tuple[list[bytes], list[int] | None]:
         """Take each line's "\r" off and cut it to ``max_line + 1`` bytes; give the offsets if any got shorter."""
@@ -313,25 +322,20 @@ class LineReader:
         now = time.monotonic()
         if data:
             f.last_data = now
-        line_no, first, lines, offsets = f.lines.feed(data)
+        fed = f.lines.feed(data)
         at_eof = f.lines.pos >= size
         # An orphan stays open for one rescan interval after its last growth:
         # writers often append to a renamed log until they reopen it.
         finished = at_eof and (not self.follow or (f.orphan and now - f.last_data >= self._rescan_s))
         if finished:
-            line_no2, first2, last = f.lines.flush()
-            if not lines:
-                line_no, first = line_no2, first2
-            if offsets is not None and last:
-                offsets.append(first2)
-            lines += last
+            fed = f.lines.finish(fed)
             f.fh.close()
             f.fh = None
             if self.follow:
                 del self._files[f.key]
         self.consumed_bytes += f.lines.offset - before
-        if lines:
-            chunks.append(Chunk(f.path, line_no, first, lines, offsets))
+        if fed[2]:
+            chunks.append(Chunk(f.path, *fed))
         return len(data)
 
     def _scan(self) -> None:
@@ -413,16 +417,11 @@ class LineReader:
             parts.append(data)
             budget -= len(data)
         before = self._stdin.offset
-        line_no, first, lines, offsets = self._stdin.feed(b"".join(parts))
+        fed = self._stdin.feed(b"".join(parts))
         if self._stdin_eof:
-            line_no2, first2, last = self._stdin.flush()
-            if not lines:
-                line_no, first = line_no2, first2
-            if offsets is not None and last:
-                offsets.append(first2)
-            lines += last
+            fed = self._stdin.finish(fed)
         self.consumed_bytes += self._stdin.offset - before
-        return [Chunk(STDIN, line_no, first, lines, offsets)] if lines else []
+        return [Chunk(STDIN, *fed)] if fed[2] else []
 
 
 def _find_inode(directory: str, dev: int, ino: int) -> str | None:
