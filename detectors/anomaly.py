@@ -107,8 +107,9 @@ class Anomaly(BaselineDetector):
         protect_score: float = 0.5,
         z_onset: float = 4.0,
         seed: int = 0,
+        horizon_s: int = 0,
     ) -> None:
-        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed, horizon_s)
         self.n_trees = n_trees
         self.height = height
         self.window_size = window_size

@@ -132,6 +132,17 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:.1f}".rstrip("0").rstrip(".")
 
 
+def horizon_text(seconds: int) -> str:
+    """A horizon's length as a reason names it.
+
+    >>> horizon_text(600), horizon_text(3600), horizon_text(5400)
+    ('10 min', '1 h', '90 min')
+    """
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min"
+
+
 class Signal(NamedTuple):
     """One piece of evidence: its score, and what its reason text is built from (only when asked)."""
 
@@ -154,6 +165,9 @@ class BaselineDetector:
         z_onset: spreads above its baseline at which a subject's own normal
             lifts a threshold (or, for baseline-only signals, scores 0.5).
         seed: seeds any randomness (most detectors are deterministic).
+        horizon_s: 0 to judge one window; else the length of the sliding horizon
+            (several windows, see ``flows/horizons.py``) whose features it is given,
+            named in its reasons ("auth failures 31 in 10 min vs baseline 0").
     """
 
     name: ClassVar[str]
@@ -169,6 +183,7 @@ class BaselineDetector:
         protect_score: float = 0.5,
         z_onset: float = 3.0,
         seed: int = 0,
+        horizon_s: int = 0,
     ) -> None:
         if not 0 < fading_factor <= 1:
             msg = f"fading_factor must be in (0, 1], got {fading_factor}"
@@ -178,6 +193,7 @@ class BaselineDetector:
         self.protect_score = protect_score
         self.z_onset = z_onset
         self.seed = seed
+        self.horizon_s = horizon_s
         self.baselines = Baselines(self.FEATURES, fading_factor, min_history)
 
     @classmethod
@@ -254,10 +270,10 @@ class BaselineDetector:
 
     # -- helpers for subclasses -------------------------------------------------
 
-    @staticmethod
-    def _reason(d: Deviation, label: str = "") -> Reason:
+    def _reason(self, d: Deviation, label: str = "") -> Reason:
         f = d.feature
-        text = f"{label or f.label} {fmt(d.observed, f.unit)} vs baseline {fmt(d.baseline, f.unit)}"
+        over_horizon = f" in {horizon_text(self.horizon_s)}" if self.horizon_s else ""
+        text = f"{label or f.label} {fmt(d.observed, f.unit)}{over_horizon} vs baseline {fmt(d.baseline, f.unit)}"
         return Reason(f.name, d.observed, d.baseline, d.spread, text)
 
     def _count(

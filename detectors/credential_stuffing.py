@@ -80,8 +80,9 @@ class CredentialStuffing(BaselineDetector):
         protect_score: float = 0.5,
         z_onset: float = 3.0,
         seed: int = 0,
+        horizon_s: int = 0,
     ) -> None:
-        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed, horizon_s)
         self.min_failing_ips = min_failing_ips
         self.min_failing_subnets = min_failing_subnets
         self.min_failure_ratio = min_failure_ratio

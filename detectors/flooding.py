@@ -65,8 +65,9 @@ class Flooding(BaselineDetector):
         protect_score: float = 0.5,
         z_onset: float = 3.0,
         seed: int = 0,
+        horizon_s: int = 0,
     ) -> None:
-        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed, horizon_s)
         self.min_factor = min_factor
         self.min_requests = min_requests
         self.min_throttled = min_throttled

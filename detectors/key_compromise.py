@@ -55,8 +55,9 @@ class KeyCompromise(BaselineDetector):
         protect_score: float = 0.5,
         z_onset: float = 3.0,
         seed: int = 0,
+        horizon_s: int = 0,
     ) -> None:
-        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed, horizon_s)
         self.min_new_subnets = min_new_subnets
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:

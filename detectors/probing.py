@@ -72,8 +72,9 @@ class Probing(BaselineDetector):
         protect_score: float = 0.5,
         z_onset: float = 3.0,
         seed: int = 0,
+        horizon_s: int = 0,
     ) -> None:
-        super().__init__(fading_factor, min_history, protect_score, z_onset, seed)
+        super().__init__(fading_factor, min_history, protect_score, z_onset, seed, horizon_s)
         self.min_error_paths = min_error_paths
         self.min_sensitive_paths = min_sensitive_paths
         self.min_scanner_requests = min_scanner_requests

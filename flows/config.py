@@ -109,12 +109,36 @@ class _DetectorSection(_Section):
     )
 
 
+# The longer horizons every family also judges, sliding by the window, and the key of their
+# sections in each detector that runs on them ([detectors.brute_force.over_10m] ...).
+HORIZONS: dict[str, int] = {"over_10m": 600, "over_1h": 3600}
+
+
+class _HorizonSection(_Section):
+    enabled: bool = Field(True, description="Judge this horizon.")
+
+
+class CredentialStuffingHorizon(_HorizonSection):
+    min_failing_ips: int = Field(30, ge=1, le=1_000_000, description="Distinct failing client IPs over the horizon that score 0.5.")
+    min_failing_subnets: int = Field(15, ge=1, le=1_000_000, description="Distinct failing /24 subnets over the horizon that score 0.5.")
+    min_failure_ratio: float = Field(0.3, gt=0, le=1, description="Share of failed authentications that scores 0.5.")
+
+
 class CredentialStuffingConfig(_DetectorSection):
     min_failing_ips: int = Field(20, ge=1, le=1_000_000, description="Distinct failing client IPs in a window that score 0.5.")
     min_failing_subnets: int = Field(
         10, ge=1, le=1_000_000, description="Distinct failing /24 subnets in a window that score 0.5."
     )
     min_failure_ratio: float = Field(0.3, gt=0, le=1, description="Share of failed authentications that scores 0.5.")
+    over_10m: CredentialStuffingHorizon = CredentialStuffingHorizon()
+    over_1h: CredentialStuffingHorizon = CredentialStuffingHorizon(min_failing_ips=60, min_failing_subnets=30)
+
+
+class BruteForceHorizon(_HorizonSection):
+    min_auth_failures: int = Field(15, ge=1, le=1_000_000, description="Failed authentications from one IP over the horizon that score 0.5.")
+    min_failure_ratio: float = Field(0.2, ge=0, le=1, description="Share of the IP's requests that must fail for the failure signal.")
+    min_login_attempts: int = Field(30, ge=1, le=1_000_000, description="Login attempts from one IP over the horizon that score 0.5.")
+    min_login_share: float = Field(0.3, ge=0, le=1, description="Share of the IP's requests that must be login attempts for the login signal.")
 
 
 class BruteForceConfig(_DetectorSection):
@@ -124,6 +148,14 @@ class BruteForceConfig(_DetectorSection):
     min_login_share: float = Field(
         0.3, ge=0, le=1, description="Share of the IP's requests that must be login attempts for the burst signal."
     )
+    over_10m: BruteForceHorizon = BruteForceHorizon()
+    over_1h: BruteForceHorizon = BruteForceHorizon(min_auth_failures=40, min_login_attempts=100)
+
+
+class ScrapingHorizon(_HorizonSection):
+    min_distinct_paths: int = Field(150, ge=1, le=1_000_000, description="Distinct non-static paths one IP reads over the horizon that score 0.5.")
+    min_sequential_ids: int = Field(60, ge=1, le=1_000_000, description="Ids one IP reads in sequence over the horizon that score 0.5.")
+    max_write_ratio: float = Field(0.1, ge=0, le=1, description="Above this share of writes an IP is not scraping.")
 
 
 class ScrapingConfig(_DetectorSection):
@@ -137,6 +169,8 @@ class ScrapingConfig(_DetectorSection):
         0.5, ge=0, le=1, description="Share of requests on detail resources needed for the regularity signal."
     )
     max_write_ratio: float = Field(0.1, ge=0, le=1, description="Above this share of writes an IP is not scraping.")
+    over_10m: ScrapingHorizon = ScrapingHorizon()
+    over_1h: ScrapingHorizon = ScrapingHorizon(min_distinct_paths=400, min_sequential_ids=150)
 
 
 class FloodingConfig(_DetectorSection):
@@ -150,12 +184,21 @@ class KeyCompromiseConfig(_DetectorSection):
     min_new_subnets: int = Field(5, ge=1, le=1_000_000, description="Never-seen /24 subnets of a consumer in a window that score 0.5.")
 
 
+class ProbingHorizon(_HorizonSection):
+    min_error_paths: int = Field(20, ge=1, le=1_000_000, description="Distinct paths answered 400/403/404/405 over the horizon that score 0.5.")
+    min_sensitive_paths: int = Field(6, ge=1, le=1_000_000, description="Distinct sensitive files over the horizon that score 0.5.")
+    min_errors: int = Field(60, ge=1, le=1_000_000, description="400/403/404/405 answers over the horizon for the error-burst signal.")
+    min_error_ratio: float = Field(0.5, gt=0, le=1, description="Share of such answers for the error-paths and error-burst signals.")
+
+
 class ProbingConfig(_DetectorSection):
     min_error_paths: int = Field(11, ge=1, le=1_000_000, description="Distinct paths answered 400/403/404/405 that score 0.5.")
     min_sensitive_paths: int = Field(5, ge=1, le=1_000_000, description="Distinct sensitive files (/.env, /.git/HEAD ...) that score 0.5.")
     min_scanner_requests: int = Field(2, ge=1, le=1_000_000, description="Requests with a scanner user agent that score 0.5.")
     min_errors: int = Field(30, ge=1, le=1_000_000, description="400/403/404/405 answers in a window for the error-burst signal.")
     min_error_ratio: float = Field(0.5, gt=0, le=1, description="Share of such answers for the error-paths and error-burst signals.")
+    over_10m: ProbingHorizon = ProbingHorizon()
+    over_1h: ProbingHorizon = ProbingHorizon(min_error_paths=40, min_sensitive_paths=10, min_errors=150)
 
 
 class AnomalyConfig(_DetectorSection):
@@ -505,14 +548,14 @@ def example_toml() -> str:
         "# Secrets never go here: they come from the environment.",
     ]
 
-    def render(model: type[BaseModel], prefix: str) -> None:
+    def render(model: BaseModel, prefix: str) -> None:
         nested = []
         body = []
         tables = []
-        for name, field in model.model_fields.items():
-            default = field.default
+        for name, field in type(model).model_fields.items():
+            default = getattr(model, name)  # a section's own defaults, where they differ from its class's
             if isinstance(default, BaseModel):
-                nested.append((field.alias or name, type(default)))
+                nested.append((field.alias or name, default))
                 continue
             if _table_models(field.annotation):
                 tables.append((name, field))
@@ -528,7 +571,7 @@ def example_toml() -> str:
         for name, sub in nested:
             render(sub, f"{prefix}.{name}" if prefix else name)
 
-    render(Config, "")
+    render(Config(), "")
     return "\n".join(lines) + "\n"
 
 

@@ -494,6 +494,11 @@ def example_ips(ips: IpSet) -> list[str]:
     return sorted(ips)[:EXAMPLE_IPS] if type(ips) is set else list(ips.examples)
 
 
+def known_ips(ips: IpSet) -> Iterable[str]:
+    """The IPs known one by one: all of an exact set, a sketch's examples."""
+    return ips if type(ips) is set else ips.examples
+
+
 def with_ip(ips: IpSet, ip: str, keep_subnets: int = 0) -> IpSet:
     """``ips`` with ``ip`` added: past ``EXACT_IPS`` distinct ones, a sketch in place of the set."""
     ips.add(ip)

@@ -33,14 +33,14 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import islice
 from operator import itemgetter
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from msgspec.structs import astuple
 
 from detectors import DETECTORS
 from detectors.baselines import Baselines, Columns, Feature
-from flows.config import Config
+from flows.config import HORIZONS, Config
 from flows.events import Event, Finding, stable_id
 from flows.features import (
     OVERFLOW,
@@ -60,7 +60,9 @@ from flows.features import (
     example_ips,
     ip_features,
     ip_union,
+    known_ips,
 )
+from flows.horizons import SPECS, Trails
 from flows.watermark import InputClock
 
 Output = tuple[str, list[tuple]]  # (table, rows in the table's column order)
@@ -79,15 +81,44 @@ _HOLD_S = 1.0  # wall seconds every input gets to deliver its first batch before
 UNTRACKED = "(untracked)"  # the subject of the row a window gets when a memory cap bites
 
 
-def build_detectors(cfg: Config, family: str) -> list:
-    """Instantiate every enabled detector that runs on ``family`` from its config section."""
+def build_detectors(cfg: Config, family: str, horizon: str = "") -> list:
+    """Instantiate every enabled detector that runs on ``family`` from its config section.
+
+    With ``horizon`` (a key of ``HORIZONS``), those that declare thresholds for it, from
+    the section's ``[detectors.<name>.<horizon>]``.
+    """
     d = cfg.detectors
     out = []
     for name, cls in DETECTORS.items():
         section = getattr(d, name)
-        if section.enabled and family in cls.subject_types:
-            shared = {k: getattr(d, k) for k in _SHARED}
-            out.append(cls(**shared, **section.model_dump(exclude={"enabled"})))
+        if not section.enabled or family not in cls.subject_types:
+            continue
+        shared = {k: getattr(d, k) for k in _SHARED}
+        if not horizon:
+            out.append(cls(**shared, **section.model_dump(exclude={"enabled", *HORIZONS})))
+            continue
+        thresholds = getattr(section, horizon, None)
+        if thresholds is not None and thresholds.enabled:
+            params = thresholds.model_dump(exclude={"enabled"})
+            out.append(cls(**shared, **params, horizon_s=HORIZONS[horizon]))
+    return out
+
+
+class _Horizon(NamedTuple):
+    key: str  # of HORIZONS: the finding ids and config sections name it
+    length_s: int
+    detectors: list
+
+
+def build_horizons(cfg: Config, family: str) -> list[_Horizon]:
+    """The horizons ``family`` judges: those that are a whole number (2 or more) of windows."""
+    window_s = cfg.pipeline.window_s
+    out = []
+    for key, length_s in HORIZONS.items():
+        if length_s % window_s == 0 and length_s > window_s:
+            detectors = build_detectors(cfg, family, key)
+            if detectors:
+                out.append(_Horizon(key, length_s, detectors))
     return out
 
 
@@ -122,6 +153,10 @@ class ShardProcessor:
         self.max_tracked = d.max_tracked_ips if self.family == "ip" else d.max_tracked_subjects
         self.table = self.table_type(p.window_s, p.allowed_lateness_s)
         self.detectors = build_detectors(cfg, self.family)
+        self.horizons = build_horizons(cfg, self.family)
+        self.trails = (
+            Trails(SPECS[self.family], max(h.length_s for h in self.horizons)) if self.horizons else None
+        )
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
         # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
@@ -173,6 +208,10 @@ class ShardProcessor:
     def _forget(self, subject: str) -> None:
         """Drop family state kept outside the detectors."""
 
+    def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
+        """The distinct values of a subject's window its horizons count (``HorizonSpec.sets``)."""
+        raise NotImplementedError
+
     def _overflow(self, w: ClosedWindow) -> IpOverflow | None:
         """Take the window's events that have no cell of their own out of its cells."""
         return None
@@ -187,6 +226,8 @@ class ShardProcessor:
                 continue
             over = self._overflow(w)
             self._detect(w, self._subjects(w), out)
+            if self.trails is not None:
+                self.trails.expire(w.end)
             evicted = self._cap_tracked()
             if over is not None or evicted:
                 out["subject_windows"].append(self._capacity_row(w, over, evicted))
@@ -235,20 +276,101 @@ class ShardProcessor:
             name, s = names[k], subjects[names[k]]
             for j, det in enumerate(self.detectors):
                 if scores[k, j] >= self.min_score:
-                    out["findings"].append(self._finding(det, name, s, float(scores[k, j]), w, now))
+                    out["findings"].append(
+                        self._finding(det, name, s, float(scores[k, j]), w.start, w.end, now)
+                    )
             if self.all_rows or top[k] >= self.min_score:
                 out["subject_windows"].append(self._subject_row(name, s, float(top[k]), w))
         learn = top < self.protect_score
+        if self.trails is not None:
+            fired = {
+                (names[k], det.name)
+                for j, det in enumerate(self.detectors)
+                for k in np.flatnonzero(scores[:, j] >= self.min_score)
+            }
+            self._judge_horizons(w, names, subjects, learn, shift, fired, out, now)
         for j, det in enumerate(self.detectors):
             det.learn_many(names, X, scores[:, j], learn)
         self.baselines.learn_many(names, X, learn)
         for k in np.flatnonzero(learn):
             self._learned(names[k], subjects[names[k]], w)
 
-    def _finding(self, det, subject: str, s: _Subject, score: float, w: ClosedWindow, now: float) -> tuple:
+    def _judge_horizons(
+        self,
+        w: ClosedWindow,
+        names: list[str],
+        subjects: dict[str, _Subject],
+        learn: np.ndarray,
+        shift: float,
+        fired: set[tuple[str, str]],
+        out: dict[str, list[tuple]],
+        now: float,
+    ) -> None:
+        """Score the trailed subjects of the window over every horizon, shortest first.
+
+        A detector that fired on a subject at a shorter scale in this window gives no
+        finding at a longer one: the same behaviour, told once. Once a horizon scores, the
+        next windows give findings only while the behaviour goes on at a rate that would
+        fill the horizon by itself: an attack that has stopped still fills it for a while,
+        and is not found again in every window after it. A horizon is learned only
+        when the subject was trailed for all of it (a partial sum is not its normal), and
+        only when the window itself was learned.
+        """
+        trails = self.trails
+        trailed = [
+            k
+            for k, name in enumerate(names)
+            if trails.record(w.start, name, subjects[name].x, partial(self._trail_sets, subjects[name]))
+        ]
+        if not trailed:
+            return
+        for h in self.horizons:
+            since = w.end - h.length_s
+            active = [names[k] for k in trailed]
+            xs = [trails.features(name, since, shift) for name in active]
+            keys = list(xs[0])
+            values = itemgetter(*keys)
+            matrix = np.array([values(x) for x in xs], dtype=np.float64).reshape(len(xs), len(keys))
+            X = {key: matrix[:, i] for i, key in enumerate(keys)}
+            scores = np.zeros((len(active), len(h.detectors)))
+            for j, det in enumerate(h.detectors):
+                scores[:, j] = det.score_many(active, X)
+            for j, det in enumerate(h.detectors):
+                for k in np.flatnonzero(scores[:, j] >= self.min_score):
+                    name = active[k]
+                    if (name, det.name) in fired:
+                        continue
+                    before = trails.features(name, since, shift, until=w.start)
+                    if det.score_one(name, before) >= self.min_score:
+                        rate = trails.rate(name, w.start, h.length_s // self.table.window_s, shift)
+                        if det.score_one(name, rate) < self.min_score:
+                            continue
+                    fired.add((name, det.name))
+                    s = subjects[name]
+                    horizon = _Subject(s.name, s.owner, xs[k], s.context)
+                    out["findings"].append(
+                        self._finding(det, name, horizon, float(scores[k, j]), since, w.end, now, h.key)
+                    )
+            mask = np.array(
+                [learn[trailed[k]] and trails.full(name, since) for k, name in enumerate(active)], dtype=bool
+            ) & (scores.max(axis=1, initial=0.0) < self.protect_score)
+            for j, det in enumerate(h.detectors):
+                det.learn_many(active, X, scores[:, j], mask)
+
+    def _finding(
+        self,
+        det,
+        subject: str,
+        s: _Subject,
+        score: float,
+        start: float,
+        end: float,
+        now: float,
+        horizon: str = "",
+    ) -> tuple:
         reasons = det.explain_one(subject, s.x)
         finding = Finding(
-            finding_id=stable_id(det.name, self.family, subject, w.start),
+            finding_id=stable_id(det.name, self.family, subject, start, *([horizon] if horizon else [])),
             subject_type=self.family,
             subject=subject,
             subject_name=s.name,
@@ -256,8 +378,8 @@ class ShardProcessor:
             kind=det.kind,
             detector=det.name,
             score=round(score, 4),
-            window_start=w.start,
-            window_end=w.end,
+            window_start=start,
+            window_end=end,
             detected_at=now,
             reasons=[r.text for r in reasons],
             evidence=json.dumps(
@@ -322,6 +444,8 @@ class ShardProcessor:
         for det in self.detectors:
             det.forget(subject)
         self.baselines.forget(subject)
+        if self.trails is not None:
+            self.trails.forget(subject)
         self._forget(subject)
 
     def _cap_tracked(self) -> int:
@@ -376,15 +500,18 @@ class ConsumerShard(ShardProcessor):
             x, subnets, families = cw.features()
             x["new_subnets"], x["new_ua_families"] = map(float, self.seen.unseen(consumer, subnets, families))
             context = partial(_consumer_context, cw)
-            out[consumer] = _Subject(cw.name, cw.owner, x, context, (subnets, families))
+            out[consumer] = _Subject(cw.name, cw.owner, x, context, (subnets, families, cw))
         return out
 
     def _learned(self, subject: str, s: _Subject, w: ClosedWindow) -> None:
-        subnets, families = s.extra
+        subnets, families, _ = s.extra
         self.seen.remember(subject, subnets, families, w.start)
 
     def _forget(self, subject: str) -> None:
         self.seen.forget(subject)
+
+    def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
+        return {"failing_ips": known_ips(ip_union(c.fail_ips for c in s.extra[2].cells))}
 
 
 def _consumer_context(cw: ConsumerWindow) -> dict:
@@ -414,8 +541,13 @@ class IpShard(ShardProcessor):
 
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         return {
-            ip: _Subject(ip, "", ip_features(acc), partial(_ip_context, acc)) for ip, acc in w.cells.items()
+            ip: _Subject(ip, "", ip_features(acc), partial(_ip_context, acc), acc)
+            for ip, acc in w.cells.items()
         }
+
+    def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
+        acc = s.extra
+        return {"paths": acc.paths, "error_paths": acc.error_paths, "sensitive": acc.sensitive}
 
 
 def _ip_context(acc: IpAcc) -> dict:
@@ -433,8 +565,11 @@ class ApiShard(ShardProcessor):
         out = {}
         for key, acc in w.cells.items():
             name = endpoint_name(key)
-            out[name] = _Subject(name, "", api_features(acc), partial(_api_context, acc))
+            out[name] = _Subject(name, "", api_features(acc), partial(_api_context, acc), acc)
         return out
+
+    def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
+        return {"failing_ips": known_ips(s.extra.fail_ips)}
 
 
 def _api_context(acc: ApiAcc) -> dict:

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 
 from detectors import DETECTORS, BaselineDetector
+from detectors.base import horizon_text
+from flows.config import HORIZONS, Config
+from flows.shard import build_detectors
 from tests.conftest import columns
 
 EXAMPLES = json.loads((Path(__file__).parent / "examples.json").read_text())
@@ -210,3 +213,55 @@ def test_a_window_at_once_is_one_subject_after_the_other(detector):
     assert pickle.dumps(many) == pickle.dumps(detector)
     if cls._quiet is not BaselineDetector._quiet:
         assert cleared > 0  # the screen was exercised
+
+
+# -- the longer horizons: every detector that declares thresholds for one -----------------------
+
+HORIZON_EXAMPLES = json.loads((Path(__file__).parent / "horizon_examples.json").read_text())
+HORIZON_CASES = [
+    (name, key)
+    for name in sorted(DETECTORS)
+    for key in HORIZONS
+    if getattr(getattr(Config().detectors, name), key, None) is not None
+]
+
+
+def _horizon_detector(name: str, key: str, family: str | None = None):
+    family = family or DETECTORS[name].subject_types[0]
+    return next(d for d in build_detectors(Config(), family, key) if d.name == name)
+
+
+def test_horizon_examples_cover_every_detector_with_horizons():
+    assert HORIZON_CASES, "some detector judges the longer horizons"
+    assert {name for name, _ in HORIZON_CASES} == set(HORIZON_EXAMPLES) - {"_doc"}
+
+
+@pytest.mark.parametrize(("name", "key"), HORIZON_CASES)
+def test_a_slow_attack_is_found_at_the_horizon_end_and_not_in_any_one_window(name, key):
+    slow = {k: float(v) for k, v in HORIZON_EXAMPLES[name][key].items()}
+    windows = HORIZONS[key] // 60
+    per_window = {k: v if k.endswith(("ratio", "share")) else v / windows for k, v in slow.items()}
+    horizon = _horizon_detector(name, key)
+    minute = next(d for d in build_detectors(Config(), DETECTORS[name].subject_types[0]) if d.name == name)
+    assert minute.score_one("new", per_window) < 0.5
+    assert horizon.score_one("new", slow) >= 0.5
+    reasons = horizon.explain_one("new", slow)
+    assert reasons and all(f" in {horizon_text(HORIZONS[key])} vs baseline " in r.text for r in reasons)
+
+
+@pytest.mark.parametrize(("name", "key"), HORIZON_CASES)
+def test_a_horizon_scores_before_it_learns_and_keeps_attacks_out_of_its_baseline(name, key):
+    slow = {k: float(v) for k, v in HORIZON_EXAMPLES[name][key].items()}
+    det = _horizon_detector(name, key)
+    quiet = {k: 0.0 for k in slow} | {"requests": slow["requests"] / 10}
+    for _ in range(det.min_history):
+        det.learn_one("a", quiet)
+    before = pickle.dumps(det)
+    score = det.score_one("a", slow)
+    assert pickle.dumps(det) == before, "scoring changes nothing"
+    assert score >= 0.5
+    history = det.baselines.history("a")
+    X = columns([slow])
+    det.learn_many(["a"], X, det.score_many(["a"], X), np.ones(1, dtype=bool))
+    assert det.baselines.history("a") == history, "an attack over the horizon is not learned"
+    assert pickle.loads(pickle.dumps(det)).score_one("a", slow) == score
