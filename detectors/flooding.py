@@ -13,6 +13,10 @@ Two signals, the stronger wins:
   above ``min_throttled`` *and* a throttled share at or above
   ``min_throttled_ratio`` (the client keeps hammering against its limit);
   this one also fires on a subject never seen.
+- **cache busting** (client IPs, formats that log the query string): distinct
+  query strings on one path in a window (``GET /?<random>``, so every request
+  misses the cache); ``min_queries_per_path`` scores 0.5, also on an IP never
+  seen.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Flooding(BaselineDetector):
         min_requests: and at least this many in the window.
         min_throttled: throttled requests in a window that score 0.5 (with the ratio).
         min_throttled_ratio: share of throttled requests that scores 0.5 (with the count).
+        min_queries_per_path: distinct query strings on one path in a window that score 0.5.
 
     Other arguments: see :class:`~detectors.base.BaselineDetector`.
 
@@ -52,6 +57,7 @@ class Flooding(BaselineDetector):
     FEATURES: ClassVar[tuple[Feature, ...]] = (
         Feature("requests", "requests", floor=0.4, volume=True),
         Feature("throttled", "throttled requests"),
+        Feature("max_queries_per_path", "distinct query strings on one path"),
     )
 
     def __init__(
@@ -60,6 +66,7 @@ class Flooding(BaselineDetector):
         min_requests: int = 60,
         min_throttled: int = 10,
         min_throttled_ratio: float = 0.5,
+        min_queries_per_path: int = 30,
         fading_factor: float = 0.1,
         min_history: int = 10,
         protect_score: float = 0.5,
@@ -72,6 +79,7 @@ class Flooding(BaselineDetector):
         self.min_requests = min_requests
         self.min_throttled = min_throttled
         self.min_throttled_ratio = min_throttled_ratio
+        self.min_queries_per_path = min_queries_per_path
 
     @classmethod
     def _unit_test_params(cls) -> dict:
@@ -79,7 +87,12 @@ class Flooding(BaselineDetector):
 
     def _quiet(self, X: Columns, n: int) -> np.ndarray:
         requests, throttled = column(X, "requests", n), column(X, "throttled", n)
-        return (requests < self.min_requests) & (throttled < self.min_throttled)
+        busting = column(X, "max_queries_per_path", n)
+        return (
+            (requests < self.min_requests)
+            & (throttled < self.min_throttled)
+            & (busting < self.min_queries_per_path)
+        )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         out = []
@@ -92,4 +105,7 @@ class Flooding(BaselineDetector):
         if throttled.score > 0:
             limits = min(throttled.score, over(x.get("throttled_ratio", 0.0), self.min_throttled_ratio))
             out.append(Signal(limits, throttled.deviation))
+        busting = self._count(subject, x, "max_queries_per_path", self.min_queries_per_path)
+        if busting.score > 0:
+            out.append(busting)
         return out

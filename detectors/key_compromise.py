@@ -62,7 +62,8 @@ class KeyCompromise(BaselineDetector):
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         if (
-            self.baselines.history(subject) < self.min_history
+            not subject  # anonymous traffic (no key, no user): nothing to steal
+            or self.baselines.history(subject) < self.min_history
             or x.get("new_subnets", 0.0) < self.min_new_subnets / 2
         ):
             return []

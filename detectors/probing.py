@@ -15,6 +15,12 @@ Four signals, the stronger wins; all fire on an IP never seen before:
   ``http-bad-user-agent``: 2nd).
 - **error burst** (for formats with templates, where distinct paths are not
   visible): ``min_errors`` such errors, with the same share.
+- **attack payloads** (formats that log the concrete request): requests whose
+  path or query string carries SQL injection, XSS, path traversal or command
+  injection (``flows/payloads.py``); ``min_payload_requests`` scores 0.5.
+- **malformed requests**: request lines that are not HTTP (a TLS handshake
+  sent to a plain-HTTP port, binary, an invalid version);
+  ``min_bad_requests`` scores 0.5.
 
 An IP with history has the thresholds lifted to its own baseline plus
 ``z_onset`` spreads.
@@ -39,6 +45,8 @@ class Probing(BaselineDetector):
         min_scanner_requests: requests with a scanner user agent that score 0.5.
         min_errors: 400/403/404/405 answers in a window for the burst signal.
         min_error_ratio: share of such answers for the error-paths and burst signals.
+        min_payload_requests: requests carrying an attack payload that score 0.5.
+        min_bad_requests: malformed request lines that score 0.5.
 
     Other arguments: see :class:`~detectors.base.BaselineDetector`.
 
@@ -58,6 +66,8 @@ class Probing(BaselineDetector):
         Feature("sensitive_paths", "sensitive files requested"),
         Feature("scanner_requests", "requests with a scanner user agent"),
         Feature("errors", "requests answered 400/403/404/405"),
+        Feature("payload_requests", "requests with an attack payload"),
+        Feature("bad_requests", "malformed request lines"),
     )
 
     def __init__(
@@ -67,6 +77,8 @@ class Probing(BaselineDetector):
         min_scanner_requests: int = 2,
         min_errors: int = 30,
         min_error_ratio: float = 0.5,
+        min_payload_requests: int = 3,
+        min_bad_requests: int = 5,
         fading_factor: float = 0.1,
         min_history: int = 10,
         protect_score: float = 0.5,
@@ -80,6 +92,8 @@ class Probing(BaselineDetector):
         self.min_scanner_requests = min_scanner_requests
         self.min_errors = min_errors
         self.min_error_ratio = min_error_ratio
+        self.min_payload_requests = min_payload_requests
+        self.min_bad_requests = min_bad_requests
 
     def _quiet(self, X: Columns, n: int) -> np.ndarray:
         return (
@@ -87,6 +101,8 @@ class Probing(BaselineDetector):
             & (column(X, "sensitive_paths", n) < self.min_sensitive_paths)
             & (column(X, "scanner_requests", n) < self.min_scanner_requests)
             & (column(X, "errors", n) < self.min_errors)
+            & (column(X, "payload_requests", n) < self.min_payload_requests)
+            & (column(X, "bad_requests", n) < self.min_bad_requests)
         )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
@@ -98,4 +114,6 @@ class Probing(BaselineDetector):
             self._count(subject, x, "sensitive_paths", self.min_sensitive_paths),
             self._count(subject, x, "scanner_requests", self.min_scanner_requests),
             Signal(min(errors.score, share), errors.deviation),
+            self._count(subject, x, "payload_requests", self.min_payload_requests),
+            self._count(subject, x, "bad_requests", self.min_bad_requests),
         ]

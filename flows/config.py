@@ -178,6 +178,9 @@ class FloodingConfig(_DetectorSection):
     min_requests: int = Field(60, ge=1, le=100_000_000, description="And at least this many in the window.")
     min_throttled: int = Field(10, ge=1, le=100_000_000, description="Throttled requests in a window that score 0.5 (with the share).")
     min_throttled_ratio: float = Field(0.5, gt=0, le=1, description="Share of throttled requests that scores 0.5 (with the count).")
+    min_queries_per_path: int = Field(
+        30, ge=1, le=1_000_000, description="Distinct query strings one IP sends to one path in a window (cache busting) that score 0.5."
+    )
 
 
 class KeyCompromiseConfig(_DetectorSection):
@@ -189,6 +192,8 @@ class ProbingHorizon(_HorizonSection):
     min_sensitive_paths: int = Field(6, ge=1, le=1_000_000, description="Distinct sensitive files over the horizon that score 0.5.")
     min_errors: int = Field(60, ge=1, le=1_000_000, description="400/403/404/405 answers over the horizon for the error-burst signal.")
     min_error_ratio: float = Field(0.5, gt=0, le=1, description="Share of such answers for the error-paths and error-burst signals.")
+    min_payload_requests: int = Field(6, ge=1, le=1_000_000, description="Requests carrying an attack payload over the horizon that score 0.5.")
+    min_bad_requests: int = Field(10, ge=1, le=1_000_000, description="Malformed request lines over the horizon that score 0.5.")
 
 
 class ProbingConfig(_DetectorSection):
@@ -197,8 +202,14 @@ class ProbingConfig(_DetectorSection):
     min_scanner_requests: int = Field(2, ge=1, le=1_000_000, description="Requests with a scanner user agent that score 0.5.")
     min_errors: int = Field(30, ge=1, le=1_000_000, description="400/403/404/405 answers in a window for the error-burst signal.")
     min_error_ratio: float = Field(0.5, gt=0, le=1, description="Share of such answers for the error-paths and error-burst signals.")
+    min_payload_requests: int = Field(
+        3, ge=1, le=1_000_000, description="Requests carrying SQL injection, XSS, path traversal or command injection that score 0.5."
+    )
+    min_bad_requests: int = Field(5, ge=1, le=1_000_000, description="Malformed request lines (TLS handshakes, invalid versions) that score 0.5.")
     over_10m: ProbingHorizon = ProbingHorizon()
-    over_1h: ProbingHorizon = ProbingHorizon(min_error_paths=40, min_sensitive_paths=10, min_errors=150)
+    over_1h: ProbingHorizon = ProbingHorizon(
+        min_error_paths=40, min_sensitive_paths=10, min_errors=150, min_payload_requests=10, min_bad_requests=20
+    )
 
 
 class AnomalyConfig(_DetectorSection):

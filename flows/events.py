@@ -15,6 +15,11 @@ from itertools import accumulate
 
 import msgspec
 
+# Event.query keeps this many characters of a longer query string (its start)
+MAX_QUERY_CHARS = 512
+# the protocol versions a well-formed request line may end with (Event.bad_request)
+HTTP_VERSIONS = frozenset(("HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"))
+
 
 def stable_id(*parts: object) -> str:
     """Deterministic id from parts, so a replayed output is recognisably the same."""
@@ -52,6 +57,28 @@ class Event(msgspec.Struct, frozen=True, gc=False):
 
     Fields a format does not carry are empty strings (or -1 for numbers),
     never guessed: e.g. WSO2 ``apim:faulty`` events carry no client IP.
+
+    ``query`` is the raw query string of the request target: what follows
+    its first ``?``, without the ``?``, as logged (still percent-encoded),
+    cut to its first :data:`MAX_QUERY_CHARS` characters. ``""`` when the
+    target has none, or the format does not log it. Carried by ``combined``
+    (access lines, and nginx error-log lines with a ``request: "..."``),
+    ``kong`` (``request.uri``) and ``json`` (the mapping's ``path``);
+    ``wso2`` logs the resource template, never a concrete URI, so its
+    events have none.
+
+    ``bad_request`` is True when the request was malformed. For
+    ``combined`` access lines and nginx error-log ``request: "..."``: the
+    request line is not ``METHOD TARGET VERSION`` with a method made of
+    ASCII letters and a version of :data:`HTTP_VERSIONS` (a TLS handshake
+    sent to a plain-HTTP port, logged as ``"\\x16\\x03\\x01..."``; a bare
+    ``"-"``; an empty request; ``"GET /"`` without a version;
+    ``HTTP/9.9``; garbage). ``kong`` and ``json`` log no request line, only
+    its method and target: True there when a method is logged that is not
+    made of ASCII letters (for ``json``, ``""`` and ``"-"`` included, as
+    nginx logs an unparsable request's method). False for every other
+    event, and always for ``wso2`` and Apache error-log lines, which log no
+    request line.
     """
 
     ts: float  # event time, seconds since the epoch (UTC)
@@ -70,6 +97,9 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     bytes_out: int
     latency_ms: int
     user_agent: str
+    # trailing and defaulted, so every positional construction above stays valid
+    query: str = ""  # raw query string, percent-encoded as logged, at most MAX_QUERY_CHARS
+    bad_request: bool = False  # malformed request line (see above)
 
 
 class Reject(msgspec.Struct, frozen=True, gc=False):

@@ -51,6 +51,10 @@ Features, per window and subject (the detectors read what they need):
 ``login_requests``     (ip) writes to a login path
 ``login_burst``        (ip) most login writes within ``BURST_S`` seconds
 ``login_share``        (ip) login writes as a share of requests
+``payload_requests``   (ip) requests carrying an attack payload: SQL injection, XSS, path traversal,
+                       command injection (``flows/payloads.py``; formats that log concrete requests)
+``bad_requests``       (ip) malformed request lines (TLS handshakes to a plain port, invalid versions)
+``max_queries_per_path`` (ip) most distinct query strings on one path (cache busting: ``/?<random>``)
 ``peer_shift``         median rise (log space) of the family's subjects in this window
 =====================  ======================================================
 """
@@ -70,10 +74,12 @@ import numpy as np
 
 from detectors.base import subnet
 from flows.events import Event
+from flows.payloads import payload_kind
 
 BURST_S = 10.0  # span of ``login_burst``
 MAX_TIMESTAMPS = 512  # per IP and window, for ``regularity``
 MAX_SEEN = 1024  # subnets / UA families remembered per consumer
+MAX_QUERIES = 1024  # distinct path?query targets an IP cell keeps (enumeration, cache busting)
 EXACT_IPS = 4096  # distinct client IPs a consumer or endpoint cell keeps exactly; past it, an IpSketch
 EXAMPLE_IPS = 5  # client IPs a finding's context shows
 OVERFLOW = ""  # the key of a window's IpOverflow among its IP cells (no event without an IP has a cell)
@@ -582,6 +588,7 @@ class IpAcc(_Slotted):
 
     __slots__ = (
         "auth",
+        "bad",
         "bytes_out",
         "consumer",
         "detail",
@@ -590,6 +597,8 @@ class IpAcc(_Slotted):
         "login_paths",
         "login_ts",
         "paths",
+        "payloads",
+        "queries",
         "reads",
         "requests",
         "s5xx",
@@ -603,7 +612,8 @@ class IpAcc(_Slotted):
     def __init__(self, consumer: str) -> None:
         self.consumer = consumer
         self.requests = self.reads = self.writes = self.detail = self.auth = self.errors = 0
-        self.s5xx = self.throttled = self.bytes_out = 0
+        self.s5xx = self.throttled = self.bytes_out = self.bad = self.payloads = 0
+        self.queries: set[str] = set()  # "path?query", at most MAX_QUERIES
         self.paths: set[str] = set()
         self.error_paths: set[str] = set()
         self.sensitive: set[str] = set()
@@ -623,6 +633,10 @@ class IpAcc(_Slotted):
         self.s5xx += other.s5xx
         self.throttled += other.throttled
         self.bytes_out += other.bytes_out
+        self.bad += other.bad
+        self.payloads += other.payloads
+        if len(self.queries) < MAX_QUERIES:
+            self.queries |= other.queries
         self.paths |= other.paths
         self.error_paths |= other.error_paths
         self.sensitive |= other.sensitive
@@ -921,6 +935,16 @@ class IpWindows(WindowTable):
                     acc.login_paths.add(res)
             if flags & SENSITIVE:
                 acc.sensitive.add(res)
+            query = e.query
+            if query:
+                if len(acc.queries) < MAX_QUERIES:
+                    acc.queries.add(f"{res}?{query}")
+                if payload_kind(res, query):
+                    acc.payloads += 1
+            elif ("%" in res or ".." in res) and payload_kind(res, ""):
+                acc.payloads += 1
+            if e.bad_request:
+                acc.bad += 1
             status = e.status
             if status >= 400:
                 if status <= 405 and status not in {401, 402}:
@@ -1085,7 +1109,7 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "write_ratio": acc.writes / n,
         "detail_ratio": acc.detail / n,
         "distinct_paths": float(len(acc.paths)),
-        "sequential_ids": float(sequential_ids(acc.paths)),
+        "sequential_ids": float(max(sequential_ids(acc.paths), sequential_ids(acc.queries))),
         "regularity": regularity(acc.ts),
         "error_paths": float(len(acc.error_paths)),
         "sensitive_paths": float(len(acc.sensitive)),
@@ -1093,7 +1117,23 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "login_requests": float(len(acc.login_ts)),
         "login_burst": float(max_in_span(acc.login_ts, BURST_S)),
         "login_share": len(acc.login_ts) / n,
+        "payload_requests": float(acc.payloads),
+        "bad_requests": float(acc.bad),
+        "max_queries_per_path": float(max_queries_per_path(acc.queries)),
     }
+
+
+def max_queries_per_path(targets: Collection[str]) -> int:
+    """The most distinct query strings on one path, of ``path?query`` targets.
+
+    >>> max_queries_per_path(["/?a1", "/?b7", "/?c3", "/items?page=2"])
+    3
+    """
+    per_path: dict[str, int] = {}
+    for t in targets:
+        path = t.partition("?")[0]
+        per_path[path] = per_path.get(path, 0) + 1
+    return max(per_path.values(), default=0)
 
 
 def api_features(acc: ApiAcc) -> dict[str, float]:

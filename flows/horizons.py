@@ -59,8 +59,8 @@ def _ip_derive(x: dict[str, float], sets: dict[str, list[str]]) -> None:
     x["sequential_ids"] = float(sequential_ids(sets["paths"]))
     x["error_paths"] = float(len(sets["error_paths"]))
     x["sensitive_paths"] = float(len(sets["sensitive"]))
-    # judged per window at the scale they mean: bursts within seconds, timing, scanner agents
-    x["login_burst"] = x["regularity"] = x["scanner_requests"] = 0.0
+    # judged per window at the scale they mean: bursts within seconds, timing, scanner agents, cache busting
+    x["login_burst"] = x["regularity"] = x["scanner_requests"] = x["max_queries_per_path"] = 0.0
 
 
 def _failing_starts(x: dict[str, float]) -> bool:
@@ -76,7 +76,15 @@ def _failing_derive(x: dict[str, float], sets: dict[str, list[str]]) -> None:
 
 SPECS: dict[str, HorizonSpec] = {
     "ip": HorizonSpec(
-        counts=("requests", "auth_failures", "errors", "throttled", "login_requests"),
+        counts=(
+            "requests",
+            "auth_failures",
+            "errors",
+            "throttled",
+            "login_requests",
+            "payload_requests",
+            "bad_requests",
+        ),
         shares=("read_ratio", "write_ratio", "detail_ratio", "server_error_ratio", "bytes_per_request"),
         sets=("paths", "error_paths", "sensitive"),
         starts=_ip_starts,
@@ -178,13 +186,6 @@ class Trails:
             },
         )
         x["peer_shift"] = peer_shift
-        return x
-
-    def rate(self, subject: str, start: float, windows: int, peer_shift: float) -> dict[str, float]:
-        """The subject's window that starts at ``start``, its counts as if it lasted ``windows`` windows."""
-        x = self.features(subject, start, peer_shift)
-        for name in (*self.spec.counts, *self.spec.distinct):
-            x[name] *= windows
         return x
 
     def full(self, subject: str, since: float) -> bool:

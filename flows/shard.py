@@ -288,7 +288,8 @@ class ShardProcessor:
                 for j, det in enumerate(self.detectors)
                 for k in np.flatnonzero(scores[:, j] >= self.min_score)
             }
-            self._judge_horizons(w, names, subjects, learn, shift, fired, out, now)
+            rowed = top >= self.min_score
+            self._judge_horizons(w, names, subjects, learn, rowed, shift, fired, out, now)
         for j, det in enumerate(self.detectors):
             det.learn_many(names, X, scores[:, j], learn)
         self.baselines.learn_many(names, X, learn)
@@ -301,6 +302,7 @@ class ShardProcessor:
         names: list[str],
         subjects: dict[str, _Subject],
         learn: np.ndarray,
+        rowed: np.ndarray,
         shift: float,
         fired: set[tuple[str, str]],
         out: dict[str, list[tuple]],
@@ -309,12 +311,13 @@ class ShardProcessor:
         """Score the trailed subjects of the window over every horizon, shortest first.
 
         A detector that fired on a subject at a shorter scale in this window gives no
-        finding at a longer one: the same behaviour, told once. Once a horizon scores, the
-        next windows give findings only while the behaviour goes on at a rate that would
-        fill the horizon by itself: an attack that has stopped still fills it for a while,
-        and is not found again in every window after it. A horizon is learned only
+        finding at a longer one: the same behaviour, told once. A horizon gives a finding
+        only in the window that takes it over the threshold: it stays over it for as long as
+        the behaviour lasts and a while after (the windows drain out of it), and telling
+        that again every window would be noise. A horizon is learned only
         when the subject was trailed for all of it (a partial sum is not its normal), and
-        only when the window itself was learned.
+        only when the window itself was learned. A subject flagged only over a horizon gets
+        the window's ``subject_windows`` row all the same (IPs have rows only when flagged).
         """
         trails = self.trails
         trailed = [
@@ -342,15 +345,16 @@ class ShardProcessor:
                         continue
                     before = trails.features(name, since, shift, until=w.start)
                     if det.score_one(name, before) >= self.min_score:
-                        rate = trails.rate(name, w.start, h.length_s // self.table.window_s, shift)
-                        if det.score_one(name, rate) < self.min_score:
-                            continue
+                        continue
                     fired.add((name, det.name))
                     s = subjects[name]
                     horizon = _Subject(s.name, s.owner, xs[k], s.context)
                     out["findings"].append(
                         self._finding(det, name, horizon, float(scores[k, j]), since, w.end, now, h.key)
                     )
+                    if not (self.all_rows or rowed[trailed[k]]):
+                        rowed[trailed[k]] = True
+                        out["subject_windows"].append(self._subject_row(name, s, float(scores[k, j]), w))
             mask = np.array(
                 [learn[trailed[k]] and trails.full(name, since) for k, name in enumerate(active)], dtype=bool
             ) & (scores.max(axis=1, initial=0.0) < self.protect_score)

@@ -10,7 +10,12 @@ In ``auto`` mode this format is chosen only for a JSON object line that holds
 the mapping's time field and is not a Kong record (Kong is sniffed first).
 
 Signals this format carries: whatever the mapping points at; the path is
-taken as logged (concrete), with its query string dropped.
+taken as logged (concrete), without its query string, which becomes the
+event's raw ``query`` (cut to ``MAX_QUERY_CHARS``). No request line is read:
+``bad_request`` is set when the mapping has a method field and a line logs a
+method there that is not made of ASCII letters, ``""`` and ``"-"`` included
+(nginx writes one of them for the method of a request line it could not parse,
+e.g. a TLS handshake); an absent or ``null`` method means not logged.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from flows.events import Chunk, Event, Reject
+from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
 from flows.features import endpoint_of
 from flows.parsers import MAX_EPOCH_S, raw_text
 from flows.parsers.wso2 import parse_timestamp
@@ -124,6 +129,36 @@ def _get(obj: Any, path: tuple[str, ...]) -> Any:
     return _MISSING if obj is None or obj == "-" else obj
 
 
+def _lookup(obj: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` as logged (``None`` and ``"-"`` included); ``_MISSING`` when absent."""
+    if not path:
+        return _MISSING
+    for key in path:
+        if type(obj) is not dict:
+            return _MISSING
+        obj = obj.get(key, _MISSING)
+        if obj is _MISSING:
+            return _MISSING
+    return obj
+
+
+def _method(obj: dict, path: tuple[str, ...]) -> tuple[str, bool]:
+    """The method (``""`` when not logged) and whether it marks a malformed request (Event.bad_request).
+
+    Absent or ``null``: not logged, not malformed. Logged but not ASCII letters, ``""`` and
+    ``"-"`` included, malformed: nginx writes ``""`` (``escape=json``) or ``"-"`` (default
+    escaping) for the method of a request line it could not parse (a TLS handshake, ``-``).
+    """
+    value = _lookup(obj, path)
+    if value is _MISSING or value is None:
+        return "", False
+    if value == "-":
+        return "", True
+    if type(value) is not str:
+        value = _text(obj, path, "method")
+    return value, not (value.isalpha() and value.isascii())
+
+
 def _text(obj: dict, path: tuple[str, ...], field: str) -> str:
     value = _get(obj, path)
     if value is _MISSING:
@@ -188,7 +223,8 @@ def _event(obj: dict, paths: dict[str, tuple[str, ...]], to_seconds) -> Event:
         raise _Bad("bad_field", f"status: {status!r}")
     status = int(status)
     consumer = _text(obj, paths["consumer"], "consumer")
-    resource = _text(obj, paths["path"], "path").partition("?")[0]
+    resource, _, query = _text(obj, paths["path"], "path").partition("?")
+    method, bad_request = _method(obj, paths["method"])
     # positional, in Event's field order: keywords cost 0.55 us an event
     return Event(
         ts,
@@ -198,7 +234,7 @@ def _event(obj: dict, paths: dict[str, tuple[str, ...]], to_seconds) -> Event:
         "",  # consumer_owner
         "",  # user
         _text(obj, paths["client_ip"], "client_ip"),
-        _text(obj, paths["method"], "method"),
+        method,
         resource,
         endpoint_of(resource),
         status,
@@ -207,4 +243,6 @@ def _event(obj: dict, paths: dict[str, tuple[str, ...]], to_seconds) -> Event:
         int(_number(obj, paths["bytes_out"], "bytes_out", 0)),
         int(_number(obj, paths["latency_ms"], "latency_ms", -1)),
         _text(obj, paths["user_agent"], "user_agent"),
+        query[:MAX_QUERY_CHARS],
+        bad_request,
     )

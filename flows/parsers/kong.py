@@ -11,9 +11,13 @@ Mapping: consumer = ``consumer.id`` (name ``consumer.username``, owner
 ``consumer.custom_id``), or "" when Kong authenticated no one; api =
 ``service.name``, else ``route.name``; event time = ``started_at`` (epoch ms).
 
-Signals this format carries: the concrete path (``request.uri``, the query
-string dropped), the raw user agent, the client IP on every record, auth
-failures and rate-limit rejections included (``source: "kong"``).
+Signals this format carries: the concrete path (``request.uri`` without its
+query string), the raw query string (from ``request.uri``, which Kong logs as
+nginx's ``$request_uri``; the decoded ``request.querystring`` object is not
+read), the raw user agent, the client IP on every record, auth failures and
+rate-limit rejections included (``source: "kong"``). Kong logs no request line
+(no protocol version) and only requests nginx could parse: ``bad_request`` is
+set only for a logged ``request.method`` that is not made of ASCII letters.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from flows.events import Chunk, Event, Reject
+from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
 from flows.features import endpoint_of
 from flows.parsers import MAX_EPOCH_S, raw_text
 
@@ -36,7 +40,7 @@ class _Headers(msgspec.Struct, gc=False):
 
 class _Request(msgspec.Struct, gc=False):
     uri: str = ""
-    method: str = ""
+    method: str | None = None  # None: not logged (Event.method ""), as opposed to a logged ""
     headers: _Headers = msgspec.field(default_factory=_Headers)
 
 
@@ -171,7 +175,16 @@ def _event(rec: _Record) -> Event:
     api = rec.service.name if rec.service is not None else ""
     if not api and rec.route is not None:
         api = rec.route.name
-    resource = rec.request.uri.partition("?")[0]
+    request = rec.request
+    resource, _, query = request.uri.partition("?")
+    if len(query) > MAX_QUERY_CHARS:
+        query = query[:MAX_QUERY_CHARS]
+    method = request.method
+    if method is None:
+        method = ""
+        bad_request = False
+    else:
+        bad_request = not (method.isalpha() and method.isascii())
     # positional, in Event's field order: keywords cost 0.55 us an event
     return Event(
         rec.started_at / 1000,  # ts
@@ -181,7 +194,7 @@ def _event(rec: _Record) -> Event:
         consumer.custom_id,  # consumer_owner
         "",  # user
         rec.client_ip,
-        rec.request.method,
+        method,
         resource,
         endpoint_of(resource),
         status,
@@ -191,4 +204,6 @@ def _event(rec: _Record) -> Event:
         rec.response.size,  # bytes_out
         int(rec.latencies.request),  # latency_ms
         ua if type(ua) is str else ", ".join(ua),  # user_agent
+        query,
+        bad_request,
     )

@@ -19,8 +19,13 @@ error-log line is rejected as ``not_a_request``: it records no request of its
 own (a 404 there is already a line in the access log). Error-log timestamps
 carry no time zone; they are the server's local time and are read as UTC.
 
-Signals this format carries: the concrete path (the query string is dropped),
-the raw user agent, the client IP on every line, failures included.
+Signals this format carries: the concrete path (``resource``, without the
+query string), the raw query string (``query``, cut to ``MAX_QUERY_CHARS``),
+malformed request lines (``bad_request``: a TLS handshake or other binary sent
+to a plain-HTTP port, ``"-"``, an empty request, a missing or unknown HTTP
+version), the raw user agent, the client IP on every line, failures included.
+Error-log lines carry the query and ``bad_request`` only when nginx logged the
+``request: "..."`` (Apache logs just the path, without its query).
 """
 
 from __future__ import annotations
@@ -29,30 +34,32 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import ClassVar
 
-from flows.events import Chunk, Event, Reject
+from flows.events import HTTP_VERSIONS, MAX_QUERY_CHARS, Chunk, Event, Reject
 from flows.features import endpoint_of
 from flows.parsers import raw_text
 
 _SYSLOG = r"(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ [^\s:\[]+(?:\[\d+\])?: "
 _QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'
 _SYSLOG_PREFIX = re.compile(_SYSLOG)
-# no optional syslog group here: it would make every plain line slower to match
+# no optional syslog group here: it would make every plain line slower to match. The request
+# is METHOD TARGET[ REST]: REST is the protocol version of a well-formed request line; a request
+# not starting with a method (TLS handshake, "-", "") takes the other alternative: no groups
 _ACCESS = re.compile(
     rf"(?:(\S+) )?([0-9A-Fa-f.:]+) \S+ (?:(\S+) )?\[([^\]]+)\] "
-    rf'"(?:([A-Z][A-Za-z_-]*) ([^" ]*)(?: [^"]*)?|{_QUOTED})" (\S+) (\S+)'
+    rf'"(?:([A-Z][A-Za-z_-]*) ([^" ]*)(?: ([^"]*))?|{_QUOTED})" (\S+) (\S+)'
     rf'(?:\r?$| "{_QUOTED}" "({_QUOTED})"(?:\r?$| ))'
 )
 # the same match for a line without a backslash, where no quoted field can hold an escape: a
 # quoted field is then [^"]* (with any "\\" in the line, _ACCESS is used); 15 % faster
 _ACCESS_PLAIN = re.compile(
     r"(?:(\S+) )?([0-9A-Fa-f.:]+) \S+ (?:(\S+) )?\[([^\]]+)\] "
-    r'"(?:([A-Z][A-Za-z_-]*) ([^" ]*)[^"]*|[^"]*)" (\S+) (\S+)'
+    r'"(?:([A-Z][A-Za-z_-]*) ([^" ]*)(?: ([^"]*))?|[^"]*)" (\S+) (\S+)'
     r'(?:\r?$| "[^"]*" "([^"]*)"(?:\r?$| ))'
 )
 _NGINX_ERROR = re.compile(rf"(?:{_SYSLOG})?(\d{{4}}/\d\d/\d\d \d\d:\d\d:\d\d) \[[a-z]+\] \d+#\d+: (?:\*\d+ )?")
 _NGINX_AUTH = re.compile(
     r'user "(.*?)"(?: was not found in ".*?"|: password mismatch), client: ([^,\s]+), server: ([^,]*)'
-    r'(?:, request: "([A-Z][A-Za-z_-]*) ([^" ]*)[^"]*")?'
+    r'(?:, request: "(?:([A-Z][A-Za-z_-]*) ([^" ]*)(?: ([^"]*))?|([^"]*))")?'
 )
 _APACHE_ERROR = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)? (\d{4})\] \[([^\]]*)\]")
 _APACHE_AUTH = re.compile(
@@ -118,6 +125,7 @@ class CombinedParser:
         offsets: list[int] | None = None
         plain, escaped = _ACCESS_PLAIN.match, _ACCESS.match
         epoch_of = _EPOCH_BY_TEXT.get
+        versions, max_query = HTTP_VERSIONS, MAX_QUERY_CHARS
         max_bytes = self.max_line_bytes
         append = events.append
         for i in range(start, len(lines)):
@@ -135,7 +143,7 @@ class CombinedParser:
                     if m is None and (prefix := _SYSLOG_PREFIX.match(text)) is not None:
                         m = access(text, prefix.end())
                     if m is not None:
-                        vhost, ip, user, when, method, target, status, size, ua = m.groups()
+                        vhost, ip, user, when, method, target, version, status, size, ua = m.groups()
                         reason = detail = ""
                         if not (len(status) == 3 and status.isascii() and status.isdigit()):
                             reason, detail = "bad_field", f"status {status!r}"
@@ -149,7 +157,14 @@ class CombinedParser:
                         if not reason:
                             code = int(status)
                             user = "" if user is None or user == "-" else user
-                            resource = "" if target is None else target.partition("?")[0]
+                            if target is None:  # a request line that does not start with a method
+                                resource = query = ""
+                                bad_request = True
+                            else:
+                                resource, _, query = target.partition("?")
+                                if len(query) > max_query:
+                                    query = query[:max_query]
+                                bad_request = version not in versions or not method.isalpha() or not target
                             # positional, in Event's field order: keywords cost 0.55 us an event
                             append(
                                 Event(
@@ -169,6 +184,8 @@ class CombinedParser:
                                     0 if size == "-" else int(size),  # bytes_out
                                     -1,  # latency_ms
                                     "" if ua is None or ua == "-" else ua,
+                                    query,
+                                    bad_request,
                                 )
                             )
                             continue
@@ -195,9 +212,13 @@ def _error_line(text: str) -> tuple[str, str, Event | None]:
             ts = _local_as_utc(datetime.strptime(m.group(1), "%Y/%m/%d %H:%M:%S"))  # noqa: DTZ007 - see _local_as_utc
         except ValueError as exc:
             return "bad_timestamp", str(exc), None
-        user, ip, server, method, target = auth.groups()
+        user, ip, server, method, target, version, other = auth.groups()
         api = "" if server == "_" else server
-        return "", "", _auth_failure(ts, api, user, ip, method or "", (target or "").partition("?")[0])
+        # no request: "..." at all: nothing to judge; one not starting with a method: malformed
+        bad = other is not None or (
+            method is not None and (version not in HTTP_VERSIONS or not method.isalpha() or not target)
+        )
+        return "", "", _auth_failure(ts, api, user, ip, method or "", target or "", bad)
     m = _APACHE_ERROR.match(text)
     if m is not None:
         auth = _APACHE_AUTH.match(text, m.end())
@@ -212,13 +233,17 @@ def _error_line(text: str) -> tuple[str, str, Event | None]:
         client, user, path, failed_path = auth.groups()
         if ":" in module:  # 2.4 style ([auth_basic:error]) always logs the client as ip:port
             client = client.rpartition(":")[0]
-        return "", "", _auth_failure(ts, "", user, client, "", (path or failed_path).partition("?")[0])
+        # Apache logs the path only (r->uri, no query string, no request line): bad_request stays False
+        return "", "", _auth_failure(ts, "", user, client, "", path or failed_path, False)
     if not text.strip():
         return "empty_line", "", None
     return "no_match", "", None
 
 
-def _auth_failure(ts: float, api: str, user: str, ip: str, method: str, resource: str) -> Event:
+def _auth_failure(
+    ts: float, api: str, user: str, ip: str, method: str, target: str, bad_request: bool
+) -> Event:
+    resource, _, query = target.partition("?")
     return Event(
         ts=ts,
         api=api,
@@ -236,4 +261,6 @@ def _auth_failure(ts: float, api: str, user: str, ip: str, method: str, resource
         bytes_out=0,
         latency_ms=-1,
         user_agent="",
+        query=query[:MAX_QUERY_CHARS],
+        bad_request=bad_request,
     )

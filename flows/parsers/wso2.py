@@ -11,7 +11,9 @@ since operators change the log4j layout before it (auto-detection, which
 must not mistake other logs for this one, checks the whole default shape). Event time is the JSON ``requestTimestamp`` (UTC, variable
 precision: Java drops zero seconds and millis), not the time-of-day prefix.
 
-Signals this format carries: the resource *template*, not the concrete path;
+Signals this format carries: the resource *template*, not the concrete path
+(so no query string and no malformed request lines: ``Event.query`` is always
+``""`` and ``Event.bad_request`` False);
 the user-agent *family*, not the raw header; a client IP on ``apim:response``
 events only (``apim:faulty`` events carry none, so gateway auth failures and
 throttle-outs cannot be tied to an IP).
@@ -225,4 +227,6 @@ def _event(rec: _Record, ts: float, faulty: bool) -> Event:
         int(rec.properties.responseSize),
         int(rec.responseLatency),
         rec.userAgent,
+        # query and bad_request keep their defaults ("", False): WSO2 logs the resource template
+        # (apiResourceTemplate), never the concrete URI or request line, so there is nothing to read
     )

@@ -34,6 +34,11 @@ PARITY_LOGS = [
     "http-probing/apache-http-probing/apache-http-probing.log",
     "http-sensitive-files/apache2-http-sensitive-files/apache2-http-sensitive-files.log",
     "http-sensitive-files/nginx-http-sensitive-files/nginx-http-sensitive-files.log",
+    "http-sqli-probing/nginx-http-sqli-probing/nginx-http-sqli-probing.log",
+    "http-xss-probing/nginx-http-xss-probing/nginx-http-xss-probing.log",
+    "http-path-traversal-probing/nginx-http-path-traversal/nginx-http-path-traversal.log",
+    "http-dos-random-uri/http-dos-random-uri/http_dos_random_uri.log",
+    "http-dos-bypass-cache/http-dos-bypass-cache/http_dos_bypass_cache.log",
 ]
 T0 = 1_793_599_980.0  # a window start (a whole minute)
 

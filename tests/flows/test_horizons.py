@@ -111,9 +111,17 @@ def test_trails_count_distinct_values_inside_the_horizon_only_and_stay_bounded()
     assert len(trails) == 0
 
 
-def test_an_attack_that_stopped_is_not_found_again_while_it_fills_the_horizon():
+def test_a_horizon_is_found_as_it_crosses_its_threshold_not_while_it_stays_over():
     attack = [ev(T0 + 20 * i, ip="203.0.113.11", method="POST", resource="/login", status=401) for i in range(45)]
     after = [ev(T0 + 900 + 60 * i, ip="203.0.113.11") for i in range(30)]  # it goes on, quietly
     found = _table(_run(IpShard(Config()), attack + after), "findings")
     assert found
     assert max(f[9] for f in found) <= T0 + 960, "no finding once the failures stopped"
+
+
+def test_an_ip_flagged_only_over_a_horizon_gets_its_window_row():
+    events = [ev(T0 + 20 * i, ip="203.0.113.12", method="POST", resource="/login", status=401) for i in range(30)]
+    out = _run(IpShard(Config()), events)
+    found = {f[9] for f in _table(out, "findings")}
+    assert found
+    assert {r[1] for r in _table(out, "subject_windows") if r[3] == "203.0.113.12"} == found

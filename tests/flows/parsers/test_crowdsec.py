@@ -56,6 +56,7 @@ def test_fields_agree_with_crowdsec_for_every_line_it_parses(test_dir):
         e = events[0]
         assert e.client_ip == meta["source_ip"], where
         assert e.resource == meta["http_path"].partition("?")[0], where
+        assert e.query == meta["http_path"].partition("?")[2], where
         assert e.api == meta.get("target_fqdn", ""), where
         assert e.ts == _crowdsec_time(meta, parsed), where
         if meta["log_type"] == "http_error-log":
@@ -63,6 +64,7 @@ def test_fields_agree_with_crowdsec_for_every_line_it_parses(test_dir):
             kinds.append("auth_failure")
             continue
         assert e.method == meta["http_verb"], where
+        assert e.bad_request is False, where  # every hub access line is a well-formed METHOD PATH HTTP/1.x
         assert e.status == int(meta["http_status"]), where
         assert e.user_agent == ("" if meta.get("http_user_agent", "-") == "-" else meta["http_user_agent"]), where
         user = parsed.get("remote_user", parsed.get("auth", "-"))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from flows.config import ConfigError, InputJsonConfig, load_config
-from flows.events import Chunk
+from flows.events import MAX_QUERY_CHARS, Chunk, Event
 from flows.parsers import PARSERS, ChunkParser
 from tests.conftest import gatewatch, rows
 from tests.flows.parsers.test_parsers import CASES, _read_lines
@@ -133,3 +133,28 @@ def test_replay_reads_json_lines_through_the_configured_mapping(tmp_path):
         want[e["consumer"]] = [n + 1, a + e["auth_failure"], t + e["throttled"]]
     assert {r["consumer"]: [r["n"], r["a"], r["t"]] for r in got} == want
     assert len(want) == 3  # c-17, c-18 and anonymous
+
+
+def test_the_new_event_fields_are_trailing_defaults():
+    # every positional construction of the 16 older fields keeps working
+    e = Event(0.0, "api", "c", "C", "o", "", "1.2.3.4", "GET", "/", "/", 200, False, False, 0, -1, "ua")
+    assert (e.query, e.bad_request) == ("", False)
+    assert list(Event.__struct_fields__)[-2:] == ["query", "bad_request"]
+
+
+LONG_QUERY = "\u00e9=" + "\u00e9" * 1000  # 1002 characters, 2004 bytes in UTF-8
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line"),
+    [
+        ("combined", f'1.2.3.4 - - [05/Mar/2021:09:01:38 +0100] "GET /s?{LONG_QUERY} HTTP/1.1" 200 15'.encode()),
+        ("kong", KONG[1].replace(b"?expand=items", f"?{LONG_QUERY}".encode(), 1)),
+        ("json", CADDY[1].replace(b"?dl=1", f"?{LONG_QUERY}".encode())),
+    ],
+)
+def test_a_long_query_keeps_its_first_max_query_chars_characters(fmt, line):
+    events, rejects = ChunkParser(fmt).parse(Chunk("f", 1, 0, [line]))
+    assert rejects == []
+    assert events[0].query == LONG_QUERY[:MAX_QUERY_CHARS]  # characters, not bytes
+    assert len(events[0].query) == MAX_QUERY_CHARS

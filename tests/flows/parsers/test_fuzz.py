@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flows.events import Chunk
+from flows.events import HTTP_VERSIONS, MAX_QUERY_CHARS, Chunk
 from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser, nginx
 
 CASES = Path(__file__).parent / "cases"
@@ -69,6 +69,8 @@ def test_every_line_is_an_event_or_a_reject_with_a_known_reason(fmt, lines):
     for e in events:
         assert e.ts == e.ts and abs(e.ts) < 1e11  # finite, and a plausible epoch
         assert isinstance(e.status, int)
+        assert len(e.query) <= MAX_QUERY_CHARS
+        assert type(e.bad_request) is bool
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -83,7 +85,7 @@ def test_huge_json_and_very_long_lines_are_rejected_not_crashed(fmt):
 
 # access-line pieces, quotes and brackets included, so the two regexes meet every alternative
 _ACCESS_PIECES = st.sampled_from(
-    ['"', '""', " ", "-", "[", "]", "GET", "/a?b=1", "HTTP/1.1", "200", "15", "1.2.3.4", "host:80", "x y", "\r"]
+    ['"', '""', " ", "-", "[", "]", "GET", "/a?b=1", "?", "HTTP/1.1", "HTTP/2", "200", "15", "1.2.3.4", "host:80", "x y", "\r"]
 )
 
 
@@ -97,3 +99,29 @@ def test_the_plain_access_regex_matches_as_the_full_one_without_backslashes(line
     text = text.replace("\\", "")
     full, plain = nginx._ACCESS.match(text), nginx._ACCESS_PLAIN.match(text)
     assert (full and full.groups()) == (plain and plain.groups())
+
+
+# request-line pieces: every version the parser accepts, near misses, and none at all
+_VERSIONS = st.sampled_from([*sorted(HTTP_VERSIONS), "HTTP/9.9", "HTTP/1.1 x", "http/1.1", "HTTP/1.", ""])
+_TARGET_CHARS = st.characters(blacklist_characters='" \\\r\n', blacklist_categories=("Cs",))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["GET", "POST", "M-SEARCH", "PROPFIND", "Get"]),
+    st.text(alphabet=_TARGET_CHARS, max_size=1200),
+    _VERSIONS,
+    st.booleans(),
+)
+@example("GET", "/?" + "q" * 600, "HTTP/1.1", False)  # a query longer than MAX_QUERY_CHARS
+@example("GET", "", "HTTP/1.1", True)  # no target
+def test_combined_query_and_bad_request_follow_the_request_line(method, target, version, escaped):
+    request = f"{method} {target}" + (f" {version}" if version else "")
+    ua = 'a \\"b\\" c' if escaped else "ua"  # a backslash on the line: the escaped regex
+    line = f'1.2.3.4 - - [05/Mar/2021:09:01:38 +0100] "{request}" 200 15 "-" "{ua}"'.encode()
+    events, rejects = ChunkParser("combined").parse(Chunk("f", 1, 0, [line]))
+    assert rejects == [] and len(events) == 1
+    e = events[0]
+    resource, _, query = target.partition("?")
+    assert (e.method, e.resource, e.query) == (method, resource, query[:MAX_QUERY_CHARS])
+    assert e.bad_request == (version not in HTTP_VERSIONS or not method.isalpha() or not target)
