@@ -23,7 +23,7 @@ from flows.config import Config
 from flows.events import Decision, Finding
 from flows.policy import LIVE, RANK, Policy, SubjectContext
 from sinks.control import ACTIVE_STATUSES, ControlDB
-from sinks.outbox import Sender
+from sinks.outbox import DUE_PAGE, Sender
 from sinks.store import StoreWriter
 
 CONTROL_WRITER = "c0"  # segment writer id of the control plane (the dataflow writes as "w0")
@@ -245,4 +245,8 @@ class ControlLoop:
         if self.error is not None:
             raise self.error
         self.tick()
+        # a full page may have left more due (a replay's end records many at once); a page with
+        # fewer attempts means the rest wait for a retry time or an unreachable destination
+        while self.sender is not None and self.sender.step() == DUE_PAGE:
+            pass
         self.compact()

@@ -328,7 +328,7 @@ class ControlDB:
     def due(self, now: float, limit: int = 100) -> list[OutboxEntry]:
         rows = self.con.execute(
             "SELECT id, channel, destination, ref_id, payload, state, attempts, next_at, last_error FROM outbox "
-            "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, created_at LIMIT ?",
+            "WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, created_at, rowid LIMIT ?",
             (now, limit),
         ).fetchall()
         return [_entry(r) for r in rows]
@@ -336,9 +336,9 @@ class ControlDB:
     def outbox(self, state: str | None = None) -> list[OutboxEntry]:
         sql = "SELECT id, channel, destination, ref_id, payload, state, attempts, next_at, last_error FROM outbox"
         rows = (
-            self.con.execute(sql + " WHERE state = ? ORDER BY created_at", (state,)).fetchall()
+            self.con.execute(sql + " WHERE state = ? ORDER BY created_at, rowid", (state,)).fetchall()
             if state
-            else self.con.execute(sql + " ORDER BY created_at").fetchall()
+            else self.con.execute(sql + " ORDER BY created_at, rowid").fetchall()
         )
         return [_entry(r) for r in rows]
 

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
+DUE_PAGE = 100  # outbox entries one step attempts at most
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
@@ -127,7 +129,7 @@ class Sender:
         rows = []
         settles: list[dict] = []
         unreachable: set[str] = set()
-        for entry in self.control.due(now):
+        for entry in self.control.due(now, DUE_PAGE):
             if stop is not None and stop.is_set():
                 break
             if entry.destination in unreachable:
