@@ -17,6 +17,10 @@ Two signals, the stronger wins:
   query strings on one path in a window (``GET /?<random>``, so every request
   misses the cache); ``min_queries_per_path`` scores 0.5, also on an IP never
   seen.
+- **switching user agents** (client IPs): ``min_distinct_uas`` user agents in
+  a window, while they are at least ``min_ua_share`` of its requests (a bot
+  that sends a new one with every request; a NAT of many people sends many
+  requests per agent).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class Flooding(BaselineDetector):
         min_throttled: throttled requests in a window that score 0.5 (with the ratio).
         min_throttled_ratio: share of throttled requests that scores 0.5 (with the count).
         min_queries_per_path: distinct query strings on one path in a window that score 0.5.
+        min_distinct_uas: distinct user agents from one IP in a window that score 0.5.
+        min_ua_share: distinct user agents per request needed for that signal.
 
     Other arguments: see :class:`~detectors.base.BaselineDetector`.
 
@@ -58,6 +64,7 @@ class Flooding(BaselineDetector):
         Feature("requests", "requests", floor=0.4, volume=True),
         Feature("throttled", "throttled requests"),
         Feature("max_queries_per_path", "distinct query strings on one path"),
+        Feature("distinct_uas", "distinct user agents"),
     )
 
     def __init__(
@@ -67,6 +74,8 @@ class Flooding(BaselineDetector):
         min_throttled: int = 10,
         min_throttled_ratio: float = 0.5,
         min_queries_per_path: int = 30,
+        min_distinct_uas: int = 10,
+        min_ua_share: float = 0.5,
         fading_factor: float = 0.1,
         min_history: int = 10,
         protect_score: float = 0.5,
@@ -80,6 +89,8 @@ class Flooding(BaselineDetector):
         self.min_throttled = min_throttled
         self.min_throttled_ratio = min_throttled_ratio
         self.min_queries_per_path = min_queries_per_path
+        self.min_distinct_uas = min_distinct_uas
+        self.min_ua_share = min_ua_share
 
     @classmethod
     def _unit_test_params(cls) -> dict:
@@ -92,6 +103,7 @@ class Flooding(BaselineDetector):
             (requests < self.min_requests)
             & (throttled < self.min_throttled)
             & (busting < self.min_queries_per_path)
+            & (column(X, "distinct_uas", n) < self.min_distinct_uas)
         )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
@@ -108,4 +120,7 @@ class Flooding(BaselineDetector):
         busting = self._count(subject, x, "max_queries_per_path", self.min_queries_per_path)
         if busting.score > 0:
             out.append(busting)
+        uas = self._count(subject, x, "distinct_uas", self.min_distinct_uas)
+        if uas.score > 0:
+            out.append(Signal(min(uas.score, over(x.get("ua_share", 0.0), self.min_ua_share)), uas.deviation))
         return out

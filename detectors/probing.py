@@ -21,6 +21,15 @@ Four signals, the stronger wins; all fire on an IP never seen before:
 - **malformed requests**: request lines that are not HTTP (a TLS handshake
   sent to a plain-HTTP port, binary, an invalid version);
   ``min_bad_requests`` scores 0.5.
+- **scanner targets**: distinct admin-console or WordPress plugin paths
+  answered 403/404 (``/phpmyadmin``, ``/+cscoe+/``, ``/wp-content/plugins/…``);
+  ``min_probe_paths`` scores 0.5 (CrowdSec ``http-admin-interface-probing``
+  and ``http-wordpress-scan`` alert on the 3rd and 4th).
+- **user enumeration**: distinct ``author=N`` values (WordPress answers
+  ``/?author=N`` with that user's page); ``min_enumerated_users`` scores 0.5.
+- **open-proxy probes**: requests to use the server as a proxy (``CONNECT
+  host:port``, ``GET http://elsewhere/``) that it refused; no client of an
+  origin server sends one, so ``min_proxy_requests`` (1) scores 0.5.
 
 An IP with history has the thresholds lifted to its own baseline plus
 ``z_onset`` spreads.
@@ -47,6 +56,9 @@ class Probing(BaselineDetector):
         min_error_ratio: share of such answers for the error-paths and burst signals.
         min_payload_requests: requests carrying an attack payload that score 0.5.
         min_bad_requests: malformed request lines that score 0.5.
+        min_probe_paths: distinct admin-console or WordPress plugin paths answered 403/404 that score 0.5.
+        min_enumerated_users: distinct ``author=N`` values that score 0.5.
+        min_proxy_requests: refused proxy requests (CONNECT, absolute URIs) that score 0.5.
 
     Other arguments: see :class:`~detectors.base.BaselineDetector`.
 
@@ -68,6 +80,9 @@ class Probing(BaselineDetector):
         Feature("errors", "requests answered 400/403/404/405"),
         Feature("payload_requests", "requests with an attack payload"),
         Feature("bad_requests", "malformed request lines"),
+        Feature("probe_paths", "admin and plugin paths probed"),
+        Feature("enumerated_users", "user ids enumerated"),
+        Feature("proxy_requests", "refused proxy requests"),
     )
 
     def __init__(
@@ -79,6 +94,9 @@ class Probing(BaselineDetector):
         min_error_ratio: float = 0.5,
         min_payload_requests: int = 3,
         min_bad_requests: int = 5,
+        min_probe_paths: int = 3,
+        min_enumerated_users: int = 5,
+        min_proxy_requests: int = 1,
         fading_factor: float = 0.1,
         min_history: int = 10,
         protect_score: float = 0.5,
@@ -94,6 +112,9 @@ class Probing(BaselineDetector):
         self.min_error_ratio = min_error_ratio
         self.min_payload_requests = min_payload_requests
         self.min_bad_requests = min_bad_requests
+        self.min_probe_paths = min_probe_paths
+        self.min_enumerated_users = min_enumerated_users
+        self.min_proxy_requests = min_proxy_requests
 
     def _quiet(self, X: Columns, n: int) -> np.ndarray:
         return (
@@ -103,6 +124,9 @@ class Probing(BaselineDetector):
             & (column(X, "errors", n) < self.min_errors)
             & (column(X, "payload_requests", n) < self.min_payload_requests)
             & (column(X, "bad_requests", n) < self.min_bad_requests)
+            & (column(X, "probe_paths", n) < self.min_probe_paths)
+            & (column(X, "enumerated_users", n) < self.min_enumerated_users)
+            & (column(X, "proxy_requests", n) < self.min_proxy_requests)
         )
 
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
@@ -116,4 +140,7 @@ class Probing(BaselineDetector):
             Signal(min(errors.score, share), errors.deviation),
             self._count(subject, x, "payload_requests", self.min_payload_requests),
             self._count(subject, x, "bad_requests", self.min_bad_requests),
+            self._count(subject, x, "probe_paths", self.min_probe_paths),
+            self._count(subject, x, "enumerated_users", self.min_enumerated_users),
+            self._count(subject, x, "proxy_requests", self.min_proxy_requests),
         ]

@@ -181,6 +181,8 @@ class FloodingConfig(_DetectorSection):
     min_queries_per_path: int = Field(
         30, ge=1, le=1_000_000, description="Distinct query strings one IP sends to one path in a window (cache busting) that score 0.5."
     )
+    min_distinct_uas: int = Field(10, ge=1, le=1_000_000, description="Distinct user agents from one IP in a window that score 0.5 (with the share).")
+    min_ua_share: float = Field(0.5, gt=0, le=1, description="Distinct user agents per request needed for the switching-agents signal.")
 
 
 class KeyCompromiseConfig(_DetectorSection):
@@ -206,6 +208,11 @@ class ProbingConfig(_DetectorSection):
         3, ge=1, le=1_000_000, description="Requests carrying SQL injection, XSS, path traversal or command injection that score 0.5."
     )
     min_bad_requests: int = Field(5, ge=1, le=1_000_000, description="Malformed request lines (TLS handshakes, invalid versions) that score 0.5.")
+    min_probe_paths: int = Field(
+        3, ge=1, le=1_000_000, description="Distinct admin-console or WordPress plugin paths answered 403/404 that score 0.5."
+    )
+    min_enumerated_users: int = Field(5, ge=1, le=1_000_000, description="Distinct author=N values one IP requests in a window that score 0.5.")
+    min_proxy_requests: int = Field(1, ge=1, le=1_000_000, description="Refused requests to use the server as a proxy (CONNECT, absolute URIs) that score 0.5.")
     over_10m: ProbingHorizon = ProbingHorizon()
     over_1h: ProbingHorizon = ProbingHorizon(
         min_error_paths=40, min_sensitive_paths=10, min_errors=150, min_payload_requests=10, min_bad_requests=20

@@ -55,6 +55,12 @@ Features, per window and subject (the detectors read what they need):
                        command injection (``flows/payloads.py``; formats that log concrete requests)
 ``bad_requests``       (ip) malformed request lines (TLS handshakes to a plain port, invalid versions)
 ``max_queries_per_path`` (ip) most distinct query strings on one path (cache busting: ``/?<random>``)
+``probe_paths``        (ip) distinct admin-console or WordPress plugin paths answered 403/404
+``proxy_requests``     (ip) refused requests to use the server as a proxy (``CONNECT host:port``,
+                       ``GET http://elsewhere/`` answered 400/405)
+``enumerated_users``   (ip) distinct ``author=N`` values requested (WordPress user enumeration)
+``distinct_uas``       (ip) distinct user agents
+``ua_share``           (ip) distinct user agents per request (1: a new one every request)
 ``peer_shift``         median rise (log space) of the family's subjects in this window
 =====================  ======================================================
 """
@@ -69,6 +75,7 @@ from collections.abc import Collection, Container, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 
@@ -98,6 +105,14 @@ _SENSITIVE_NAMES = frozenset(
     "id_ecdsa id_ed25519 backup.sql dump.sql database.sql config.php.bak settings.php.bak credentials".split()
 )
 _SENSITIVE_EXT = frozenset("bak old orig swp sql sqlite db pem key".split())
+# what scanners look for: admin consoles (CrowdSec's list, flows/data/) and WordPress plugin files
+_ADMIN_PATHS = tuple(
+    line
+    for line in (Path(__file__).parent / "data" / "admin_interfaces.txt").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+_WORDPRESS_PROBE = re.compile(r"/wp-.*\.php|/wp-content/plugins/.*\.(?:txt|md)")
+_AUTHOR = re.compile(r"(?:^|&)author=([0-9]+)", re.IGNORECASE)
 
 
 def _id_shapes(possessive: str = "") -> str:
@@ -135,6 +150,7 @@ _shapes: dict[bytes, str] = {}  # path shapes (see endpoint_of)
 _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _families: dict[str, str] = {}
 _scanner_uas: dict[str, bool] = {}
+_probe_paths: dict[str, bool] = {}
 
 
 def _cached(cache: dict, key, compute):
@@ -172,6 +188,20 @@ def classify(resource: str) -> int:
     if last and not flags & STATIC and _ID.fullmatch(last):
         flags |= DETAIL
     return flags
+
+
+def is_probe_path(resource: str) -> bool:
+    """Tell whether a path is one scanners look for: an admin console, a WordPress plugin file.
+
+    Judged on the concrete path (folding ids would hide ``/phpmyadmin2017``).
+
+    >>> is_probe_path("/phpmyadmin2017/index.php"), is_probe_path("/wp-content/plugins/x/readme.txt")
+    (True, True)
+    >>> is_probe_path("/items/42"), is_probe_path("/blog/wp-guide")
+    (False, False)
+    """
+    path = resource.lower()
+    return any(a in path for a in _ADMIN_PATHS) or _WORDPRESS_PROBE.search(path) is not None
 
 
 def endpoint(resource: str) -> str:
@@ -598,6 +628,8 @@ class IpAcc(_Slotted):
         "login_ts",
         "paths",
         "payloads",
+        "probes",
+        "proxy",
         "queries",
         "reads",
         "requests",
@@ -612,8 +644,9 @@ class IpAcc(_Slotted):
     def __init__(self, consumer: str) -> None:
         self.consumer = consumer
         self.requests = self.reads = self.writes = self.detail = self.auth = self.errors = 0
-        self.s5xx = self.throttled = self.bytes_out = self.bad = self.payloads = 0
+        self.s5xx = self.throttled = self.bytes_out = self.bad = self.payloads = self.proxy = 0
         self.queries: set[str] = set()  # "path?query", at most MAX_QUERIES
+        self.probes: set[str] = set()
         self.paths: set[str] = set()
         self.error_paths: set[str] = set()
         self.sensitive: set[str] = set()
@@ -634,7 +667,9 @@ class IpAcc(_Slotted):
         self.throttled += other.throttled
         self.bytes_out += other.bytes_out
         self.bad += other.bad
+        self.proxy += other.proxy
         self.payloads += other.payloads
+        self.probes |= other.probes
         if len(self.queries) < MAX_QUERIES:
             self.queries |= other.queries
         self.paths |= other.paths
@@ -950,6 +985,12 @@ class IpWindows(WindowTable):
                 if status <= 405 and status not in {401, 402}:
                     acc.errors += 1
                     acc.error_paths.add(res)
+                    if status in {403, 404} and _cached(_probe_paths, res, is_probe_path):
+                        acc.probes.add(res)
+                    elif status in {400, 405} and (
+                        method == "CONNECT" or res.startswith(("http://", "https://"))
+                    ):
+                        acc.proxy += 1
                 elif status >= 500:
                     acc.s5xx += 1
             if e.auth_failure:
@@ -1120,7 +1161,21 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "payload_requests": float(acc.payloads),
         "bad_requests": float(acc.bad),
         "max_queries_per_path": float(max_queries_per_path(acc.queries)),
+        "probe_paths": float(len(acc.probes)),
+        "proxy_requests": float(acc.proxy),
+        "enumerated_users": float(enumerated_users(acc.queries)),
+        "distinct_uas": float(len(acc.uas)),
+        "ua_share": len(acc.uas) / n,
     }
+
+
+def enumerated_users(targets: Collection[str]) -> int:
+    """Distinct ``author=N`` values of ``path?query`` targets (WordPress serves ``/?author=N`` by user).
+
+    >>> enumerated_users(["/?author=2", "/?author=3", "/blog?author=3&p=1", "/?q=x"])
+    2
+    """
+    return len({m.group(1) for t in targets if (m := _AUTHOR.search(t.partition("?")[2]))})
 
 
 def max_queries_per_path(targets: Collection[str]) -> int:

@@ -773,13 +773,38 @@ _UAS: dict[str, tuple[str, str, str]] = {
     "curl": ("curl/8.4.0", "curl", "Other"),
     "axios": ("axios/1.6.2", "axios", "Other"),
     "nikto": ("Mozilla/5.00 (Nikto/2.5.0) (Evasions:None) (Test:000003)", "Other", "Other"),
+    # used by the wide scenario only
+    "googlebot": ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Googlebot", "Other"),
+    "sqlmap": ("sqlmap/1.7.11#stable (https://sqlmap.org)", "Other", "Other"),
+    "nuclei": (
+        "Mozilla/5.0 (compatible; Nuclei - Open-source project (github.com/projectdiscovery/nuclei))",
+        "Other",
+        "Other",
+    ),
+    "ios": (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Version/17.1 Mobile/15E148 Safari/604.1",
+        "Mobile Safari",
+        "iOS",
+    ),
+    "dalvik": ("Dalvik/2.1.0 (Linux; U; Android 14; Pixel 7 Build/UQ1A.240105.004)", "Android", "Android"),
+    "none": ("-", "Other", "Other"),  # no User-Agent header (a TLS handshake on a plain-HTTP port)
 }
+# the public web shop in front of the APIs (wide scenario only): no key, concrete pages; WSO2 never logs it
+_WEB = _Api(
+    "4d2c8b1e-6f3a-4e7b-9c5d-2a1b0c9d8e7f",
+    "StorefrontSite",
+    "1.0.0",
+    "/",
+    "http://storefront-site:8080",
+)
 # per API: Kong service name, route name and path prefix (the concrete path is prefix + filled template)
 _KONG = {
     _PIZZA: ("pizzashack-svc", "pizzashack", "/pizzashack"),
     _ACCOUNTS: ("accounts-svc", "accounts", "/accounts"),
     _INVENTORY: ("inventory-svc", "inventory", "/inventory"),
     _SHIPMENTS: ("shipments-svc", "shipments", "/shipments"),
+    _WEB: ("storefront-site-svc", "site", ""),
 }
 _BIG_EXPORT = _Endpoint(_SHIPMENTS, "GET", "/shipments", ((0.7, 200), (1.0, 500)), 3_500_000, 2400)
 _PROBE_WSO2 = tuple(
@@ -1037,6 +1062,7 @@ class _Req(msgspec.Struct, array_like=True):
     cache_hit: bool = False
     fault: str = ""  # "AUTH" | "THROTTLED": the gateway answered, not the backend
     raw_path: str = ""  # a path outside every API (probes); WSO2 cannot log these
+    raw_request: str = ""  # a request line that is not HTTP (combined only; Kong and WSO2 never log one)
 
 
 def _fill(template: str, rng: random.Random) -> str:
@@ -1531,7 +1557,8 @@ def _combined_line(r: _Req) -> tuple[int, str]:
     path = r.raw_path or _KONG[r.ep.api][2] + r.path
     user = r.app.user if r.app is not None and r.fault != "AUTH" else "-"
     ua = _UAS[r.ua][0]
-    return log, f'{r.ip} - {user} [{when}] "{r.ep.method} {path} HTTP/1.1" {r.status} {r.size} "-" "{ua}"\n'
+    request = r.raw_request or f"{r.ep.method} {path} HTTP/1.1"
+    return log, f'{r.ip} - {user} [{when}] "{request}" {r.status} {r.size} "-" "{ua}"\n'
 
 
 def simulate(

@@ -39,6 +39,11 @@ PARITY_LOGS = [
     "http-path-traversal-probing/nginx-http-path-traversal/nginx-http-path-traversal.log",
     "http-dos-random-uri/http-dos-random-uri/http_dos_random_uri.log",
     "http-dos-bypass-cache/http-dos-bypass-cache/http_dos_bypass_cache.log",
+    "http-admin-interface-probing/http-admin-interface-probing/http-admin-interface-probing.log",
+    "http-wordpress-scan/http-wordpress-scan/http-wordpress-scan.log",
+    "http-wordpress_user-enum/http-wordpress_user-enum/http-wordpress_user-enum.log",
+    "http-dos-switching-ua/http-dos-switching-ua/http-dos-switching-ua.log",
+    "http-open-proxy/nginx-http-open-proxy/nginx-http-open-proxy.log",
 ]
 T0 = 1_793_599_980.0  # a window start (a whole minute)
 
