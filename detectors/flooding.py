@@ -7,8 +7,16 @@ Two signals, the stronger wins:
   subject in the shard, so a flash crowd lifting everyone is not a flood).
   The threshold is the largest of ``min_factor`` times the baseline, the
   baseline plus ``z_onset`` spreads, and ``min_requests``; reaching it scores
-  0.5. A subject without its own history is not judged on volume: a new
-  consumer's size says nothing about abuse.
+  0.5.
+- **newcomer volume** (consumers and endpoints): in its first
+  ``new_windows`` windows, before it has a baseline of its own, a subject is
+  judged against its peers: ``new_factor`` times the median baseline of the
+  subjects with history (``peer_requests``), and at least ``min_requests``,
+  scores 0.5; the score grows slowly past it (4 times the threshold scores
+  0.875), so a big newcomer is watched before it is restricted. A new key
+  scraping from two dozen IPs shows here. The pipeline gives
+  ``peer_requests`` and ``age_windows`` only to families where a newcomer's
+  size means something (not client IPs).
 - **tier limits**: throttled requests (429, WSO2 ``THROTTLED`` faults) at or
   above ``min_throttled`` *and* a throttled share at or above
   ``min_throttled_ratio`` (the client keeps hammering against its limit);
@@ -25,12 +33,15 @@ Two signals, the stronger wins:
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
 
 from detectors.base import BaselineDetector, Signal, over
 from detectors.baselines import Columns, Feature, column
+
+_NEWCOMER = "requests of a newcomer (baseline: its peers' median)"
 
 
 class Flooding(BaselineDetector):
@@ -44,6 +55,8 @@ class Flooding(BaselineDetector):
         min_queries_per_path: distinct query strings on one path in a window that score 0.5.
         min_distinct_uas: distinct user agents from one IP in a window that score 0.5.
         min_ua_share: distinct user agents per request needed for that signal.
+        new_factor: a newcomer's requests must reach this multiple of its peers' median baseline.
+        new_windows: windows after its first in which a subject counts as a newcomer.
 
     Other arguments: see :class:`~detectors.base.BaselineDetector`.
 
@@ -76,6 +89,8 @@ class Flooding(BaselineDetector):
         min_queries_per_path: int = 30,
         min_distinct_uas: int = 10,
         min_ua_share: float = 0.5,
+        new_factor: float = 8.0,
+        new_windows: int = 10,
         fading_factor: float = 0.1,
         min_history: int = 10,
         protect_score: float = 0.5,
@@ -91,6 +106,8 @@ class Flooding(BaselineDetector):
         self.min_queries_per_path = min_queries_per_path
         self.min_distinct_uas = min_distinct_uas
         self.min_ua_share = min_ua_share
+        self.new_factor = new_factor
+        self.new_windows = new_windows
 
     @classmethod
     def _unit_test_params(cls) -> dict:
@@ -113,6 +130,14 @@ class Flooding(BaselineDetector):
             if d.source == "own":
                 threshold = max(self.min_factor * d.baseline, d.upper(self.z_onset), self.min_requests)
                 out.append(Signal(over(d.adjusted, threshold), d))
+            elif (
+                x.get("age_windows", math.inf) <= self.new_windows
+                and (peers := x.get("peer_requests", 0.0)) > 0
+            ):
+                threshold = max(self.new_factor * peers, self.min_requests)
+                out.append(
+                    Signal(over(d.adjusted, threshold, power=1), d._replace(baseline=peers), _NEWCOMER)
+                )
         throttled = self._count(subject, x, "throttled", self.min_throttled)
         if throttled.score > 0:
             limits = min(throttled.score, over(x.get("throttled_ratio", 0.0), self.min_throttled_ratio))

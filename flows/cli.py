@@ -580,6 +580,11 @@ class SimFormat(str, Enum):
     combined = "combined"
 
 
+class SimScenario(str, Enum):
+    standard = "standard"
+    wide = "wide"
+
+
 @app.command()
 def simulate(
     fmt: Annotated[SimFormat, typer.Option("--format", help="Log format to write.")] = SimFormat.wso2,
@@ -589,12 +594,23 @@ def simulate(
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for <format>.log and <format>.truth.json.")] = Path(
         "sim"
     ),
+    scenario: Annotated[
+        SimScenario,
+        typer.Option(
+            "--scenario",
+            help="standard: the scenario the detectors were tuned on; wide: held out, every attack kind "
+            "with parameters drawn from wide ranges (at least 120 minutes).",
+        ),
+    ] = SimScenario.standard,
 ) -> None:
     """Write labelled traffic: every attack kind, benign look-alikes, and the ground truth beside the log."""
     from flows.simulate import simulate as run_simulation
 
-    truth = run_simulation(fmt.value, out, minutes=minutes, seed=seed, scale=scale)
-    kinds = ", ".join(a.kind for a in truth.attacks)
+    try:
+        truth = run_simulation(fmt.value, out, minutes=minutes, seed=seed, scale=scale, scenario=scenario.value)
+    except ValueError as exc:
+        raise _fail([str(exc)]) from None
+    kinds = ", ".join(dict.fromkeys(a.kind for a in truth.attacks))
     typer.echo(f"simulate: {out / truth.log} lines={truth.lines} attacks={kinds} truth={out / (fmt.value + '.truth.json')}")
 
 

@@ -14,6 +14,15 @@
   with its reasons; so are findings on attack subjects outside every attack.
 - **Look-alikes**: the highest score on each benign look-alike's subjects
   during it; none may reach ``policy.restrict_score``.
+- **Per horizon**: recall and latency per attack kind and ``horizon_s`` (the
+  shortest horizon, 60, 600 or 3600 s, on which the attack's rate is meant to
+  be visible; the standard scenario's attacks are all 60), with the number of
+  attacks drawn below every documented threshold (``faint``).
+
+Targets: the standard scenario's are recall, median latency, precision and
+clean look-alikes. The wide scenario is held out (the detectors were not tuned
+on it): its recall and latency are reported, never enforced; only precision
+and the look-alikes are targets there.
 """
 
 from __future__ import annotations
@@ -49,6 +58,14 @@ class AttackResult(msgspec.Struct, frozen=True):
     latency_windows: float | None
     kind_agrees: bool
     first: FindingRow | None  # the first catching finding
+    horizon_s: int = 60  # the attack's: the shortest horizon its rate is meant to show on
+    caught_on_s: int | None = None  # window length of the first catching finding (60, 600, 3600)
+    start: float = 0.0
+    end: float = 0.0
+    faint: bool = False  # drawn below every documented threshold (wide scenario)
+    involved: list[str] = msgspec.field(default_factory=list)  # "type kind" of findings on its subjects
+    # and participants while it ran: what the detectors did see
+    params: dict[str, object] = msgspec.field(default_factory=dict)
 
 
 class KindSummary(msgspec.Struct, frozen=True):
@@ -58,6 +75,16 @@ class KindSummary(msgspec.Struct, frozen=True):
     recall: float
     median_latency_windows: float | None
     kind_agreement: float
+
+
+class HorizonSummary(msgspec.Struct, frozen=True):
+    kind: str
+    horizon_s: int
+    attacks: int
+    caught: int
+    recall: float
+    median_latency_windows: float | None
+    faint: int  # of the attacks, those drawn below every documented threshold
 
 
 class LookalikeResult(msgspec.Struct, frozen=True):
@@ -79,11 +106,18 @@ class Report(msgspec.Struct, frozen=True):
     precision: float
     lookalikes: list[LookalikeResult]
     false_positives: list[FindingRow]
+    scenario: str = "standard"
+    horizons: list[HorizonSummary] = msgspec.field(default_factory=list)
+
+    @property
+    def held_out(self) -> bool:
+        """Recall and latency are reported, not targets (the wide scenario)."""
+        return self.scenario != "standard"
 
     def targets_met(self) -> list[str]:
         """The targets missed, as sentences; empty when every target is met."""
         missed = []
-        for k in self.kinds:
+        for k in [] if self.held_out else self.kinds:
             if k.recall < TARGET_RECALL:
                 missed.append(f"{k.kind}: recall {k.recall:.2f} < {TARGET_RECALL}")
             if k.median_latency_windows is not None and k.median_latency_windows > TARGET_LATENCY_WINDOWS:
@@ -129,6 +163,18 @@ def _during(f: FindingRow, inc: Incident, grace_s: float) -> bool:
     return f.window_start < inc.end + grace_s and f.window_end > inc.start
 
 
+def _horizon(inc: Incident) -> int:
+    return 60 if inc.horizon_s is msgspec.UNSET else inc.horizon_s
+
+
+def _params(inc: Incident) -> dict[str, object]:
+    return {} if inc.params is msgspec.UNSET else inc.params
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
 def evaluate(
     truth: GroundTruth, findings: list[FindingRow], *, restrict_score: float, grace_windows: int = 1
 ) -> Report:
@@ -142,6 +188,7 @@ def evaluate(
         ]
         first = min(catching, key=lambda f: f.window_end, default=None)
         latency = None if first is None else max(first.window_end - inc.start, 0.0) / truth.window_s
+        params = _params(inc)
         attacks.append(
             AttackResult(
                 inc.kind,
@@ -150,6 +197,13 @@ def evaluate(
                 latency,
                 any(f.kind == inc.kind for f in involved),
                 first,
+                _horizon(inc),
+                None if first is None else round(first.window_end - first.window_start),
+                inc.start,
+                inc.end,
+                params.get("visible") is False,
+                sorted({f"{f.subject_type} {f.kind}" for f in involved}),
+                params,
             )
         )
     kinds = []
@@ -164,6 +218,21 @@ def evaluate(
                 len(caught) / len(of_kind),
                 statistics.median(a.latency_windows for a in caught) if caught else None,
                 sum(a.kind_agrees for a in caught) / len(caught) if caught else 0.0,
+            )
+        )
+    horizons = []
+    for kind, horizon in sorted({(a.kind, a.horizon_s) for a in attacks}, key=lambda kh: (kh[1], kh[0])):
+        cell = [a for a in attacks if a.kind == kind and a.horizon_s == horizon]
+        caught = [a for a in cell if a.caught]
+        horizons.append(
+            HorizonSummary(
+                kind,
+                horizon,
+                len(cell),
+                len(caught),
+                len(caught) / len(cell),
+                _median([a.latency_windows for a in caught]),
+                sum(a.faint for a in cell),
             )
         )
     explained: set[int] = set()
@@ -189,6 +258,8 @@ def evaluate(
         len(true_subjects) / len(flagged) if flagged else 1.0,
         lookalikes,
         false_positives,
+        "standard" if truth.scenario is msgspec.UNSET else truth.scenario,
+        horizons,
     )
 
 
@@ -198,7 +269,8 @@ def _fmt_latency(value: float | None) -> str:
 
 def render(report: Report) -> str:
     """The report as text tables."""
-    lines = [f"evaluation: format={report.format} seed={report.seed}", ""]
+    held_out = " scenario=wide (held out: recall is reported, not a target)" if report.held_out else ""
+    lines = [f"evaluation: format={report.format} seed={report.seed}{held_out}", ""]
     head = ("attack kind", "attacks", "caught", "recall", "median latency (windows)", "kind agrees")
     rows = [
         (
@@ -212,6 +284,27 @@ def render(report: Report) -> str:
         for k in report.kinds
     ]
     lines += _table(head, rows)
+    if report.held_out:
+        head = ("attack kind", "horizon", "attacks", "caught", "recall", "median latency", "faint")
+        rows = [
+            (
+                h.kind,
+                _fmt_horizon(h.horizon_s),
+                str(h.attacks),
+                str(h.caught),
+                f"{h.recall:.2f}",
+                _fmt_latency(h.median_latency_windows),
+                str(h.faint),
+            )
+            for h in report.horizons
+        ]
+        lines += ["", *_table(head, rows)]
+        missed = [a for a in report.attacks if not a.caught]
+        lines += ["", f"missed attacks: {len(missed)}"]
+        for a in missed:
+            seen = ", ".join(a.involved) or "no finding on its subjects or participants"
+            lines.append(f"  {a.kind} ({_fmt_horizon(a.horizon_s)}{', faint' if a.faint else ''}): {a.description}")
+            lines.append(f"    params {_fmt_params(a.params)}; seen: {seen}")
     lines += [
         "",
         f"subject-level precision: {report.precision:.3f} "
@@ -234,6 +327,15 @@ def render(report: Report) -> str:
     missed = report.targets_met()
     lines += ["", "targets: met" if not missed else "targets missed: " + "; ".join(missed)]
     return "\n".join(lines) + "\n"
+
+
+def _fmt_horizon(seconds: int) -> str:
+    return f"{seconds // 3600} h" if seconds % 3600 == 0 else f"{seconds // 60} min"
+
+
+def _fmt_params(params: dict[str, object]) -> str:
+    keep = ("behaviour", "n_ips", "per_ip_per_min", "total_per_min", "duration_min", "subject", "consumer")
+    return " ".join(f"{k}={params[k]}" for k in keep if k in params)
 
 
 def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:

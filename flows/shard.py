@@ -142,6 +142,9 @@ class ShardProcessor:
     family: ClassVar[str]
     table_type: ClassVar[type[WindowTable]]
     all_rows: ClassVar[bool] = True  # a subject_windows row for every subject, not only flagged ones
+    # a subject new among established peers is judged against them (a new key, a new endpoint);
+    # not IPs: a new client IP at volume (a NAT, a backend) says little by itself
+    judges_newcomers: ClassVar[bool] = True
 
     def __init__(self, cfg: Config) -> None:
         p, d = cfg.pipeline, cfg.detectors
@@ -160,6 +163,7 @@ class ShardProcessor:
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
         # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
+        self.first_seen: dict[str, float] = {}  # start of each subject's first window (judges_newcomers)
         self._probation: dict[str, None] = {}  # those seen in one window only, oldest first
         self.evicted_over_cap = 0  # subjects dropped by max_tracked (not idle), since the start
         self.windows_closed = 0
@@ -236,11 +240,15 @@ class ShardProcessor:
                 self._evict(w.end)
         return [(table, rows) for table, rows in out.items() if rows]
 
-    def _peer_shift(self, subjects: list[str], X: Columns) -> float:
-        """Median rise of requests (log space) over the subjects with history; 0 below ``_MIN_PEERS``."""
+    def _peers(self, subjects: list[str], X: Columns) -> tuple[float, float]:
+        """The subjects with history: their median rise of requests (log space), and their median baseline.
+
+        Both are 0 below ``_MIN_PEERS`` such subjects.
+        """
         value, mean, _, own = self.baselines.deviations(self.baselines.rows(subjects), "requests", X)
-        rises = (value - mean)[own]
-        return max(float(np.median(rises)), 0.0) if len(rises) >= _MIN_PEERS else 0.0
+        if np.count_nonzero(own) < _MIN_PEERS:
+            return 0.0, 0.0
+        return max(float(np.median((value - mean)[own])), 0.0), float(np.expm1(np.median(mean[own])))
 
     def _detect(self, w: ClosedWindow, subjects: dict[str, _Subject], out: dict[str, list[tuple]]) -> None:
         """Score every subject of the window, then learn those that scored low (River's ``*_many``).
@@ -257,9 +265,16 @@ class ShardProcessor:
         values = itemgetter(*keys)
         matrix = np.array([values(x) for x in xs], dtype=np.float64).reshape(n, len(keys))
         X = {k: matrix[:, i] for i, k in enumerate(keys)}
-        shift = self._peer_shift(names, X)
+        shift, typical = self._peers(names, X)
         X["peer_shift"] = np.full(n, shift)
         last_seen, probation = self.last_seen, self._probation
+        if self.judges_newcomers:
+            window_s = self.table.window_s
+            ages = [(w.end - self.first_seen.setdefault(name, w.start)) / window_s for name in names]
+            X["age_windows"] = np.array(ages)
+            X["peer_requests"] = np.full(n, typical)
+            for x, age in zip(xs, ages, strict=True):
+                x["age_windows"], x["peer_requests"] = age, typical
         for name, x in zip(names, xs, strict=True):
             x["peer_shift"] = shift
             if last_seen.pop(name, None) is None:  # re-inserted: last_seen stays in recency order
@@ -444,6 +459,7 @@ class ShardProcessor:
 
     def _drop(self, subject: str) -> None:
         del self.last_seen[subject]
+        self.first_seen.pop(subject, None)
         self._probation.pop(subject, None)
         for det in self.detectors:
             det.forget(subject)
@@ -534,6 +550,7 @@ class IpShard(ShardProcessor):
     family = "ip"
     table_type = IpWindows
     all_rows = False
+    judges_newcomers = False
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)

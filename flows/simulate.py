@@ -41,9 +41,10 @@ from pathlib import Path
 
 import msgspec
 
-from flows.features import endpoint
+from flows.features import SENSITIVE, classify, endpoint
 
 __all__ = [
+    "SCENARIOS",
     "SIM_FORMATS",
     "Attack",
     "GroundTruth",
@@ -727,6 +728,11 @@ class Incident(msgspec.Struct, frozen=True):
     ``[start, end)`` (plus a grace window); findings on ``participants`` in that
     span are correct too, but not required (e.g. the 150 IPs of a credential
     stuffing run, each too quiet to flag).
+
+    The wide scenario's attacks also carry ``horizon_s``, the shortest horizon
+    (60, 600 or 3600 s) on which their rate is meant to be visible, and the
+    ``params`` they were drawn with; both are left out of the standard
+    scenario's truth (its attacks are all meant for one window).
     """
 
     kind: str
@@ -735,6 +741,8 @@ class Incident(msgspec.Struct, frozen=True):
     end: float
     subjects: list[SubjectRef]
     participants: list[SubjectRef] = msgspec.field(default_factory=list)
+    horizon_s: int | msgspec.UnsetType = msgspec.UNSET
+    params: dict[str, object] | msgspec.UnsetType = msgspec.UNSET
 
 
 class GroundTruth(msgspec.Struct, frozen=True):
@@ -749,6 +757,7 @@ class GroundTruth(msgspec.Struct, frozen=True):
     log: str  # file name of the log, beside the truth file
     attacks: list[Incident]
     lookalikes: list[Incident]
+    scenario: str | msgspec.UnsetType = msgspec.UNSET  # "wide"; left out for the standard scenario
 
 
 # raw header, WSO2 userAgent family, WSO2 platform
@@ -1528,7 +1537,7 @@ def _kong_line(r: _Req, rng: random.Random) -> tuple[int, str]:
         rec["route"] = {
             "id": stable_hex("route", route),
             "name": route,
-            "paths": [prefix],
+            "paths": [prefix or "/"],
             "strip_path": True,
         }
         rec["service"] = {
@@ -1561,6 +1570,1043 @@ def _combined_line(r: _Req) -> tuple[int, str]:
     return log, f'{r.ip} - {user} [{when}] "{request}" {r.status} {r.size} "-" "{ua}"\n'
 
 
+# -- the wide scenario (``--scenario wide``): held-out attacks with drawn parameters ----------------------
+
+SCENARIOS = ("standard", "wide")
+_MIN_WIDE_MINUTES = 120
+_WIDE_WARM_UP_MIN = 20  # an attack starts this far into the run at the earliest: established subjects have history
+_WIDE_BUDGET = 20_000  # requests a drawn attack sends at most: keeps line generation fast
+_WIDE_KINDS = (
+    "credential_stuffing", "brute_force", "probing", "scraping", "flooding", "key_compromise", "anomaly"
+)  # fmt: skip
+# The default thresholds of docs/detection.md, over 1 window, 10 minutes and 1 hour. They decide only
+# the ``horizon_s`` label of a drawn attack (the shortest horizon its rate is meant to show on), never
+# what is drawn; they are copied, not read from flows/config.py, so a retuning does not move the labels.
+_T_AUTH_FAILURES = (6, 15, 40)
+_T_FAILING_IPS = (20, 30, 60)
+_T_FAILING_SUBNETS = (10, 15, 30)
+_T_ERROR_PATHS = (11, 20, 40)
+_T_ERRORS = (30, 60, 150)
+_T_SENSITIVE = (5, 6, 10)
+_T_PAYLOADS = (3, 6, 10)
+_T_BAD_REQUESTS = (5, 10, 20)
+_T_DISTINCT_PATHS = (40, 150, 400)
+_T_SEQUENTIAL_IDS = (20, 60, 150)
+
+_TOKEN_EP = _Endpoint(_ACCOUNTS, "POST", "/oauth/token", _LOGIN, 900, 120)
+_SIGNIN_EP = _Endpoint(_PIZZA, "POST", "/signin", _LOGIN, 700, 110)
+_LOGINS = (_LOGIN_EP, _TOKEN_EP, _SIGNIN_EP)
+_DETAILS = (_ITEM_GET, _SHIP_GET, _ORDER_GET, _ACCOUNT)
+_HOME = _Endpoint(_WEB, "GET", "/", _LIST, 20_000, 30, cacheable=True)
+_PRODUCTS = _Endpoint(_WEB, "GET", "/products", _LIST, 9000, 40)
+_PRODUCT = _Endpoint(_WEB, "GET", "/products/{productId}", _ITEM, 7000, 35)
+_CATEGORY = _Endpoint(_WEB, "GET", "/category/{name}", _LIST, 9000, 40)
+_SEARCH = _Endpoint(_WEB, "GET", "/search", _LIST, 6000, 60)
+_ROBOTS = _Endpoint(_WEB, "GET", "/robots.txt", ((1.0, 200),), 310, 2)
+_TLS_HELLO = r"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"  # as nginx logs a TLS ClientHello's first bytes
+_TRAVERSALS = (
+    "/..%2f..%2fetc/passwd",
+    "/..%2f..%2f..%2fetc/passwd",
+    "/..%2f..%2f..%2f..%2fetc/passwd",
+    "/static/..%2f..%2f..%2fetc/passwd",
+    "/images/..%2f..%2f..%2f..%2fetc/passwd",
+    "/assets/..%2f..%2fetc/shadow",
+    "/..%2f..%2f..%2fwindows/win.ini",
+    "/download/..%2f..%2f..%2fetc/hosts",
+    "/files/..%2f..%2f..%2fproc/self/environ",
+)
+# query strings of a drawn payload scan (percent-encoded as clients send them); {n} varies per request
+_PAYLOADS = (
+    "id={n}%27%20OR%20%271%27%3D%271",
+    "id={n}%20UNION%20SELECT%20username%2Cpassword%20FROM%20users--",
+    "q=%3Cscript%3Ealert({n})%3C%2Fscript%3E",
+    "q=%3Cimg%20src%3Dx%20onerror%3Dalert({n})%3E",
+    "file=..%2f..%2f..%2fetc%2fpasswd&v={n}",
+    "host=127.0.0.{n}%3Bcat%20%2Fetc%2Fpasswd",
+)
+_ATTACK_OCTETS = (31, 37, 45, 46, 77, 78, 80, 85, 89, 91, 94, 103, 104, 109, 176, 178, 185, 188, 193, 212)
+_CARRIER_OCTETS = (2, 5, 39, 49, 101, 110, 112, 117, 151, 174)  # the mobile look-alike's phones
+_CATEGORIES = ("pizza", "pasta", "drinks", "desserts", "vegan", "family", "offers", "sides", "salads")
+
+
+def _loguniform(rng: random.Random, lo: float, hi: float) -> float:
+    return math.exp(rng.uniform(math.log(lo), math.log(hi))) if hi > lo else lo
+
+
+def _net(ip: str) -> str:
+    return ip.rpartition(".")[0]
+
+
+def _first_horizon(count, thresholds: tuple) -> int | None:
+    """The shortest horizon (s) whose expected count reaches its threshold; ``count(minutes)``."""
+    for minutes, threshold in zip((1, 10, 60), thresholds, strict=True):
+        if threshold is not None and count(minutes) >= threshold:
+            return minutes * 60
+    return None
+
+
+def _shortest(*horizons: int | None) -> int | None:
+    return min((h for h in horizons if h is not None), default=None)
+
+
+def _within(total: float, duration_min: float):
+    """``count(minutes)`` of ``total`` events spread evenly over ``duration_min``."""
+    return lambda minutes: total * min(1.0, minutes / max(duration_min, 1e-9))
+
+
+@dataclass
+class _Drawn:
+    """One attack of the wide scenario, before it is named in a format."""
+
+    kind: str
+    description: str
+    start: int  # epoch ms of its first request
+    end: int
+    subjects: dict
+    participants: dict
+    horizon_s: int
+    params: dict
+
+
+class _WideScenario(_Scenario):
+    """Held-out traffic: each attack kind one or more times, with parameters drawn from wide ranges.
+
+    The standard scenario's consumers and look-alikes, three more established consumers, and
+    four more look-alikes (a NAT'd office, a partner moving to new IPs, a declared search
+    crawler, a mobile app over thousands of phone IPs that retries its 5xx). Every draw
+    comes from ``random.Random(f"wide-{seed}")`` whatever the format; an attack a format
+    cannot log (payloads in WSO2, TLS handshakes in Kong and WSO2) is left out of that format.
+    """
+
+    def __init__(self, start_ms: int, minutes: int, seed: int, scale: float, fmt: str) -> None:
+        super().__init__(start_ms, minutes, seed, scale)
+        self.fmt = fmt
+        self.seed = seed
+        self.end_ms = start_ms + minutes * 60_000
+        self.w = random.Random(f"wide-{seed}")
+        self.drawn: list[_Drawn] = []
+        self.looks: list[tuple[str, str, int, int, dict]] = []
+        w = self.w
+        extra = (
+            _App(
+                "5e8d1f2a-3c4b-4d6e-9f7a-8b9c0d1e2f3a",
+                "TravelAgency",
+                "travel-agency",
+                "travelco",
+                "httpclient",
+                ("198.18.12.40", "198.18.12.41"),
+                8,
+                0.3,
+                11,
+                ((_SIGNIN_EP, 1), (_ORDER, 2), (_ORDER_GET, 3), (_MENU, 2)),
+                200,
+                flash=False,
+            ),
+            _App(
+                "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+                "LoyaltyService",
+                "svc-loyalty",
+                "internal_svc",
+                "go",
+                ("10.20.7.31", "10.20.7.32"),
+                20,
+                0.1,
+                13,
+                ((_TOKEN_EP, 1), (_ACCOUNT, 6), (_PROFILE, 3)),
+                600,
+                flash=False,
+            ),
+            _App(
+                "9c8b7a6f-5e4d-4c3b-a2f1-e0d9c8b7a6f5",
+                "KioskFleet",
+                "kiosk-fleet",
+                "retail_ops",
+                "okhttp",
+                ("198.18.40.21", "198.18.40.22", "198.18.40.23", "198.18.40.24"),
+                6,
+                0.4,
+                12,
+                ((_TOKEN_EP, 1), (_MENU, 4), (_ORDER, 3), (_ORDER_GET, 2)),
+                120,
+                flash=False,
+            ),
+        )
+        # look-alikes with normal traffic of their own
+        office_login = replace(_LOGIN_EP, statuses=((0.93, 200), (0.995, 401), (1.0, 500)))
+        self.office = _App(
+            "1b2c3d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5e",
+            "HQOffice",
+            "hq-office",
+            "corp_it",
+            "chrome",
+            ("81.2.69.160",),
+            90,
+            0.05,
+            13,
+            (
+                (office_login, 3), (_PROFILE, 4), (_ACCOUNT, 5), (_ORDER_GET, 4), (_ORDER, 2),
+                (_ORDER_PUT, 1), (_MENU, 3), (_ITEMS, 2),
+            ),  # fmt: skip
+            4000,
+            flash=False,
+        )
+        self.partner = _App(
+            "3d4e5f6a-7b8c-4d9e-af0b-1c2d3e4f5a6b",
+            "PartnerB2B",
+            "partner-b2b",
+            "b2b_partner",
+            "httpclient",
+            ("198.18.20.11", "198.18.20.12", "198.18.20.13"),
+            10,
+            0.2,
+            14,
+            ((_SHIP_LIST, 1), (_SHIP_GET, 4), (_SHIP_NEW, 2), (_ITEMS, 1)),
+            300,
+            flash=False,
+        )
+        self.field = _App(
+            "6f5e4d3c-2b1a-4f9e-8d7c-6b5a4f3e2d1c",
+            "FieldServiceApp",
+            "field-app",
+            "field_ops",
+            "dalvik",
+            (),
+            25,  # sessions a minute at scale 1, each 1-3 requests from a phone IP of its own
+            0.3,
+            15,
+            ((_SHIP_GET, 4), (_SHIP_NEW, 2), (_PROFILE, 2), (_ITEMS, 1)),
+            5000,
+            flash=False,
+        )
+        self.apps |= {a.name: a for a in (*extra, self.office, self.partner)}
+        self.used_nets = {_net(ip) for a in self.apps.values() for ip in a.ips} | {"198.18.52"}
+        # established consumers an attack may target, each at most once as a subject
+        targets = [
+            "OrderProcessing", "StorefrontWeb", "PartnerPortal", "PartnerMobile", "LogisticsPartner",
+            "ReportingBot", "DevSandbox", "PriceCompare", "TravelAgency", "LoyaltyService", "KioskFleet",
+        ]  # fmt: skip
+        self.established = [self.apps[n] for n in targets]
+        self.victims = list(self.established)
+        w.shuffle(self.victims)
+        self.login_eps = list(_LOGINS)
+        w.shuffle(self.login_eps)
+
+    # -- draws ------------------------------------------------------------------------------------
+
+    def _fresh(self, n: int, per_subnet: tuple[int, int] = (1, 4), octets=_ATTACK_OCTETS) -> tuple[str, ...]:
+        """``n`` never-seen addresses, ``per_subnet`` to a /24 no other traffic uses."""
+        w, ips = self.w, []
+        while len(ips) < n:
+            net = f"{w.choice(octets)}.{w.randint(0, 255)}.{w.randint(0, 255)}"
+            if net in self.used_nets:
+                continue
+            self.used_nets.add(net)
+            k = min(w.randint(*per_subnet), n - len(ips))
+            ips.extend(f"{net}.{h}" for h in sorted(w.sample(range(2, 254), k)))
+        return tuple(ips)
+
+    def _duration(self, lo: float, hi: float) -> float:
+        """Minutes, log-uniform in ``[lo, hi]``, capped by what the run leaves after the warm-up."""
+        return _loguniform(self.w, lo, max(lo, min(hi, self.minutes - _WIDE_WARM_UP_MIN - 1)))
+
+    def _place(self, duration_min: float, earliest_min: float = _WIDE_WARM_UP_MIN) -> tuple[int, int]:
+        latest = max(earliest_min, self.minutes - duration_min)
+        a = self.start_ms + int(self.w.uniform(earliest_min, latest) * 60) * 1000
+        return a, min(a + int(duration_min * 60_000), self.end_ms)
+
+    def _fit(self, n_ips: int, per_ip: float, duration_min: float) -> tuple[float, float]:
+        """Shorten (to 5 minutes), then slow down, an attack over the request budget."""
+        if n_ips * per_ip * duration_min > _WIDE_BUDGET:
+            duration_min = max(min(5.0, duration_min), _WIDE_BUDGET / (n_ips * per_ip))
+        if n_ips * per_ip * duration_min > _WIDE_BUDGET:
+            per_ip = _WIDE_BUDGET / (n_ips * duration_min)
+        return per_ip, duration_min
+
+    def _times(self, a: int, b: int, per_min: float, timer: bool = False) -> list[int]:
+        """Request times in ``[a, b)``: Poisson, or a timer with 3% jitter."""
+        w, out = self.w, []
+        gap = 60_000 / per_min
+        t = a + (w.uniform(0, gap) if timer else w.expovariate(1 / gap))
+        while t < b:
+            out.append(int(t))
+            t += gap * w.uniform(0.97, 1.03) if timer else w.expovariate(1 / gap)
+        return out
+
+    def _new_key(self, label: str, ua: str) -> _App:
+        """A consumer that appears only with the attack (a self-signup key)."""
+        h = stable_hex("wide-key", str(self.seed), label, str(self.w.random()))
+        name = f"{label}-{h[:6]}"
+        return _App(
+            f"{h[:8]}-{h[8:12]}-4{h[13:16]}-8{h[17:20]}-{h[20:32]}",
+            name,
+            name,
+            f"selfsignup_{h[6:12]}",
+            ua,
+            (),
+            0.0,
+            0.0,
+            12,
+            (),
+            self.w.choice((100, 1000, 10_000)),
+            flash=False,
+            scaled=False,
+        )
+
+    def _key(self, label: str, ua: str, p_new: float) -> tuple[_App, str]:
+        """An established consumer's key (shared: a participant) or a new one."""
+        if self.w.random() < p_new:
+            return self._new_key(label, ua), "new"
+        return self.w.choice(self.established), "established"
+
+    def _target(self, label: str, ua: str, p_new: float) -> tuple[_App, str]:
+        """A consumer that is the attack's subject: established (no other attack targets it) or new."""
+        if self.w.random() >= p_new and self.victims:
+            return self.victims.pop(), "established"
+        return self._new_key(label, ua), "new"
+
+    def _normal_per_min(self, app: _App | None = None, ep: _Endpoint | None = None) -> float:
+        """The mean normal rate of an app, or of an endpoint over every app, at this scale."""
+        total = 0.0
+        for x in self.apps.values():
+            if app is not None and x is not app:
+                continue
+            weights = sum(wt for _, wt in x.endpoints)
+            share = 1.0 if ep is None else sum(wt for e, wt in x.endpoints if _same(e, ep)) / weights
+            total += x.per_min * (self.scale if x.scaled else 1.0) * share
+        return round(total, 2)
+
+    @property
+    def paths(self) -> str:
+        return "templated" if self.fmt == "wso2" else "concrete"
+
+    def _add(
+        self,
+        kind: str,
+        description: str,
+        reqs: list[_Req],
+        a: int,
+        b: int,
+        subjects: dict,
+        participants: dict,
+        horizon: int | None,
+        params: dict,
+        formats: tuple[str, ...] = SIM_FORMATS,
+    ) -> None:
+        """Keep an attack's requests and truth, if this format logs them."""
+        if self.fmt not in formats:
+            return
+        reqs = [r for r in reqs if self.start_ms <= r.ts < self.end_ms]
+        logged = [r for r in reqs if not (r.raw_request and self.fmt != "combined")]
+        logged = [r for r in logged if not (self.fmt == "wso2" and (r.raw_path or r.ep.api is _WEB))]
+        if not logged:
+            return
+        self.reqs.extend(logged)
+        first, last = min(r.ts for r in logged), max(r.ts for r in logged)
+        params = {
+            "behaviour": "drawn",
+            **params,
+            "paths": self.paths,
+            "requests": len(logged),
+            "visible": horizon is not None,
+        }
+        horizon_s = horizon if horizon is not None else 3600
+        self.drawn.append(
+            _Drawn(kind, description, first, max(b, last + 1), subjects, participants, horizon_s, params)
+        )
+
+    # -- look-alikes ------------------------------------------------------------------------------
+
+    def lookalikes(self) -> None:
+        """The wide look-alikes that need more than a consumer's normal traffic."""
+        w = self.w
+        # the partner moves to a new /24 at normal volume
+        move = self.start_ms + int(self.minutes * w.uniform(0.45, 0.6)) * 60_000
+        new_ips = tuple(f"198.18.52.{h}" for h in sorted(w.sample(range(10, 60), 3)))
+        for i, r in enumerate(self.reqs):
+            if r.app is self.partner and r.ts >= move:
+                self.reqs[i] = msgspec.structs.replace(r, ip=w.choice(new_ips))
+        self.looks.append(
+            (
+                "partner_new_ips",
+                "PartnerB2B's traffic moves to 3 IPs in a new /24 at its normal volume, same client",
+                move,
+                self.end_ms,
+                {"consumers": [self.partner], "ips": list(new_ips)},
+            )
+        )
+        self.looks.append(
+            (
+                "nat_office",
+                "HQOffice: hundreds of users behind one NAT IP, ~90 requests a minute (at scale 1), "
+                "steady, ~6% of logins fail",
+                self.start_ms,
+                self.end_ms,
+                {"consumers": [self.office], "ips": list(self.office.ips)},
+            )
+        )
+        self._crawler()
+        self._mobile_retries()
+
+    def _crawler(self) -> None:
+        """A declared search crawler: robots.txt first, distinct pages slowly, every answer 200."""
+        w = self.w
+        bots = tuple(f"66.249.{n}.{w.randint(2, 250)}" for n in (66, 68, 72, 79, 64))
+        ok = ((1.0, 200),)
+        reqs = []
+        for ip in bots:
+            t = self.start_ms + w.randint(0, 300_000)
+            robots_at = t
+            while t < self.end_ms:
+                if t >= robots_at:  # robots.txt again every hour or so
+                    reqs.append(_request(w, t, None, ip, "googlebot", _ROBOTS, "/robots.txt"))
+                    robots_at = t + w.randint(50, 70) * 60_000
+                    t += w.randint(2_000, 10_000)
+                    if t >= self.end_ms:
+                        break
+                r = w.random()
+                if r < 0.75:
+                    ep, path = _PRODUCT, f"/products/{w.randint(10_000, 99_999)}"
+                else:
+                    ep = _CATEGORY
+                    path = f"/category/{w.choice(_CATEGORIES)}?page={w.randint(1, 40)}"
+                reqs.append(_request(w, t, None, ip, "googlebot", replace(ep, statuses=ok), path))
+                t += int(w.expovariate(1 / 27_000)) + 3_000  # ~2 a minute, never two within 3 s
+        if self.fmt != "wso2":  # a crawler reads the public site, which only Kong and nginx log
+            self.reqs.extend(reqs)
+            self.looks.append(
+                (
+                    "search_crawler",
+                    f"Googlebot from {len(bots)} IPs: robots.txt, then distinct product and category "
+                    "pages, ~2 a minute per IP, all 200",
+                    self.start_ms,
+                    self.end_ms,
+                    {"ips": list(bots)},  # not the "" consumer: every anonymous client shares it
+                )
+            )
+
+    def _mobile_retries(self) -> None:
+        """A mobile app over thousands of phone IPs: 1-3 requests per IP, a 5xx is retried."""
+        w, app = self.w, self.field
+        statuses = ((0.95, 200), (0.97, 404), (0.99, 502), (1.0, 503))
+        flaky = {ep: replace(ep, statuses=statuses) for ep, _ in app.endpoints}
+        eps = [ep for ep, _ in app.endpoints]
+        cum = list(accumulate(wt for _, wt in app.endpoints))
+        sessions = self._times(self.start_ms, self.end_ms, app.per_min * self.scale)
+        pool = self._fresh(len(sessions), (10, 30), _CARRIER_OCTETS)
+        for opened, ip in zip(sessions, w.sample(pool, len(pool)), strict=True):
+            t = opened
+            for _ in range(w.choice((1, 1, 2, 3))):
+                ep = flaky[eps[bisect_right(cum, w.random() * cum[-1])]]
+                for _retry in range(3):
+                    if t >= self.end_ms:
+                        break
+                    req = _request(w, t, app, ip, w.choice(("dalvik", "okhttp")), ep)
+                    self.reqs.append(req)
+                    t += req.latency + w.randint(300, 3_000)
+                    if req.status < 500:
+                        break
+        self.looks.append(
+            (
+                "mobile_retries",
+                f"FieldServiceApp from {len(pool):,} phone IPs, 1-3 requests each, 5xx retried",
+                self.start_ms,
+                self.end_ms,
+                {"consumers": [app]},
+            )
+        )
+
+    # -- attacks ----------------------------------------------------------------------------------
+
+    def inject(self) -> None:
+        """The listed behaviours, then each kind one or two more times with drawn parameters."""
+        self._slow_brute_force()
+        self._distributed_stuffing()
+        self._new_key_scraper()
+        self._cache_busting()
+        self._payload_burst("sqli", 16, "/products", "id={n}%27%20OR%20%271%27%3D%271")
+        self._payload_burst("xss", 26, "/search", "q=%3Cscript%3Ealert({n})%3C%2Fscript%3E")
+        self._tls_handshakes()
+        self._traversal()
+        for kind in _WIDE_KINDS:
+            for _ in range(1 + (self.w.random() < 0.4)):
+                getattr(self, f"_draw_{kind}")()
+
+    def _slow_brute_force(self) -> None:
+        w = self.w
+        ip, app, ep = self._fresh(1)[0], self.apps["StorefrontWeb"], _LOGIN_EP
+        a, b = self._place(60)
+        guess = replace(ep, statuses=((1.0, 401),))
+        reqs, t = [], a + w.randint(0, 19_999)
+        while t < b:
+            reqs.append(_request(w, t, app, ip, "firefox", guess))
+            t += 20_000 + w.randint(-1_500, 1_500)
+        self._add(
+            "brute_force",
+            "slow brute force: one never-seen IP fails a login on POST /login every 20 s for an hour, "
+            "with StorefrontWeb's public key",
+            reqs,
+            a,
+            b,
+            {"ips": [ip]},
+            {"consumers": [app], "endpoints": [ep]},
+            _first_horizon(_within(len(reqs), 60), _T_AUTH_FAILURES),
+            {
+                "behaviour": "slow_brute_force", "n_ips": 1, "per_ip_per_min": 3.0, "total_per_min": 3.0,
+                "duration_min": 60, "failure_ratio": 1.0, "subject": "new", "consumer": app.name,
+                "key": "established", "endpoint": f"{ep.method} {ep.template}",
+            },
+        )  # fmt: skip
+
+    def _stuffing(self, behaviour: str, n_ips: int, tries: int, duration_min: float, ratio: float) -> None:
+        """Credential stuffing: each of ``n_ips`` IPs tries ``tries`` times at random in the span."""
+        w = self.w
+        ua = w.choice(("requests", "chrome", "okhttp", "go"))
+        app, subject = self._target("signup", ua, 0.25)
+        ep = self.login_eps.pop()
+        ips = self._fresh(n_ips, (1, 4))
+        a, b = self._place(duration_min)
+        stuffing = replace(ep, statuses=((1 - ratio, 200), (1.0, 401)))
+        times = sorted(w.randint(a, b - 1) for _ in range(n_ips * tries))
+        order = [ip for ip in ips for _ in range(tries)]
+        w.shuffle(order)
+        reqs = [_request(w, t, app, ip, ua, stuffing) for t, ip in zip(times, order, strict=True)]
+        nets: dict[str, int] = {}
+        for ip in ips:
+            nets[_net(ip)] = nets.get(_net(ip), 0) + tries
+
+        def spread(minutes: float, counts) -> float:  # distinct failing sources within ``minutes``
+            p = min(1.0, minutes / duration_min)
+            return sum(1 - (1 - p) ** (k * ratio) for k in counts)
+
+        horizon = _shortest(
+            _first_horizon(lambda m: spread(m, [tries] * n_ips), _T_FAILING_IPS),
+            _first_horizon(lambda m: spread(m, nets.values()), _T_FAILING_SUBNETS),
+        )
+        who = "a new key" if subject == "new" else f"{app.name}'s key"
+        self._add(
+            "credential_stuffing",
+            f"{n_ips} IPs in {len(nets)} /24s try {tries} password(s) each on {ep.method} {ep.template} "
+            f"over {duration_min:.0f} min with {who}, {ratio:.0%} answered 401",
+            reqs,
+            a,
+            b,
+            {"consumers": [app], "endpoints": [ep]},
+            {"ips": list(ips)},
+            horizon,
+            {
+                "behaviour": behaviour, "n_ips": n_ips, "n_subnets": len(nets), "tries_per_ip": tries,
+                "per_ip_per_min": round(tries / duration_min, 3),
+                "total_per_min": round(n_ips * tries / duration_min, 2), "duration_min": round(duration_min, 1),
+                "failure_ratio": round(ratio, 3), "subject": subject, "consumer": app.name,
+                "consumer_normal_per_min": self._normal_per_min(app=app) if subject == "established" else 0.0,
+                "endpoint": f"{ep.method} {ep.template}", "endpoint_normal_per_min": self._normal_per_min(ep=ep),
+                "user_agent": ua,
+            },
+        )  # fmt: skip
+
+    def _distributed_stuffing(self) -> None:
+        self._stuffing("distributed_stuffing", 150, 2, 40, 1.0)
+
+    def _scraper(
+        self,
+        behaviour: str,
+        n_ips: int,
+        per_ip: float,
+        duration_min: float,
+        app: _App,
+        subject: str,
+        ep: _Endpoint,
+        order: str,
+        timer: bool,
+    ) -> None:
+        w = self.w
+        ips = self._fresh(n_ips, (1, 4))
+        a, b = self._place(duration_min, 5 if subject == "new" else _WIDE_WARM_UP_MIN)
+        scrape = replace(ep, statuses=((0.96, 200), (1.0, 404)))
+        first = w.randint(100_000, 500_000)
+        streams = [(t, k) for k, _ in enumerate(ips) for t in self._times(a, b, per_ip, timer)]
+        streams.sort()
+        reqs, seen = [], [0] * n_ips
+        prefix = ep.template.rsplit("/", 1)[0]
+        for i, (t, k) in enumerate(streams):
+            if order in ("sequential", "interleaved"):  # one id after the other, dealt round the IPs
+                n = first + i
+            elif order == "blocks":  # each IP reads its own run of ids
+                n, seen[k] = first + k * 1_000_000 + seen[k], seen[k] + 1
+            else:
+                n = w.randint(100_000, 999_999)
+            ident = f"ACC-{n}" if ep is _ACCOUNT else f"TRK{n:09d}" if ep is _SHIP_GET else str(n)
+            reqs.append(_request(w, t, app, ips[k], app.ua, scrape, f"{prefix}/{ident}"))
+        total = len(reqs)
+        per_ip_total = total / n_ips
+        if self.fmt == "wso2":  # templates: only the timing of each IP shows
+            per_ip_h = horizon = 60 if timer and per_ip >= 30 else None
+        else:
+            seq_ip = per_ip_total if order in ("blocks", "sequential") else 0.0
+            per_ip_h = _shortest(
+                _first_horizon(_within(per_ip_total, duration_min), _T_DISTINCT_PATHS),
+                _first_horizon(_within(seq_ip, duration_min), _T_SEQUENTIAL_IDS),
+                60 if timer and per_ip >= 30 else None,
+            )
+            seq_all = total if order in ("sequential", "interleaved") else seq_ip
+            horizon = _shortest(
+                per_ip_h,
+                _first_horizon(_within(total, duration_min), _T_DISTINCT_PATHS),
+                _first_horizon(_within(seq_all, duration_min), _T_SEQUENTIAL_IDS),
+            )
+        subjects: dict = {"ips": list(ips)}
+        participants: dict = {"endpoints": [ep]}
+        (subjects if subject == "new" else participants)["consumers"] = [app]
+        who = "a brand-new key" if subject == "new" else f"{app.name}'s key"
+        self._add(
+            "scraping",
+            f"{n_ips} IP(s) read {ep.method} {ep.template} ({order} ids, {'timer' if timer else 'Poisson'} "
+            f"timing) at {per_ip:.1f} a minute each for {duration_min:.0f} min with {who}",
+            reqs,
+            a,
+            b,
+            subjects,
+            participants,
+            horizon,
+            {
+                "behaviour": behaviour, "n_ips": n_ips, "per_ip_per_min": round(per_ip, 2),
+                "total_per_min": round(per_ip * n_ips, 1), "duration_min": round(duration_min, 1),
+                "subject": subject, "consumer": app.name, "endpoint": f"{ep.method} {ep.template}",
+                "order": order, "timing": "timer" if timer else "poisson", "per_ip_horizon_s": per_ip_h,
+            },
+        )  # fmt: skip
+
+    def _new_key_scraper(self) -> None:
+        w = self.w
+        app = self._new_key("catalog-sync", "requests")
+        order = w.choice(("interleaved", "random"))
+        self._scraper("new_key_scraper", 24, 70 / 24, self._duration(20, 90), app, "new", _ITEM_GET, order, False)
+
+    def _cache_busting(self) -> None:
+        w = self.w
+        ips = self._fresh(8, (1, 3))
+        a = self._place(1, 5)[0]
+        reqs = []
+        for _ in range(355):
+            busted = f"/?{stable_hex('bust', str(w.random()))[: w.randint(8, 10)]}"
+            req = _request(w, a + w.randint(0, 59_999), None, w.choice(ips), "chrome", _HOME, busted)
+            reqs.append(req)
+        per_ip = 355 / 8
+        self._add(
+            "flooding",
+            "cache busting: 355 GET /?<random> in one minute from 8 never-seen IPs, no credentials",
+            reqs,
+            a,
+            a + 60_000,
+            {"ips": list(ips)},
+            {"endpoints": [_HOME], "anonymous": True},
+            60 if per_ip >= 30 else None,
+            {
+                "behaviour": "cache_busting", "n_ips": 8, "per_ip_per_min": round(per_ip, 1),
+                "total_per_min": 355, "duration_min": 1, "subject": "new", "consumer": None,
+                "endpoint": "GET /",
+            },
+            formats=("kong", "combined"),
+        )  # fmt: skip
+
+    def _payload_burst(self, payload: str, n: int, path: str, query: str) -> None:
+        w = self.w
+        ip = self._fresh(1)[0]
+        a = self._place(1, 5)[0]
+        ep = _PRODUCTS if path == "/products" else _SEARCH
+        ok = replace(ep, statuses=((0.8, 200), (1.0, 500)))
+        reqs = [
+            _request(w, a + w.randint(0, 999), None, ip, "firefox", ok, f"{path}?{query.format(n=i)}")
+            for i in range(n)
+        ]
+        self._add(
+            "probing",
+            f"{n} {'SQL injection' if payload == 'sqli' else 'XSS'} requests in one second from one IP "
+            f"(GET {path}?{query.format(n=1)})",
+            reqs,
+            a,
+            a + 1000,
+            {"ips": [ip]},
+            {"endpoints": [ep], "anonymous": True},
+            _first_horizon(_within(n, 1 / 60), _T_PAYLOADS),
+            {
+                "behaviour": f"{payload}_burst", "n_ips": 1, "per_ip_per_min": n * 60, "total_per_min": n * 60,
+                "duration_min": round(1 / 60, 3), "subject": "new", "consumer": None, "payload": payload,
+                "endpoint": f"GET {path}",
+            },
+            formats=("kong", "combined"),
+        )  # fmt: skip
+
+    def _tls_handshakes(self) -> None:
+        w = self.w
+        ip = self._fresh(1)[0]
+        a = self._place(1, 5)[0]
+        reqs = [
+            _Req(a + w.randint(0, 999), None, ip, "none", _HOME, "", 400, 150, 0, 1, raw_path="/", raw_request=_TLS_HELLO)
+            for _ in range(12)
+        ]
+        self._add(
+            "probing",
+            "12 TLS handshakes sent to the plain-HTTP port within one second, answered 400",
+            reqs,
+            a,
+            a + 1000,
+            {"ips": [ip]},
+            {"anonymous": True},
+            _first_horizon(_within(12, 1 / 60), _T_BAD_REQUESTS),
+            {
+                "behaviour": "tls_handshakes", "n_ips": 1, "per_ip_per_min": 720, "total_per_min": 720,
+                "duration_min": round(1 / 60, 3), "subject": "new", "consumer": None,
+            },
+            formats=("combined",),
+        )  # fmt: skip
+
+    def _traversal(self) -> None:
+        w = self.w
+        ip = self._fresh(1)[0]
+        a = self._place(1, 5)[0]
+        reqs = [
+            _Req(a + w.randint(0, 29_999), None, ip, "curl", _HOME, "", 404, 150, 0, 2, raw_path=p)
+            for p in _TRAVERSALS
+        ]
+        self._add(
+            "probing",
+            f"path traversal: {len(_TRAVERSALS)} distinct /..%2f..%2fetc/passwd-like probes within 30 s, all 404",
+            reqs,
+            a,
+            a + 30_000,
+            {"ips": [ip]},
+            {"anonymous": True},
+            _shortest(
+                _first_horizon(_within(9, 0.5), _T_PAYLOADS), _first_horizon(_within(9, 0.5), _T_ERROR_PATHS)
+            ),
+            {
+                "behaviour": "path_traversal", "n_ips": 1, "per_ip_per_min": 18, "total_per_min": 18,
+                "duration_min": 0.5, "subject": "new", "consumer": None, "payload": "traversal",
+            },
+            formats=("kong", "combined"),
+        )  # fmt: skip
+
+    # each _draw_<kind>: one attack of that kind with parameters drawn from wide ranges
+
+    def _draw_credential_stuffing(self) -> None:
+        w = self.w
+        if not self.login_eps:
+            return
+        n_ips = round(_loguniform(w, 20, 500))
+        tries = w.randint(1, 4)
+        self._stuffing("drawn", n_ips, tries, self._duration(5, 240), w.uniform(0.85, 1.0))
+
+    def _draw_brute_force(self) -> None:
+        w = self.w
+        n_ips = w.choice((1, 1, 1, 2, 3))
+        per_ip, duration = self._fit(n_ips, _loguniform(w, 1, 600), self._duration(5, 300))
+        timer = w.random() < 0.5
+        ratio = w.uniform(0.85, 1.0)
+        ep = w.choice(_LOGINS)
+        ua = w.choice(("requests", "firefox", "curl", "go"))
+        app, key = self._key("bf", ua, 0.3)
+        if key == "established" and w.random() < 0.2:  # a host behind the client's own IPs
+            ips, subject, n_ips = (w.choice(app.ips),), "established", 1
+        else:
+            ips, subject = self._fresh(n_ips, (1, 2)), "new"
+        a, b = self._place(duration, 5)
+        guess = replace(ep, statuses=((1 - ratio, 200), (1.0, 401)))
+        reqs = [_request(w, t, app, ip, ua, guess) for ip in ips for t in self._times(a, b, per_ip, timer)]
+        horizon = _first_horizon(_within(per_ip * duration * ratio, duration), _T_AUTH_FAILURES)
+        burst = per_ip / 6 >= 6  # login attempts within 10 s
+        who = "a new key" if key == "new" else f"{app.name}'s key"
+        self._add(
+            "brute_force",
+            f"{n_ips} {subject} IP(s) each guess passwords on {ep.method} {ep.template} at {per_ip:.1f} a "
+            f"minute for {duration:.0f} min with {who}, {ratio:.0%} answered 401",
+            reqs,
+            a,
+            b,
+            {"ips": list(ips)},
+            {"consumers": [app], "endpoints": [ep]},
+            _shortest(horizon, 60 if burst else None),
+            {
+                "n_ips": n_ips, "per_ip_per_min": round(per_ip, 2), "total_per_min": round(per_ip * n_ips, 1),
+                "duration_min": round(duration, 1), "failure_ratio": round(ratio, 3), "subject": subject,
+                "key": key, "consumer": app.name, "endpoint": f"{ep.method} {ep.template}", "user_agent": ua,
+                "timing": "timer" if timer else "poisson",
+                "tier_limit_per_min": self._limit(app),
+            },
+        )  # fmt: skip
+
+    def _draw_probing(self) -> None:
+        w = self.w
+        style = w.choice(("wordlist", "ids", "payload"))
+        n_ips = max(1, round(_loguniform(w, 1, 20)))
+        per_ip, duration = self._fit(n_ips, _loguniform(w, 1, 600), self._duration(5, 120))
+        ua = w.choice(("nikto", "nuclei", "sqlmap", "curl", "chrome", "go", "requests"))
+        app, key = self._key("probe", ua, 0.3)
+        ips = self._fresh(n_ips, (1, 3))
+        a, b = self._place(duration, 5)
+        denied = ((0.05, 200), (0.75, 404), (1.0, 403))
+        wordlist = list(_PROBE_PATHS)
+        w.shuffle(wordlist)
+        reqs, touched = [], {}
+        for k, ip in enumerate(ips):
+            words = iter(wordlist[k % 7 :])
+            for t in self._times(a, b, per_ip, w.random() < 0.5):
+                r = w.random()
+                if style == "payload":
+                    ep = w.choice((_ITEMS, _SHIP_LIST, _MENU))
+                    q = w.choice(_PAYLOADS).format(n=w.randint(1, 999))
+                    touched[ep] = None
+                    ep = replace(ep, statuses=((0.6, 200), (0.8, 400), (1.0, 500)))
+                    reqs.append(_request(w, t, app, ip, ua, ep, f"{_fill(ep.template, w)}?{q}"))
+                elif style == "ids" or r < 0.5:
+                    ep = w.choice(_DETAILS)
+                    touched[ep] = None
+                    reqs.append(_request(w, t, app, ip, ua, replace(ep, statuses=denied)))
+                else:
+                    path = next(words, None) or f"/{stable_hex(ip, str(t))[:8]}.php"
+                    reqs.append(_Req(t, None, ip, ua, _MENU, "", 404, 150, 0, 2, raw_path=path))
+        scanner = ua in ("nikto", "nuclei", "sqlmap")
+        share = 1.0 if style != "wordlist" else 0.5
+        if style == "payload":
+            per_ip_h = _first_horizon(_within(per_ip * duration, duration), _T_PAYLOADS)
+        elif self.fmt == "wso2":  # templates: an error burst, and the few templates as distinct paths
+            api_share = 1.0 if style == "ids" else 0.5
+            per_ip_h = _first_horizon(_within(per_ip * duration * api_share * 0.95, duration), _T_ERRORS)
+        else:
+            per_ip_h = _first_horizon(_within(per_ip * duration * 0.95, duration), _T_ERROR_PATHS)
+            if style == "wordlist":
+                sensitive = sum(1 for p in wordlist if classify(p) & SENSITIVE)
+                per_ip_h = _shortest(
+                    per_ip_h,
+                    _first_horizon(
+                        lambda m: min(sensitive, per_ip * min(m, duration) * share), _T_SENSITIVE
+                    ),
+                )
+        if scanner and per_ip >= 2 and self.fmt != "wso2":  # WSO2 logs the agent's family, "Other"
+            per_ip_h = _shortest(per_ip_h, 60)
+        self._add(
+            "probing",
+            f"{n_ips} IP(s) probe ({style}, user agent {ua}) at {per_ip:.1f} requests a minute each for "
+            f"{duration:.0f} min, mostly 403/404",
+            reqs,
+            a,
+            b,
+            {"ips": list(ips)},
+            {"consumers": [app], "endpoints": list(touched), "anonymous": style == "wordlist"},
+            per_ip_h,
+            {
+                "n_ips": n_ips, "per_ip_per_min": round(per_ip, 2), "total_per_min": round(per_ip * n_ips, 1),
+                "duration_min": round(duration, 1), "style": style, "user_agent": ua, "scanner_agent": scanner,
+                "subject": "new", "key": key, "consumer": app.name,
+            },
+            formats=("kong", "combined") if style == "payload" else SIM_FORMATS,
+        )  # fmt: skip
+
+    def _draw_scraping(self) -> None:
+        w = self.w
+        n_ips = max(1, round(_loguniform(w, 1, 50)))
+        per_ip, duration = self._fit(n_ips, _loguniform(w, 1, 600), self._duration(10, 240))
+        ua = w.choice(("requests", "curl", "go", "chrome", "httpclient"))
+        app, subject = self._key("scrape", ua, 0.4)
+        orders = ("sequential", "random") if n_ips == 1 else ("interleaved", "blocks", "random")
+        self._scraper(
+            "drawn", n_ips, per_ip, duration, app, subject, w.choice(_DETAILS), w.choice(orders), w.random() < 0.5
+        )
+
+    def _draw_flooding(self) -> None:
+        w = self.w
+        variant = w.choice(("client_loop", "new_key", "cache_busting"))
+        duration = self._duration(5, 180)
+        if variant == "cache_busting":
+            n_ips = max(1, round(_loguniform(w, 1, 20)))
+            per_ip, duration = self._fit(n_ips, _loguniform(w, 10, 200), duration)
+            ips = self._fresh(n_ips, (1, 4))
+            a, b = self._place(duration, 5)
+            ep = w.choice((_HOME, _PRODUCTS))
+            reqs = [
+                _request(w, t, None, ip, "chrome", ep, f"{ep.template}?{stable_hex(ip, str(t))[:9]}")
+                for ip in ips
+                for t in self._times(a, b, per_ip)
+            ]
+            self._add(
+                "flooding",
+                f"cache busting: {n_ips} never-seen IP(s) send GET {ep.template}?<random> at {per_ip:.0f} a "
+                f"minute each for {duration:.0f} min",
+                reqs,
+                a,
+                b,
+                {"ips": list(ips)},
+                {"endpoints": [ep], "anonymous": True},
+                60 if per_ip >= 30 else None,
+                {
+                    "variant": variant, "n_ips": n_ips, "per_ip_per_min": round(per_ip, 1),
+                    "total_per_min": round(per_ip * n_ips, 1), "duration_min": round(duration, 1),
+                    "subject": "new", "consumer": None, "endpoint": f"GET {ep.template}",
+                },
+                formats=("kong", "combined"),
+            )  # fmt: skip
+            return
+        if variant == "client_loop":
+            app, subject = self._target("loop", "go", 0.0)
+        else:
+            app, subject = self._new_key("burst", w.choice(("go", "requests", "httpclient"))), "new"
+        variant = "client_loop" if subject == "established" else "new_key"
+        normal = self._normal_per_min(app=app) if subject == "established" else 0.0
+        if subject == "established":
+            factor = _loguniform(w, 2, 50)
+            total = max(normal * factor, 20.0)
+            ips = app.ips
+        else:
+            factor = None
+            total = _loguniform(w, 60, 1500)
+            ips = self._fresh(max(1, round(_loguniform(w, 1, 20))), (1, 4))
+        per_ip, duration = self._fit(len(ips), total / len(ips), duration)
+        total = per_ip * len(ips)
+        a, b = self._place(duration, _WIDE_WARM_UP_MIN if subject == "established" else 5)
+        eps = [ep for ep, _ in app.endpoints] or [_ITEMS, _MENU, _ORDER_GET]
+        reqs = [
+            _request(w, t, app, w.choice(ips), app.ua, w.choice(eps)) for t in self._times(a, b, total)
+        ]
+        limit = self._limit(app)
+        volume = subject == "established" and total + normal >= max(4 * normal, 60)
+        throttled = total + normal >= 2 * limit and total + normal - limit >= 10
+        self._add(
+            "flooding",
+            f"{app.name if subject == 'established' else 'a brand-new key'}: {total:.0f} extra requests a "
+            f"minute from {len(ips)} IP(s) for {duration:.0f} min (normal {normal:.0f}, tier limit {limit})",
+            reqs,
+            a,
+            b,
+            {"consumers": [app]},
+            {"ips": list(ips), "endpoints": eps},
+            60 if volume or throttled else None,
+            {
+                "variant": variant, "n_ips": len(ips), "per_ip_per_min": round(per_ip, 2),
+                "total_per_min": round(total, 1), "duration_min": round(duration, 1), "subject": subject,
+                "consumer": app.name, "normal_per_min": normal,
+                "factor": None if factor is None else round(factor, 2), "tier_limit_per_min": limit,
+            },
+        )  # fmt: skip
+
+    def _draw_key_compromise(self) -> None:
+        w = self.w
+        if not self.victims:
+            return
+        app = self.victims.pop()
+        n_ips = max(1, round(_loguniform(w, 1, 500)))
+        ips = self._fresh(n_ips, (1, 4))
+        n_nets = len({_net(ip) for ip in ips})
+        ua = app.ua if w.random() < 0.3 else w.choice(("curl", "requests", "go"))
+        total, duration = self._fit(1, _loguniform(w, 2, 300), self._duration(5, 240))
+        a, b = self._place(duration)
+        eps = [ep for ep, _ in app.endpoints if ep.method == "GET"] or [ep for ep, _ in app.endpoints]
+        reqs = [_request(w, t, app, w.choice(ips), ua, w.choice(eps)) for t in self._times(a, b, total)]
+        threshold = 5 / 2 if ua != app.ua else 5  # a never-seen agent halves it
+        per_window = n_nets * (1 - math.exp(-total / n_nets))  # distinct new /24s a minute
+        self._add(
+            "key_compromise",
+            f"{app.name}'s key used from {n_ips} never-seen IP(s) in {n_nets} /24(s) with {ua}, "
+            f"{total:.1f} requests a minute for {duration:.0f} min",
+            reqs,
+            a,
+            b,
+            {"consumers": [app]},
+            {"ips": list(ips), "endpoints": eps},
+            60 if per_window >= threshold else None,
+            {
+                "n_ips": n_ips, "n_subnets": n_nets, "per_ip_per_min": round(total / n_ips, 3),
+                "total_per_min": round(total, 2), "duration_min": round(duration, 1), "subject": "established",
+                "consumer": app.name, "user_agent": ua, "new_user_agent": ua != app.ua,
+                "normal_per_min": self._normal_per_min(app=app),
+            },
+        )  # fmt: skip
+
+    def _draw_anomaly(self) -> None:
+        w = self.w
+        if not self.victims:
+            return
+        app = self.victims.pop()
+        variant = w.choice(("export", "errors", "slow"))
+        normal = self._normal_per_min(app=app)
+        total, duration = self._fit(1, max(2.0, normal * w.uniform(0.5, 2.0)), self._duration(10, 120))
+        a, b = self._place(duration)
+        base = w.choice([ep for ep, _ in app.endpoints])
+        if variant == "export":
+            size, slow, fail = _loguniform(w, 20, 2000), _loguniform(w, 2, 20), w.uniform(0, 0.4)
+        elif variant == "errors":
+            size, slow, fail = 1.0, 1.0, w.uniform(0.2, 0.9)
+        else:
+            size, slow, fail = 1.0, _loguniform(w, 5, 30), 0.0
+        ep = replace(
+            base,
+            statuses=((1 - fail, base.statuses[0][1]), (1.0, 500)),
+            body_bytes=int(base.body_bytes * size),
+            backend_ms=int(base.backend_ms * slow),
+        )
+        reqs = [_request(w, t, app, w.choice(app.ips), app.ua, ep) for t in self._times(a, b, total)]
+        self._add(
+            "anomaly",
+            f"{app.name} {variant}: {ep.method} {ep.template} answers x{size:.0f} bytes, x{slow:.1f} latency, "
+            f"{fail:.0%} 500s, {total:.1f} requests a minute for {duration:.0f} min",
+            reqs,
+            a,
+            b,
+            {"consumers": [app]},
+            {"ips": list(app.ips), "endpoints": [base]},
+            60,
+            {
+                "variant": variant, "n_ips": len(app.ips), "total_per_min": round(total, 2),
+                "per_ip_per_min": round(total / len(app.ips), 2), "duration_min": round(duration, 1),
+                "subject": "established", "consumer": app.name, "normal_per_min": normal,
+                "bytes_factor": round(size, 1), "latency_factor": round(slow, 2), "server_error_ratio": round(fail, 3),
+                "endpoint": f"{ep.method} {ep.template}",
+            },
+        )  # fmt: skip
+
+    # -- ground truth -----------------------------------------------------------------------------
+
+    def truth(self, fmt: str, lines: int, log: str, seed: int) -> GroundTruth:
+        def refs(d: dict) -> list[SubjectRef]:
+            out = [_consumer_ref(fmt, app) for app in d.get("consumers", [])]
+            out += [SubjectRef("ip", ip) for ip in d.get("ips", [])]
+            out += [SubjectRef("api", api_subject(fmt, ep)) for ep in d.get("endpoints", [])]
+            if d.get("anonymous") and fmt != "wso2":
+                out.append(SubjectRef("consumer", ""))
+            return list(dict.fromkeys(out))
+
+        attacks = [
+            Incident(d.kind, d.description, d.start / 1000, d.end / 1000, refs(d.subjects), refs(d.participants),
+                     d.horizon_s, d.params)
+            for d in sorted(self.drawn, key=lambda d: (d.start, d.kind))
+        ]  # fmt: skip
+        standard = super().truth(fmt, lines, log, seed).lookalikes
+        # a look-alike consumer an attack uses while it lasts is that attack's, not the look-alike's
+        grace = 60_000
+        for i, la in enumerate(standard):
+            busy = {
+                r
+                for d in self.drawn
+                if d.start < la.end * 1000 + grace and d.end + grace > la.start * 1000
+                for r in refs(d.subjects) + refs(d.participants)
+            }
+            standard[i] = msgspec.structs.replace(la, subjects=[r for r in la.subjects if r not in busy])
+        lookalikes = [la for la in standard if la.subjects] + [
+            Incident(kind, description, a / 1000, b / 1000, refs(d)) for kind, description, a, b, d in self.looks
+        ]
+        return GroundTruth(
+            fmt, seed, self.start_ms / 1000, self.end_ms / 1000, 60, lines, log, attacks, lookalikes, "wide"
+        )
+
+
+def _same(a: _Endpoint, b: _Endpoint) -> bool:
+    return a.api is b.api and a.method == b.method and a.template == b.template
+
+
+def _consumer_ref(fmt: str, app: _App) -> SubjectRef:
+    ident = {"wso2": app.app_id, "kong": app.kong_id, "combined": app.user}[fmt]
+    return SubjectRef("consumer", ident, app.user if fmt == "combined" else app.name)
+
+
 def simulate(
     fmt: str,
     out_dir: str | Path,
@@ -1569,6 +2615,7 @@ def simulate(
     seed: int = 1,
     scale: float = 1.0,
     start: datetime = datetime(2026, 11, 2, 8, tzinfo=timezone.utc),
+    scenario: str = "standard",
 ) -> GroundTruth:
     """Write a labelled log of every attack kind and benign look-alikes, and its ground truth.
 
@@ -1584,6 +2631,14 @@ def simulate(
     arguments give the same bytes. WSO2 cannot log a request that matches no
     API, so there the probe's unrouted requests are left out.
 
+    ``scenario="wide"`` is the held-out evaluation (:class:`_WideScenario`): the
+    same normal traffic and look-alikes plus three more consumers and four more
+    look-alikes (a NAT'd office, a partner moving to new IPs, a search crawler,
+    a mobile app over thousands of IPs with retries), and each attack kind one
+    or more times with parameters drawn from wide ranges, next to fixed slow and
+    content-based behaviours. Each attack's truth records its drawn ``params``
+    and ``horizon_s``. It needs at least 120 minutes; 240 lets the slow ones show.
+
     Args:
         fmt: ``wso2``, ``kong`` or ``combined``.
         out_dir: Folder to write into (created if needed).
@@ -1591,13 +2646,14 @@ def simulate(
         seed: Seeds every random choice.
         scale: Multiplier on the normal consumers' rates (and, above 1, their tier limits).
         start: Start of the run, timezone-aware.
+        scenario: ``standard`` (the one the detectors were tuned on) or ``wide`` (held out).
 
     Returns:
         The ground truth that was written.
 
     Raises:
-        ValueError: an unknown format, a naive start, a run shorter than 60 minutes or a scale
-            that is not positive.
+        ValueError: an unknown format or scenario, a naive start, a run shorter than 60 minutes
+            (120 for ``wide``) or a scale that is not positive.
     """
     if not scale > 0:  # a negative one makes negative rates, and a request loop that never ends
         msg = f"scale must be positive, got {scale}"
@@ -1608,19 +2664,30 @@ def simulate(
     if start.tzinfo is None:
         msg = "start must be timezone-aware"
         raise ValueError(msg)
+    if scenario not in SCENARIOS:
+        msg = f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}"
+        raise ValueError(msg)
     if minutes < _MIN_SCENARIO_MINUTES:
         msg = f"a scenario needs at least {_MIN_SCENARIO_MINUTES} minutes, got {minutes}"
         raise ValueError(msg)
-    sc = _Scenario(round(start.timestamp() * 1000), minutes, seed, scale)
-    sc.normal()
+    if scenario == "wide" and minutes < _MIN_WIDE_MINUTES:
+        msg = f"the wide scenario needs at least {_MIN_WIDE_MINUTES} minutes, got {minutes}"
+        raise ValueError(msg)
+    if scenario == "wide":
+        sc = _WideScenario(round(start.timestamp() * 1000), minutes, seed, scale, fmt)
+        sc.normal()
+        sc.lookalikes()
+    else:
+        sc = _Scenario(round(start.timestamp() * 1000), minutes, seed, scale)
+        sc.normal()
     sc.inject()
     sc.throttle()
     rng = random.Random(f"render-{seed}")
     threads = [f"PassThroughMessageProcessor-{n}" for n in sorted(rng.sample(range(1, 400), 48))]
     if fmt == "wso2":
         lines = [_wso2_line(r, rng, threads) for r in sc.reqs if not r.raw_path]
-    elif fmt == "kong":
-        lines = [_kong_line(r, rng) for r in sc.reqs]
+    elif fmt == "kong":  # a request line that is not HTTP never reaches Kong's log
+        lines = [_kong_line(r, rng) for r in sc.reqs if not r.raw_request]
     else:
         lines = [_combined_line(r) for r in sc.reqs]
     lines.sort(key=itemgetter(0))
@@ -1632,6 +2699,8 @@ def simulate(
     truth = sc.truth(fmt, len(lines), log.name, seed)
     (out / f"{fmt}.truth.json").write_bytes(msgspec.json.format(msgspec.json.encode(truth), indent=2) + b"\n")
     return truth
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a log and print (or save) its ground truth as JSON."""
     parser = argparse.ArgumentParser(prog="python -m flows.simulate", description=__doc__.split("\n")[0])
