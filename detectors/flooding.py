@@ -1,13 +1,15 @@
 """Flooding: volume far above the subject's own normal and its peers', or tier limits hit.
 
-Two signals, the stronger wins:
+The strongest signal wins:
 
 - **volume**: requests against the subject's own baseline, after taking out
   the window's peer-wide shift (``peer_shift``: the median rise of every
   subject in the shard, so a flash crowd lifting everyone is not a flood).
   The threshold is the largest of ``min_factor`` times the baseline, the
   baseline plus ``z_onset`` spreads, and ``min_requests``; reaching it scores
-  0.5.
+  0.5. Not for a client IP whose requests carry a consumer (``keyed``): a
+  partner's traffic moves between its IPs, and its volume is judged on the
+  consumer.
 - **newcomer volume** (consumers and endpoints): in its first
   ``new_windows`` windows, before it has a baseline of its own, a subject is
   judged against its peers: ``new_factor`` times the median baseline of the
@@ -127,7 +129,7 @@ class Flooding(BaselineDetector):
         out = []
         if x.get("requests", 0.0) >= self.min_requests:
             d = self.baselines.deviation(subject, "requests", x, x.get("peer_shift", 0.0))
-            if d.source == "own":
+            if d.source == "own" and not x.get("keyed", 0.0):
                 threshold = max(self.min_factor * d.baseline, d.upper(self.z_onset), self.min_requests)
                 out.append(Signal(over(d.adjusted, threshold), d))
             elif (

@@ -59,6 +59,7 @@ Features, per window and subject (the detectors read what they need):
 ``proxy_requests``     (ip) refused requests to use the server as a proxy (``CONNECT host:port``,
                        ``GET http://elsewhere/`` answered 400/405)
 ``enumerated_users``   (ip) distinct ``author=N`` values requested (WordPress user enumeration)
+``keyed``              (ip) 1 when the IP's requests carry a consumer (key, application, user)
 ``distinct_uas``       (ip) distinct user agents
 ``ua_share``           (ip) distinct user agents per request (1: a new one every request)
 ``peer_shift``         median rise (log space) of the family's subjects in this window
@@ -91,8 +92,9 @@ EXACT_IPS = 4096  # distinct client IPs a consumer or endpoint cell keeps exactl
 EXAMPLE_IPS = 5  # client IPs a finding's context shows
 OVERFLOW = ""  # the key of a window's IpOverflow among its IP cells (no event without an IP has a cell)
 
-# path flags
-STATIC, LOGIN, SENSITIVE, DETAIL = 1, 2, 4, 8
+# path flags; SERVABLE: sensitive by its extension only (a .sql, .bak, .db file): an app may serve
+# such files as its content, so one counts as probed only when refused or missing
+STATIC, LOGIN, SENSITIVE, DETAIL, SERVABLE = 1, 2, 4, 8, 16
 _STATIC_EXT = frozenset(
     "css js mjs map png jpg jpeg gif ico svg webp avif bmp woff woff2 ttf eot otf mp3 mp4 webm ogg".split()
 )
@@ -169,6 +171,8 @@ def classify(resource: str) -> int:
     (True, True)
     >>> classify("/items/{sku}") == DETAIL, classify("/items/1042") == DETAIL, classify("/app.js") == STATIC
     (True, True, True)
+    >>> classify("/migrations/0001_init.sql") == SENSITIVE | SERVABLE
+    True
     """
     path = resource.partition("?")[0].lower()
     segments = [s for s in path.split("/") if s]
@@ -179,12 +183,10 @@ def classify(resource: str) -> int:
         flags |= STATIC
     if (stem if dot and stem else last) in _LOGIN_NAMES or path.endswith(("/oauth/token", "/oauth2/token")):
         flags |= LOGIN
-    if (
-        any(s.startswith(".") and s != ".well-known" for s in segments)
-        or last in _SENSITIVE_NAMES
-        or (dot and stem and ext in _SENSITIVE_EXT)
-    ):
+    if any(s.startswith(".") and s != ".well-known" for s in segments) or last in _SENSITIVE_NAMES:
         flags |= SENSITIVE
+    elif dot and stem and ext in _SENSITIVE_EXT:
+        flags |= SENSITIVE | SERVABLE
     if last and not flags & STATIC and _ID.fullmatch(last):
         flags |= DETAIL
     return flags
@@ -968,7 +970,8 @@ class IpWindows(WindowTable):
                 if flags & LOGIN:
                     acc.login_ts.append(ts)
                     acc.login_paths.add(res)
-            if flags & SENSITIVE:
+            status = e.status
+            if flags & SENSITIVE and (status >= 300 or not flags & SERVABLE):
                 acc.sensitive.add(res)
             query = e.query
             if query:
@@ -980,7 +983,6 @@ class IpWindows(WindowTable):
                 acc.payloads += 1
             if e.bad_request:
                 acc.bad += 1
-            status = e.status
             if status >= 400:
                 if status <= 405 and status not in {401, 402}:
                     acc.errors += 1
@@ -1164,6 +1166,7 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "probe_paths": float(len(acc.probes)),
         "proxy_requests": float(acc.proxy),
         "enumerated_users": float(enumerated_users(acc.queries)),
+        "keyed": 1.0 if acc.consumer else 0.0,
         "distinct_uas": float(len(acc.uas)),
         "ua_share": len(acc.uas) / n,
     }
