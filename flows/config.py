@@ -170,7 +170,7 @@ class ScrapingConfig(_DetectorSection):
     )
     max_write_ratio: float = Field(0.1, ge=0, le=1, description="Above this share of writes an IP is not scraping.")
     over_10m: ScrapingHorizon = ScrapingHorizon()
-    over_1h: ScrapingHorizon = ScrapingHorizon(min_distinct_paths=400, min_sequential_ids=150)
+    over_1h: ScrapingHorizon = ScrapingHorizon(min_distinct_paths=250, min_sequential_ids=150)
 
 
 class FloodingConfig(_DetectorSection):

@@ -70,7 +70,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     ``bad_request`` is True when the request was malformed. For
     ``combined`` access lines and nginx error-log ``request: "..."``: the
     request line is not ``METHOD TARGET VERSION`` with a method made of
-    ASCII letters and a version of :data:`HTTP_VERSIONS` (a TLS handshake
+    ASCII letters, a target with a path, and a version of
+    :data:`HTTP_VERSIONS` (a TLS handshake
     sent to a plain-HTTP port, logged as ``"\\x16\\x03\\x01..."``; a bare
     ``"-"``; an empty request; ``"GET /"`` without a version;
     ``HTTP/9.9``; garbage). ``kong`` and ``json`` log no request line, only

@@ -12,24 +12,30 @@ declare thresholds for the horizon (``[detectors.<name>.over_10m]``, ``over_1h``
 them as they score a window; ``flows/shard.py`` turns what fires into findings whose
 window is the horizon.
 
-What starts a trail is family-specific (:attr:`HorizonSpec.starts`): an auth failure, a
-4xx, a login attempt, a sensitive file, or (IPs) a few requests in one window. One-off
-clients, most IPs, never get one. A trail ends once its subject has been quiet for the
+What starts a trail is family-specific (:attr:`HorizonSpec.starts`): auth failures, 4xx
+(two or more) or login attempts that are at least ``MIN_SHARE`` of the window's requests,
+a sensitive file, an attack payload, a malformed request.
+Clients that only read what exists, most IPs, never get one. A trailed subject's horizons
+are judged in the windows that show the same; the others only extend its trail. A trail ends once its subject has been quiet for the
 longest horizon. Distinct values are exact up to ``MAX_DISTINCT`` per subject and
-feature (the most recently seen are kept), well above every horizon threshold.
+feature (``MAX_PATHS`` for the paths an IP read), the most recently seen kept, above
+every horizon threshold.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
 from detectors.base import subnet
 from flows.features import sequential_ids
 
 MAX_DISTINCT = 1024
+# paths read are many for busy clients, and counting ids in sequence among them is the costly part
+# of a horizon (0.1 ms per 100 paths): kept to what the thresholds need
+MAX_PATHS = 256
 
 
 class HorizonSpec(NamedTuple):
@@ -39,24 +45,44 @@ class HorizonSpec(NamedTuple):
     shares: tuple[str, ...]  # ratios of ``requests``: their numerators are summed
     sets: tuple[str, ...]  # distinct-value sets each window gives (see ``ShardProcessor._trail_sets``)
     starts: Callable[[dict[str, float]], bool]  # a window that starts a trail
-    derive: Callable[[dict[str, float], dict[str, list[str]]], None]  # fill the set-based features
+    # fill the set-based features; the float: ids in sequence below it are not counted (a screen),
+    # and below 0 are bounded by the paths
+    derive: Callable[[dict[str, float], dict[str, Collection[str]], float], None]
     distinct: tuple[str, ...]  # the features ``derive`` counts from the sets
 
 
+# A share of a window's requests under which its failures, 4xx or logins start no trail. A
+# horizon's share is an average of its windows': it can reach a detector's share (0.2 failed,
+# 0.3 logins, 0.5 4xx by default) only through windows that reach this one.
+MIN_SHARE = 0.2
+
+
 def _ip_starts(x: dict[str, float]) -> bool:
+    # not volume, nor the odd 4xx of a busy reader: trailing every active IP would cost more
+    # than the rest of the IP family
     return bool(
-        x["auth_failures"] or x["errors"] or x["login_requests"] or x["sensitive_paths"] or x["requests"] >= 3
+        (x["auth_failures"] and x["auth_failure_ratio"] >= MIN_SHARE)
+        or (x["errors"] >= 2 and x["error_ratio"] >= MIN_SHARE)
+        or (x["login_requests"] and x["login_share"] >= MIN_SHARE)
+        or x["sensitive_paths"]
+        or x["payload_requests"]
+        or x["bad_requests"]
     )
 
 
-def _ip_derive(x: dict[str, float], sets: dict[str, list[str]]) -> None:
+def _ip_derive(x: dict[str, float], sets: dict[str, Collection[str]], min_sequential: float) -> None:
     n = x["requests"] or 1.0
     x["auth_failure_ratio"] = x["auth_failures"] / n
     x["error_ratio"] = x["errors"] / n
     x["throttled_ratio"] = x["throttled"] / n
     x["login_share"] = x["login_requests"] / n
     x["distinct_paths"] = float(len(sets["paths"]))
-    x["sequential_ids"] = float(sequential_ids(sets["paths"]))
+    # at most one id in sequence per path: most trails read too few to be counted (0.1-0.3 ms each)
+    paths = sets["paths"]
+    if min_sequential < 0:
+        x["sequential_ids"] = float(len(paths))
+    else:
+        x["sequential_ids"] = float(sequential_ids(paths)) if len(paths) >= min_sequential else 0.0
     x["error_paths"] = float(len(sets["error_paths"]))
     x["sensitive_paths"] = float(len(sets["sensitive"]))
     # judged per window at the scale they mean: bursts within seconds, timing, scanner agents, cache busting
@@ -67,7 +93,7 @@ def _failing_starts(x: dict[str, float]) -> bool:
     return x["auth_failures"] > 0
 
 
-def _failing_derive(x: dict[str, float], sets: dict[str, list[str]]) -> None:
+def _failing_derive(x: dict[str, float], sets: dict[str, Collection[str]], min_sequential: float) -> None:
     failing = sets["failing_ips"]
     x["auth_failure_ratio"] = x["auth_failures"] / (x["requests"] or 1.0)
     x["failing_ips"] = float(len(failing))
@@ -123,9 +149,10 @@ class Trail:
 class Trails:
     """The trails of one shard's subjects, least recently updated first."""
 
-    def __init__(self, spec: HorizonSpec, keep_s: float) -> None:
+    def __init__(self, spec: HorizonSpec, keep_s: float, min_sequential: float = 0.0) -> None:
         self.spec = spec
         self.keep_s = keep_s  # the longest horizon
+        self.min_sequential = min_sequential  # the lowest threshold of ids in sequence over a horizon
         self.trails: dict[str, Trail] = {}
 
     def __len__(self) -> int:
@@ -134,10 +161,16 @@ class Trails:
     def record(
         self, start: float, subject: str, x: dict[str, float], sets: Callable[[], dict[str, Iterable[str]]]
     ) -> bool:
-        """Add one closed window of ``subject`` (``sets`` gives its distinct values); tell whether it has a trail."""
+        """Add one closed window of ``subject`` (``sets`` gives its distinct values) to its trail.
+
+        Tell whether its horizons are to be judged: it has a trail and this window shows
+        what starts one. A window that shows nothing adds nothing a threshold counts, so
+        its horizons can only have fallen since the last window judged.
+        """
+        signal = self.spec.starts(x)
         trail = self.trails.pop(subject, None)
         if trail is None:
-            if not self.spec.starts(x):
+            if not signal:
                 return False
             trail = Trail(start, self.spec.sets)
         self.trails[subject] = trail  # re-inserted: least recently updated first
@@ -152,17 +185,19 @@ class Trails:
             for v in values:
                 seen.pop(v, None)
                 seen[v] = start
-            while len(seen) > MAX_DISTINCT:
+            while len(seen) > (MAX_PATHS if name == "paths" else MAX_DISTINCT):
                 del seen[next(iter(seen))]
-        return True
+        return signal
 
     def features(
-        self, subject: str, since: float, peer_shift: float, until: float = math.inf
+        self, subject: str, since: float, peer_shift: float, until: float = math.inf, *, bound: bool = False
     ) -> dict[str, float]:
         """The subject's features over its windows that start at or after ``since``, before ``until``.
 
         A value seen before ``until`` and again after it is not counted before it (only
-        its last window is kept).
+        its last window is kept). With ``bound``, the set-based features count every value
+        of the trail, and ids in sequence are bounded by the paths: an upper bound of each,
+        for no more than the cost of the counts.
         """
         trail = self.trails[subject]
         spec = self.spec
@@ -178,13 +213,14 @@ class Trails:
         n = x["requests"] or 1.0
         for name, total in zip(spec.shares, totals[len(spec.counts) :], strict=True):
             x[name] = total / n
-        spec.derive(
-            x,
-            {
+        if bound:
+            spec.derive(x, trail.distinct, -1.0)
+        else:
+            inside = {
                 name: [v for v, t in seen.items() if since <= t < until]
                 for name, seen in trail.distinct.items()
-            },
-        )
+            }
+            spec.derive(x, inside, self.min_sequential)
         x["peer_shift"] = peer_shift
         return x
 

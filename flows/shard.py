@@ -81,6 +81,14 @@ _HOLD_S = 1.0  # wall seconds every input gets to deliver its first batch before
 UNTRACKED = "(untracked)"  # the subject of the row a window gets when a memory cap bites
 
 
+def _columns(xs: list[dict[str, float]]) -> Columns:
+    """Feature dicts (each with the same keys) as one NumPy column per feature."""
+    keys = list(xs[0])
+    values = itemgetter(*keys)
+    matrix = np.array([values(x) for x in xs], dtype=np.float64).reshape(len(xs), len(keys))
+    return {k: matrix[:, i] for i, k in enumerate(keys)}
+
+
 def build_detectors(cfg: Config, family: str, horizon: str = "") -> list:
     """Instantiate every enabled detector that runs on ``family`` from its config section.
 
@@ -158,7 +166,13 @@ class ShardProcessor:
         self.detectors = build_detectors(cfg, self.family)
         self.horizons = build_horizons(cfg, self.family)
         self.trails = (
-            Trails(SPECS[self.family], max(h.length_s for h in self.horizons)) if self.horizons else None
+            Trails(
+                SPECS[self.family],
+                max(h.length_s for h in self.horizons),
+                min(getattr(d, "min_sequential_ids", math.inf) for h in self.horizons for d in h.detectors),
+            )
+            if self.horizons
+            else None
         )
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
         # every subject the shard keeps state for: end of its latest window, least recent first
@@ -261,10 +275,7 @@ class ShardProcessor:
         if not n:
             return
         xs = [subjects[name].x for name in names]
-        keys = list(xs[0])  # one builder per family: every subject has these features
-        values = itemgetter(*keys)
-        matrix = np.array([values(x) for x in xs], dtype=np.float64).reshape(n, len(keys))
-        X = {k: matrix[:, i] for i, k in enumerate(keys)}
+        X = _columns(xs)  # one builder per family: every subject has the same features
         shift, typical = self._peers(names, X)
         X["peer_shift"] = np.full(n, shift)
         last_seen, probation = self.last_seen, self._probation
@@ -331,11 +342,13 @@ class ShardProcessor:
         the behaviour lasts and a while after (the windows drain out of it), and telling
         that again every window would be noise. A horizon is learned only
         when the subject was trailed for all of it (a partial sum is not its normal), and
-        only when the window itself was learned. A subject flagged only over a horizon gets
-        the window's ``subject_windows`` row all the same (IPs have rows only when flagged).
+        only when the window itself was learned. A horizon whose upper bounds (every value
+        of the trail, ids in sequence bounded by the paths) every detector clears is neither
+        scored nor learned: most are. A subject flagged only over a horizon gets the window's
+        ``subject_windows`` row all the same (IPs have rows only when flagged).
         """
         trails = self.trails
-        trailed = [
+        trailed = [  # the subjects whose horizons this window is to judge
             k
             for k, name in enumerate(names)
             if trails.record(w.start, name, subjects[name].x, partial(self._trail_sets, subjects[name]))
@@ -344,12 +357,16 @@ class ShardProcessor:
             return
         for h in self.horizons:
             since = w.end - h.length_s
-            active = [names[k] for k in trailed]
+            bounds = _columns([trails.features(names[k], since, shift, bound=True) for k in trailed])
+            quiet = np.ones(len(trailed), dtype=bool)
+            for det in h.detectors:
+                quiet &= det._quiet(bounds, len(trailed))
+            judged = [k for k, q in zip(trailed, quiet, strict=True) if not q]
+            if not judged:
+                continue
+            active = [names[k] for k in judged]
             xs = [trails.features(name, since, shift) for name in active]
-            keys = list(xs[0])
-            values = itemgetter(*keys)
-            matrix = np.array([values(x) for x in xs], dtype=np.float64).reshape(len(xs), len(keys))
-            X = {key: matrix[:, i] for i, key in enumerate(keys)}
+            X = _columns(xs)
             scores = np.zeros((len(active), len(h.detectors)))
             for j, det in enumerate(h.detectors):
                 scores[:, j] = det.score_many(active, X)
@@ -367,11 +384,11 @@ class ShardProcessor:
                     out["findings"].append(
                         self._finding(det, name, horizon, float(scores[k, j]), since, w.end, now, h.key)
                     )
-                    if not (self.all_rows or rowed[trailed[k]]):
-                        rowed[trailed[k]] = True
+                    if not (self.all_rows or rowed[judged[k]]):
+                        rowed[judged[k]] = True
                         out["subject_windows"].append(self._subject_row(name, s, float(scores[k, j]), w))
             mask = np.array(
-                [learn[trailed[k]] and trails.full(name, since) for k, name in enumerate(active)], dtype=bool
+                [learn[judged[k]] and trails.full(name, since) for k, name in enumerate(active)], dtype=bool
             ) & (scores.max(axis=1, initial=0.0) < self.protect_score)
             for j, det in enumerate(h.detectors):
                 det.learn_many(active, X, scores[:, j], mask)
