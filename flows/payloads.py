@@ -21,6 +21,7 @@ the concrete request carry payloads (``Event.query``); WSO2 logs templates.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import unquote_plus
 
 import libinjection
@@ -46,8 +47,6 @@ _SQL_WORDS = re.compile(
     re.IGNORECASE,
 )
 _PLAIN = re.compile(r"[\w.,:@+ ~-]*")
-_CACHE_MAX = 100_000
-_kinds: dict[str, str] = {}
 
 
 def _decoded(text: str) -> str:
@@ -57,6 +56,7 @@ def _decoded(text: str) -> str:
     return unquote_plus(once, errors="replace") if "%" in once else once
 
 
+@lru_cache(maxsize=100_000)  # scanners repeat their payloads; most ordinary queries stop at the screen
 def _classify(target: str) -> str:
     if not _SUSPECT.search(target) and "etc/" not in target and "system32" not in target.lower():
         return ""
@@ -83,10 +83,4 @@ def _classify(target: str) -> str:
 
 def payload_kind(path: str, query: str) -> str:
     """``"sqli"``, ``"xss"``, ``"traversal"``, ``"cmd"``, or ``""`` for a request without a payload."""
-    target = f"{path}?{query}" if query else path
-    kind = _kinds.get(target)
-    if kind is None:
-        if len(_kinds) > _CACHE_MAX:
-            _kinds.clear()
-        kind = _kinds[target] = _classify(target)
-    return kind
+    return _classify(f"{path}?{query}" if query else path)
