@@ -40,7 +40,7 @@ class InputJsonConfig(_Section):
     consumer_name: str = Field("", pattern=_JSON_PATH, description='Path of the consumer display name ("": not logged).')
     method: str = Field("request.method", pattern=_JSON_PATH, description='Path of the HTTP method ("": not logged).')
     path: str = Field(
-        "request.uri", pattern=_JSON_PATH, description='Path of the request path; a query string is dropped ("": not logged).'
+        "request.uri", pattern=_JSON_PATH, description='Path of the request target; its query string is kept apart, its first 512 characters ("": not logged).'
     )
     user_agent: str = Field(
         "request.headers.User-Agent", pattern=_JSON_PATH,

@@ -2387,7 +2387,7 @@ class _WideScenario(_Scenario):
         self._add(
             "probing",
             f"{n_ips} IP(s) probe ({style}, user agent {ua}) at {per_ip:.1f} requests a minute each for "
-            f"{duration:.0f} min, mostly 403/404",
+            f"{duration:.0f} min, {'payloads in the query string' if style == 'payload' else 'mostly 403/404'}",
             reqs,
             a,
             b,

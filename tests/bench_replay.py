@@ -192,7 +192,7 @@ def combined_floor(path: Path) -> int:
     """Match every line with the combined parser's access regex; return the number of lines matched.
 
     Per line: UTF-8 decode, the parser's match (``_ACCESS_PLAIN``, or ``_ACCESS`` for a
-    line with a backslash), its ten groups (vhost, IP, user, time, method, target,
+    line with a backslash), its eleven groups (vhost, IP, user, time, method, path, query,
     protocol version, status, bytes, user agent), ``int`` of status and bytes.
     """
     plain, escaped = _ACCESS_PLAIN.match, _ACCESS.match
@@ -202,7 +202,7 @@ def combined_floor(path: Path) -> int:
             m = (escaped if "\\" in text else plain)(text)
             if m is None:
                 continue
-            _vhost, _ip, _user, _when, _method, _target, _version, status, size, _ua = m.groups()
+            _vhost, _ip, _user, _when, _method, _path, _query, _version, status, size, _ua = m.groups()
             int(status)
             if size != "-":
                 int(size)

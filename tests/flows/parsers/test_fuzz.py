@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,8 @@ _TARGET_CHARS = st.characters(blacklist_characters='" \\\r\n', blacklist_categor
 )
 @example("GET", "/?" + "q" * 600, "HTTP/1.1", False)  # a query longer than MAX_QUERY_CHARS
 @example("GET", "", "HTTP/1.1", True)  # no target
+@example("GET", "?a=1", "HTTP/1.1", False)  # a query without a path
+@example("GET", "/?" + "q" * 2000, "HTTP/9.9", True)
 def test_combined_query_and_bad_request_follow_the_request_line(method, target, version, escaped):
     request = f"{method} {target}" + (f" {version}" if version else "")
     ua = 'a \\"b\\" c' if escaped else "ua"  # a backslash on the line: the escaped regex
@@ -124,4 +127,10 @@ def test_combined_query_and_bad_request_follow_the_request_line(method, target, 
     e = events[0]
     resource, _, query = target.partition("?")
     assert (e.method, e.resource, e.query) == (method, resource, query[:MAX_QUERY_CHARS])
-    assert e.bad_request == (version not in HTTP_VERSIONS or not method.isalpha() or not target)
+    assert e.bad_request == (version not in HTTP_VERSIONS or not method.isalpha() or not resource)
+
+
+def test_the_version_pattern_accepts_exactly_the_http_versions():
+    near = ["HTTP/1.2", "HTTP/2.1", "HTTP/3.1", "HTTP/0.8", "HTTP/1", "HTTP/4", "HTTP/11", "http/1.1", "HTTP/1.1 "]
+    candidates = [*HTTP_VERSIONS, *near, *(v + "0" for v in HTTP_VERSIONS), *(v[:-1] for v in HTTP_VERSIONS)]
+    assert {v for v in candidates if re.fullmatch(nginx._VERSION, v)} == HTTP_VERSIONS
