@@ -20,7 +20,9 @@ Four signals, the stronger wins; all fire on an IP never seen before:
   injection (``flows/payloads.py``); ``min_payload_requests`` scores 0.5.
 - **malformed requests**: request lines that are not HTTP (a TLS handshake
   sent to a plain-HTTP port, binary, an invalid version);
-  ``min_bad_requests`` scores 0.5.
+  ``min_bad_requests`` scores 0.5; a request line that is HTTP but for its
+  version (``GET / HTTP/1.2``) is deliberate, and ``min_bad_versions`` (1)
+  such lines score 0.5 (CrowdSec ``http-dos-invalid-http-versions``).
 - **scanner targets**: distinct admin-console or WordPress plugin paths
   answered 403/404 (``/phpmyadmin``, ``/+cscoe+/``, ``/wp-content/plugins/…``);
   ``min_probe_paths`` scores 0.5 (CrowdSec ``http-admin-interface-probing``
@@ -56,6 +58,7 @@ class Probing(BaselineDetector):
         min_error_ratio: share of such answers for the error-paths and burst signals.
         min_payload_requests: requests carrying an attack payload that score 0.5.
         min_bad_requests: malformed request lines that score 0.5.
+        min_bad_versions: request lines with an invalid HTTP version that score 0.5.
         min_probe_paths: distinct admin-console or WordPress plugin paths answered 403/404 that score 0.5.
         min_enumerated_users: distinct ``author=N`` values that score 0.5.
         min_proxy_requests: refused proxy requests (CONNECT, absolute URIs) that score 0.5.
@@ -80,6 +83,7 @@ class Probing(BaselineDetector):
         Feature("errors", "requests answered 400/403/404/405"),
         Feature("payload_requests", "requests with an attack payload"),
         Feature("bad_requests", "malformed request lines"),
+        Feature("bad_versions", "requests with an invalid HTTP version"),
         Feature("probe_paths", "admin and plugin paths probed"),
         Feature("enumerated_users", "user ids enumerated"),
         Feature("proxy_requests", "refused proxy requests"),
@@ -94,6 +98,7 @@ class Probing(BaselineDetector):
         min_error_ratio: float = 0.5,
         min_payload_requests: int = 3,
         min_bad_requests: int = 5,
+        min_bad_versions: int = 1,
         min_probe_paths: int = 3,
         min_enumerated_users: int = 5,
         min_proxy_requests: int = 1,
@@ -112,6 +117,7 @@ class Probing(BaselineDetector):
         self.min_error_ratio = min_error_ratio
         self.min_payload_requests = min_payload_requests
         self.min_bad_requests = min_bad_requests
+        self.min_bad_versions = min_bad_versions
         self.min_probe_paths = min_probe_paths
         self.min_enumerated_users = min_enumerated_users
         self.min_proxy_requests = min_proxy_requests
@@ -124,6 +130,7 @@ class Probing(BaselineDetector):
             & (column(X, "errors", n) < self.min_errors)
             & (column(X, "payload_requests", n) < self.min_payload_requests)
             & (column(X, "bad_requests", n) < self.min_bad_requests)
+            & (column(X, "bad_versions", n) < self.min_bad_versions)
             & (column(X, "probe_paths", n) < self.min_probe_paths)
             & (column(X, "enumerated_users", n) < self.min_enumerated_users)
             & (column(X, "proxy_requests", n) < self.min_proxy_requests)
@@ -140,6 +147,7 @@ class Probing(BaselineDetector):
             Signal(min(errors.score, share), errors.deviation),
             self._count(subject, x, "payload_requests", self.min_payload_requests),
             self._count(subject, x, "bad_requests", self.min_bad_requests),
+            self._count(subject, x, "bad_versions", self.min_bad_versions),
             self._count(subject, x, "probe_paths", self.min_probe_paths),
             self._count(subject, x, "enumerated_users", self.min_enumerated_users),
             self._count(subject, x, "proxy_requests", self.min_proxy_requests),

@@ -212,6 +212,7 @@ class ProbingConfig(_DetectorSection):
         3, ge=1, le=1_000_000, description="Requests carrying SQL injection, XSS, path traversal or command injection that score 0.5."
     )
     min_bad_requests: int = Field(5, ge=1, le=1_000_000, description="Malformed request lines (TLS handshakes, invalid versions) that score 0.5.")
+    min_bad_versions: int = Field(1, ge=1, le=1_000_000, description="Request lines that are HTTP but for an invalid version (GET / HTTP/1.2) that score 0.5.")
     min_probe_paths: int = Field(
         3, ge=1, le=1_000_000, description="Distinct admin-console or WordPress plugin paths answered 403/404 that score 0.5."
     )

@@ -54,6 +54,7 @@ Features, per window and subject (the detectors read what they need):
 ``payload_requests``   (ip) requests carrying an attack payload: SQL injection, XSS, path traversal,
                        command injection (``flows/payloads.py``; formats that log concrete requests)
 ``bad_requests``       (ip) malformed request lines (TLS handshakes to a plain port, invalid versions)
+``bad_versions``       (ip) those of them that are an HTTP request but for the version (``GET / HTTP/1.2``)
 ``max_queries_per_path`` (ip) most distinct query strings on one path (cache busting: ``/?<random>``)
 ``probe_paths``        (ip) distinct admin-console or WordPress plugin paths answered 403/404
 ``proxy_requests``     (ip) refused requests to use the server as a proxy (``CONNECT host:port``,
@@ -621,6 +622,7 @@ class IpAcc(_Slotted):
     __slots__ = (
         "auth",
         "bad",
+        "bad_versions",
         "bytes_out",
         "consumer",
         "detail",
@@ -646,7 +648,9 @@ class IpAcc(_Slotted):
     def __init__(self, consumer: str) -> None:
         self.consumer = consumer
         self.requests = self.reads = self.writes = self.detail = self.auth = self.errors = 0
-        self.s5xx = self.throttled = self.bytes_out = self.bad = self.payloads = self.proxy = 0
+        self.s5xx = self.throttled = self.bytes_out = self.bad = self.bad_versions = self.payloads = (
+            self.proxy
+        ) = 0
         self.queries: set[str] = set()  # "path?query", at most MAX_QUERIES
         self.probes: set[str] = set()
         self.paths: set[str] = set()
@@ -669,6 +673,7 @@ class IpAcc(_Slotted):
         self.throttled += other.throttled
         self.bytes_out += other.bytes_out
         self.bad += other.bad
+        self.bad_versions += other.bad_versions
         self.proxy += other.proxy
         self.payloads += other.payloads
         self.probes |= other.probes
@@ -983,6 +988,8 @@ class IpWindows(WindowTable):
                 acc.payloads += 1
             if e.bad_request:
                 acc.bad += 1
+                if method:  # a method and a path were read: only the version is wrong
+                    acc.bad_versions += 1
             if status >= 400:
                 if status <= 405 and status not in {401, 402}:
                     acc.errors += 1
@@ -1162,6 +1169,7 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "login_share": len(acc.login_ts) / n,
         "payload_requests": float(acc.payloads),
         "bad_requests": float(acc.bad),
+        "bad_versions": float(acc.bad_versions),
         "max_queries_per_path": float(max_queries_per_path(acc.queries)),
         "probe_paths": float(len(acc.probes)),
         "proxy_requests": float(acc.proxy),

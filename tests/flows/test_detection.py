@@ -44,6 +44,7 @@ PARITY_LOGS = [
     "http-wordpress_user-enum/http-wordpress_user-enum/http-wordpress_user-enum.log",
     "http-dos-switching-ua/http-dos-switching-ua/http-dos-switching-ua.log",
     "http-open-proxy/nginx-http-open-proxy/nginx-http-open-proxy.log",
+    "http-dos-invalid-http-versions/http-dos-invalid-http-versions/http-dos-invalid-http-versions.log",
 ]
 T0 = 1_793_599_980.0  # a window start (a whole minute)
 
