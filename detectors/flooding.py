@@ -91,7 +91,7 @@ class Flooding(BaselineDetector):
         min_queries_per_path: int = 30,
         min_distinct_uas: int = 10,
         min_ua_share: float = 0.5,
-        new_factor: float = 8.0,
+        new_factor: float = 4.0,
         new_windows: int = 10,
         fading_factor: float = 0.1,
         min_history: int = 10,

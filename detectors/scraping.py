@@ -16,7 +16,9 @@ Three signals, the stronger wins, each only while the IP writes little
   ``min_regularity`` scores 0.5.
 
 An IP with history has the crawl and enumeration thresholds lifted to its
-own baseline plus ``z_onset`` spreads.
+own baseline plus ``z_onset`` spreads. Over the longer horizons the crawl
+signal is for IPs without a key (``keyed``): a backend that reads a few of its
+users' records a minute reads hundreds in an hour.
 """
 
 from __future__ import annotations
@@ -95,10 +97,11 @@ class Scraping(BaselineDetector):
     def _signals(self, subject: str, x: dict[str, float]) -> list[Signal]:
         if x.get("write_ratio", 0.0) > self.max_write_ratio:
             return []
-        out = [
-            self._count(subject, x, "distinct_paths", self.min_distinct_paths),
-            self._count(subject, x, "sequential_ids", self.min_sequential_ids),
-        ]
+        out = [self._count(subject, x, "sequential_ids", self.min_sequential_ids)]
+        # over a horizon, breadth alone is what a backend reading its users' records shows too:
+        # an IP with a key is judged on enumeration there, and on breadth per window
+        if not (self.horizon_s and x.get("keyed", 0.0)):
+            out.append(self._count(subject, x, "distinct_paths", self.min_distinct_paths))
         if (
             x.get("requests", 0.0) >= self.min_requests
             and x.get("detail_ratio", 0.0) >= self.min_detail_ratio

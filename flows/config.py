@@ -184,7 +184,7 @@ class FloodingConfig(_DetectorSection):
     min_distinct_uas: int = Field(10, ge=1, le=1_000_000, description="Distinct user agents from one IP in a window that score 0.5 (with the share).")
     min_ua_share: float = Field(0.5, gt=0, le=1, description="Distinct user agents per request needed for the switching-agents signal.")
     new_factor: float = Field(
-        8.0, ge=1, le=10_000, description="A consumer or endpoint in its first windows: requests that reach this multiple of its peers' median baseline score 0.5."
+        4.0, ge=1, le=10_000, description="A consumer or endpoint in its first windows: requests that reach this multiple of its peers' median baseline score 0.5."
     )
     new_windows: int = Field(10, ge=0, le=100_000, description="Windows after its first in which a consumer or endpoint is judged against its peers.")
 

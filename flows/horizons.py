@@ -110,6 +110,7 @@ SPECS: dict[str, HorizonSpec] = {
             "login_requests",
             "payload_requests",
             "bad_requests",
+            "keyed",  # windows with a key: more than 0 is an IP that uses one
         ),
         shares=("read_ratio", "write_ratio", "detail_ratio", "server_error_ratio", "bytes_per_request"),
         sets=("paths", "error_paths", "sensitive"),

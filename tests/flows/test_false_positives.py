@@ -31,3 +31,20 @@ def test_a_partners_ip_at_67_a_minute_against_2_is_judged_on_its_consumer_not_al
     assert not [f for f in keyed if f[6] == "flooding"]
     anonymous = _table(_run(IpShard(Config()), _history_then_burst("")), "findings")
     assert [f[11][0] for f in anonymous if f[6] == "flooding"] == ["requests 67 vs baseline 2"]
+
+
+def _backend(consumer):
+    # 8 reads a minute of ever new account ids, 2 of them missing: over 2 hours
+    return [
+        ev(T0 + 60 * m + 7 * k, ip="10.20.7.31", consumer=consumer, resource=f"/accounts/{(m * 8 + k) * 7919 % 100_003}",
+           status=404 if k < 2 else 200)
+        for m in range(120)
+        for k in range(8)
+    ]  # fmt: skip
+
+
+def test_a_backend_reading_its_users_records_is_not_a_crawler_over_the_hour():
+    keyed = _table(_run(IpShard(Config()), _backend("loyalty")), "findings")
+    assert not keyed
+    anonymous = _table(_run(IpShard(Config()), _backend("")), "findings")
+    assert {(f[6], f[9] - f[8]) for f in anonymous} == {("scraping", 3600.0)}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shlex
+import statistics
 from collections import Counter
 from datetime import datetime, timezone
-from itertools import pairwise
+from itertools import combinations, pairwise
 from pathlib import Path
 
 import msgspec
@@ -15,6 +17,7 @@ import pytest
 
 from flows.events import Chunk, Event
 from flows.parsers import ChunkParser
+from flows.payloads import payload_kind
 from flows.simulate import (
     SIM_FORMATS,
     GroundTruth,
@@ -353,4 +356,207 @@ def test_simulate_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: s
     fmt = kwargs.pop("fmt")
     with pytest.raises(ValueError, match=re.escape(message)):
         simulate(fmt, tmp_path, **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+# -- the standard scenario stays as it was; the wide (held-out) scenario --------------------------------
+
+# sha256 of simulate(fmt, out, minutes=60, seed=3) before the wide scenario existed: the standard
+# scenario is what the detectors were tuned on, and it must not move when the wide one does
+STANDARD_SHA256 = {
+    "combined.log": "e97287a54dedb0d8085329056e1d033c2f15edf9373e404fbf755f008ade32f8",
+    "combined.truth.json": "3c530042d49370f02ecb61f81373b0dc2654ddacfb4b12fe249353cf23cdeaef",
+    "kong.log": "b8e27ebc0895fceaf780eebc98576696ffd6acc1611e7892e99541c4cdd262cc",
+    "kong.truth.json": "9d1a8f1595ada81f44d342a4c488a510c16f4c4f9778ad2088f8b411ec5b2cc3",
+    "wso2.log": "5fd1d0e250edf689520f3ec385db3ce7e285c4330abffdc6235ac91bd21eefd2",
+    "wso2.truth.json": "15c133982471cc243f23be4679bd675ecaa3a91dc1e3debf6f2fc4ed5bb03eff",
+}
+WIDE_ARGS = {"minutes": 120, "seed": 21, "scale": 0.2, "scenario": "wide"}
+LISTED = {  # the behaviours the wide scenario always holds, per format that can log them
+    "slow_brute_force": ("brute_force", 600, SIM_FORMATS),
+    "distributed_stuffing": ("credential_stuffing", 600, SIM_FORMATS),
+    "new_key_scraper": ("scraping", None, SIM_FORMATS),
+    "cache_busting": ("flooding", 60, ("kong", "combined")),
+    "sqli_burst": ("probing", 60, ("kong", "combined")),
+    "xss_burst": ("probing", 60, ("kong", "combined")),
+    "tls_handshakes": ("probing", 60, ("combined",)),
+    "path_traversal": ("probing", 60, ("kong", "combined")),
+}
+WIDE_LOOKALIKES = ["partner_new_ips", "nat_office", "search_crawler", "mobile_retries"]
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_standard_scenario_is_byte_identical_to_before_the_wide_one(scenarios, fmt: str) -> None:
+    log, truth, _ = scenarios[fmt]
+    for name in (log.name, f"{fmt}.truth.json"):
+        assert hashlib.sha256((log.parent / name).read_bytes()).hexdigest() == STANDARD_SHA256[name], name
+    text = (log.parent / f"{fmt}.truth.json").read_text()
+    assert '"scenario"' not in text and '"horizon_s"' not in text and '"params"' not in text
+
+
+def test_standard_is_the_default_scenario(tmp_path: Path) -> None:
+    simulate("wso2", tmp_path / "a", minutes=60, seed=2)
+    simulate("wso2", tmp_path / "b", minutes=60, seed=2, scenario="standard")
+    for name in ("wso2.log", "wso2.truth.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, GroundTruth, list[Event]]]:
+    out = tmp_path_factory.mktemp("wide")
+    runs = {}
+    for fmt in SIM_FORMATS:
+        truth = simulate(fmt, out, **WIDE_ARGS)
+        log = out / truth.log
+        events, rejects = ChunkParser(fmt).parse(Chunk(str(log), 1, 0, log.read_bytes().splitlines()))
+        assert rejects == [], rejects[:3]
+        runs[fmt] = (log, truth, events)
+    return runs
+
+
+def test_wide_same_arguments_give_the_same_bytes(wide, tmp_path: Path) -> None:
+    log, truth, _ = wide["kong"]
+    assert simulate("kong", tmp_path / "a", **WIDE_ARGS) == truth
+    assert (tmp_path / "a" / "kong.log").read_bytes() == log.read_bytes()
+    assert (tmp_path / "a" / "kong.truth.json").read_bytes() == (log.parent / "kong.truth.json").read_bytes()
+    other = simulate("kong", tmp_path / "b", **{**WIDE_ARGS, "seed": 22})
+    assert (tmp_path / "b" / "kong.log").read_bytes() != log.read_bytes()
+    assert [a.params for a in other.attacks] != [a.params for a in truth.attacks]
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_wide_truth_holds_every_listed_behaviour_with_its_horizon(wide, fmt: str) -> None:
+    _, truth, _ = wide[fmt]
+    assert truth.scenario == "wide" and truth.format == fmt and truth.window_s == 60
+    by_behaviour = {a.params["behaviour"]: a for a in truth.attacks if a.params["behaviour"] != "drawn"}
+    assert set(by_behaviour) == {b for b, (_, _, formats) in LISTED.items() if fmt in formats}
+    for behaviour, attack in by_behaviour.items():
+        kind, horizon, _ = LISTED[behaviour]
+        assert attack.kind == kind, behaviour
+        if horizon is not None:
+            assert attack.horizon_s == horizon, behaviour
+    slow = by_behaviour["slow_brute_force"]
+    assert slow.params["per_ip_per_min"] == 3.0 and 59 <= (slow.end - slow.start) / 60 <= 61
+    stuffing = by_behaviour["distributed_stuffing"].params
+    assert (stuffing["n_ips"], stuffing["tries_per_ip"], stuffing["duration_min"]) == (150, 2, 40)
+    scraper = by_behaviour["new_key_scraper"].params
+    assert (scraper["n_ips"], scraper["total_per_min"], scraper["subject"]) == (24, 70.0, "new")
+    assert [la.kind for la in truth.lookalikes][-len(WIDE_LOOKALIKES) + (fmt == "wso2") :] == [
+        k for k in WIDE_LOOKALIKES if fmt != "wso2" or k != "search_crawler"  # a crawler reads the site
+    ]
+
+
+@pytest.mark.parametrize("fmt", SIM_FORMATS)
+def test_wide_attacks_draw_their_parameters_from_wide_ranges(wide, fmt: str) -> None:
+    _, truth, _ = wide[fmt]
+    drawn = [a for a in truth.attacks if a.params["behaviour"] == "drawn"]
+    assert {a.kind for a in drawn} == ATTACK_KINDS
+    assert {a.kind for a in truth.attacks} == ATTACK_KINDS
+    for a in truth.attacks:
+        assert truth.start <= a.start < a.end <= truth.end
+        assert a.horizon_s in (60, 600, 3600) and a.subjects and a.description
+        p = a.params
+        assert 1 <= p["n_ips"] <= 500 and 0 < p["duration_min"] <= WIDE_ARGS["minutes"]
+        assert p["paths"] == ("templated" if fmt == "wso2" else "concrete")
+        assert p["requests"] > 0 and isinstance(p["visible"], bool)
+    assert {a.params["subject"] for a in truth.attacks} == {"new", "established"}
+    # the subjects an attack is judged on are its own: no two attacks share one while both run
+    for a, b in combinations(truth.attacks, 2):
+        if a.start < b.end + 60 and b.start < a.end + 60 and {a.kind, b.kind} & {"key_compromise", "anomaly"}:
+            shared = {r for r in a.subjects if r.type == "consumer"} & set(b.subjects)
+            assert not shared, (a.description, b.description)
+
+
+def _of(events: list[Event], attack: Incident) -> list[Event]:
+    """The events of the attack's IPs while it runs (combined logs whole seconds: one before its start)."""
+    ips = {r.id for r in attack.subjects + attack.participants if r.type == "ip"}
+    return [e for e in events if attack.start - 1 <= e.ts < attack.end + 5 and e.client_ip in ips]
+
+
+def test_wide_listed_behaviours_are_in_the_log(wide) -> None:
+    _, truth, events = wide["combined"]
+    attack = {a.params["behaviour"]: a for a in truth.attacks if a.params["behaviour"] != "drawn"}
+
+    slow = sorted(_of(events, attack["slow_brute_force"]), key=lambda e: e.ts)
+    assert 170 <= len(slow) <= 190 and all(e.auth_failure for e in slow)
+    gaps = [b.ts - a.ts for a, b in pairwise(slow)]
+    assert 18 <= min(gaps) and max(gaps) <= 22
+
+    stuffing = _of(events, attack["distributed_stuffing"])
+    assert Counter(Counter(e.client_ip for e in stuffing).values()) == {2: 150}
+    assert all(e.auth_failure for e in stuffing) and max(e.ts for e in stuffing) - min(e.ts for e in stuffing) < 40 * 60
+
+    scraper = attack["new_key_scraper"]
+    key = next(r.id for r in scraper.subjects if r.type == "consumer")
+    reads = _of(events, scraper)
+    assert {e.consumer for e in reads} == {key} and len({e.client_ip for e in reads}) == 24
+    assert min(e.ts for e in events if e.consumer == key) >= scraper.start - 1  # a brand-new key
+    assert 55 < len(reads) / ((scraper.end - scraper.start) / 60) < 85
+    assert {e.endpoint for e in reads} == {"/inventory/items/{id}"}
+
+    busting = _of(events, attack["cache_busting"])
+    assert len(busting) == 355 and len({e.client_ip for e in busting}) == 8
+    assert {e.resource for e in busting} == {"/"} and len({e.query for e in busting}) == 355
+    assert max(e.ts for e in busting) - min(e.ts for e in busting) < 60
+
+    for behaviour, n, kind in (("sqli_burst", 16, "sqli"), ("xss_burst", 26, "xss")):
+        burst = _of(events, attack[behaviour])
+        assert len(burst) == n and max(e.ts for e in burst) - min(e.ts for e in burst) <= 1  # whole seconds
+        assert {payload_kind(e.resource, e.query) for e in burst} == {kind}
+    assert any(e.query == "id=1%27%20OR%20%271%27%3D%271" for e in _of(events, attack["sqli_burst"]))
+    assert any(e.query == "q=%3Cscript%3Ealert(1)%3C%2Fscript%3E" for e in _of(events, attack["xss_burst"]))
+
+    tls = _of(events, attack["tls_handshakes"])
+    assert len(tls) == 12 and all(e.bad_request and e.status == 400 for e in tls)
+    assert max(e.ts for e in tls) - min(e.ts for e in tls) <= 1
+    log = wide["combined"][0].read_text()
+    assert '"\\x16\\x03\\x01\\x00\\xa5\\x01\\x00\\x00\\xa1\\x03\\x03" 400 ' in log
+
+    traversal = _of(events, attack["path_traversal"])
+    assert len({e.resource for e in traversal}) == 9 and {e.status for e in traversal} == {404}
+    assert {payload_kind(e.resource, e.query) for e in traversal} == {"traversal"}
+    assert "/..%2f..%2fetc/passwd" in {e.resource for e in traversal}
+
+
+def test_wide_lookalikes_are_there(wide) -> None:
+    _, truth, events = wide["combined"]
+    looks = {la.kind: la for la in truth.lookalikes}
+    minutes = (truth.end - truth.start) / 60
+
+    office_ip = next(r.id for r in looks["nat_office"].subjects if r.type == "ip")
+    office = [e for e in events if e.client_ip == office_ip]
+    logins = [e for e in office if e.method == "POST" and e.resource.endswith("/login")]
+    assert len(office) / minutes > 15 and {e.consumer for e in office} == {"hq-office"}
+    assert 0.02 < sum(e.auth_failure for e in logins) / len(logins) < 0.12
+
+    move = looks["partner_new_ips"]
+    partner = [e for e in events if e.consumer == "partner-b2b"]
+    before = {e.client_ip for e in partner if e.ts < move.start}
+    after = {e.client_ip for e in partner if e.ts >= move.start}
+    assert not before & after and len({ip.rpartition(".")[0] for ip in after}) == 1
+    rate_before = sum(e.ts < move.start for e in partner) / ((move.start - truth.start) / 60)
+    rate_after = sum(e.ts >= move.start for e in partner) / ((truth.end - move.start) / 60)
+    assert 0.5 < rate_after / rate_before < 2
+
+    bots = {r.id for r in looks["search_crawler"].subjects}
+    crawl = [e for e in events if e.client_ip in bots]
+    assert {e.status for e in crawl} == {200} and all("Googlebot" in e.user_agent for e in crawl)
+    assert {e.resource for e in crawl if e.resource == "/robots.txt"} and len({e.resource for e in crawl}) > 500
+    first = {ip: min((e for e in crawl if e.client_ip == ip), key=lambda e: e.ts) for ip in bots}
+    assert {e.resource for e in first.values()} == {"/robots.txt"}
+
+    mobile = [e for e in events if e.consumer == "field-app"]
+    per_ip = Counter(e.client_ip for e in mobile)
+    assert len(per_ip) > 400 and statistics.median(per_ip.values()) <= 3
+    retried = [e for e in mobile if e.status >= 500]
+    assert retried and any(
+        e2.client_ip == e.client_ip and e2.ts > e.ts and e2.endpoint == e.endpoint for e in retried for e2 in mobile
+    )
+
+
+def test_the_wide_scenario_needs_two_hours(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=re.escape("the wide scenario needs at least 120 minutes, got 90")):
+        simulate("kong", tmp_path, minutes=90, scenario="wide")
+    with pytest.raises(ValueError, match=re.escape("unknown scenario 'narrow'; choose one of standard, wide")):
+        simulate("kong", tmp_path, scenario="narrow")
     assert not list(tmp_path.iterdir())
