@@ -94,8 +94,9 @@ EXAMPLE_IPS = 5  # client IPs a finding's context shows
 OVERFLOW = ""  # the key of a window's IpOverflow among its IP cells (no event without an IP has a cell)
 
 # path flags; SERVABLE: sensitive by its extension only (a .sql, .bak, .db file): an app may serve
-# such files as its content, so one counts as probed only when refused or missing
-STATIC, LOGIN, SENSITIVE, DETAIL, SERVABLE = 1, 2, 4, 8, 16
+# such files as its content, so one counts as probed only when refused or missing; ESCAPED: a
+# percent-escape or a "..", where a traversal payload can hide (flows/payloads.py)
+STATIC, LOGIN, SENSITIVE, DETAIL, SERVABLE, ESCAPED = 1, 2, 4, 8, 16, 32
 _STATIC_EXT = frozenset(
     "css js mjs map png jpg jpeg gif ico svg webp avif bmp woff woff2 ttf eot otf mp3 mp4 webm ogg".split()
 )
@@ -190,6 +191,8 @@ def classify(resource: str) -> int:
         flags |= SENSITIVE | SERVABLE
     if last and not flags & STATIC and _ID.fullmatch(last):
         flags |= DETAIL
+    if "%" in path or ".." in path:
+        flags |= ESCAPED
     return flags
 
 
@@ -984,7 +987,7 @@ class IpWindows(WindowTable):
                     acc.queries.add(f"{res}?{query}")
                 if payload_kind(res, query):
                     acc.payloads += 1
-            elif ("%" in res or ".." in res) and payload_kind(res, ""):
+            elif flags & ESCAPED and payload_kind(res, ""):
                 acc.payloads += 1
             if e.bad_request:
                 acc.bad += 1
@@ -1145,6 +1148,7 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
     """The features of one IP's window."""
     n = acc.requests
     scanner = any(_cached(_scanner_uas, ua, is_scanner) for ua in acc.uas if ua)
+    queries = acc.queries
     return {
         "requests": float(n),
         "auth_failures": float(acc.auth),
@@ -1159,7 +1163,7 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "write_ratio": acc.writes / n,
         "detail_ratio": acc.detail / n,
         "distinct_paths": float(len(acc.paths)),
-        "sequential_ids": float(max(sequential_ids(acc.paths), sequential_ids(acc.queries))),
+        "sequential_ids": float(max(sequential_ids(acc.paths), sequential_ids(queries))),
         "regularity": regularity(acc.ts),
         "error_paths": float(len(acc.error_paths)),
         "sensitive_paths": float(len(acc.sensitive)),
@@ -1170,10 +1174,10 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "payload_requests": float(acc.payloads),
         "bad_requests": float(acc.bad),
         "bad_versions": float(acc.bad_versions),
-        "max_queries_per_path": float(max_queries_per_path(acc.queries)),
+        "max_queries_per_path": float(max_queries_per_path(queries)),
         "probe_paths": float(len(acc.probes)),
         "proxy_requests": float(acc.proxy),
-        "enumerated_users": float(enumerated_users(acc.queries)),
+        "enumerated_users": float(enumerated_users(queries) if queries else 0),
         "keyed": 1.0 if acc.consumer else 0.0,
         "distinct_uas": float(len(acc.uas)),
         "ua_share": len(acc.uas) / n,

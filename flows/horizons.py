@@ -12,8 +12,8 @@ declare thresholds for the horizon (``[detectors.<name>.over_10m]``, ``over_1h``
 them as they score a window; ``flows/shard.py`` turns what fires into findings whose
 window is the horizon.
 
-What starts a trail is family-specific (:attr:`HorizonSpec.starts`): auth failures, 4xx
-(two or more) or login attempts that are at least ``MIN_SHARE`` of the window's requests,
+What starts a trail is family-specific (:attr:`HorizonSpec.starts`): auth failures, or 4xx
+or login attempts (two or more), that are at least ``MIN_SHARE`` of the window's requests,
 a sensitive file, an attack payload, a malformed request.
 Clients that only read what exists, most IPs, never get one. A trailed subject's horizons
 are judged in the windows that show the same; the others only extend its trail. A trail ends once its subject has been quiet for the
@@ -63,7 +63,7 @@ def _ip_starts(x: dict[str, float]) -> bool:
     return bool(
         (x["auth_failures"] and x["auth_failure_ratio"] >= MIN_SHARE)
         or (x["errors"] >= 2 and x["error_ratio"] >= MIN_SHARE)
-        or (x["login_requests"] and x["login_share"] >= MIN_SHARE)
+        or (x["login_requests"] >= 2 and x["login_share"] >= MIN_SHARE)  # a user logs in once
         or x["sensitive_paths"]
         or x["payload_requests"]
         or x["bad_requests"]
@@ -133,18 +133,19 @@ SPECS["api"] = SPECS["consumer"]
 class Trail:
     """One subject's recent windows: their counts, and its distinct values with the window last seen."""
 
-    __slots__ = ("distinct", "first", "windows")
+    __slots__ = ("distinct", "first", "totals", "windows")
 
-    def __init__(self, first: float, sets: Iterable[str]) -> None:
+    def __init__(self, first: float, sets: Iterable[str], width: int) -> None:
         self.first = first  # start of the first window trailed
         self.windows: deque[tuple[float, tuple[float, ...]]] = deque()
+        self.totals = [0.0] * width  # the sums of every window's values in ``windows``
         self.distinct: dict[str, dict[str, float]] = {name: {} for name in sets}
 
     def __getstate__(self):
-        return self.first, self.windows, self.distinct
+        return self.first, self.windows, self.totals, self.distinct
 
     def __setstate__(self, state) -> None:
-        self.first, self.windows, self.distinct = state
+        self.first, self.windows, self.totals, self.distinct = state
 
 
 class Trails:
@@ -173,14 +174,17 @@ class Trails:
         if trail is None:
             if not signal:
                 return False
-            trail = Trail(start, self.spec.sets)
+            trail = Trail(start, self.spec.sets, len(self.spec.counts) + len(self.spec.shares))
         self.trails[subject] = trail  # re-inserted: least recently updated first
         n = x["requests"]
-        trail.windows.append(
-            (start, tuple(x[c] for c in self.spec.counts) + tuple(x[s] * n for s in self.spec.shares))
-        )
+        values = tuple(x[c] for c in self.spec.counts) + tuple(x[s] * n for s in self.spec.shares)
+        trail.windows.append((start, values))
+        totals = trail.totals
+        for i, v in enumerate(values):
+            totals[i] += v
         while trail.windows[0][0] <= start - self.keep_s:
-            trail.windows.popleft()
+            for i, v in enumerate(trail.windows.popleft()[1]):
+                totals[i] -= v
         for name, values in sets().items():
             seen = trail.distinct[name]
             for v in values:
@@ -190,15 +194,28 @@ class Trails:
                 del seen[next(iter(seen))]
         return signal
 
+    def bound(self, subject: str) -> dict[str, float]:
+        """Upper bounds of the subject's features over any of its horizons, at little cost.
+
+        Counts and distinct values over the whole trail, ids in sequence bounded by the paths,
+        shares at their loudest (``write_ratio`` 0: scraping clears IPs that write; the
+        others 1). What a detector's ``_quiet`` clears here, it clears on every horizon.
+        """
+        trail = self.trails[subject]
+        spec = self.spec
+        x = dict(zip(spec.counts, trail.totals, strict=False))
+        for name in spec.shares:
+            x[name] = 0.0 if name == "write_ratio" else 1.0
+        spec.derive(x, trail.distinct, -1.0)
+        return x
+
     def features(
-        self, subject: str, since: float, peer_shift: float, until: float = math.inf, *, bound: bool = False
+        self, subject: str, since: float, peer_shift: float, until: float = math.inf
     ) -> dict[str, float]:
         """The subject's features over its windows that start at or after ``since``, before ``until``.
 
         A value seen before ``until`` and again after it is not counted before it (only
-        its last window is kept). With ``bound``, the set-based features count every value
-        of the trail, and ids in sequence are bounded by the paths: an upper bound of each,
-        for no more than the cost of the counts.
+        its last window is kept).
         """
         trail = self.trails[subject]
         spec = self.spec
@@ -214,14 +231,10 @@ class Trails:
         n = x["requests"] or 1.0
         for name, total in zip(spec.shares, totals[len(spec.counts) :], strict=True):
             x[name] = total / n
-        if bound:
-            spec.derive(x, trail.distinct, -1.0)
-        else:
-            inside = {
-                name: [v for v, t in seen.items() if since <= t < until]
-                for name, seen in trail.distinct.items()
-            }
-            spec.derive(x, inside, self.min_sequential)
+        inside = {
+            name: [v for v, t in seen.items() if since <= t < until] for name, seen in trail.distinct.items()
+        }
+        spec.derive(x, inside, self.min_sequential)
         x["peer_shift"] = peer_shift
         return x
 

@@ -342,9 +342,9 @@ class ShardProcessor:
         the behaviour lasts and a while after (the windows drain out of it), and telling
         that again every window would be noise. A horizon is learned only
         when the subject was trailed for all of it (a partial sum is not its normal), and
-        only when the window itself was learned. A horizon whose upper bounds (every value
-        of the trail, ids in sequence bounded by the paths) every detector clears is neither
-        scored nor learned: most are. A subject flagged only over a horizon gets the window's
+        only when the window itself was learned. A horizon whose upper bounds
+        (:meth:`~flows.horizons.Trails.bound`) every detector clears is neither scored nor
+        learned: most are. A subject flagged only over a horizon gets the window's
         ``subject_windows`` row all the same (IPs have rows only when flagged).
         """
         trails = self.trails
@@ -355,9 +355,9 @@ class ShardProcessor:
         ]
         if not trailed:
             return
+        bounds = _columns([trails.bound(names[k]) for k in trailed])
         for h in self.horizons:
             since = w.end - h.length_s
-            bounds = _columns([trails.features(names[k], since, shift, bound=True) for k in trailed])
             quiet = np.ones(len(trailed), dtype=bool)
             for det in h.detectors:
                 quiet &= det._quiet(bounds, len(trailed))
