@@ -9,6 +9,8 @@ closed window into store rows: ``traffic`` (consumer shards only, one row per
 window × API × consumer, so ``SUM(traffic.requests)`` counts every event once),
 ``findings`` when a detector fires, and ``subject_windows`` (each consumer and
 endpoint, and each flagged IP: the main features beside their baseline).
+Each closed window also extends the subjects' trails and judges their longer
+horizons (10 minutes, an hour: ``flows/horizons.py``).
 It is pickled whole for Bytewax recovery snapshots.
 
 Memory is bounded per shard, whatever the traffic: subjects idle for

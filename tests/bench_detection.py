@@ -3,7 +3,7 @@
 Usage::
 
     python tests/bench_detection.py --seeds 1 2 3 --minutes 90 --workdir bench-data/detection
-    python tests/bench_detection.py --seeds --held-out-seeds 101 102 103   # the held-out part only
+    python tests/bench_detection.py --seeds --held-out-seeds 201 202 203   # the held-out part only
 
 For each format and seed: ``gatewatch simulate``, ``gatewatch replay`` and
 ``gatewatch evaluate --json`` through the real console script.
@@ -43,7 +43,7 @@ from flows.evaluate import TARGET_LATENCY_WINDOWS, TARGET_PRECISION  # noqa: E40
 from flows.simulate import SIM_FORMATS  # noqa: E402
 
 GATEWATCH = str(Path(sys.executable).with_name("gatewatch"))
-HELD_OUT_SEEDS = [101, 102, 103]
+HELD_OUT_SEEDS = [201, 202, 203]  # 101-103 showed two faults that were then fixed: no longer held out
 HELD_OUT_MINUTES = 240
 _MISS_PARAMS = (
     "behaviour", "n_ips", "per_ip_per_min", "total_per_min", "duration_min", "subject", "consumer", "endpoint",
