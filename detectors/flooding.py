@@ -144,10 +144,7 @@ class Flooding(BaselineDetector):
         if throttled.score > 0:
             limits = min(throttled.score, over(x.get("throttled_ratio", 0.0), self.min_throttled_ratio))
             out.append(Signal(limits, throttled.deviation))
-        busting = self._count(subject, x, "max_queries_per_path", self.min_queries_per_path)
-        if busting.score > 0:
-            out.append(busting)
+        out.append(self._count(subject, x, "max_queries_per_path", self.min_queries_per_path))
         uas = self._count(subject, x, "distinct_uas", self.min_distinct_uas)
-        if uas.score > 0:
-            out.append(Signal(min(uas.score, over(x.get("ua_share", 0.0), self.min_ua_share)), uas.deviation))
+        out.append(Signal(min(uas.score, over(x.get("ua_share", 0.0), self.min_ua_share)), uas.deviation))
         return out

@@ -16,8 +16,8 @@ What starts a trail is family-specific (:attr:`HorizonSpec.starts`): auth failur
 or login attempts (two or more), that are at least ``MIN_SHARE`` of the window's requests,
 a sensitive file, an attack payload, a malformed request.
 Clients that only read what exists, most IPs, never get one. A trailed subject's horizons
-are judged in the windows that show the same; the others only extend its trail. A trail ends once its subject has been quiet for the
-longest horizon. Distinct values are exact up to ``MAX_DISTINCT`` per subject and
+are judged in the windows that show the same; the others only extend its trail. A trail
+ends once its subject has been quiet for the longest horizon. Distinct values are exact up to ``MAX_DISTINCT`` per subject and
 feature (``MAX_PATHS`` for the paths an IP read), the most recently seen kept, above
 every horizon threshold.
 """
@@ -48,7 +48,6 @@ class HorizonSpec(NamedTuple):
     # fill the set-based features; the float: ids in sequence below it are not counted (a screen),
     # and below 0 are bounded by the paths
     derive: Callable[[dict[str, float], dict[str, Collection[str]], float], None]
-    distinct: tuple[str, ...]  # the features ``derive`` counts from the sets
 
 
 # A share of a window's requests under which its failures, 4xx or logins start no trail. A
@@ -116,7 +115,6 @@ SPECS: dict[str, HorizonSpec] = {
         sets=("paths", "error_paths", "sensitive"),
         starts=_ip_starts,
         derive=_ip_derive,
-        distinct=("distinct_paths", "sequential_ids", "error_paths", "sensitive_paths"),
     ),
     "consumer": HorizonSpec(
         counts=("requests", "auth_failures", "throttled"),
@@ -124,7 +122,6 @@ SPECS: dict[str, HorizonSpec] = {
         sets=("failing_ips",),
         starts=_failing_starts,
         derive=_failing_derive,
-        distinct=("failing_ips", "failing_subnets"),
     ),
 }
 SPECS["api"] = SPECS["consumer"]
