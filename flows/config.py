@@ -224,6 +224,16 @@ class ProbingConfig(_DetectorSection):
     )
 
 
+class FormSpamHorizon(_HorizonSection):
+    min_hasty_posts: int = Field(2, ge=1, le=1_000_000, description="Forms one IP posts within 2 s of loading them over the horizon that score 0.5.")
+
+
+class FormSpamConfig(_DetectorSection):
+    min_hasty_posts: int = Field(2, ge=1, le=1_000_000, description="Forms one IP posts within 2 s of loading them in a window that score 0.5.")
+    over_10m: FormSpamHorizon = FormSpamHorizon()
+    over_1h: FormSpamHorizon = FormSpamHorizon()
+
+
 class AnomalyConfig(_DetectorSection):
     z_onset: float = Field(4.0, gt=0, le=100, description="Spreads above a subject's own baseline (largest feature) that score 0.5.")
     n_trees: int = Field(50, ge=1, le=1000, description="Half-space trees in the forest (one forest per subject type).")
@@ -258,6 +268,7 @@ class DetectorsConfig(_Section):
     flooding: FloodingConfig = FloodingConfig()
     key_compromise: KeyCompromiseConfig = KeyCompromiseConfig()
     probing: ProbingConfig = ProbingConfig()
+    form_spam: FormSpamConfig = FormSpamConfig()
     anomaly: AnomalyConfig = AnomalyConfig()
 
 

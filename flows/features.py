@@ -51,6 +51,8 @@ Features, per window and subject (the detectors read what they need):
 ``login_requests``     (ip) writes to a login path
 ``login_burst``        (ip) most login writes within ``BURST_S`` seconds
 ``login_share``        (ip) login writes as a share of requests
+``hasty_posts``        (ip) writes to a web page (not an API, not a login) within ``FORM_FILL_S``
+                       seconds of the same IP loading that page: a form no one read
 ``payload_requests``   (ip) requests carrying an attack payload: SQL injection, XSS, path traversal,
                        command injection (``flows/payloads.py``; formats that log concrete requests)
 ``bad_requests``       (ip) malformed request lines (TLS handshakes to a plain port, invalid versions)
@@ -86,6 +88,7 @@ from flows.events import Event
 from flows.payloads import payload_kind
 
 BURST_S = 10.0  # span of ``login_burst``
+FORM_FILL_S = 2.0  # a form posted this soon after its page loaded was not filled in by a person
 MAX_TIMESTAMPS = 512  # per IP and window, for ``regularity``
 MAX_SEEN = 1024  # subnets / UA families remembered per consumer
 MAX_QUERIES = 1024  # distinct path?query targets an IP cell keeps (enumeration, cache busting)
@@ -95,8 +98,9 @@ OVERFLOW = ""  # the key of a window's IpOverflow among its IP cells (no event w
 
 # path flags; SERVABLE: sensitive by its extension only (a .sql, .bak, .db file): an app may serve
 # such files as its content, so one counts as probed only when refused or missing; ESCAPED: a
-# percent-escape or a "..", where a traversal payload can hide (flows/payloads.py)
-STATIC, LOGIN, SENSITIVE, DETAIL, SERVABLE, ESCAPED = 1, 2, 4, 8, 16, 32
+# percent-escape or a "..", where a traversal payload can hide (flows/payloads.py); PAGE: a web
+# page that may hold a form (not static, not a login, not an API: no /api, version or .json)
+STATIC, LOGIN, SENSITIVE, DETAIL, SERVABLE, ESCAPED, PAGE = 1, 2, 4, 8, 16, 32, 64
 _STATIC_EXT = frozenset(
     "css js mjs map png jpg jpeg gif ico svg webp avif bmp woff woff2 ttf eot otf mp3 mp4 webm ogg".split()
 )
@@ -117,6 +121,8 @@ _ADMIN_PATHS = tuple(
 )
 _WORDPRESS_PROBE = re.compile(r"/wp-.*\.php|/wp-content/plugins/.*\.(?:txt|md)")
 _AUTHOR = re.compile(r"(?:^|&)author=([0-9]+)", re.IGNORECASE)
+_API_SEGMENT = re.compile(r"api|graphql|rest|v[0-9]{1,2}|[0-9]+(?:\.[0-9]+)+", re.IGNORECASE)
+_API_EXT = frozenset("json xml".split())
 
 
 def _id_shapes(possessive: str = "") -> str:
@@ -167,14 +173,16 @@ def _cached(cache: dict, key, compute):
 
 
 def classify(resource: str) -> int:
-    """Flags of a path or template: ``STATIC | LOGIN | SENSITIVE | DETAIL``.
+    """Flags of a path or template: ``STATIC``, ``LOGIN``, ``SENSITIVE``, ``DETAIL``, ``PAGE`` ….
 
     >>> classify("/wp-login.php") == LOGIN, classify("/.git/HEAD") == SENSITIVE
     (True, True)
-    >>> classify("/items/{sku}") == DETAIL, classify("/items/1042") == DETAIL, classify("/app.js") == STATIC
-    (True, True, True)
+    >>> classify("/items/{sku}") == DETAIL | PAGE, classify("/app.js") == STATIC
+    (True, True)
     >>> classify("/migrations/0001_init.sql") == SENSITIVE | SERVABLE
     True
+    >>> classify("/contact") == PAGE, classify("/api/contact") == 0, classify("/shop/1.0.0/contact") == 0
+    (True, True, True)
     """
     path = resource.partition("?")[0].lower()
     segments = [s for s in path.split("/") if s]
@@ -193,6 +201,8 @@ def classify(resource: str) -> int:
         flags |= DETAIL
     if "%" in path or ".." in path:
         flags |= ESCAPED
+    if not flags & (STATIC | LOGIN | SENSITIVE) and ext not in _API_EXT and not any(map(_API_SEGMENT.fullmatch, segments)):
+        flags |= PAGE
     return flags
 
 
@@ -631,8 +641,11 @@ class IpAcc(_Slotted):
         "detail",
         "error_paths",
         "errors",
+        "hasty",
         "login_paths",
         "login_ts",
+        "page",
+        "page_ts",
         "paths",
         "payloads",
         "probes",
@@ -653,7 +666,9 @@ class IpAcc(_Slotted):
         self.requests = self.reads = self.writes = self.detail = self.auth = self.errors = 0
         self.s5xx = self.throttled = self.bytes_out = self.bad = self.bad_versions = self.payloads = (
             self.proxy
-        ) = 0
+        ) = self.hasty = 0
+        self.page = ""  # the page this IP loaded last, and when: a form posted to it soon after is hasty
+        self.page_ts = 0.0
         self.queries: set[str] = set()  # "path?query", at most MAX_QUERIES
         self.probes: set[str] = set()
         self.paths: set[str] = set()
@@ -679,6 +694,9 @@ class IpAcc(_Slotted):
         self.bad_versions += other.bad_versions
         self.proxy += other.proxy
         self.payloads += other.payloads
+        self.hasty += other.hasty  # a page loaded in one batch and posted in the next is not counted
+        if other.page:
+            self.page, self.page_ts = other.page, other.page_ts
         self.probes |= other.probes
         if len(self.queries) < MAX_QUERIES:
             self.queries |= other.queries
@@ -973,11 +991,15 @@ class IpWindows(WindowTable):
                     acc.paths.add(res)
                     if flags & DETAIL:
                         acc.detail += 1
+                    if flags & PAGE and e.status < 400:
+                        acc.page, acc.page_ts = res, ts
             elif method and method != "OPTIONS":
                 acc.writes += 1
                 if flags & LOGIN:
                     acc.login_ts.append(ts)
                     acc.login_paths.add(res)
+                elif flags & PAGE and res == acc.page and ts - acc.page_ts <= FORM_FILL_S:
+                    acc.hasty += 1
             status = e.status
             if flags & SENSITIVE and (status >= 300 or not flags & SERVABLE):
                 acc.sensitive.add(res)
@@ -1171,6 +1193,7 @@ def ip_features(acc: IpAcc) -> dict[str, float]:
         "login_requests": float(len(acc.login_ts)),
         "login_burst": float(max_in_span(acc.login_ts, BURST_S)),
         "login_share": len(acc.login_ts) / n,
+        "hasty_posts": float(acc.hasty),
         "payload_requests": float(acc.payloads),
         "bad_requests": float(acc.bad),
         "bad_versions": float(acc.bad_versions),

@@ -66,6 +66,7 @@ def _ip_starts(x: dict[str, float]) -> bool:
         or x["sensitive_paths"]
         or x["payload_requests"]
         or x["bad_requests"]
+        or x["hasty_posts"]
     )
 
 
@@ -109,6 +110,7 @@ SPECS: dict[str, HorizonSpec] = {
             "login_requests",
             "payload_requests",
             "bad_requests",
+            "hasty_posts",
             "keyed",  # windows with a key: more than 0 is an IP that uses one
         ),
         shares=("read_ratio", "write_ratio", "detail_ratio", "server_error_ratio", "bytes_per_request"),

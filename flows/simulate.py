@@ -1577,7 +1577,8 @@ _MIN_WIDE_MINUTES = 120
 _WIDE_WARM_UP_MIN = 20  # an attack starts this far into the run at the earliest: established subjects have history
 _WIDE_BUDGET = 20_000  # requests a drawn attack sends at most: keeps line generation fast
 _WIDE_KINDS = (
-    "credential_stuffing", "brute_force", "probing", "scraping", "flooding", "key_compromise", "anomaly"
+    "credential_stuffing", "brute_force", "probing", "scraping", "flooding", "key_compromise", "form_spam",
+    "anomaly",
 )  # fmt: skip
 # The default thresholds of docs/detection.md, over 1 window, 10 minutes and 1 hour. They decide only
 # the ``horizon_s`` label of a drawn attack (the shortest horizon its rate is meant to show on), never
@@ -1592,6 +1593,7 @@ _T_PAYLOADS = (3, 6, 10)
 _T_BAD_REQUESTS = (5, 10, 20)
 _T_DISTINCT_PATHS = (40, 150, 400)
 _T_SEQUENTIAL_IDS = (20, 60, 150)
+_T_HASTY_POSTS = (2, 2, 2)
 
 _TOKEN_EP = _Endpoint(_ACCOUNTS, "POST", "/oauth/token", _LOGIN, 900, 120)
 _SIGNIN_EP = _Endpoint(_PIZZA, "POST", "/signin", _LOGIN, 700, 110)
@@ -1603,6 +1605,11 @@ _PRODUCT = _Endpoint(_WEB, "GET", "/products/{productId}", _ITEM, 7000, 35)
 _CATEGORY = _Endpoint(_WEB, "GET", "/category/{name}", _LIST, 9000, 40)
 _SEARCH = _Endpoint(_WEB, "GET", "/search", _LIST, 6000, 60)
 _ROBOTS = _Endpoint(_WEB, "GET", "/robots.txt", ((1.0, 200),), 310, 2)
+# the site's forms: the page, and the form posted back to it (answered with a redirect)
+_FORMS = tuple(
+    (_Endpoint(_WEB, "GET", path, ((1.0, 200),), 4200, 30), _Endpoint(_WEB, "POST", path, ((1.0, 302),), 0, 60))
+    for path in ("/contact", "/guestbook", "/products/{productId}/reviews")
+)
 _TLS_HELLO = r"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"  # as nginx logs a TLS ClientHello's first bytes
 _TRAVERSALS = (
     "/..%2f..%2fetc/passwd",
@@ -1946,6 +1953,7 @@ class _WideScenario(_Scenario):
         )
         self._crawler()
         self._mobile_retries()
+        self._form_fillers()
 
     def _crawler(self) -> None:
         """A declared search crawler: robots.txt first, distinct pages slowly, every answer 200."""
@@ -1981,6 +1989,31 @@ class _WideScenario(_Scenario):
                     self.start_ms,
                     self.end_ms,
                     {"ips": list(bots)},  # not the "" consumer: every anonymous client shares it
+                )
+            )
+
+    def _form_fillers(self) -> None:
+        """People filling in the site's forms: the page, then the post 15 s to 3 minutes later."""
+        w, reqs = self.w, []
+        people = self._fresh(w.randint(8, 20), (1, 2))
+        for ip in people:
+            ua = w.choice(("firefox", "chrome", "chrome_mac"))
+            for _ in range(w.randint(1, 4)):
+                page, post = w.choice(_FORMS)
+                t = w.randint(self.start_ms, self.end_ms - 200_000)
+                path = _fill(page.template, w)
+                reqs.append(_request(w, t, None, ip, ua, page, path))
+                reqs.append(_request(w, t + w.randint(15_000, 180_000), None, ip, ua, post, path))
+        if self.fmt != "wso2":  # the public site, which only Kong and nginx log
+            self.reqs.extend(reqs)
+            self.looks.append(
+                (
+                    "form_fillers",
+                    f"{len(people)} people posting the site's forms 15 s to 3 minutes after loading them, "
+                    "up to 4 times each",
+                    self.start_ms,
+                    self.end_ms,
+                    {"ips": list(people)},
                 )
             )
 
@@ -2486,6 +2519,40 @@ class _WideScenario(_Scenario):
                 "consumer": app.name, "normal_per_min": normal,
                 "factor": None if factor is None else round(factor, 2), "tier_limit_per_min": limit,
             },
+        )  # fmt: skip
+
+    def _draw_form_spam(self) -> None:
+        """Bots posting a form back within 0.2-1.5 s of loading it, a few times each, slowly."""
+        w = self.w
+        n_ips = max(1, round(_loguniform(w, 1, 500)))
+        posts = w.randint(2, 6)  # per IP
+        duration = self._duration(5, 600)
+        page, post = w.choice(_FORMS)
+        ua = w.choice(("chrome", "firefox", "requests", "curl"))
+        ips = self._fresh(n_ips, (1, 8))
+        a, b = self._place(duration)
+        reqs = []
+        for ip in ips:
+            for t in sorted(w.randint(a, b - 2_000) for _ in range(posts)):
+                path = _fill(page.template, w)
+                reqs.append(_request(w, t, None, ip, ua, page, path))
+                reqs.append(_request(w, t + w.randint(200, 1_500), None, ip, ua, post, path))
+        self._add(
+            "form_spam",
+            f"form spam: {n_ips} never-seen IPs each post {post.method} {post.template} {posts} times "
+            f"over {duration:.0f} min, within 1.5 s of loading it",
+            reqs,
+            a,
+            b,
+            {"ips": list(ips)},
+            {"anonymous": True},
+            _first_horizon(_within(posts, duration), _T_HASTY_POSTS),
+            {
+                "behaviour": "drawn", "n_ips": n_ips, "per_ip_per_min": 2 * posts / duration,
+                "total_per_min": 2 * posts * n_ips / duration, "duration_min": round(duration, 1),
+                "subject": "new", "consumer": None, "endpoint": f"{post.method} {post.template}",
+            },
+            formats=("kong", "combined"),
         )  # fmt: skip
 
     def _draw_key_compromise(self) -> None:

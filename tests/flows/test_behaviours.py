@@ -2,8 +2,9 @@
 
 ``behaviours/combined.log`` holds, among ordinary readers with ordinary query strings:
 SQL injection and XSS bursts, TLS handshakes sent to a plain-HTTP port, a cache-busting
-flood from never-seen IPs, a login failing every 20 s for an hour, and 150 IPs failing
-twice each over 40 minutes. ``behaviours/expected.json`` says which subject each must
+flood from never-seen IPs, a login failing every 20 s for an hour, 150 IPs failing
+twice each over 40 minutes, and bots posting a form back within a second of loading it
+(2 or 3 times, up to 35 minutes apart), among people filling the same form in. ``behaviours/expected.json`` says which subject each must
 flag, with which kind; the ordinary readers must stay clean.
 """
 

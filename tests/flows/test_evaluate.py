@@ -177,11 +177,12 @@ def test_a_small_wide_run_replays_and_evaluates_with_clean_look_alikes(tmp_path)
     assert report["scenario"] == "wide"
     assert {h["horizon_s"] for h in report["horizons"]} >= {60, 600}
     assert {k["kind"] for k in report["kinds"]} == {
-        "credential_stuffing", "brute_force", "probing", "scraping", "flooding", "key_compromise", "anomaly"
+        "credential_stuffing", "brute_force", "probing", "scraping", "flooding", "key_compromise", "form_spam",
+        "anomaly",
     }  # fmt: skip
     restricted = [la for la in report["lookalikes"] if not la["clean"]]
     assert not restricted, restricted
-    assert len(report["lookalikes"]) == 8
+    assert len(report["lookalikes"]) == 9
     text = gatewatch("evaluate", "--truth", truth, "--store", str(store)).stdout
     assert "missed attacks:" in text and "held out" in text
 
