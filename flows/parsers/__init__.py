@@ -24,6 +24,7 @@ REJECT_REASONS: dict[str, str] = {
     "bad_field": "a field has the wrong type or value",
     "bad_timestamp": "the event time cannot be parsed",
     "not_a_request": "an error-log line that records no client request (only basic-auth failures do)",
+    "ambiguous_client": "an auth failure with two client fields: the client wrote one, so neither address is trusted",
 }
 
 

@@ -16,7 +16,10 @@ Apache ``AH01618: user x not found: /path`` / ``AH01617: user x:
 authentication failure for "/path": …``. They become events with status 401
 and ``auth_failure`` set; the API is nginx's ``server:`` name. Every other
 error-log line is rejected as ``not_a_request``: it records no request of its
-own (a 404 there is already a line in the access log). Error-log timestamps
+own (a 404 there is already a line in the access log). nginx writes the user
+name and the request line as the client sent them, so a line with a second
+``, client: …, server:`` field is rejected as ``ambiguous_client`` rather
+than blame an address the client wrote. Error-log timestamps
 carry no time zone; they are the server's local time and are read as UTC.
 
 Signals this format carries: the concrete path (``resource``, without the
@@ -70,6 +73,9 @@ _NGINX_AUTH = re.compile(
     r'user "(.*?)"(?: was not found in ".*?"|: password mismatch), client: ([^,\s]+), server: ([^,]*)'
     rf'(?:, request: "(?:{_REQUEST}|([^"]*))")?'
 )
+# nginx logs the user name and the request line as the client sent them: a second client field
+# means one was written by the client, and no address on the line is trusted
+_CLIENT_FIELD = re.compile(r", client: [^,\s]+, server: ")
 _APACHE_ERROR = re.compile(r"\[[A-Z][a-z]{2} ([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d)(\.\d+)? (\d{4})\] \[([^\]]*)\]")
 _APACHE_AUTH = re.compile(
     r"(?: \[pid [^\]]*\])?(?: [^[]*)? ?\[client ([^\]]+)\] (?:AH\d+: )?"
@@ -221,6 +227,8 @@ def _error_line(text: str) -> tuple[str, str, Event | None]:
         except ValueError as exc:
             return "bad_timestamp", str(exc), None
         user, ip, server, method, resource, query, version, other = auth.groups()
+        if _CLIENT_FIELD.search(text, auth.end(2)) is not None:
+            return "ambiguous_client", "two client fields: the user name or the request holds one", None
         api = "" if server == "_" else server
         # no request: "..." at all: nothing to judge; one not starting with a method: malformed
         bad = other is not None or (
