@@ -14,8 +14,8 @@
       -> store (StoreSink: one Parquet segment per table per batch; findings
                 also go to the control database's inbox for the controller)
 
-Items that cross Bytewax are batches, never single events
-(notes/PERFORMANCE.md P4): the per-event work happens in plain loops.
+Items that cross Bytewax are batches, never single events: the per-event
+work happens in plain loops.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The store: Parquet segments per table, queried through DuckDB.
 
-DuckDB lets only one process hold a database file, even for readers
-(notes/PERFORMANCE.md P8), so the pipeline never opens one. It appends
+DuckDB lets only one process hold a database file, even for readers, so
+the pipeline never opens one. It appends
 Parquet *segments* (written under a temporary name, then renamed, so a reader
 never sees half a file) and merges them into *compacted* files now and then.
 Every reader, the dashboard, ``gatewatch sql`` and the tests, opens an

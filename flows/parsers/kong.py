@@ -1,4 +1,4 @@
-"""Kong Gateway ``file-log`` / ``http-log`` JSON records (specs/CONTRACTS.md §3.1).
+"""Kong Gateway ``file-log`` / ``http-log`` JSON records (``kong.log.serialize()``).
 
 One JSON object per line (file-log), or one JSON array per line holding a
 batch of objects (http-log with a queue batch size above 1, written out one

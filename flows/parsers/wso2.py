@@ -1,6 +1,6 @@
 """WSO2 API Manager 4.x ``apim_metrics.log`` (log-based "ELK" analytics).
 
-Line shape (specs/CONTRACTS.md §1.2)::
+Line shape (as WSO2's ``ELKCounterMetric`` reporter writes it)::
 
     08:23:34,898 [-] [PassThroughMessageProcessor-188]  INFO ELKCounterMetric \
 apimMetrics: apim:response, properties :{...json...}

@@ -1,4 +1,4 @@
-"""Kong Gateway: consumer-scoped plugins and a merged IP deny list (Admin API, specs/CONTRACTS.md §3.2).
+"""Kong Gateway: consumer-scoped plugins and a merged IP deny list (Admin API 3.9).
 
 What a subject's desired state becomes:
 

@@ -1,9 +1,9 @@
 """WSO2 API-M 4.x: deny policies (Admin API v4) and subscription actions (Publisher API v4).
 
-Authentication (specs/CONTRACTS.md §2.1): dynamic client registration with
-the admin's Basic credentials, then a password-grant token from
-``/oauth2/token``; the token is cached and renewed on expiry or on a 401
-(refresh grant first, password grant if that fails).
+Authentication (as the Admin API v4 spec's introduction describes it):
+dynamic client registration with the admin's Basic credentials, then a
+password-grant token from ``/oauth2/token``; the token is cached and renewed
+on expiry or on a 401 (refresh grant first, password grant if that fails).
 
 What a subject's desired state becomes:
 
@@ -57,7 +57,7 @@ def version_tuple(version: str) -> tuple[int, int]:
 
 
 def deny_condition(d: Desired) -> tuple[str, object]:
-    """The deny policy (type, value) that blocks the subject (specs/CONTRACTS.md §2.2)."""
+    """The deny policy (type, value) that blocks the subject (Admin API v4, ``POST /throttling/deny-policies``)."""
     if d.subject_type == "consumer":
         if not d.subject_owner or not d.subject_name:
             msg = f"consumer {d.subject} has no owner/name to build an APPLICATION deny policy"
@@ -88,10 +88,11 @@ def ip_rule(subject: str, limit_per_min: int) -> dict:
     """The custom rule that limits an IP, or each address of a network, to ``limit_per_min`` a minute.
 
     Keyed on ``$clientIp``, which the gateway replaces with the client's address as a
-    decimal integer (specs/CONTRACTS.md §4.1): the rule's ``throttleKey`` must be that
-    same text. The eligibility conditions are those API-M itself generates for IP
-    conditions (``IPCondition``): the address is ``propertiesMap['ip']`` (a long) for
-    IPv4 and ``propertiesMap['ipv6']`` (a big integer) for IPv6.
+    decimal integer (``ThrottleHandler`` in wso2/carbon-apimgt): the rule's
+    ``throttleKey`` must be that same text. The eligibility conditions are those API-M
+    itself generates for IP conditions (``IPCondition``): the address is
+    ``propertiesMap['ip']`` (a long) for IPv4 and ``propertiesMap['ipv6']`` (a big
+    integer) for IPv6.
 
     >>> ip_rule("203.0.113.7", 30)["policyName"], ip_rule("2001:db8::/64", 30)["policyName"]
     ('gatewatch_ip_3405803783', 'gatewatch_ip_42540766411282592856903984951653826560_64')

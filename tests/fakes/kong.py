@@ -3,7 +3,7 @@
 Every request is validated against the real Admin API spec
 (tests/fakes/specs/); plugin ``config`` is then checked against the rules
 of the plugins' ``schema.lua`` at 3.9.1 for the three plugins gatewatch
-uses (CONTRACTS.md §3.2), since the spec leaves ``config`` open. Kong's
+uses, since the spec leaves ``config`` open. Kong's
 entity rules apply: one plugin of a name per (consumer, route, service)
 scope, ``PUT`` creates or replaces with the given id, ``PATCH`` merges
 ``config`` (arrays are replaced), ``DELETE`` answers 204 whether or not the

@@ -2,15 +2,15 @@
 
 Requests under ``/api/am/admin/v4`` and ``/api/am/publisher/v4`` are
 validated against the real specs (tests/fakes/specs/); DCR and the token
-endpoint, which the specs only describe in prose, are checked by hand
-(CONTRACTS.md §2.1). Behaviour follows the server where the contract notes
-it: a duplicate deny policy is a 409 conflict, ``APPLICATION`` values must
-name an existing ``owner:appName``, users are stored tenant-qualified,
-``change-business-plan`` exists only on 4.4+, custom rules are for the super
-tenant only and their names are unique, and each operation needs one of the
-scopes its spec lists. :meth:`FakeWso2.throttle_keys` plays the Traffic
-Manager for the custom rules' Siddhi queries (the condition forms API-M
-generates for IP conditions, nothing else).
+endpoint, which the specs only describe in prose, are checked by hand.
+Behaviour follows the server: a duplicate deny policy is a 409 conflict,
+``APPLICATION`` values must name an existing ``owner:appName``, users are
+stored tenant-qualified, ``change-business-plan`` exists only on 4.4+,
+custom rules are for the super tenant only and their names are unique, and
+each operation needs one of the scopes its spec lists.
+:meth:`FakeWso2.throttle_keys` plays the Traffic Manager for the custom
+rules' Siddhi queries (the condition forms API-M generates for IP
+conditions, nothing else).
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ class FakeWso2(FakeServer):
         return Response(status=200)
 
 
-# the keys API-M 4.x substitutes in a key template (specs/CONTRACTS.md §4.1)
+# the keys API-M 4.x substitutes in a key template (``ThrottleHandler`` in wso2/carbon-apimgt)
 _KEYS = {"resourceKey", "userId", "apiContext", "apiVersion", "appTenant", "apiTenant", "appId", "clientIp"}
 _RULE = re.compile(
     r"FROM RequestStream\nSELECT messageID, (?P<eligible>.+) AS isEligible, (?P<key>.+) AS throttleKey\n"

@@ -43,7 +43,7 @@ LINE_RE = re.compile(
     r"^(?P<time>\d{2}:\d{2}:\d{2},\d{3}) \[(?P<mdc>[^\]]*)\] \[(?P<thread>[^\]]*)\]\s+(?P<level>\w+) "
     r"(?P<logger>\S+) apimMetrics: (?P<metric>apim:\w+), properties ?: ?(?P<json>\{.*\})\s*$"
 )
-# CONTRACTS.md §1.3 and §1.4
+# the apim:response and apim:faulty fields of API-M 4.x's ELK analytics events
 RESPONSE_FIELDS = set(
     "requestTimestamp correlationId keyType apiId apiType apiName apiVersion apiCreator apiMethod "
     "apiContext apiResourceTemplate apiCreatorTenantDomain destination applicationId applicationName "
