@@ -483,17 +483,29 @@ def sql(
     config: ConfigOpt = None,
     out: Annotated[SqlFormat, typer.Option("--format", help="Output format.")] = SqlFormat.table,
 ) -> None:
-    """Query the store with DuckDB (safe while a pipeline writes)."""
+    """Query the store with DuckDB (read-only, safe while a pipeline writes)."""
     import duckdb
 
     from sinks.store import query as run_query
 
     cfg = _load(config, store=store)
+    root = cfg.store.path.resolve()
     try:
-        result = run_query(cfg.store.path, query)
+        refused = [st.type.name for st in duckdb.extract_statements(query) if st.type.name not in _READ_STATEMENTS]
+        if refused:
+            raise _fail([f"sql: only queries are allowed (SELECT, EXPLAIN), not {', '.join(refused)}"], 1)
+        con = duckdb.connect()
+        # the store's files and nothing else: no other file, no database to attach, no extension
+        con.execute(f"SET allowed_directories = ['{str(root).replace(chr(39), chr(39) * 2)}']")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        result = run_query(root, query, con=con)
     except duckdb.Error as exc:
         raise _fail([str(exc).splitlines()[0]], 1) from None
     sys.stdout.write(_render(result, out))
+
+
+_READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 
 
 def _render(result, out: SqlFormat) -> str:
@@ -513,10 +525,14 @@ def _render(result, out: SqlFormat) -> str:
         return buf.getvalue()
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(*result.column_names)
+    # Text, not str: a user name like "[/bold]" is what the log said, not Rich markup
+    table = Table()
+    for name in result.column_names:
+        table.add_column(Text(name))
     for row in rows:
-        table.add_row(*(_cell(v) for v in row.values()))
+        table.add_row(*(Text(_cell(v)) for v in row.values()))
     console = Console(width=200)
     with console.capture() as cap:
         console.print(table)
