@@ -5,8 +5,8 @@ window features. The update rule is River's ``stats.EWMean`` / ``stats.EWVar``
 (``mean += a * (x - mean)``; variance as ``EW(x^2) - EW(x)^2``; the first value
 seeds the mean). It is written out over one flat ``array('d')``, a row per
 subject, because one pair of River objects per feature and subject costs about
-2.7 KiB against about 250 B for a list of floats and 8 B a value here, and because a closed window's subjects can then be compared
-and learned as NumPy columns (``deviations``, ``learn_many``); tests check
+2.7 KiB against about 250 B for a list of floats and 8 B a value here, and
+because a closed window's subjects can then be compared and learned as NumPy columns (``deviations``, ``learn_many``); tests check
 that it agrees with River and that the column methods equal the scalar ones.
 
 Counts are compared in log space (a jump from 5 to 150 requests matters, one
