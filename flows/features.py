@@ -30,7 +30,7 @@ Features, per window and subject (the detectors read what they need):
 ``throttled``          429 answers and WSO2 ``THROTTLED`` faults
 ``throttled_ratio``    the same as a share
 ``bytes_per_request``  response bytes per request
-``latency_p95_ms``     (consumer) p95 of the response latency
+``latency_p95_ms``     (consumer, api) p95 of the response latency
 ``distinct_ips``       distinct client IPs (consumer, api); exact up to ``EXACT_IPS`` per cell,
                        then estimated (:class:`IpSketch`, 3.3 % standard error)
 ``distinct_subnets``   distinct /24 (IPv6: /64) subnets of those IPs (the same)
@@ -89,6 +89,7 @@ from flows.payloads import payload_kind
 
 BURST_S = 10.0  # span of ``login_burst``
 FORM_FILL_S = 2.0  # a form posted this soon after its page loaded was not filled in by a person
+MAX_EARLY_POSTS = 64  # per IP cell: pages posted before the cell loaded one (see IpAcc.merge)
 MAX_TIMESTAMPS = 512  # per IP and window, for ``regularity``
 MAX_SEEN = 1024  # subnets / UA families remembered per consumer
 MAX_QUERIES = 1024  # distinct path?query targets an IP cell keeps (enumeration, cache busting)
@@ -201,7 +202,12 @@ def classify(resource: str) -> int:
         flags |= DETAIL
     if "%" in path or ".." in path:
         flags |= ESCAPED
-    if not flags & (STATIC | LOGIN | SENSITIVE) and ext not in _API_EXT and not any(map(_API_SEGMENT.fullmatch, segments)):
+    if (
+        path
+        and not flags & (STATIC | LOGIN | SENSITIVE)
+        and ext not in _API_EXT
+        and not any(map(_API_SEGMENT.fullmatch, segments))
+    ):
         flags |= PAGE
     return flags
 
@@ -640,6 +646,7 @@ class IpAcc(_Slotted):
         "consumer",
         "detail",
         "error_paths",
+        "early_posts",
         "errors",
         "hasty",
         "login_paths",
@@ -669,6 +676,8 @@ class IpAcc(_Slotted):
         ) = self.hasty = 0
         self.page = ""  # the page this IP loaded last, and when: a form posted to it soon after is hasty
         self.page_ts = 0.0
+        # pages posted before this cell loaded any: hasty if an earlier batch's cell loaded them
+        self.early_posts: list[tuple[str, float]] = []
         self.queries: set[str] = set()  # "path?query", at most MAX_QUERIES
         self.probes: set[str] = set()
         self.paths: set[str] = set()
@@ -694,7 +703,11 @@ class IpAcc(_Slotted):
         self.bad_versions += other.bad_versions
         self.proxy += other.proxy
         self.payloads += other.payloads
-        self.hasty += other.hasty  # a page loaded in one batch and posted in the next is not counted
+        self.hasty += other.hasty
+        if self.page:
+            self.hasty += sum(res == self.page and ts - self.page_ts <= FORM_FILL_S for res, ts in other.early_posts)
+        elif len(self.early_posts) < MAX_EARLY_POSTS:
+            self.early_posts += other.early_posts[: MAX_EARLY_POSTS - len(self.early_posts)]
         if other.page:
             self.page, self.page_ts = other.page, other.page_ts
         self.probes |= other.probes
@@ -787,12 +800,13 @@ class IpOverflow(_Slotted):
 class ApiAcc(_Slotted):
     """Counters of one (window, endpoint) cell."""
 
-    __slots__ = ("auth", "bytes_out", "fail_ips", "ips", "requests", "s4xx", "s5xx", "throttled")
+    __slots__ = ("auth", "bytes_out", "fail_ips", "ips", "latencies", "requests", "s4xx", "s5xx", "throttled")
 
     def __init__(self) -> None:
         self.requests = self.s4xx = self.s5xx = self.auth = self.throttled = self.bytes_out = 0
         self.ips: IpSet = set()  # an IpSketch past EXACT_IPS
         self.fail_ips: IpSet = set()
+        self.latencies: dict[int, int] = {}  # latency ms -> count, as TrafficAcc's
 
     def merge(self, other: ApiAcc) -> None:
         """Count ``other``'s events too (the same cell, counted elsewhere)."""
@@ -804,6 +818,9 @@ class ApiAcc(_Slotted):
         self.bytes_out += other.bytes_out
         self.ips = merge_ips(self.ips, other.ips)
         self.fail_ips = merge_ips(self.fail_ips, other.fail_ips)
+        lat = self.latencies
+        for value, count in other.latencies.items():
+            lat[value] = lat.get(value, 0) + count
 
 
 @dataclass(slots=True)
@@ -998,8 +1015,11 @@ class IpWindows(WindowTable):
                 if flags & LOGIN:
                     acc.login_ts.append(ts)
                     acc.login_paths.add(res)
-                elif flags & PAGE and res == acc.page and ts - acc.page_ts <= FORM_FILL_S:
-                    acc.hasty += 1
+                elif flags & PAGE:
+                    if res == acc.page and ts - acc.page_ts <= FORM_FILL_S:
+                        acc.hasty += 1
+                    elif not acc.page and len(acc.early_posts) < MAX_EARLY_POSTS:
+                        acc.early_posts.append((res, ts))
             status = e.status
             if flags & SENSITIVE and (status >= 300 or not flags & SERVABLE):
                 acc.sensitive.add(res)
@@ -1094,6 +1114,10 @@ class ApiWindows(WindowTable):
             if e.throttled:
                 acc.throttled += 1
             acc.bytes_out += e.bytes_out
+            latency = e.latency_ms
+            if latency >= 0:
+                lat = acc.latencies
+                lat[latency] = lat.get(latency, 0) + 1
             if ip:  # with_ip, inline: once per event
                 ips = acc.ips
                 ips.add(ip)
@@ -1241,6 +1265,8 @@ def api_features(acc: ApiAcc) -> dict[str, float]:
         "throttled": float(acc.throttled),
         "throttled_ratio": acc.throttled / n,
         "bytes_per_request": acc.bytes_out / n,
+        # one slow endpoint hardly moves the p95 of a consumer that calls several
+        "latency_p95_ms": quantile(acc.latencies, 0.95) or 0.0,
         "distinct_ips": float(len(acc.ips)),
         "distinct_subnets": float(subnets_of(acc.ips)[1]),
         "failing_ips": float(len(acc.fail_ips)),
