@@ -25,7 +25,9 @@ thresholds (CrowdSec-like rules inside one window).
 
 from __future__ import annotations
 
+import functools
 import inspect
+import ipaddress
 import math
 from collections.abc import Sequence
 from typing import ClassVar, NamedTuple, Protocol
@@ -297,14 +299,28 @@ class BaselineDetector:
 
 
 def subnet(ip: str) -> str:
-    """The /24 of an IPv4 address, the /64 of an IPv6 one.
+    """The /24 of an IPv4 address, the /64 of an IPv6 one (an IPv4-mapped one is IPv4).
 
-    >>> subnet("203.0.113.57"), subnet("2001:db8:1:2:3::1")
-    ('203.0.113', '2001:db8:1:2')
+    >>> subnet("203.0.113.57"), subnet("2001:db8:1:2:3::1"), subnet("2001:db8::7")
+    ('203.0.113', '2001:db8:1:2::/64', '2001:db8::/64')
+    >>> subnet("::ffff:198.51.100.7"), subnet("not-an-ip:x")
+    ('198.51.100', 'not-an-ip:x')
     """
     if ":" in ip:
-        return ":".join(ip.split(":")[:4])
+        return _subnet6(ip)
     return ip.rpartition(".")[0]
+
+
+@functools.lru_cache(maxsize=65_536)
+def _subnet6(ip: str) -> str:
+    # parsed, not sliced: "2001:db8::7" and "2001:db8:0:0::9" share a /64
+    try:
+        addr = ipaddress.IPv6Address(ip)
+    except ValueError:
+        return ip
+    if addr.ipv4_mapped is not None:
+        return subnet(str(addr.ipv4_mapped))
+    return str(ipaddress.IPv6Network((int(addr) >> 64 << 64, 64)))
 
 
 def log1p_shift(value: float, shift: float) -> float:
