@@ -60,12 +60,16 @@ NO_LIMIT = -1  # limit_per_min of a tier that pushes no limit (elevated)
 
 
 def baseline_requests(finding: Finding) -> float:
-    """The subject's usual requests per window, from the finding's evidence."""
+    """The subject's usual requests per window, from the finding's evidence; 0 when unknown.
+
+    Never the window's own count: that is the attack, and a limit drawn from it lets
+    the attack through.
+    """
     evidence = json.loads(finding.evidence or "{}")
     reason = evidence.get("reasons", {}).get("requests")
     if reason is not None:
         return float(reason["baseline"])
-    return float(evidence.get("features", {}).get("requests", 0.0))
+    return float(evidence.get("normal_requests", 0.0))
 
 
 @dataclass(frozen=True)

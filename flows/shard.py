@@ -180,6 +180,7 @@ class ShardProcessor:
         # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
         self.first_seen: dict[str, float] = {}  # start of each subject's first window (judges_newcomers)
+        self.typical = 0.0  # the median requests baseline of the last window's subjects with history
         self._probation: dict[str, None] = {}  # those seen in one window only, oldest first
         self.evicted_over_cap = 0  # subjects dropped by max_tracked (not idle), since the start
         self.windows_closed = 0
@@ -279,6 +280,7 @@ class ShardProcessor:
         xs = [subjects[name].x for name in names]
         X = _columns(xs)  # one builder per family: every subject has the same features
         shift, typical = self._peers(names, X)
+        self.typical = typical
         X["peer_shift"] = np.full(n, shift)
         last_seen, probation = self.last_seen, self._probation
         if self.judges_newcomers:
@@ -428,10 +430,17 @@ class ShardProcessor:
                         for r in reasons
                     },
                     "context": s.context(),
+                    # what a restriction's limit is drawn from (flows/policy.py)
+                    "normal_requests": self._normal_requests(subject),
                 }
             ),
         )
         return astuple(finding)
+
+    def _normal_requests(self, subject: str) -> float:
+        """The subject's usual requests per window: its own baseline, else its peers' median (0: unknown)."""
+        d = self.baselines.deviation(subject, "requests", {"requests": 0.0})
+        return d.baseline if d.source != "prior" else self.typical
 
     def _subject_row(self, subject: str, s: _Subject, top: float, w: ClosedWindow) -> tuple:
         x = s.x

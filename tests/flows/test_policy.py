@@ -126,3 +126,21 @@ def test_a_batch_of_findings_is_one_transaction_and_one_history_segment(tmp_path
     assert sorted(d.subject for d in control.decisions()) == [f"c{i}" for i in range(5)]
     assert len(list((tmp_path / "decisions").glob("*.parquet"))) == 1
     assert query(tmp_path, "SELECT count(*) AS n FROM decisions").column("n").to_pylist() == [5]
+
+
+@pytest.mark.parametrize(
+    ("evidence", "limit"),
+    [
+        # a flooding finding: its reason carries the subject's own baseline
+        ({"features": {"requests": 127.0}, "reasons": {"requests": {"observed": 127.0, "baseline": 3.4, "spread": 1.0}}}, 10),
+        # any other kind: the normal the shard knew of the subject (its own baseline, else its peers')
+        ({"features": {"requests": 127.0}, "normal_requests": 40.0}, 80),
+        # nothing known of its normal: the floor, never the window under attack
+        ({"features": {"requests": 127.0}}, 10),
+    ],
+)
+def test_a_restriction_limit_comes_from_the_subjects_normal_never_from_the_attack(evidence, limit):
+    attack = replace(finding("consumer", "PartnerPortal", 0.9, 1), evidence=json.dumps(evidence))
+    [decision] = Policy(**DEFAULTS, mode="enforce").decide(attack, None)
+    assert decision.tier == "restricted" and decision.limit_per_min == limit
+    assert decision.limit_per_min < evidence["features"]["requests"]  # the limit throttles the attack
