@@ -44,6 +44,8 @@ class Parser(Protocol):
 
 # 10000-01-01T00:00:00Z: no later time fits a datetime or the store's timestamps
 MAX_EPOCH_S = 253_402_300_800
+# 1 TiB: no response is larger, and 2^23 of them still sum inside the store's 64-bit columns
+MAX_RESPONSE_BYTES = 1 << 40
 
 
 def raw_text(line: bytes, max_bytes: int) -> str:

@@ -26,7 +26,7 @@ import msgspec
 
 from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
 from flows.features import endpoint_of
-from flows.parsers import MAX_EPOCH_S, raw_text
+from flows.parsers import MAX_EPOCH_S, MAX_RESPONSE_BYTES, raw_text
 from flows.parsers.wso2 import parse_timestamp
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class JsonParser:
             return False
         try:
             obj = msgspec.json.decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return False
         return _get(obj, self._paths["time"]) is not _MISSING
 
@@ -99,7 +99,7 @@ class JsonParser:
                     continue
                 except _Bad as exc:
                     reason, detail = exc.reason, str(exc)
-                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                     reason, detail = _why(exc, line)
             if offsets is None:
                 offsets = chunk.line_offsets()
@@ -186,6 +186,14 @@ def _number(obj: dict, path: tuple[str, ...], field: str, missing: float) -> flo
     raise _Bad("bad_field", f"{field} ({'.'.join(path)}): expected a number, got {value!r}")
 
 
+def _bounded(obj: Any, path: tuple[str, ...], field: str, default: int) -> int:
+    """A size or duration: a number below ``MAX_RESPONSE_BYTES`` (``1e999`` is infinite, no integer)."""
+    value = _number(obj, path, field, default)
+    if not -1 <= value < MAX_RESPONSE_BYTES:  # also NaN
+        raise _Bad("bad_field", f"{field} ({'.'.join(path)}): {value!r} is out of range")
+    return int(value)
+
+
 def _epoch_s(value: Any) -> float:
     return float(value)
 
@@ -240,8 +248,8 @@ def _event(obj: dict, paths: dict[str, tuple[str, ...]], to_seconds) -> Event:
         status,
         status == 401,  # auth_failure
         status == 429,  # throttled
-        int(_number(obj, paths["bytes_out"], "bytes_out", 0)),
-        int(_number(obj, paths["latency_ms"], "latency_ms", -1)),
+        _bounded(obj, paths["bytes_out"], "bytes_out", 0),
+        _bounded(obj, paths["latency_ms"], "latency_ms", -1),
         _text(obj, paths["user_agent"], "user_agent"),
         query[:MAX_QUERY_CHARS],
         bad_request,

@@ -29,7 +29,7 @@ import msgspec
 
 from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
 from flows.features import endpoint_of
-from flows.parsers import MAX_EPOCH_S, raw_text
+from flows.parsers import MAX_EPOCH_S, MAX_RESPONSE_BYTES, raw_text
 
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
@@ -46,7 +46,7 @@ class _Request(msgspec.Struct, gc=False):
 
 class _Response(msgspec.Struct, gc=False):
     status: int
-    size: int = 0
+    size: Annotated[int, msgspec.Meta(lt=MAX_RESPONSE_BYTES)] = 0
 
 
 class _Latencies(msgspec.Struct, gc=False):
@@ -117,7 +117,7 @@ class KongParser:
             else:
                 try:
                     rec = decode(line)
-                except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+                except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                     if isinstance(exc, msgspec.ValidationError) and line.lstrip()[:1] == b"[":
                         failed.extend(_elements(line, events))
                     else:
@@ -143,13 +143,13 @@ def _elements(line: bytes, events: list[Event]) -> list[tuple[str, str, bytes]]:
     """Decode an array line element by element (some element did not validate)."""
     try:
         elements = _RAW_LIST_DECODER.decode(line)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # validation stopped before the JSON broke
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # validation stopped before the JSON broke
         return [(*_why(exc, line), line)]
     failed = []
     for k, element in enumerate(elements, start=1):
         try:
             events.append(_event(_RECORD_DECODER.decode(element)))
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
             reason, detail = _why(exc, bytes(element))
             failed.append((reason, f"array element {k} of {len(elements)}: {detail}", bytes(element)))
     return failed

@@ -161,8 +161,8 @@ class CombinedParser:
                         reason = detail = ""
                         if not (len(status) == 3 and status.isascii() and status.isdigit()):
                             reason, detail = "bad_field", f"status {status!r}"
-                        elif not (size == "-" or (size.isascii() and size.isdigit())):
-                            reason, detail = "bad_field", f"bytes {size!r}"
+                        elif not (size == "-" or (size.isascii() and size.isdigit() and len(size) <= 12)):
+                            reason, detail = "bad_field", f"bytes {size!r}"  # 12 digits: under 1 TiB
                         elif (ts := epoch_of(when)) is None:
                             try:
                                 ts = parse_clf_time(when)

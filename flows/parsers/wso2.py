@@ -29,7 +29,7 @@ import msgspec
 
 from flows.events import Chunk, Event, Reject
 from flows.features import endpoint_of
-from flows.parsers import raw_text
+from flows.parsers import MAX_RESPONSE_BYTES, raw_text
 
 _PREFIX = re.compile(
     rb"\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+[A-Z]+ \S+ apimMetrics: (apim:[a-z]+), properties ?: ?"
@@ -44,7 +44,7 @@ _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 class _Properties(msgspec.Struct, gc=False):
     userName: str = ""
-    responseSize: float = 0
+    responseSize: Annotated[float, msgspec.Meta(lt=MAX_RESPONSE_BYTES)] = 0
 
 
 class _Record(msgspec.Struct, gc=False):
@@ -155,7 +155,7 @@ class Wso2Parser:
             data = memoryview(line)[m.end() :]
             try:
                 rec = decode(data)
-            except (msgspec.DecodeError, UnicodeDecodeError):
+            except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
                 reason, detail, event = _decode_one(data, faulty)
                 if event is None:
                     bad.append((i, reason, detail))
@@ -195,6 +195,8 @@ def _decode(decoder: msgspec.json.Decoder, data: memoryview) -> tuple[str, str, 
         return ("missing_field" if _MISSING_FIELD.search(detail) else "bad_field"), detail, None
     except UnicodeDecodeError as exc:
         return "invalid_utf8", str(exc), None
+    except RecursionError as exc:  # JSON nested deeper than the decoder recurses
+        return "bad_json", str(exc), None
     except msgspec.DecodeError as exc:
         try:
             bytes(data).decode("utf-8")
