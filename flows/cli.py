@@ -204,12 +204,17 @@ def _run_flow(
         planner, channels = wire_targets(cfg, control, channels)
         controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
         sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
+        def control_failed(exc: BaseException) -> None:
+            typer.echo(f"error: the control plane stopped ({type(exc).__name__}: {exc}); stopping the run", err=True)
+            stop.set()
+
         loop = ControlLoop(
             controller,
             sender=sender,
             interval_s=cfg.delivery.interval_s,
             compact_every_s=cfg.store.compact_every_s,
             compact_min_files=cfg.store.compact_min_files,
+            on_failure=control_failed,
         ).start()
     # window state is many small containers: at the default gen-0 threshold of 700 the
     # collector ran 1,600 times on 1M nginx lines, 7 % of the run (full passes walk every baseline)
@@ -223,6 +228,9 @@ def _run_flow(
         )
     finally:
         if controlling:
+            if loop.error is not None:
+                control.close()
+                raise _fail([], 3)
             loop.stop()
             stats.add_rows("decisions", controller.decisions_made)
             _report_pending(control)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from msgspec.structs import astuple, replace
@@ -203,6 +203,7 @@ class ControlLoop:
         *,
         compact_every_s: float = 300.0,
         compact_min_files: int = 16,
+        on_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.controller = controller
         self.sender = sender
@@ -213,6 +214,7 @@ class ControlLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gatewatch-control", daemon=True)
         self.error: BaseException | None = None
+        self.on_failure = on_failure  # called from the thread, at once: the run must not go on without it
 
     def start(self) -> ControlLoop:
         self.controller.recover()
@@ -225,6 +227,8 @@ class ControlLoop:
                 self.tick(self._stop)
         except BaseException as exc:  # surfaced by stop(); the thread must not die silently
             self.error = exc
+            if self.on_failure is not None:
+                self.on_failure(exc)
 
     def tick(self, stop: threading.Event | None = None) -> None:
         self.controller.step()

@@ -1,0 +1,30 @@
+"""A control plane that dies stops the run at once, loudly, with a non-zero exit.
+
+Ingestion must not carry on while decisions and alerts have stopped: the
+control loop's first error is printed as it happens and stops the pipeline.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+
+from tests.conftest import SAMPLE, start_gatewatch
+
+
+def test_a_control_plane_error_stops_run_with_a_non_zero_exit(tmp_path):
+    store = tmp_path / "store"
+    log = tmp_path / "apim_metrics.log"
+    log.write_bytes(SAMPLE.read_bytes())
+    proc = start_gatewatch("run", str(log), "--store", str(store))
+    time.sleep(2)  # the control loop has stepped a few times
+    with sqlite3.connect(store / "control.sqlite") as con:  # what a damaged control database does to it
+        con.execute("DROP TABLE inbox")
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("run carried on after its control plane died") from None
+    assert proc.returncode != 0
+    assert "control plane stopped" in err and "no such table: inbox" in err
