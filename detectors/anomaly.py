@@ -6,7 +6,7 @@ distinct IPs after the peer-wide shift, failure and error shares, bytes per
 request, p95 latency; tier-limit hits are flooding's)? Those rises, mapped to [0, 1] (0 = at or
 below the baseline, 1 = ``2 * z_onset`` spreads or more), feed one River
 ``HalfSpaceTrees`` shared by every subject of the type: one model, not one
-per subject (notes/PERFORMANCE.md P6), which learns which combinations of
+per subject (far less memory and time), which learns which combinations of
 rises are common. A moderate rise needs both views, so the score is the
 weaker of the two:
 
