@@ -25,6 +25,7 @@ def test_a_control_plane_error_stops_run_with_a_non_zero_exit(tmp_path):
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("run carried on after its control plane died") from None
+        msg = "run carried on after its control plane died"
+        raise AssertionError(msg) from None
     assert proc.returncode != 0
     assert "control plane stopped" in err and "no such table: inbox" in err
