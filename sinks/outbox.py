@@ -26,8 +26,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar, Protocol
+from urllib.parse import quote
 
 from sinks.control import ControlDB, OutboxEntry
 from sinks.store import StoreWriter
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 DUE_PAGE = 100  # outbox entries one step attempts at most
+MIN_SECRET_CHARS = 6  # shorter "secrets" (a test's "x") would blank out ordinary words
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,26 @@ class Channel(Protocol):
     def deliver(self, entry: OutboxEntry) -> Attempt:
         """Make the calls for ``entry``; raise ``httpx.TransportError`` on connection trouble."""
         ...
+
+    def secret_values(self) -> list[str]:
+        """The secrets the channel sends (a URL that is one, keys, tokens): never stored or printed."""
+        ...
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret, as is or percent-encoded, replaced by ``[secret]``.
+
+    A receiver may echo its URL or a header in an error body, which the outbox
+    stores and the command line prints.
+
+    >>> scrub("404 /services/T0/B0/xyzSECRET1 not found", ["xyzSECRET1"])
+    '404 /services/T0/B0/[secret] not found'
+    """
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= MIN_SECRET_CHARS:
+            for form in {secret, quote(secret, safe=""), quote(secret)}:
+                text = text.replace(form, "[secret]")
+    return text
 
 
 def outcome_of(status: int) -> str:
@@ -155,6 +178,8 @@ class Sender:
                     unreachable.add(entry.destination)
                 outcome = "skipped" if result.skipped else outcome_of(result.http_status)
             latency_ms = (time.perf_counter() - started) * 1000
+            if result.error and channel is not None:
+                result = replace(result, error=scrub(result.error, channel.secret_values()))
             if outcome == "retry" and attempt_no >= self.max_attempts:
                 outcome = "dead_letter"
             settle = {"entry_id": entry.id, "attempts": attempt_no, "next_at": now, "last_error": ""}

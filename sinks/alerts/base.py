@@ -38,6 +38,9 @@ class AlertChannel:
     def __repr__(self) -> str:  # never shows the URL: for Slack it is the secret
         return f"{type(self).__name__}(name={self.name!r})"
 
+    def secret_values(self) -> list[str]:
+        return []
+
     def render(self, alert: dict, msg_id: str) -> tuple[bytes, dict[str, str]]:
         """Body and extra headers of the request for one alert."""
         raise NotImplementedError

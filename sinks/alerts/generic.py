@@ -47,6 +47,9 @@ class GenericWebhook(AlertChannel):
         super().__init__(name, url, timeout_s)
         self.secrets = secrets
 
+    def secret_values(self) -> list[str]:
+        return self.secrets + [s.partition("_")[2] for s in self.secrets]  # whsec_<key>, and the key
+
     def render(self, alert: dict, msg_id: str) -> tuple[bytes, dict[str, str]]:
         body = body_of(alert)
         ts = int(time.time())

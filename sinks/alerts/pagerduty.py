@@ -76,6 +76,9 @@ class PagerDutyEvents(AlertChannel):
         super().__init__(name, url, timeout_s)
         self.routing_key = routing_key
 
+    def secret_values(self) -> list[str]:
+        return [self.routing_key]
+
     def operation(self, alert: dict) -> str:
         action = "resolve" if alert["event"] == "resolved" else "trigger"
         return f"{super().operation(alert)} {action}"

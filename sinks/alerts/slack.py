@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from sinks.alerts.base import AlertChannel
 
@@ -107,6 +108,10 @@ class SlackWebhook(AlertChannel):
 
     def operation(self, alert: dict) -> str:
         return "POST slack incoming webhook"  # the path holds the secret
+
+    def secret_values(self) -> list[str]:
+        path = urlsplit(self.url).path
+        return [self.url, path, path.rstrip("/").rpartition("/")[2]]
 
     def render(self, alert: dict, msg_id: str) -> tuple[bytes, dict[str, str]]:
         return json.dumps(blocks_of(alert), ensure_ascii=False).encode(), {}

@@ -37,6 +37,10 @@ class Secret:
             return None
         return f"{self.key}: no environment variable or file is configured"
 
+    def value_if_set(self) -> str:
+        """The value, or "" when it cannot be read (for scrubbing: never raises)."""
+        return "" if self.problem() is not None else self.get()
+
     def get(self) -> str:
         problem = self.problem()
         if problem is not None:

@@ -75,6 +75,9 @@ class KongChannel:
             )
         return self._client
 
+    def secret_values(self) -> list[str]:
+        return [self.admin_token.value_if_set()] if self.admin_token is not None else []
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

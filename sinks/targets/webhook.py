@@ -42,6 +42,9 @@ class WebhookChannel:
             self._client = httpx.Client(timeout=self.timeout_s)
         return self._client
 
+    def secret_values(self) -> list[str]:
+        return [self.secret.value_if_set()]
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

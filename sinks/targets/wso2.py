@@ -194,6 +194,9 @@ class Wso2Channel:
             self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, verify=self.verify_tls)
         return self._client
 
+    def secret_values(self) -> list[str]:
+        return [self.password.value_if_set(), self._client_secret, self._access, self._refresh]
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()

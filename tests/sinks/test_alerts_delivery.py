@@ -113,3 +113,15 @@ def test_a_hanging_receiver_times_out_and_is_retried(tmp_path, httpserver):
     assert entry.state == "pending" and entry.attempts == 1
     assert entry.last_error.startswith("ReadTimeout")
     assert _attempts(tmp_path) == [("alert-1", 1, "retry", 0)]
+
+
+def test_a_receiver_echoing_its_secret_url_leaves_no_secret_in_the_store(tmp_path, httpserver):
+    token = "XoXb9Secret4dWebhook7Token"  # a Slack webhook's secret is the last part of its path
+    path = f"/services/T000/B000/{token}"
+    httpserver.expect_request(path).respond_with_data(f"no_service: {path} (see {httpserver.url_for(path)})", 404)
+    sender = _sender(tmp_path, SlackWebhook("ops-slack", httpserver.url_for(path)))
+    _drive(sender, lambda: sender.control.outbox()[0].state != "pending")
+    (entry,) = sender.control.outbox()
+    assert entry.state == "dead_letter" and "no_service" in entry.last_error
+    stored = [entry.last_error, *(r["error"] for r in query(tmp_path, "SELECT error FROM deliveries").to_pylist())]
+    assert stored and all(token not in text and "[secret]" in text for text in stored)

@@ -27,6 +27,9 @@ class _PostChannel:
         r = self.client.post(self.url, json=entry.payload, headers={"Idempotency-Key": entry.id})
         return Attempt(r.status_code, "POST /hook", "" if r.is_success else r.text[:200], retry_after(r))
 
+    def secret_values(self) -> list[str]:
+        return []
+
 
 def _sender(tmp_path, url, **kw) -> Sender:
     control = ControlDB(tmp_path).open()
