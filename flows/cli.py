@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -12,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -392,6 +393,10 @@ def replay(
     cfg = _load(config, fmt, store)
     cluster = _cluster(process_id, addresses)
     inputs = _inputs([str(f) for f in files], follow=False)
+    # a cluster's process 0 keeps the ledger: the others would find the files it just recorded
+    heads = {} if process_id else _file_heads(_expand_globs(inputs))
+    if problems := _replayed_before(cfg.store.path, heads):
+        raise _fail(problems)
     stats = RunStats()
     done = threading.Event()
     if sys.stderr.isatty():
@@ -401,7 +406,59 @@ def replay(
         _run_flow(cfg, inputs, stats, follow=False, stop=threading.Event(), recovery=None, **cluster)
     finally:
         done.set()
+    _record_replayed(cfg.store.path, heads)
     typer.echo(f"replay: {stats.summary()} store={cfg.store.path}")
+
+
+_HEAD_BYTES = 1 << 16  # a file is known by the hash of its first 64 KiB: a grown log is the same log
+
+
+def _file_heads(paths: list[str]) -> dict[str, str]:
+    """``{path: ledger key}`` of the regular, non-empty files among ``paths``."""
+    import hashlib
+
+    out = {}
+    for p in paths:
+        path = Path(p)
+        if path.is_file() and path.stat().st_size:
+            with path.open("rb") as f:
+                out[p] = "replayed:" + hashlib.sha256(f.read(_HEAD_BYTES)).hexdigest()
+    return out
+
+
+def _replayed_before(store: Path, heads: dict[str, str]) -> list[str]:
+    """Why replaying ``heads`` into ``store`` would count lines it already holds (one line per file)."""
+    from sinks.control import CONTROL_FILE, ControlDB
+
+    if not heads or not (store / CONTROL_FILE).exists():
+        return []
+    control = ControlDB(store).open()
+    try:
+        problems = []
+        for path, key in heads.items():
+            if (seen := control.get_meta(key)) is not None:
+                earlier = json.loads(seen)
+                problems.append(
+                    f"{path} was already replayed into {store} ({earlier['path']}, {earlier['at']}): "
+                    "a second replay would count every line again; give another --store"
+                )
+        return problems
+    finally:
+        control.close()
+
+
+def _record_replayed(store: Path, heads: dict[str, str]) -> None:
+    from sinks.control import ControlDB
+
+    if not heads:
+        return
+    control = ControlDB(store).open()
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        for path, key in heads.items():
+            control.set_meta(key, json.dumps({"path": str(Path(path).resolve()), "at": at}))
+    finally:
+        control.close()
 
 
 def _cluster(process_id: int | None, addresses: str | None) -> dict:

@@ -156,9 +156,10 @@ def test_replayed_attack_sends_one_open_and_one_resolve_per_incident_to_every_de
         assert not any(ip in b for b in bodies)
         assert any(ip.rsplit(".", 1)[0] + ".0/24" in b for b in bodies)
 
-    # a second replay into the same store adds nothing: same findings, same incidents, same outbox ids
+    # a second replay into the same store is refused: nothing is counted or sent twice
     before = len(receiver.got["generic"])
-    gatewatch("replay", str(SAMPLE), "--store", str(store), "--config", str(cfg), env=env)
+    again = gatewatch("replay", str(SAMPLE), "--store", str(store), "--config", str(cfg), env=env, check=False)
+    assert again.returncode == 2 and "already replayed" in again.stderr
     assert len(receiver.got["generic"]) == before
     assert {r["incident_id"] for r in rows(store, "SELECT incident_id FROM incidents")} == incidents
 
