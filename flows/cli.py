@@ -646,13 +646,31 @@ def validate(
     problems += name_problems(cfg, [d.name for d in cfg.alerts.destinations]) + check_secrets(cfg)
     if shards := _shards_problem(cfg.store.path / RECOVERY_DIR, cfg.pipeline.shards):
         problems.append(shards)
+    t = cfg.targets
+    if cfg.policy.mode == "enforce" and not (t.wso2.enabled or t.kong.enabled or t.webhook.enabled):
+        problems.append('policy.mode: is "enforce", but no target is enabled: nothing would ever be sent')
     if not problems:  # ask the enabled gateways whether our credentials and tiers work
         problems = check_targets(cfg, control)
     if problems:
         raise _fail(problems, 1)
     for gap in limit_gaps(cfg, control):
         typer.echo(f"note: {gap}", err=True)
+    if not _loopback(cfg.dashboard.address):
+        typer.echo(
+            f"warning: dashboard.address: {cfg.dashboard.address} listens beyond this machine, and the dashboard "
+            "has no sign-in: anyone who reaches it can approve and revert decisions",
+            err=True,
+        )
     typer.echo(f"{config or 'embedded defaults'}: OK")
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class SimFormat(str, Enum):

@@ -101,3 +101,16 @@ def test_replay_shows_progress_on_a_terminal_only(tmp_path):
     os.close(leader)
     assert proc.returncode == 0
     assert b"replay" in shown and b"lines" in shown and b"MB" in shown
+
+
+def test_validate_refuses_enforce_with_no_target_and_warns_of_a_dashboard_beyond_loopback(tmp_path):
+    enforce = tmp_path / "enforce.toml"
+    enforce.write_text('[policy]\nmode = "enforce"\n')
+    proc = gatewatch("validate", "--config", str(enforce), check=False)
+    assert proc.returncode == 1 and "policy.mode" in proc.stderr and "no target is enabled" in proc.stderr
+
+    exposed = tmp_path / "exposed.toml"
+    exposed.write_text('[dashboard]\naddress = "0.0.0.0"\n')
+    proc = gatewatch("validate", "--config", str(exposed))
+    assert "warning: dashboard.address: 0.0.0.0 listens beyond this machine" in proc.stderr
+    assert "warning" not in gatewatch("validate").stderr
