@@ -75,11 +75,12 @@ import math
 import re
 import sys
 from collections import deque
-from collections.abc import Collection, Container, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import pairwise
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -390,13 +391,21 @@ def quantile(counts: dict[int, int], q: float) -> float | None:
 
 class _Slotted:
     __slots__ = ()
+    # the slots of earlier versions, by count, and a default for each slot added since: a
+    # recovery snapshot taken before an upgrade still loads
+    LEGACY_SLOTS: ClassVar[dict[int, tuple[str, ...]]] = {}
+    ADDED: ClassVar[dict[str, Callable[[], object]]] = {}
 
     def __getstate__(self):
         return tuple(getattr(self, s) for s in self.__slots__)
 
     def __setstate__(self, state):
-        for name, value in zip(self.__slots__, state, strict=True):
+        names = self.__slots__ if len(state) == len(self.__slots__) else self.LEGACY_SLOTS[len(state)]
+        for name, value in zip(names, state, strict=True):
             setattr(self, name, value)
+        if names is not self.__slots__:
+            for name in set(self.__slots__) - set(names):
+                setattr(self, name, self.ADDED[name]())
 
 
 _HLL_P = 10  # 2**10 registers
@@ -667,6 +676,16 @@ class IpAcc(_Slotted):
         "uas",
         "writes",
     )
+    _V1 = "auth bytes_out consumer detail error_paths errors login_paths login_ts paths reads requests s5xx sensitive"
+    _V2 = "auth bad bad_versions bytes_out consumer detail error_paths errors login_paths login_ts paths payloads probes"
+    LEGACY_SLOTS: ClassVar[dict[int, tuple[str, ...]]] = {
+        17: (*_V1.split(), "throttled", "ts", "uas", "writes"),
+        23: (*_V2.split(), "proxy", "queries", "reads", "requests", "s5xx", "sensitive", "throttled", "ts", "uas", "writes"),
+    }
+    ADDED: ClassVar[dict[str, Callable[[], object]]] = {
+        **dict.fromkeys(("bad", "bad_versions", "payloads", "proxy", "hasty"), int),
+        "probes": set, "queries": set, "early_posts": list, "page": str, "page_ts": float,
+    }  # fmt: skip
 
     def __init__(self, consumer: str) -> None:
         self.consumer = consumer
@@ -801,6 +820,10 @@ class ApiAcc(_Slotted):
     """Counters of one (window, endpoint) cell."""
 
     __slots__ = ("auth", "bytes_out", "fail_ips", "ips", "latencies", "requests", "s4xx", "s5xx", "throttled")
+    LEGACY_SLOTS: ClassVar[dict[int, tuple[str, ...]]] = {
+        8: ("auth", "bytes_out", "fail_ips", "ips", "requests", "s4xx", "s5xx", "throttled")
+    }
+    ADDED: ClassVar[dict[str, Callable[[], object]]] = {"latencies": dict}
 
     def __init__(self) -> None:
         self.requests = self.s4xx = self.s5xx = self.auth = self.throttled = self.bytes_out = 0

@@ -1,0 +1,55 @@
+"""Open windows in a recovery snapshot taken by an earlier version still load after an upgrade.
+
+Window cells are pickled as the tuple of their slots; a version that adds a slot
+must still read the shorter tuples of the versions before it (their slot lists are
+kept in ``LEGACY_SLOTS``), giving each added slot its empty value.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from flows.features import ApiAcc, IpAcc, ip_features
+
+# what an IP cell of each earlier version pickled: (slot, value) in its slot order
+EARLIER_IP_CELLS = {
+    17: dict(auth=2, bytes_out=900, consumer="", detail=1, error_paths={"/x"}, errors=1, login_paths={"/login"},
+             login_ts=[1.0, 2.0], paths={"/a", "/items/1"}, reads=3, requests=5, s5xx=0, sensitive=set(),
+             throttled=0, ts=[1.0, 2.0, 3.0, 4.0, 5.0], uas={"curl/8"}, writes=2),
+    23: dict(auth=2, bad=0, bad_versions=0, bytes_out=900, consumer="", detail=1, error_paths={"/x"}, errors=1,
+             login_paths={"/login"}, login_ts=[1.0, 2.0], paths={"/a", "/items/1"}, payloads=1, probes=set(), proxy=0,
+             queries={"/a?q=1"}, reads=3, requests=5, s5xx=0, sensitive=set(), throttled=0,
+             ts=[1.0, 2.0, 3.0, 4.0, 5.0], uas={"curl/8"}, writes=2),
+}  # fmt: skip
+
+
+def _from_state(cls, state: tuple):
+    cell = cls.__new__(cls)
+    cell.__setstate__(state)
+    return pickle.loads(pickle.dumps(cell))
+
+
+@pytest.mark.parametrize("n", sorted(EARLIER_IP_CELLS))
+def test_an_ip_cell_of_an_earlier_version_loads_and_counts_on(n):
+    earlier = EARLIER_IP_CELLS[n]
+    assert tuple(earlier) == IpAcc.LEGACY_SLOTS[n]
+    cell = _from_state(IpAcc, tuple(earlier.values()))
+    assert (cell.requests, cell.auth, cell.paths) == (5, 2, {"/a", "/items/1"})
+    assert (cell.hasty, cell.page, cell.early_posts) == (0, "", [])
+    newer = IpAcc("")
+    newer.requests, newer.hasty = 1, 1
+    cell.merge(newer)
+    x = ip_features(cell)
+    assert x["requests"] == 6 and x["hasty_posts"] == 1 and x["auth_failures"] == 2
+
+
+def test_an_endpoint_cell_of_an_earlier_version_loads_without_latencies():
+    cell = _from_state(ApiAcc, (0, 100, set(), {"10.0.0.1"}, 4, 1, 0, 0))
+    assert (cell.requests, cell.latencies) == (4, {})
+
+
+def test_a_state_of_no_known_version_is_an_error():
+    with pytest.raises(KeyError):
+        _from_state(IpAcc, (1, 2, 3))
