@@ -556,7 +556,10 @@ def sql(
     cfg = _load(config, store=store)
     root = cfg.store.path.resolve()
     try:
-        refused = [st.type.name for st in duckdb.extract_statements(query) if st.type.name not in _READ_STATEMENTS]
+        statements = duckdb.extract_statements(query)
+        if not statements:
+            raise _fail(["sql: the query is empty"], 1)
+        refused = [st.type.name for st in statements if st.type.name not in _READ_STATEMENTS]
         if refused:
             raise _fail([f"sql: only queries are allowed (SELECT, EXPLAIN), not {', '.join(refused)}"], 1)
         con = duckdb.connect()

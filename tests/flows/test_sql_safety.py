@@ -45,6 +45,8 @@ def test_table_output_prints_markup_in_log_strings_as_text(tmp_path):
         "SELECT * FROM read_text('/etc/hostname')",
         "ATTACH '{tmp}/other.duckdb' AS other",
         "INSTALL httpfs",
+        "",
+        "  ;  ",
     ],
 )
 def test_sql_reads_the_store_and_nothing_else(tmp_path, statement):
