@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import math
 import os
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,6 +164,25 @@ def metrics(values: dict[str, str], helps: dict[str, str] | None = None) -> None
     helps = helps or {}
     for column, (label, value) in zip(st.columns(len(values)), values.items(), strict=True):
         column.metric(label, value, help=helps.get(label), border=True)
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+# GitHub-flavoured autolinks ignore escapes: an invisible word joiner breaks their prefixes
+_AUTOLINK = re.compile(r"(https?|ftp|www|@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
+
+
+def escape_md(text: str) -> str:
+    r"""``text`` as literal Markdown: a name from a log must not render as a link, an image or a colour.
+
+    Every ASCII punctuation character is escaped, and a word joiner (invisible) follows each
+    ``http``, ``www`` and ``@``, which Streamlit would otherwise turn into links.
+
+    >>> escape_md("[x](https://evil.example) :red[y] **z**").replace(WORD_JOINER, "+")
+    '\\[x\\]\\(https+\\:\\/\\/evil\\.example\\) \\:red\\[y\\] \\*\\*z\\*\\*'
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+    return _AUTOLINK.sub(lambda m: m.group() + WORD_JOINER, escaped)
 
 
 def count(value: int | None) -> str:

@@ -75,7 +75,7 @@ def review_panel(root, actions: ModuleType) -> None:
         confirm = st.session_state.get("confirm")
         if confirm:
             action, decision_id, label = confirm
-            st.warning(f"{VERBS[action]} **{label}** as **{actor}**?")
+            st.warning(f"{VERBS[action]} **{ui.escape_md(label)}** as **{ui.escape_md(actor)}**?")
             yes, no, _ = st.columns([1, 1, 6])
             yes.button(
                 f"Confirm {action}",

@@ -39,11 +39,11 @@ def finding_detail(root, findings) -> None:
     row = findings.row(by_predicate=pl.col("finding_id") == finding_id, named=True)
     reasons_col, evidence_col = st.columns(2)
     with reasons_col:
-        st.markdown(
-            f"**{row['subject_type']} {row['subject_name']}** (`{row['subject']}`), "
-            f"detector `{row['detector']}`"
-        )
-        st.markdown("\n".join(f"- {r}" for r in row["reasons"].split("; ") if r) or "No reasons recorded.")
+        # names, subjects and reasons come from the logs: escaped, never read as Markdown
+        name = ui.escape_md(f"{row['subject_type']} {row['subject_name']}")
+        st.markdown(f"**{name}** ({ui.escape_md(row['subject'])}), detector {ui.escape_md(row['detector'])}")
+        reasons = [f"- {ui.escape_md(r)}" for r in row["reasons"].split("; ") if r]
+        st.markdown("\n".join(reasons) or "No reasons recorded.")
     with evidence_col:
         ui.table(
             queries.finding_evidence(root, finding_ids=[finding_id]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -644,3 +645,23 @@ def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+HOSTILE_NAME = "[pwned](https://evil.example/) ![x](https://evil.example/p.png) :red[alarm] **loud** `tick` <b>b</b>"
+
+
+def test_a_name_from_the_logs_is_shown_as_text_never_as_markdown(monkeypatch, store_root):
+    from store_rows import F1_EVIDENCE, finding_row
+
+    StoreWriter(store_root).open().append("findings", [finding_row(
+        "f-hostile", "consumer", "c9", HOSTILE_NAME, "", "credential_stuffing", "credential_stuffing", 0.95, 4,
+        ["auth failures 30 vs baseline 0", "see [here](https://evil.example/)"], F1_EVIDENCE,
+    )])  # fmt: skip
+    app = open_page(monkeypatch, store_root, "incidents", time_range="All")
+    app.selectbox(key="finding").set_value("f-hostile").run()
+    shown = "\n".join(m.value for m in app.markdown)
+    assert ui.escape_md(f"consumer {HOSTILE_NAME}") in shown
+    assert ui.escape_md("see [here](https://evil.example/)") in shown
+    # no link, image, colour, emphasis or code opens anywhere outside an escape
+    for raw in ("[pwned](", "![x](", ":red[", "**loud", "`tick", "<b>", "[here]("):
+        assert re.search(r"(?<!\\)" + re.escape(raw), shown) is None, raw

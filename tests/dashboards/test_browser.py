@@ -207,3 +207,42 @@ def _reachable(page: Page, url: str) -> bool:
     except Exception:  # noqa: BLE001 - not up yet: any failure means try again
         return False
     return True
+
+
+def test_a_hostile_name_renders_as_text_in_a_browser(tmp_path, store_root):
+    """A subject name written as Markdown by an attacker shows as its characters: no link, image or colour."""
+    from store_rows import F1_EVIDENCE, finding_row
+
+    from sinks.store import StoreWriter
+
+    hostile = "[pwned](https://evil.example/) ![x](https://evil.example/p.png) :red[alarm] **loud**"
+    StoreWriter(store_root).open().append("findings", [finding_row(
+        "f-hostile", "consumer", "c9", hostile, "", "credential_stuffing", "credential_stuffing", 0.95, 9,
+        ["auth failures 30 vs baseline 0"], F1_EVIDENCE,
+    )])  # fmt: skip
+    port = _free_port()
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text(f"[dashboard]\nport = {port}\n")
+    dashboard = subprocess.Popen(
+        [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(60_000)
+            wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/"), timeout=90, what="the dashboard")
+            page.get_by_test_id("stSidebar").get_by_text("All", exact=True).click()
+            page.get_by_role("link", name=NAV["incidents"]).click()
+            expect(page.get_by_role("heading", name="Finding detail")).to_be_visible()
+            # the newest finding is the one shown: its name, character for character (word joiners aside)
+            detail = page.get_by_test_id("stMarkdown").filter(has_text="pwned").first
+            assert f"consumer {hostile}" in detail.inner_text().replace("\u2060", "")
+            bad = page.locator('a[href*="evil.example"], img[src*="evil.example"]')
+            assert bad.count() == 0, [bad.nth(i).evaluate("e => e.outerHTML") for i in range(bad.count())]
+            assert page.get_by_test_id("stMarkdown").locator('span[style*="color"]').count() == 0
+            browser.close()
+    finally:
+        os.killpg(dashboard.pid, signal.SIGINT)
+        dashboard.communicate(timeout=30)
