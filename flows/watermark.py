@@ -23,6 +23,7 @@ nothing closes.
 from __future__ import annotations
 
 import math
+import time
 
 
 class InputClock:
@@ -35,8 +36,16 @@ class InputClock:
         self._first_wall: float | None = None
 
     def __getstate__(self) -> dict:
-        # after a restart the wall times of the previous process mean nothing: start afresh
-        return {"idle_s": self.idle_s, "hold_s": self.hold_s, "_inputs": {}, "_first_wall": None}
+        # event-time progress survives a restart, the old process's wall times do not
+        return {"idle_s": self.idle_s, "hold_s": self.hold_s, "newest": {s: e[0] for s, e in self._inputs.items()}}
+
+    def __setstate__(self, state: dict) -> None:
+        # the restart counts as every input's last advance: downtime is not quiet input, and a
+        # log that stays quiet after it lets the restored windows close idle_s later
+        self.idle_s, self.hold_s = state["idle_s"], state["hold_s"]
+        now = time.time()
+        self._inputs = {source: [ts, now] for source, ts in state.get("newest", {}).items()}
+        self._first_wall = now if self._inputs else None
 
     def advance(self, source: str, newest_ts: float, wall: float) -> None:
         """Record that ``source`` has delivered events up to ``newest_ts``."""
