@@ -150,6 +150,8 @@ def _run_flow(
     from sinks.store import StoreWriter
     from sinks.targets import name_problems, sender_options, wire_targets
 
+    if problems := check_paths(cfg):  # a CA file that cannot be read stops here, not at the first delivery
+        raise _fail(problems)
     writer = StoreWriter(cfg.store.path, writer=CONTROL_WRITER)
     try:
         observers, channels = build_alerting(cfg, writer)

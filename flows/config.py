@@ -9,6 +9,7 @@ the environment variable or file that holds it.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin
 
@@ -354,6 +355,7 @@ class Wso2TargetConfig(_Section):
     )
     password_file: str = Field("", description="File holding the admin password (used when password_env is empty).")
     verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+    ca_file: str = Field("", description="PEM file of the CA (or self-signed certificate) that signed the server's; empty: the system's CAs.")
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one HTTP call (the outbox retries).")
     block_with: Literal["deny_policy", "subscriptions"] = Field(
         "deny_policy",
@@ -384,6 +386,7 @@ class KongTargetConfig(_Section):
         "", pattern=_SECRET_ENV, description="Environment variable holding a Kong-Admin-Token (Enterprise RBAC; empty: none)."
     )
     verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+    ca_file: str = Field("", description="PEM file of the CA (or self-signed certificate) that signed the server's; empty: the system's CAs.")
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one HTTP call (the outbox retries).")
     block_status_code: int = Field(403, ge=400, le=599, description="Status a blocked consumer gets (request-termination).")
     block_message: str = Field("Access suspended", min_length=1, description="Message a blocked consumer gets.")
@@ -398,6 +401,8 @@ class WebhookTargetConfig(_Section):
     )
     secret_file: str = Field("", description="File holding the signing secret (used when secret_env is empty).")
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one HTTP call (the outbox retries).")
+    verify_tls: bool = Field(True, description="Check the server's TLS certificate.")
+    ca_file: str = Field("", description="PEM file of the CA (or self-signed certificate) that signed the server's; empty: the system's CAs.")
 
     @model_validator(mode="after")
     def _url_when_enabled(self) -> WebhookTargetConfig:
@@ -450,6 +455,8 @@ class _Destination(_Section):
         description="At most one open/escalation notification per incident in this much event time (a resolve always goes).",
     )  # fmt: skip
     timeout_s: float = Field(10.0, gt=0, le=120, description="Timeout of one delivery attempt (the outbox retries).")
+    verify_tls: bool = Field(True, description="Check the receiver's TLS certificate.")
+    ca_file: str = Field("", description="PEM file of the CA (or self-signed certificate) that signed the receiver's; empty: the system's CAs.")
 
     @field_validator("kinds")
     @classmethod
@@ -571,6 +578,15 @@ def check_paths(cfg: Config) -> list[str]:
         problems.append(f"store.path: {existing} is not a folder")
     elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"store.path: {existing} is not writable")
+    t = cfg.targets
+    sections = [(f"targets.{n}", s) for n, s in (("wso2", t.wso2), ("kong", t.kong), ("webhook", t.webhook)) if s.enabled]
+    sections += [(f"alerts.destinations.{i}", d) for i, d in enumerate(cfg.alerts.destinations)]
+    for key, section in sections:
+        if section.ca_file:
+            try:
+                ssl.create_default_context(cafile=section.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                problems.append(f"{key}.ca_file: cannot load {section.ca_file} as PEM certificates ({exc})")
     return problems
 
 

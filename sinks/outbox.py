@@ -24,6 +24,7 @@ opens: its entries wait ``breaker_cooldown_s`` before one trial call.
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 import time
 from collections.abc import Iterable
@@ -67,6 +68,13 @@ class Channel(Protocol):
     def secret_values(self) -> list[str]:
         """The secrets the channel sends (a URL that is one, keys, tokens): never stored or printed."""
         ...
+
+
+def tls_verify(verify_tls: bool, ca_file: str) -> bool | ssl.SSLContext:
+    """What ``httpx``'s ``verify`` gets: no check, the system's CAs, or those of ``ca_file`` (read now)."""
+    if not verify_tls:
+        return False
+    return ssl.create_default_context(cafile=ca_file) if ca_file else True
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

@@ -37,6 +37,10 @@ def _whsec_problem(value: str) -> str | None:
     return None
 
 
+def _tls(dest) -> dict:
+    return {"verify_tls": dest.verify_tls, "ca_file": dest.ca_file}
+
+
 def build_channels(alerts: AlertsConfig, env: Mapping[str, str]) -> dict[str, AlertChannel]:
     """One channel per destination, secrets read from ``env``.
 
@@ -59,17 +63,17 @@ def build_channels(alerts: AlertsConfig, env: Mapping[str, str]) -> dict[str, Al
                 problem = _whsec_problem(value) if value else None
                 if problem:
                     problems.append(f"alerts.destinations.{i}.secret_env: {var} {problem}")
-            channels[dest.name] = GenericWebhook(dest.name, dest.url, secrets, dest.timeout_s)
+            channels[dest.name] = GenericWebhook(dest.name, dest.url, secrets, dest.timeout_s, **_tls(dest))
         elif isinstance(dest, SlackDestination):
             url = secret(i, "url_env", dest.url_env)
             if url and not url.startswith(("https://", "http://")):
                 problems.append(
                     f"alerts.destinations.{i}.url_env: {dest.url_env} does not hold an http(s) URL"
                 )
-            channels[dest.name] = SlackWebhook(dest.name, url, dest.timeout_s)
+            channels[dest.name] = SlackWebhook(dest.name, url, dest.timeout_s, **_tls(dest))
         elif isinstance(dest, PagerDutyDestination):
             key = secret(i, "routing_key_env", dest.routing_key_env)
-            channels[dest.name] = PagerDutyEvents(dest.name, dest.url, key, dest.timeout_s)
+            channels[dest.name] = PagerDutyEvents(dest.name, dest.url, key, dest.timeout_s, **_tls(dest))
     if problems:
         raise ConfigError(problems)
     return channels

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
 from sinks.control import OutboxEntry
-from sinks.outbox import Attempt, retry_after
+from sinks.outbox import Attempt, retry_after, tls_verify
 
 if TYPE_CHECKING:
     import httpx
@@ -25,14 +25,20 @@ class AlertChannel:
         name: the configured destination name.
         url: where to POST (for Slack, the secret webhook URL).
         timeout_s: timeout of one attempt.
+        verify_tls: check the receiver's TLS certificate.
+        ca_file: PEM file of the CAs to check it with ("": the system's).
     """
 
     kind: ClassVar[str]
 
-    def __init__(self, name: str, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, name: str, url: str, timeout_s: float = 10.0, *, verify_tls: bool = True, ca_file: str = ""
+    ) -> None:
         self.name = name
         self.url = url
         self.timeout_s = timeout_s
+        self.verify_tls = verify_tls
+        self.ca_file = ca_file
         self._client: httpx.Client | None = None
 
     def __repr__(self) -> str:  # never shows the URL: for Slack it is the secret
@@ -54,7 +60,8 @@ class AlertChannel:
         import httpx  # here: a run that never sends an alert never loads it
 
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_s, follow_redirects=False)
+            verify = tls_verify(self.verify_tls, self.ca_file)
+            self._client = httpx.Client(timeout=self.timeout_s, follow_redirects=False, verify=verify)
         body, headers = self.render(alert, msg_id)
         try:
             return self._client.post(

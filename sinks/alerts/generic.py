@@ -43,8 +43,8 @@ class GenericWebhook(AlertChannel):
 
     kind: ClassVar[str] = "generic"
 
-    def __init__(self, name: str, url: str, secrets: list[str], timeout_s: float = 10.0) -> None:
-        super().__init__(name, url, timeout_s)
+    def __init__(self, name: str, url: str, secrets: list[str], timeout_s: float = 10.0, **tls) -> None:
+        super().__init__(name, url, timeout_s, **tls)
         self.secrets = secrets
 
     def secret_values(self) -> list[str]:

@@ -72,8 +72,8 @@ class PagerDutyEvents(AlertChannel):
 
     kind: ClassVar[str] = "pagerduty"
 
-    def __init__(self, name: str, url: str, routing_key: str, timeout_s: float = 10.0) -> None:
-        super().__init__(name, url, timeout_s)
+    def __init__(self, name: str, url: str, routing_key: str, timeout_s: float = 10.0, **tls) -> None:
+        super().__init__(name, url, timeout_s, **tls)
         self.routing_key = routing_key
 
     def secret_values(self) -> list[str]:

@@ -94,7 +94,7 @@ def build_channels(cfg: Config, control: ControlDB) -> dict[str, Channel]:
             w.name, base_url=w.base_url, version=w.version, username=w.username, password=keys[w.name],
             state=control, block_with=w.block_with, restrict_business_plan=w.restrict_business_plan,
             ip_custom_policy=w.ip_custom_policy,
-            api_ids=tuple(w.api_ids), timeout_s=w.timeout_s, verify_tls=w.verify_tls,
+            api_ids=tuple(w.api_ids), timeout_s=w.timeout_s, verify_tls=w.verify_tls, ca_file=w.ca_file,
         )  # fmt: skip
     if t.kong.enabled:
         from sinks.targets.kong import KongChannel
@@ -103,13 +103,15 @@ def build_channels(cfg: Config, control: ControlDB) -> dict[str, Channel]:
         channels[k.name] = KongChannel(
             k.name, admin_url=k.admin_url, state=control, admin_token=keys[k.name],
             block_status_code=k.block_status_code, block_message=k.block_message,
-            timeout_s=k.timeout_s, verify_tls=k.verify_tls,
+            timeout_s=k.timeout_s, verify_tls=k.verify_tls, ca_file=k.ca_file,
         )  # fmt: skip
     if t.webhook.enabled:
         from sinks.targets.webhook import WebhookChannel
 
         h = t.webhook
-        channels[h.name] = WebhookChannel(h.name, url=h.url, secret=keys[h.name], timeout_s=h.timeout_s)
+        channels[h.name] = WebhookChannel(
+            h.name, url=h.url, secret=keys[h.name], timeout_s=h.timeout_s, verify_tls=h.verify_tls, ca_file=h.ca_file
+        )
     return channels
 
 

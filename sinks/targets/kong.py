@@ -26,7 +26,7 @@ from typing import ClassVar
 import httpx
 
 from sinks.control import ControlDB, OutboxEntry
-from sinks.outbox import Attempt
+from sinks.outbox import Attempt, tls_verify
 from sinks.targets.base import CallFailed, Calls, Desired, Secret, SecretMissing
 
 # fixed namespace of gatewatch's plugin ids (uuid5 of it and a name)
@@ -55,6 +55,7 @@ class KongChannel:
         block_message: str = "Access suspended",
         timeout_s: float = 10.0,
         verify_tls: bool = True,
+        ca_file: str = "",
     ) -> None:
         self.name = name
         self.admin_url = admin_url.rstrip("/")
@@ -64,6 +65,7 @@ class KongChannel:
         self.block_message = block_message
         self.timeout_s = timeout_s
         self.verify_tls = verify_tls
+        self.ca_file = ca_file
         self._client: httpx.Client | None = None
 
     @property
@@ -71,7 +73,10 @@ class KongChannel:
         if self._client is None:
             headers = {"Kong-Admin-Token": self.admin_token.get()} if self.admin_token else {}
             self._client = httpx.Client(
-                base_url=self.admin_url, timeout=self.timeout_s, verify=self.verify_tls, headers=headers
+                base_url=self.admin_url,
+                timeout=self.timeout_s,
+                verify=tls_verify(self.verify_tls, self.ca_file),
+                headers=headers,
             )
         return self._client
 

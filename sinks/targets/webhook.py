@@ -18,7 +18,7 @@ import httpx
 
 from sinks import signing
 from sinks.control import OutboxEntry
-from sinks.outbox import Attempt, retry_after
+from sinks.outbox import Attempt, retry_after, tls_verify
 from sinks.targets.base import Desired, Secret, SecretMissing
 
 EVENT_TYPE = "gatewatch.enforcement"
@@ -29,17 +29,21 @@ class WebhookChannel:
 
     kind: ClassVar[str] = "webhook"
 
-    def __init__(self, name: str, *, url: str, secret: Secret, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, name: str, *, url: str, secret: Secret, timeout_s: float = 10.0, verify_tls: bool = True, ca_file: str = ""
+    ) -> None:
         self.name = name
         self.url = url
         self.secret = secret
         self.timeout_s = timeout_s
+        self.verify_tls = verify_tls
+        self.ca_file = ca_file
         self._client: httpx.Client | None = None
 
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_s)
+            self._client = httpx.Client(timeout=self.timeout_s, verify=tls_verify(self.verify_tls, self.ca_file))
         return self._client
 
     def secret_values(self) -> list[str]:

@@ -36,7 +36,7 @@ from typing import ClassVar
 import httpx
 
 from sinks.control import ControlDB, OutboxEntry
-from sinks.outbox import Attempt
+from sinks.outbox import Attempt, tls_verify
 from sinks.targets.base import CallFailed, Calls, Desired, Secret, SecretMissing
 
 ADMIN = "/api/am/admin/v4"
@@ -164,6 +164,7 @@ class Wso2Channel:
         api_ids: tuple[str, ...] = (),
         timeout_s: float = 10.0,
         verify_tls: bool = True,
+        ca_file: str = "",
         client_name: str = "gatewatch",
     ) -> None:
         self.name = name
@@ -178,6 +179,7 @@ class Wso2Channel:
         self.api_ids = tuple(api_ids)
         self.timeout_s = timeout_s
         self.verify_tls = verify_tls
+        self.ca_file = ca_file
         self.client_name = client_name
         self._client: httpx.Client | None = None
         self._client_id = ""
@@ -191,7 +193,8 @@ class Wso2Channel:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, verify=self.verify_tls)
+            verify = tls_verify(self.verify_tls, self.ca_file)
+            self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout_s, verify=verify)
         return self._client
 
     def secret_values(self) -> list[str]:
