@@ -149,16 +149,16 @@ class Sender:
         and never holds up a stop for longer than the call in flight. The
         entries left wait in the outbox, untouched.
 
-        The attempts' ``deliveries`` rows are written before their outcomes
-        are committed, and the commit acknowledges them (the controller rolls
-        unacknowledged rows back after a crash), so each attempt is recorded
-        exactly once.
+        Each attempt is recorded as it completes: its ``deliveries`` row is
+        written, then its outcome committed with an acknowledgement of the row
+        (the controller rolls unacknowledged rows back after a crash). A crash
+        mid-step therefore re-sends at most the attempt in flight, and each
+        attempt is recorded exactly once.
         """
         import httpx  # here, not at the top: a run without destinations never loads it (0.08 s)
 
         now = time.time() if now is None else now
-        rows = []
-        settles: list[dict] = []
+        attempts = 0
         unreachable: set[str] = set()
         for entry in self.control.due(now, DUE_PAGE):
             if stop is not None and stop.is_set():
@@ -167,9 +167,9 @@ class Sender:
                 continue
             breaker = self._breakers.setdefault(entry.destination, _Breaker())
             if breaker.open_until > now:
-                settles.append(
-                    {"entry_id": entry.id, "state": "pending", "attempts": entry.attempts,
-                     "next_at": breaker.open_until, "last_error": entry.last_error or "circuit breaker open"}
+                self.control.settle(
+                    entry.id, state="pending", attempts=entry.attempts, next_at=breaker.open_until,
+                    last_error=entry.last_error or "circuit breaker open",
                 )  # fmt: skip
                 continue
             channel = self.channels.get(entry.destination)
@@ -204,17 +204,13 @@ class Sender:
                 if outcome == "retry":
                     wait = result.retry_after_s if result.retry_after_s is not None else self.backoff_s(attempt_no)
                     settle["next_at"] = now + wait
-            settles.append(settle)
-            rows.append(
-                (
-                    entry.id, channel.kind if channel else "", entry.destination, entry.ref_id, attempt_no,
-                    result.operation, outcome, result.http_status, result.error, latency_ms, time.time(),
-                )
+            row = (
+                entry.id, channel.kind if channel else "", entry.destination, entry.ref_id, attempt_no,
+                result.operation, outcome, result.http_status, result.error, latency_ms, time.time(),
             )  # fmt: skip
-        if settles:
-            self.writer.append("deliveries", rows)
+            self.writer.append("deliveries", [row])
             with self.control.transaction() as con:
-                for settle in settles:
-                    self.control.settle(**settle, con=con)
+                self.control.settle(**settle, con=con)
                 self.control.acknowledge_store(self.writer.last_seq, con)
-        return len(rows)
+            attempts += 1
+        return attempts

@@ -123,3 +123,37 @@ def test_no_attempt_starts_once_stop_is_set(tmp_path, httpserver):
     stop.set()
     assert sender.step(stop=stop) == 0 and len(httpserver.log) == 0
     assert sender.step() == 1 and [e.state for e in sender.control.outbox()] == ["sent"]
+
+
+class _CrashingChannel(_PostChannel):
+    """Delivers ``survives`` entries, then the process dies in the middle of the next call."""
+
+    def __init__(self, name: str, url: str, survives: int) -> None:
+        super().__init__(name, url)
+        self.survives = survives
+
+    def deliver(self, entry: OutboxEntry) -> Attempt:
+        if self.survives == 0:
+            raise SystemExit(137)
+        self.survives -= 1
+        return super().deliver(entry)
+
+
+def test_a_crash_mid_step_resends_nothing_that_was_delivered(tmp_path, httpserver):
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    control = ControlDB(tmp_path).open()
+    for i in range(10):
+        control.enqueue(f"e{i}", "test-post", "hook", f"d{i}", {"x": i})
+    crashing = Sender(control, StoreWriter(tmp_path, writer="c0").open(), {"hook": _CrashingChannel("hook", httpserver.url_for("/hook"), 3)})
+    try:
+        crashing.step()
+    except SystemExit:
+        pass
+    control.close()
+    # the restart: a new sender over the same control database and store
+    restarted = _sender(tmp_path, httpserver.url_for("/hook"))
+    restarted.step()
+    keys = [req.headers["Idempotency-Key"] for req, _ in httpserver.log]
+    assert sorted(keys) == [f"e{i}" for i in range(10)]  # each delivered once
+    assert [e.state for e in restarted.control.outbox()] == ["sent"] * 10
+    assert sorted(a["delivery_id"] for a in _attempts(tmp_path)) == sorted(keys)
