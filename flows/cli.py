@@ -519,19 +519,20 @@ def run(
         source = _inputs(inputs, follow=True)
         described = ", ".join(source)
     stop = threading.Event()
+    # stdin cannot be re-read after a restart, so it runs without recovery
+    recovery = None if source == ["-"] else cfg.store.path / RECOVERY_DIR
+    keeping = "keeping open windows for the next run" if recovery else "flushing open windows"
 
     def on_signal(signum, _frame):
         if stop.is_set():  # a second signal: give up on the clean stop
             raise SystemExit(130)
-        typer.echo(f"gatewatch: {signal.Signals(signum).name}: flushing open windows and stopping", err=True)
+        typer.echo(f"gatewatch: {signal.Signals(signum).name}: {keeping} and stopping", err=True)
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cfg.store.path.mkdir(parents=True, exist_ok=True)
     typer.echo(f"gatewatch: following {described} into {cfg.store.path} (Ctrl-C to stop)", err=True)
-    # stdin cannot be re-read after a restart, so it runs without recovery
-    recovery = None if source == ["-"] else cfg.store.path / RECOVERY_DIR
     stats = RunStats()
     _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
     typer.echo(f"run: {stats.summary()} store={cfg.store.path}")

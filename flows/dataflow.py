@@ -288,6 +288,10 @@ class _ShardLogic(StatefulLogic):
         return self._with_progress(self.proc.tick(time.time())), StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Output], bool]:
+        if self.follow and self.snapshots:
+            # a run that resumes was stopped: its open windows stay in the recovery snapshot,
+            # so a stop and restart judge them whole, as an uninterrupted run would
+            return self._with_progress([]), StatefulLogic.RETAIN
         return self._with_progress(self.proc.flush()), StatefulLogic.RETAIN
 
     def notify_at(self) -> datetime | None:
