@@ -31,7 +31,9 @@ REAL = _case_lines()
 def mutated_line(draw) -> bytes:
     """A real line from the case files, damaged in one of the ways real logs get damaged."""
     line = draw(st.sampled_from(REAL))
-    how = draw(st.sampled_from(["cut", "splice", "flip", "nul", "repeat", "invalid_utf8", "digits", "as_is"]))
+    how = draw(
+        st.sampled_from(["cut", "splice", "flip", "nul", "repeat", "invalid_utf8", "digits", "sizes", "as_is"])
+    )
     at = draw(st.integers(0, max(0, len(line) - 1)))
     if how == "cut":
         return line[:at]
@@ -48,6 +50,9 @@ def mutated_line(draw) -> bytes:
     if how == "digits":  # clock jumps, huge numbers, negative sizes
         big = draw(st.sampled_from([b"99999999999999999999", b"-1", b"1e308", b"0", b"2038", b"1900"]))
         return line.replace(b"2022", big, 1).replace(b"200", big, 1)
+    if how == "sizes":  # every number in the line: sizes past 2^63, infinities
+        big = draw(st.sampled_from([b"9223372036854775808", b"1e999", b"18446744073709551616"]))
+        return re.sub(rb"(?<=[ :])[0-9]{2,}(?=[ ,}])", big, line)
     return line
 
 
