@@ -23,6 +23,7 @@ import typer
 from flows.alerts import alerts_app
 from flows.config import Config, ConfigError, check_paths, example_toml, load_config
 from flows.decisions import decisions_app
+from flows.deliveries import deliveries_app
 from flows.parsers import FORMATS
 
 app = typer.Typer(
@@ -749,6 +750,7 @@ def evaluate(
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(decisions_app, name="decisions")
+app.add_typer(deliveries_app, name="deliveries")
 
 
 def main() -> None:

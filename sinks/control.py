@@ -372,6 +372,39 @@ class ControlDB:
         ).fetchall()
         return [_entry(r) for r in rows]
 
+    def retry_dead_letters(self, entry_ids: list[str] | None = None) -> tuple[list[str], list[str]]:
+        """Give dead letters (these, or all) a fresh round of attempts; return (retried, stale).
+
+        A dead letter is stale when the same destination has a newer entry for the same
+        incident or the same subject's decisions: it carries an older state (a block since
+        lifted, an alert since resolved), and sending it now would undo the newer one.
+        """
+        with self.transaction() as con:
+            dead = con.execute(
+                "SELECT id, destination, ref_id, created_at FROM outbox WHERE state = 'dead_letter'"
+                + (f" AND id IN ({','.join('?' * len(entry_ids))})" if entry_ids else "")
+                + " ORDER BY created_at, rowid",
+                entry_ids or (),
+            ).fetchall()
+            retried, stale = [], []
+            for entry_id, destination, ref_id, created_at in dead:
+                newer = con.execute(
+                    "SELECT 1 FROM outbox o WHERE o.destination = ? AND o.created_at > ? AND (o.ref_id = ? OR o.ref_id IN ("
+                    " SELECT b.decision_id FROM decisions a JOIN decisions b USING (subject_type, subject)"
+                    " WHERE a.decision_id = ?)) LIMIT 1",
+                    (destination, created_at, ref_id, ref_id),
+                ).fetchone()
+                if newer:
+                    stale.append(entry_id)
+                    continue
+                con.execute(
+                    "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, last_error = '', updated_at = ? "
+                    "WHERE id = ?",
+                    (time.time(), time.time(), entry_id),
+                )
+                retried.append(entry_id)
+        return retried, stale
+
     def supersede_pending(
         self, destination: str, subject_type: str, subject: str, con: sqlite3.Connection | None = None
     ) -> int:

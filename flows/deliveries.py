@@ -1,0 +1,68 @@
+"""``gatewatch deliveries``: see what the outbox gave up on, and send it again.
+
+A delivery is dead-lettered after ``delivery.max_attempts`` failures or at once
+on a 4xx. Once the cause is fixed (a gateway back, a token renewed), ``retry``
+gives those entries a fresh round of attempts; the next step of a running
+pipeline's sender, or of the next ``run``, sends them. An entry with a newer
+one for the same incident or subject is not retried: it would undo it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.decisions import ConfigOpt, StoreOpt, _store
+from sinks.control import CONTROL_FILE, ControlDB
+
+deliveries_app = typer.Typer(
+    help="List dead-lettered deliveries and retry them.", no_args_is_help=True, rich_markup_mode=None
+)
+
+
+def _control(store: Path | None, config: Path | None) -> ControlDB:
+    root = _store(store, config)
+    if not (root / CONTROL_FILE).exists():
+        typer.echo(f"error: no control database in {root}: nothing was ever delivered there", err=True)
+        raise typer.Exit(1)
+    return ControlDB(root).open()
+
+
+@deliveries_app.command("list")
+def list_command(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+    """List the dead letters: id, destination, attempts and the last error."""
+    control = _control(store, config)
+    try:
+        for e in control.outbox("dead_letter"):
+            typer.echo(f"{e.id}\t{e.destination}\t{e.attempts} attempts\t{e.last_error}")
+    finally:
+        control.close()
+
+
+@deliveries_app.command("retry")
+def retry_command(
+    entry_ids: Annotated[list[str] | None, typer.Argument(metavar="[ID]...", help="Dead letters to retry.")] = None,
+    all_dead: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Give dead letters a fresh round of attempts."""
+    if bool(entry_ids) == all_dead:
+        typer.echo("error: give dead-letter IDs or --all", err=True)
+        raise typer.Exit(2)
+    control = _control(store, config)
+    try:
+        retried, stale = control.retry_dead_letters(None if all_dead else entry_ids)
+    finally:
+        control.close()
+    for entry_id in retried:
+        typer.echo(f"{entry_id}: pending again")
+    for entry_id in stale:
+        typer.echo(f"{entry_id}: not retried: a newer delivery to the same destination supersedes it", err=True)
+    unknown = sorted(set(entry_ids or ()) - set(retried) - set(stale))
+    for entry_id in unknown:
+        typer.echo(f"error: {entry_id} is not a dead letter", err=True)
+    if unknown:
+        raise typer.Exit(1)

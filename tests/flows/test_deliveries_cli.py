@@ -1,0 +1,40 @@
+"""``gatewatch deliveries``: dead letters are listed and sent again, unless something newer supersedes them."""
+
+from __future__ import annotations
+
+import time
+
+from werkzeug import Response
+
+from sinks.control import ControlDB
+from sinks.outbox import Sender
+from sinks.store import StoreWriter
+from tests.conftest import gatewatch
+from tests.sinks.test_outbox import _PostChannel
+
+
+def test_dead_letters_are_listed_retried_and_sent_once_the_receiver_is_back(tmp_path, httpserver):
+    answers = iter([Response("no such route", 404)] * 3 + [Response("ok", 200)] * 10)
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(lambda req: next(answers))
+    control = ControlDB(tmp_path).open()
+    sender = Sender(control, StoreWriter(tmp_path, writer="c0").open(), {"hook": _PostChannel("hook", httpserver.url_for("/hook"))})
+    control.enqueue("e1", "test-post", "hook", "incident-1", {"x": 1})
+    control.enqueue("e2", "test-post", "hook", "incident-2", {"x": 2})
+    control.enqueue("e3", "test-post", "hook", "incident-3", {"x": 3}, not_before=time.time() - 10)
+    sender.step()
+    control.enqueue("e4", "test-post", "hook", "incident-3", {"x": 4})  # the same incident, later: resolved
+    sender.step()
+    assert {e.id: e.state for e in control.outbox()} == {"e1": "dead_letter", "e2": "dead_letter", "e3": "dead_letter", "e4": "sent"}
+
+    listed = gatewatch("deliveries", "list", "--store", str(tmp_path)).stdout
+    assert {line.split("\t")[0] for line in listed.splitlines()} == {"e1", "e2", "e3"}
+    assert "\tno such route" in listed
+
+    out = gatewatch("deliveries", "retry", "--all", "--store", str(tmp_path))
+    assert "e1: pending again" in out.stdout and "e2: pending again" in out.stdout
+    assert "e3: not retried: a newer delivery" in out.stderr
+    sender.step()
+    assert {e.id: e.state for e in control.outbox()} == {"e1": "sent", "e2": "sent", "e3": "dead_letter", "e4": "sent"}
+
+    unknown = gatewatch("deliveries", "retry", "e1", "nope", "--store", str(tmp_path), check=False)
+    assert unknown.returncode == 1 and "nope is not a dead letter" in unknown.stderr
