@@ -8,6 +8,7 @@ spec, so that a partition's position survives in Bytewax recovery snapshots.
 from __future__ import annotations
 
 import glob
+import gzip
 import os
 import select
 import stat
@@ -26,6 +27,7 @@ from flows.events import Chunk
 STDIN = "-"
 _GLOB_CHARS = frozenset("*?[")
 _STDIN_READ = 1 << 16
+_GZIP_MAGIC = b"\x1f\x8b"  # a gzip stream starts with these bytes, whatever the file is called
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ class LineReader:
         self._stdin = _Lines(max_line_bytes)
         self._stdin_eof = False
         self._files: dict[tuple[int, int], _File] = {}
+        self._compressed: set[tuple[int, int]] = set()  # gzip files a follow skips (rotated copies)
         self._started = False
         self._caught_up = False
         self._next_scan = 0.0
@@ -312,6 +315,8 @@ class LineReader:
 
     def _read_file(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
         """Read up to ``budget`` new bytes of one file; return how many were read."""
+        if isinstance(f.fh, gzip.GzipFile):
+            return self._read_gzip(f, budget, chunks)
         fd = f.fh.fileno()
         size = os.fstat(fd).st_size
         if size < f.lines.pos:  # truncated in place (copytruncate)
@@ -333,6 +338,20 @@ class LineReader:
             f.fh = None
             if self.follow:
                 del self._files[f.key]
+        self.consumed_bytes += f.lines.offset - before
+        if fed[2]:
+            chunks.append(Chunk(f.path, *fed))
+        return len(data)
+
+    def _read_gzip(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
+        """:meth:`_read_file` for a gzip file being replayed: a stream, read to its end once."""
+        before = f.lines.offset
+        data = f.fh.read(budget)
+        fed = f.lines.feed(data)
+        if not data:
+            fed = f.lines.finish(fed)
+            f.fh.close()
+            f.fh = None
         self.consumed_bytes += f.lines.offset - before
         if fed[2]:
             chunks.append(Chunk(f.path, *fed))
@@ -390,9 +409,15 @@ class LineReader:
         st = os.fstat(fh.fileno())
         # The path may have been replaced since it was matched: trust the open file.
         key = (st.st_dev, st.st_ino)
-        if key in self._files:
+        if key in self._files or key in self._compressed:
             fh.close()
             return None
+        if os.pread(fh.fileno(), 2, 0) == _GZIP_MAGIC:
+            if self.follow:  # a rotated, compressed copy of a log that was followed as it grew
+                self._compressed.add(key)
+                fh.close()
+                return None
+            fh = gzip.GzipFile(filename=path, fileobj=fh)
         lines = _Lines(self._max_line)
         if entry is not None and (entry["dev"], entry["ino"]) == key and entry["offset"] <= st.st_size:
             lines = _Lines(self._max_line, entry["offset"], entry["line_no"], entry["skip"])

@@ -366,3 +366,28 @@ def test_stop_event_ends_a_follow_dataflow(tmp_path):
     t.join(timeout=10)
     assert not t.is_alive()
     assert errors == []
+
+
+def test_replay_reads_gzip_files_as_their_lines(tmp_path, reader):
+    import gzip
+
+    plain, packed = tmp_path / "a.log.1", tmp_path / "a.log.2.gz"
+    plain.write_bytes(b"p1\np2\n")
+    packed.write_bytes(gzip.compress(b"z1\nz2\n" * 5000 + b"last"))
+    r = reader(tmp_path / "a.log*", follow=False)
+    got = read_all(r)
+    assert sorted(lines(got)) == sorted([b"p1", b"p2", *[b"z1", b"z2"] * 5000, b"last"])
+    assert [n for source, n, _ in got if source == str(packed)] == list(range(1, 10_002))
+    assert r.done
+
+
+def test_follow_skips_compressed_rotated_copies_under_a_glob(tmp_path, reader):
+    import gzip
+
+    log = tmp_path / "app.log"
+    log.write_bytes(b"a1\na2\n")
+    r = reader(tmp_path / "app.log*")
+    assert lines(read_all(r)) == [b"a1", b"a2"]
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(b"a1\na2\n"))  # logrotate's compress of a copy
+    append(log, b"a3\n")
+    assert lines(read_all(r)) == [b"a3"]
