@@ -57,10 +57,10 @@ def send_test(
         str | None,
         typer.Option("--destination", metavar="NAME", help="Only this destination (default: every one)."),
     ] = None,
-    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML config file.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", envvar="GATEWATCH_CONFIG", help="TOML config file.")] = None,
     store: Annotated[
         Path | None,
-        typer.Option("--store", metavar="DIR", help="Store that records the attempts in deliveries."),
+        typer.Option("--store", metavar="DIR", envvar="GATEWATCH_STORE", help="Store that records the attempts in deliveries."),
     ] = None,
 ) -> None:
     """Send a test alert to each destination and print what it answered (no retries)."""

@@ -34,11 +34,28 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"gatewatch {version('gatewatch')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Options of gatewatch itself (every command's --config and --store also read GATEWATCH_CONFIG / _STORE)."""
+
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", metavar="FORMAT", help=f"Log format: {' | '.join(FORMATS)} (default: the config's input.format)."),
 ]
-StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Store folder (default: the config's store.path).")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", envvar="GATEWATCH_STORE", help="Store folder (default: the config's store.path).")]
 ProcessIdOpt = Annotated[
     int | None,
     typer.Option("--process-id", "-i", metavar="N", help="This process's index in a cluster started with --addresses."),
@@ -51,7 +68,7 @@ AddressesOpt = Annotated[
     ),
 ]  # fmt: skip
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", metavar="FILE", help="TOML config file (default: embedded defaults; see gatewatch.example.toml).")
+    Path | None, typer.Option("--config", metavar="FILE", envvar="GATEWATCH_CONFIG", help="TOML config file (default: embedded defaults; see gatewatch.example.toml).")
 ]
 
 
@@ -411,6 +428,8 @@ def replay(
         done.set()
     _record_replayed(cfg.store.path, heads)
     typer.echo(f"replay: {stats.summary()} store={cfg.store.path}")
+    if warning := stats.mostly_rejected(cfg.input.format):
+        typer.echo(warning, err=True)
 
 
 _HEAD_BYTES = 1 << 16  # a file is known by the hash of its first 64 KiB: a grown log is the same log
@@ -537,6 +556,8 @@ def run(
     stats = RunStats()
     _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
     typer.echo(f"run: {stats.summary()} store={cfg.store.path}")
+    if warning := stats.mostly_rejected(cfg.input.format):
+        typer.echo(warning, err=True)
 
 
 class SqlFormat(str, Enum):

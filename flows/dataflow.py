@@ -70,6 +70,16 @@ class RunStats:
         with self._lock:
             self.rows[table] = self.rows.get(table, 0) + n
 
+    def mostly_rejected(self, fmt: str) -> str | None:
+        """A warning when nearly every line was rejected: the wrong format, most likely."""
+        rejected = self.rows.get("rejected", 0)
+        if self.lines < 10 or rejected < 0.9 * self.lines:
+            return None
+        return (
+            f"warning: {rejected:,} of {self.lines:,} lines were rejected: is --format {fmt} the log's format? "
+            "(gatewatch sql \"SELECT reason, count(*) FROM rejected GROUP BY 1\" says why)"
+        )
+
     def summary(self) -> str:
         seconds = time.perf_counter() - self.started
         r = self.rows

@@ -112,8 +112,8 @@ decisions_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", help="Store folder (default: the config's store.path).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML config file (for the store path).")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", envvar="GATEWATCH_STORE", help="Store folder (default: the config's store.path).")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", metavar="FILE", envvar="GATEWATCH_CONFIG", help="TOML config file (for the store path).")]
 ActorOpt = Annotated[
     str | None, typer.Option("--actor", metavar="NAME", help="Who makes the change (default: $USER).")
 ]

@@ -114,3 +114,16 @@ def test_validate_refuses_enforce_with_no_target_and_warns_of_a_dashboard_beyond
     proc = gatewatch("validate", "--config", str(exposed))
     assert "warning: dashboard.address: 0.0.0.0 listens beyond this machine" in proc.stderr
     assert "warning" not in gatewatch("validate").stderr
+
+
+def test_version_env_defaults_and_a_warning_when_nearly_every_line_is_rejected(tmp_path):
+    assert gatewatch("--version").stdout.startswith("gatewatch ")
+    store = tmp_path / "store"
+    env = {**os.environ, "GATEWATCH_STORE": str(store)}
+    wrong = gatewatch("replay", str(SAMPLE), "--format", "combined", env=env)
+    assert f"store={store}" in wrong.stdout  # GATEWATCH_STORE, as the dashboard reads it
+    assert "lines were rejected: is --format combined the log's format?" in wrong.stderr
+    counted = gatewatch("sql", "SELECT count(*) AS n FROM rejected", "--format", "csv", env=env).stdout
+    assert counted.splitlines()[1] == str(len(SAMPLE.read_bytes().splitlines()))
+    right = gatewatch("replay", str(SAMPLE), "--store", str(tmp_path / "other"))
+    assert "warning" not in right.stderr
