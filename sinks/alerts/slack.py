@@ -62,7 +62,9 @@ def blocks_of(alert: dict) -> dict:
     ]
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": head[:HEADER_CHARS], "emoji": True}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": escape(alert["summary"])[:TEXT_CHARS]}},
+        # names from the logs (the summary and the subject) go in plain text: mrkdwn has no escape
+        # for * _ ~ and backticks, so "*urgent*" in a consumer name would be bold
+        {"type": "section", "text": {"type": "plain_text", "text": alert["summary"][:TEXT_CHARS], "emoji": False}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{escape(v)}"} for k, v in fields]},
     ]
     if alert["reasons"]:
@@ -74,11 +76,10 @@ def blocks_of(alert: dict) -> dict:
             "type": "context",
             "elements": [
                 {
-                    "type": "mrkdwn",
-                    "text": escape(
-                        f"{subject['type']} {subject['id']} · incident {alert['incident_id']} · "
-                        f"{findings} finding{'s' if findings != 1 else ''}"
-                    ),
+                    "type": "plain_text",
+                    "text": f"{subject['type']} {subject['id']} · incident {alert['incident_id']} · "
+                    f"{findings} finding{'s' if findings != 1 else ''}",
+                    "emoji": False,
                 }
             ],
         }

@@ -191,3 +191,15 @@ def test_test_alerts_are_clearly_marked():
     assert datetime.fromisoformat(alert["window"]["end"]) - datetime.fromisoformat(
         alert["window"]["start"]
     ) == (timedelta(minutes=1))
+
+
+def test_slack_shows_a_name_with_formatting_characters_as_it_is():
+    alert = _alert("hostile_name")
+    name = "*urgent* _ops_ ~fake~ `rm -rf`"
+    alert["subject"]["name"] = name
+    alert["summary"] = alert["summary"].replace(alert["summary"].split(" (consumer)")[0], name)
+    message = blocks_of(alert)
+    jsonschema.validate(message, schema("slack_incoming_webhook"))
+    texts = [t for b in message["blocks"] for t in [b.get("text", {}), *b.get("fields", []), *b.get("elements", [])] if t]
+    assert not [t for t in texts if t["type"] == "mrkdwn" and name in t["text"]]  # mrkdwn would format it
+    assert any(t["type"] == "plain_text" and t["text"].startswith(name) for t in texts)
