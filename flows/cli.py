@@ -579,7 +579,7 @@ def sql(
     from sinks.store import query as run_query
 
     cfg = _load(config, store=store)
-    root = cfg.store.path.resolve()
+    root = _existing_store(cfg)
     try:
         statements = duckdb.extract_statements(query)
         if not statements:
@@ -599,6 +599,14 @@ def sql(
 
 
 _READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+
+
+def _existing_store(cfg: Config) -> Path:
+    """The store's folder; a missing one is an error, not an empty answer."""
+    root = cfg.store.path.resolve()
+    if not root.is_dir():
+        raise _fail([f"no store at {root}: gatewatch replay or run writes one (--store, GATEWATCH_STORE)"], 1)
+    return root
 
 
 def _render(result, out: SqlFormat) -> str:
@@ -760,7 +768,10 @@ def evaluate(
         ground = load_truth(truth)
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _fail([f"--truth: {truth}: {exc}"]) from None
-    report = run_evaluation(ground, load_findings(cfg.store.path), restrict_score=cfg.policy.restrict_score)
+    root = _existing_store(cfg)
+    if not any((root / "traffic").glob("*.parquet")):
+        raise _fail([f"the store {root} holds no traffic: replay the simulated log into it first"], 1)
+    report = run_evaluation(ground, load_findings(root), restrict_score=cfg.policy.restrict_score)
     if as_json:
         typer.echo(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
     else:

@@ -61,3 +61,8 @@ def test_sql_still_reads_every_table(tmp_path):
     store = _store_with_users(tmp_path)
     out = gatewatch("sql", "SELECT count(*) AS n FROM traffic", "--store", str(store), "--format", "csv").stdout
     assert out.splitlines()[0] == "n" and int(out.splitlines()[1]) >= 1
+
+
+def test_a_missing_store_is_an_error_not_an_empty_answer(tmp_path):
+    proc = gatewatch("sql", "SELECT count(*) FROM traffic", "--store", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 1 and "no store at" in proc.stderr and proc.stdout == ""
