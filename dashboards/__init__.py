@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -43,8 +44,16 @@ def serve(
     if refresh_s is not None and "GATEWATCH_REFRESH_S" not in os.environ:  # the environment wins over the config
         env = {**os.environ, "GATEWATCH_REFRESH_S": str(refresh_s)}
     with subprocess.Popen(cmd, env=env) as proc:
+        stopping = []
+
+        def stop_server(signum, _frame) -> None:  # a service manager stops us: the server goes too
+            stopping.append(signum)
+            proc.terminate()
+
+        previous = signal.signal(signal.SIGTERM, stop_server)
         try:
-            return proc.wait()
+            code = proc.wait()
+            return 0 if stopping else code
         except KeyboardInterrupt:
             # a terminal's Ctrl-C reaches the server too and it stops by itself;
             # an interrupt aimed at this process alone needs it stopped for us
@@ -54,3 +63,5 @@ def serve(
                 proc.terminate()
                 proc.wait()
             return 0
+        finally:
+            signal.signal(signal.SIGTERM, previous)

@@ -7,6 +7,7 @@ independent of ``dashboards.queries``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -665,3 +666,30 @@ def test_a_name_from_the_logs_is_shown_as_text_never_as_markdown(monkeypatch, st
     # no link, image, colour, emphasis or code opens anywhere outside an escape
     for raw in ("[pwned](", "![x](", ":red[", "**loud", "`tick", "<b>", "[here]("):
         assert re.search(r"(?<!\\)" + re.escape(raw), shown) is None, raw
+
+
+def test_sigterm_to_gatewatch_dashboard_stops_its_streamlit_server_too(tmp_path, store_root):
+    port = _free_port()
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text(f"[dashboard]\nport = {port}\n")
+    proc = subprocess.Popen(
+        [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # to gatewatch alone, as systemd's stop does with KillMode=mixed
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        with pytest.raises(httpx.TransportError):  # nothing listens any more
+            httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, if the test failed
