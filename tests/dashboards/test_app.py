@@ -624,7 +624,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_root):
+def _serve(tmp_path, store_root) -> tuple[subprocess.Popen, int]:
+    """``gatewatch dashboard`` on a free port, once Streamlit answers its health check."""
     port = _free_port()
     cfg = tmp_path / "gatewatch.toml"
     cfg.write_text(f"[dashboard]\nport = {port}\n")
@@ -632,19 +633,22 @@ def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_
         [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
-    try:
-        assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline and health != "ok":
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
-            except httpx.TransportError:
-                time.sleep(0.3)
-        assert health == "ok"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
-        proc.communicate(timeout=30)
+    assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    health = None
+    while time.monotonic() < deadline and health != "ok":
+        try:
+            health = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
+        except httpx.TransportError:
+            time.sleep(0.3)
+    assert health == "ok"
+    return proc, port
+
+
+def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_root):
+    proc, _ = _serve(tmp_path, store_root)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    proc.communicate(timeout=30)
     assert proc.returncode == 0
 
 
@@ -669,22 +673,8 @@ def test_a_name_from_the_logs_is_shown_as_text_never_as_markdown(monkeypatch, st
 
 
 def test_sigterm_to_gatewatch_dashboard_stops_its_streamlit_server_too(tmp_path, store_root):
-    port = _free_port()
-    cfg = tmp_path / "gatewatch.toml"
-    cfg.write_text(f"[dashboard]\nport = {port}\n")
-    proc = subprocess.Popen(
-        [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    proc, port = _serve(tmp_path, store_root)
     try:
-        assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)  # to gatewatch alone, as systemd's stop does with KillMode=mixed
         proc.communicate(timeout=30)
         assert proc.returncode == 0
