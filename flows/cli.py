@@ -51,6 +51,7 @@ def _options(
 ) -> None:
     """Options of gatewatch itself (every command's --config and --store also read GATEWATCH_CONFIG / _STORE)."""
 
+
 FormatOpt = Annotated[
     str | None,
     typer.Option("--format", metavar="FORMAT", help=f"Log format: {' | '.join(FORMATS)} (default: the config's input.format)."),
@@ -225,6 +226,7 @@ def _run_flow(
         planner, channels = wire_targets(cfg, control, channels)
         controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
         sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
+
         def control_failed(exc: BaseException) -> None:
             typer.echo(f"error: the control plane stopped ({type(exc).__name__}: {exc}); stopping the run", err=True)
             stop.set()
