@@ -429,7 +429,12 @@ def replay(
     finally:
         done.set()
     _record_replayed(cfg.store.path, heads)
-    typer.echo(f"replay: {stats.summary()} store={cfg.store.path}")
+    _summarize("replay", stats, cfg)
+
+
+def _summarize(command: str, stats, cfg: Config) -> None:
+    """The run's summary line, and a warning when nearly every line was rejected."""
+    typer.echo(f"{command}: {stats.summary()} store={cfg.store.path}")
     if warning := stats.mostly_rejected(cfg.input.format):
         typer.echo(warning, err=True)
 
@@ -557,9 +562,7 @@ def run(
     typer.echo(f"gatewatch: following {described} into {cfg.store.path} (Ctrl-C to stop)", err=True)
     stats = RunStats()
     _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
-    typer.echo(f"run: {stats.summary()} store={cfg.store.path}")
-    if warning := stats.mostly_rejected(cfg.input.format):
-        typer.echo(warning, err=True)
+    _summarize("run", stats, cfg)
 
 
 class SqlFormat(str, Enum):

@@ -375,6 +375,12 @@ def max_in_span(timestamps: list[float], span: float) -> int:
     return best
 
 
+def add_counts(counts: dict[int, int], other: dict[int, int]) -> None:
+    """Add ``other``'s counts into ``counts`` (latency histograms of two cells of one window)."""
+    for value, count in other.items():
+        counts[value] = counts.get(value, 0) + count
+
+
 def quantile(counts: dict[int, int], q: float) -> float | None:
     """The ``q`` quantile (nearest rank) of values given as ``{value: count}``, if any."""
     total = sum(counts.values())
@@ -632,9 +638,7 @@ class TrafficAcc(_Slotted):
         self.throttled += other.throttled
         self.bytes_out += other.bytes_out
         self.reads += other.reads
-        lat = self.latencies
-        for value, count in other.latencies.items():
-            lat[value] = lat.get(value, 0) + count
+        add_counts(self.latencies, other.latencies)
         self.ips = merge_ips(self.ips, other.ips, MAX_SEEN)
         self.fail_ips = merge_ips(self.fail_ips, other.fail_ips)
         self.uas |= other.uas
@@ -841,9 +845,7 @@ class ApiAcc(_Slotted):
         self.bytes_out += other.bytes_out
         self.ips = merge_ips(self.ips, other.ips)
         self.fail_ips = merge_ips(self.fail_ips, other.fail_ips)
-        lat = self.latencies
-        for value, count in other.latencies.items():
-            lat[value] = lat.get(value, 0) + count
+        add_counts(self.latencies, other.latencies)
 
 
 @dataclass(slots=True)

@@ -14,12 +14,12 @@ window is the horizon.
 
 What starts a trail is family-specific (:attr:`HorizonSpec.starts`): auth failures, or 4xx
 or login attempts (two or more), that are at least ``MIN_SHARE`` of the window's requests,
-a sensitive file, an attack payload, a malformed request.
-Clients that only read what exists, most IPs, never get one. A trailed subject's horizons
-are judged in the windows that show the same; the others only extend its trail. A trail
-ends once its subject has been quiet for the longest horizon. Distinct values are exact up to ``MAX_DISTINCT`` per subject and
-feature (``MAX_PATHS`` for the paths an IP read), the most recently seen kept, above
-every horizon threshold.
+a sensitive file, an attack payload, a malformed request, a hasty form post. Clients that
+only read what exists, most IPs, never get one. A trailed subject's horizons are judged in
+the windows that show the same; the others only extend its trail. A trail ends once its
+subject has been quiet for the longest horizon. Distinct values are exact up to
+``MAX_DISTINCT`` per subject and feature (``MAX_PATHS`` for the paths an IP read), the
+most recently seen kept, above every horizon threshold.
 """
 
 from __future__ import annotations

@@ -315,23 +315,13 @@ class LineReader:
 
     def _read_file(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
         """Read up to ``budget`` new bytes of one file; return how many were read."""
-        if isinstance(f.fh, gzip.GzipFile):
-            return self._read_gzip(f, budget, chunks)
-        fd = f.fh.fileno()
-        size = os.fstat(fd).st_size
-        if size < f.lines.pos:  # truncated in place (copytruncate)
-            f.lines.reset()
+        if isinstance(f.fh, gzip.GzipFile):  # replayed only: a stream, read to its end once
+            data = f.fh.read(budget)
+            finished = not data
+        else:
+            data, finished = self._read_plain(f, budget)
         before = f.lines.offset
-        want = min(size - f.lines.pos, budget)
-        data = os.pread(fd, want, f.lines.pos) if want > 0 else b""
-        now = time.monotonic()
-        if data:
-            f.last_data = now
         fed = f.lines.feed(data)
-        at_eof = f.lines.pos >= size
-        # An orphan stays open for one rescan interval after its last growth:
-        # writers often append to a renamed log until they reopen it.
-        finished = at_eof and (not self.follow or (f.orphan and now - f.last_data >= self._rescan_s))
         if finished:
             fed = f.lines.finish(fed)
             f.fh.close()
@@ -343,19 +333,21 @@ class LineReader:
             chunks.append(Chunk(f.path, *fed))
         return len(data)
 
-    def _read_gzip(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
-        """:meth:`_read_file` for a gzip file being replayed: a stream, read to its end once."""
-        before = f.lines.offset
-        data = f.fh.read(budget)
-        fed = f.lines.feed(data)
-        if not data:
-            fed = f.lines.finish(fed)
-            f.fh.close()
-            f.fh = None
-        self.consumed_bytes += f.lines.offset - before
-        if fed[2]:
-            chunks.append(Chunk(f.path, *fed))
-        return len(data)
+    def _read_plain(self, f: _File, budget: int) -> tuple[bytes, bool]:
+        """The next bytes of an uncompressed file, and whether it is finished after them."""
+        fd = f.fh.fileno()
+        size = os.fstat(fd).st_size
+        if size < f.lines.pos:  # truncated in place (copytruncate)
+            f.lines.reset()
+        want = min(size - f.lines.pos, budget)
+        data = os.pread(fd, want, f.lines.pos) if want > 0 else b""
+        now = time.monotonic()
+        if data:
+            f.last_data = now
+        at_eof = f.lines.pos + len(data) >= size
+        # An orphan stays open for one rescan interval after its last growth:
+        # writers often append to a renamed log until they reopen it.
+        return data, at_eof and (not self.follow or (f.orphan and now - f.last_data >= self._rescan_s))
 
     def _scan(self) -> None:
         """Match the spec against the disk and update the tracked files."""
