@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from store_rows import DECISIONS, DELIVERIES, FINDINGS, INCIDENTS, REJECTED, SUBJECT_WINDOWS, TRAFFIC
 
 from sinks.store import StoreWriter
-from tests.conftest import SAMPLE, gatewatch
+from tests.conftest import GATEWATCH, SAMPLE, free_ports, gatewatch
 
 CASES = Path(__file__).with_name("cases")
 
@@ -48,3 +51,32 @@ def replay_store(tmp_path_factory) -> Path:
 def replay_copy(replay_store, tmp_path) -> Path:
     """A private copy of the replayed store, for tests that change it."""
     return Path(shutil.copytree(replay_store, tmp_path / "store"))
+
+
+@pytest.fixture
+def serve_dashboard(tmp_path):
+    """Start ``gatewatch dashboard`` on a store and a free port; return (process, port) once Streamlit is healthy.
+
+    The process leads its own session, so a test can signal it alone or its whole group.
+    """
+
+    def serve(store: Path) -> tuple[subprocess.Popen, int]:
+        (port,) = free_ports(1)
+        cfg = tmp_path / "dashboard.toml"
+        cfg.write_text(f"[dashboard]\nport = {port}\n")
+        proc = subprocess.Popen(
+            [GATEWATCH, "dashboard", "--store", str(store), "--config", str(cfg)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        health = None
+        while time.monotonic() < deadline and health != "ok":
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert health == "ok"
+        return proc, port
+
+    return serve

@@ -12,8 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from dashboards import ui
 from flows.decisions import list_decisions
 from sinks.control import ControlDB
 from sinks.store import StoreWriter
-from tests.conftest import GATEWATCH, SAMPLE, gatewatch, rows, scalar
+from tests.conftest import SAMPLE, gatewatch, rows, scalar
 
 PAGES = ["overview", "incidents", "subject", "decisions", "health"]
 # the start of a time range as the dashboard counts it: back from the newest window end
@@ -618,35 +616,8 @@ def test_an_unreadable_store_is_an_error_message_not_a_stack_trace(monkeypatch, 
     assert "Could not read the store" in app.error[0].value
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(tmp_path, store_root) -> tuple[subprocess.Popen, int]:
-    """``gatewatch dashboard`` on a free port, once Streamlit answers its health check."""
-    port = _free_port()
-    cfg = tmp_path / "gatewatch.toml"
-    cfg.write_text(f"[dashboard]\nport = {port}\n")
-    proc = subprocess.Popen(
-        [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    health = None
-    while time.monotonic() < deadline and health != "ok":
-        try:
-            health = httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text
-        except httpx.TransportError:
-            time.sleep(0.3)
-    assert health == "ok"
-    return proc, port
-
-
-def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(tmp_path, store_root):
-    proc, _ = _serve(tmp_path, store_root)
+def test_gatewatch_dashboard_serves_the_app_and_stops_on_ctrl_c(store_root, serve_dashboard):
+    proc, _ = serve_dashboard(store_root)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     proc.communicate(timeout=30)
     assert proc.returncode == 0
@@ -672,8 +643,8 @@ def test_a_name_from_the_logs_is_shown_as_text_never_as_markdown(monkeypatch, st
         assert re.search(r"(?<!\\)" + re.escape(raw), shown) is None, raw
 
 
-def test_sigterm_to_gatewatch_dashboard_stops_its_streamlit_server_too(tmp_path, store_root):
-    proc, port = _serve(tmp_path, store_root)
+def test_sigterm_to_gatewatch_dashboard_stops_its_streamlit_server_too(store_root, serve_dashboard):
+    proc, port = serve_dashboard(store_root)
     try:
         proc.send_signal(signal.SIGTERM)  # to gatewatch alone, as systemd's stop does with KillMode=mixed
         proc.communicate(timeout=30)

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from flows.decisions import list_decisions
-from tests.conftest import GATEWATCH, ROOT, SAMPLE, rows, scalar, start_gatewatch, stop, wait_for
+from tests.conftest import GATEWATCH, ROOT, SAMPLE, free_ports, rows, scalar, start_gatewatch, stop, wait_for
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
@@ -42,12 +41,6 @@ NAV = {
     "decisions": "Decisions",
     "health": "Pipeline health",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def metric(page: Page, label: str) -> str:
@@ -85,7 +78,7 @@ def test_live_dashboard_in_a_browser(tmp_path, httpserver):
     assert chromium, "Debian chromium is needed: apt-get install -y chromium (make test does it)"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     store, log, cfg = tmp_path / "store", tmp_path / "apim_metrics.log", tmp_path / "gatewatch.toml"
-    port = _free_port()
+    (port,) = free_ports(1)
     cfg.write_text(
         "[input]\npoll_ms = 50\n"
         "[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n"
@@ -209,7 +202,7 @@ def _reachable(page: Page, url: str) -> bool:
     return True
 
 
-def test_a_hostile_name_renders_as_text_in_a_browser(tmp_path, store_root):
+def test_a_hostile_name_renders_as_text_in_a_browser(store_root, serve_dashboard):
     """A subject name written as Markdown by an attacker shows as its characters: no link, image or colour."""
     from store_rows import F1_EVIDENCE, finding_row
 
@@ -220,13 +213,7 @@ def test_a_hostile_name_renders_as_text_in_a_browser(tmp_path, store_root):
         "f-hostile", "consumer", "c9", hostile, "", "credential_stuffing", "credential_stuffing", 0.95, 9,
         ["auth failures 30 vs baseline 0"], F1_EVIDENCE,
     )])  # fmt: skip
-    port = _free_port()
-    cfg = tmp_path / "gatewatch.toml"
-    cfg.write_text(f"[dashboard]\nport = {port}\n")
-    dashboard = subprocess.Popen(
-        [GATEWATCH, "dashboard", "--store", str(store_root), "--config", str(cfg)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+    dashboard, port = serve_dashboard(store_root)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
