@@ -25,9 +25,11 @@ demo: $(STAMP)
 	$(BIN)/gatewatch replay sample_logs/*.log --store $(DEMO_STORE)
 	$(BIN)/gatewatch dashboard --store $(DEMO_STORE)
 
-# the dashboard browser test drives Debian chromium through playwright (never `playwright install`)
+# the dashboard browser test drives Debian chromium through playwright (never `playwright install`);
+# the decision API test runs Debian's CrowdSec custom bouncer (without crowdsec itself: its setup needs the internet)
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v crowdsec-custom-bouncer >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends crowdsec-custom-bouncer)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -37,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench_memory.py --subjects 100000
 	$(BIN)/python tests/bench_dashboard.py --rows 1000000 --workdir bench-data
 	$(BIN)/python tests/bench_detection.py --seeds 1 2 3 4 5 --workdir bench-data/detection
+	command -v hey >/dev/null || (apt-get update -qq && apt-get install -y -qq hey)
+	$(BIN)/python tests/bench_api.py --workdir bench-data/api
 
 clean:
 	rm -rf $(VENV) bench-data

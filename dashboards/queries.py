@@ -18,11 +18,12 @@ state is the latest row per id by ``changed_at``, and that is what is counted.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -987,3 +988,36 @@ def _control_rows(root: StoreRoot, sql: str) -> list[tuple]:
         raise
     finally:
         con.close()
+
+
+def api_callers(root: StoreRoot) -> tuple[dict, pl.DataFrame] | None:
+    """The decision API's counters (``api-stats.json``, written by its process): totals and one row per caller.
+
+    None when the API has never run on this store.
+    """
+    from flows.decision_api import STATS_FILE
+
+    try:
+        stats = json.loads((Path(root) / STATS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    up_s = max(stats["updated_at"] - stats["started_at"], 1.0)
+    callers = pl.DataFrame(
+        [
+            {
+                "caller": name,
+                "requests": int(c["requests"]),
+                "per_s": c["requests"] / up_s,
+                "errors": int(c["errors"]),
+                "last_seen": datetime.fromtimestamp(c["last_seen"], timezone.utc),
+            }
+            for name, c in sorted(stats["callers"].items())
+        ],
+        schema={
+            "caller": pl.String, "requests": pl.Int64, "per_s": pl.Float64, "errors": pl.Int64,
+            "last_seen": pl.Datetime("us", "UTC"),
+        },
+    )  # fmt: skip
+    for key in ("started_at", "updated_at"):
+        stats[key] = datetime.fromtimestamp(stats[key], timezone.utc)
+    return stats, callers

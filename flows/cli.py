@@ -559,10 +559,28 @@ def run(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cfg.store.path.mkdir(parents=True, exist_ok=True)
+    api = _start_api(cfg) if cfg.api.enabled and not process_id else None
     typer.echo(f"gatewatch: following {described} into {cfg.store.path} (Ctrl-C to stop)", err=True)
+    if api is not None:
+        typer.echo(f"gatewatch: decision API on http://{cfg.api.address}:{cfg.api.port}/v1/", err=True)
     stats = RunStats()
-    _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
+    try:
+        _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
+    finally:
+        if api is not None:
+            api.terminate()
+            api.join(10)
     _summarize("run", stats, cfg)
+
+
+def _start_api(cfg: Config):
+    """Start the decision and risk API's process (a cluster's process 0 serves it)."""
+    from flows.decision_api import ApiKeysError, read_keys, start
+
+    try:
+        return start(cfg, read_keys(cfg.api))
+    except (ApiKeysError, RuntimeError) as exc:
+        raise _fail([str(exc)]) from None
 
 
 class SqlFormat(str, Enum):
@@ -688,8 +706,15 @@ def validate(
     if shards := _shards_problem(cfg.store.path / RECOVERY_DIR, cfg.pipeline.shards):
         problems.append(shards)
     t = cfg.targets
-    if cfg.policy.mode == "enforce" and not (t.wso2.enabled or t.kong.enabled or t.webhook.enabled):
-        problems.append('policy.mode: is "enforce", but no target is enabled: nothing would ever be sent')
+    if cfg.policy.mode == "enforce" and not (t.wso2.enabled or t.kong.enabled or t.webhook.enabled or cfg.api.enabled):
+        problems.append('policy.mode: is "enforce", but no target or API is enabled: nothing would ever enforce it')
+    if cfg.api.enabled:
+        from flows.decision_api import ApiKeysError, read_keys
+
+        try:
+            read_keys(cfg.api)
+        except ApiKeysError as exc:
+            problems.append(str(exc))
     if not problems:  # ask the enabled gateways whether our credentials and tiers work
         problems = check_targets(cfg, control)
     if problems:

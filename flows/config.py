@@ -433,6 +433,28 @@ class DashboardConfig(_Section):
     refresh_s: int = Field(5, ge=1, le=3_600, description="How often dashboard pages refresh themselves.")
 
 
+class ApiConfig(_Section):
+    enabled: bool = Field(
+        False, description="gatewatch run serves the decision and risk API (CrowdSec bouncers, POST /v1/score) in a process of its own."
+    )
+    address: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8089, ge=1, le=65_535, description="Port the API listens on.")
+    keys_env: str = Field(
+        "GATEWATCH_API_KEYS", pattern=_SECRET_ENV,
+        description="Environment variable holding the callers' keys, NAME:KEY pairs separated by commas.",
+    )  # fmt: skip
+    keys_file: str = Field("", description="File holding the callers' keys, one NAME:KEY a line (used when keys_env is empty).")
+    restricted_type: str = Field(
+        "throttle", pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="CrowdSec decision type served for a restricted IP (blocked ones are served as ban).",
+    )  # fmt: skip
+    refresh_ms: int = Field(500, ge=50, le=60_000, description="How often the API reads the control plane's decisions and findings.")
+    score_window_s: int = Field(
+        3600, ge=60, le=7 * 86_400, description="POST /v1/score counts a subject's findings from this much event time back."
+    )
+    max_body_bytes: int = Field(16_384, ge=256, le=1 << 20, description="Larger request bodies are refused (413).")
+
+
 SEVERITIES = ("info", "warning", "error", "critical")  # PagerDuty's names, lowest first
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -535,6 +557,7 @@ class Config(_Section):
     targets: TargetsConfig = TargetsConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     alerts: AlertsConfig = AlertsConfig()
+    api: ApiConfig = ApiConfig()
 
 
 class ConfigError(ValueError):

@@ -108,6 +108,27 @@ def render(view: ui.View) -> None:
             },
             "The outbox is empty.",
         )
+    api = queries.api_callers(root)
+    if api is not None:
+        stats, callers = api
+        st.subheader("Decision API")
+        st.caption(
+            f"{ui.count(stats['requests'])} requests from callers with a key since {ui.when(stats['started_at'])}; "
+            f"{ui.count(stats['forbidden'])} refused for want of a valid key; {ui.count(stats['bad_requests'])} malformed. "
+            f"Counted by the API process, updated {ui.age(stats['updated_at'])} ago."
+        )
+        ui.table(
+            callers,
+            "api_callers",
+            {
+                "caller": "Caller",
+                "requests": st.column_config.NumberColumn("Requests", format="localized"),
+                "per_s": st.column_config.NumberColumn("Requests/s", format="%.1f"),
+                "errors": st.column_config.NumberColumn("Errors"),
+                "last_seen": ui.time_column("Last request", "YYYY-MM-DD HH:mm:ss"),
+            },
+            "No caller has used its key yet.",
+        )
     st.subheader("Dead letters")
     ui.table(
         queries.dead_letters(root),

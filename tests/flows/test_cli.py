@@ -107,7 +107,7 @@ def test_validate_refuses_enforce_with_no_target_and_warns_of_a_dashboard_beyond
     enforce = tmp_path / "enforce.toml"
     enforce.write_text('[policy]\nmode = "enforce"\n')
     proc = gatewatch("validate", "--config", str(enforce), check=False)
-    assert proc.returncode == 1 and "policy.mode" in proc.stderr and "no target is enabled" in proc.stderr
+    assert proc.returncode == 1 and "policy.mode" in proc.stderr and "no target or API is enabled" in proc.stderr
 
     exposed = tmp_path / "exposed.toml"
     exposed.write_text('[dashboard]\naddress = "0.0.0.0"\n')
