@@ -239,6 +239,23 @@ def _run_flow(
             compact_min_files=cfg.store.compact_min_files,
             on_failure=control_failed,
         ).start()
+    metrics = None
+    if follow and cfg.metrics.enabled:
+        from importlib.metadata import version
+
+        from flows.metrics import serve
+
+        def ready() -> bool:
+            return connected.is_set() and not stop.is_set() and (not controlling or loop.error is None)
+
+        m = cfg.metrics
+        port = m.port + (process_id or 0)
+        try:
+            metrics = serve(stats, cfg.store.path, m.address, port, ready, version("gatewatch"))
+        except OSError as exc:
+            if controlling:
+                loop.stop()
+            raise _fail([f"metrics.port: cannot listen on {m.address}:{port} ({exc.strerror})"]) from None
     # window state is many small containers: at the default gen-0 threshold of 700 the
     # collector ran 1,600 times on 1M nginx lines, 7 % of the run (full passes walk every baseline)
     gc.set_threshold(*_GC_THRESHOLDS)
@@ -250,6 +267,8 @@ def _run_flow(
             **kwargs,
         )
     finally:
+        if metrics is not None:
+            metrics.shutdown()
         if controlling:
             if loop.error is not None:
                 control.close()

@@ -433,6 +433,14 @@ class DashboardConfig(_Section):
     refresh_s: int = Field(5, ge=1, le=3_600, description="How often dashboard pages refresh themselves.")
 
 
+class MetricsConfig(_Section):
+    enabled: bool = Field(False, description="gatewatch run serves Prometheus metrics at /metrics, and /healthz and /readyz.")
+    address: str = Field("127.0.0.1", description="Address the metrics endpoint listens on.")
+    port: int = Field(
+        9464, ge=1, le=65_535, description="Port of the metrics endpoint; a cluster's process N listens on this port + N."
+    )
+
+
 class ApiConfig(_Section):
     enabled: bool = Field(
         False, description="gatewatch run serves the decision and risk API (CrowdSec bouncers, POST /v1/score) in a process of its own."
@@ -558,6 +566,7 @@ class Config(_Section):
     delivery: DeliveryConfig = DeliveryConfig()
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
 
 class ConfigError(ValueError):

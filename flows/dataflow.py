@@ -54,6 +54,9 @@ class RunStats:
     bytes: int = 0
     events: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    # rows by table and label: rejected lines by reason, findings by kind (the metrics endpoint)
+    labelled: dict[tuple[str, str], int] = field(default_factory=dict)
+    newest_event_ts: float | None = None  # the newest event time read, of every input
     started: float = field(default_factory=time.perf_counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -69,6 +72,16 @@ class RunStats:
     def add_rows(self, table: str, n: int) -> None:
         with self._lock:
             self.rows[table] = self.rows.get(table, 0) + n
+
+    def add_labelled(self, table: str, labels: list[str]) -> None:
+        with self._lock:
+            for label in labels:
+                key = (table, label)
+                self.labelled[key] = self.labelled.get(key, 0) + 1
+
+    def saw_event_time(self, ts: float) -> None:
+        if self.newest_event_ts is None or ts > self.newest_event_ts:
+            self.newest_event_ts = ts
 
     def mostly_rejected(self, fmt: str) -> str | None:
         """A warning when nearly every line was rejected: the wrong format, most likely."""
@@ -215,7 +228,10 @@ class _Router:
         out: list[tuple[str, object]] = []
         if rejects:
             out.append((REJECTED_KEY, ("rejected", _rejected_rows(rejects, time.time()))))
-        return out + self.route(events, chunk.source)
+        routed = self.route(events, chunk.source)
+        if events:
+            self.stats.saw_event_time(self.source_ts[chunk.source])
+        return out + routed
 
     def route(self, events: list[Event], source: str) -> list[tuple[str, _ShardBatch]]:
         """A batch for every shard: each event reaches one shard of each family (see shard_keys).
@@ -314,6 +330,10 @@ class _ShardLogic(StatefulLogic):
         return pickle.dumps(self.proc, protocol=pickle.HIGHEST_PROTOCOL) if self.snapshots else None
 
 
+# the column counted by label for the metrics: a rejected line's reason, a finding's kind
+_LABEL_COLUMN = {"rejected": 3, "findings": 5}
+
+
 class _StorePartition(StatefulSinkPartition):
     def __init__(
         self,
@@ -342,6 +362,8 @@ class _StorePartition(StatefulSinkPartition):
         progress = by_table.pop(PROGRESS, [])
         for table, rows in by_table.items():
             self.stats.add_rows(table, len(rows))
+            if table in _LABEL_COLUMN:
+                self.stats.add_labelled(table, [row[_LABEL_COLUMN[table]] for row in rows])
             self.writer.append(table, rows, hold=table in _HELD_TABLES)
         if self.writer.held_rows >= self.hold_rows:
             self.writer.write_held()
