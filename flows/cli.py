@@ -150,6 +150,7 @@ def _run_flow(
     recovery: Path | None,
     process_id: int | None = None,
     addresses: list[str] | None = None,
+    live=None,
 ):
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
@@ -173,7 +174,7 @@ def _run_flow(
         raise _fail(problems)
     writer = StoreWriter(cfg.store.path, writer=CONTROL_WRITER)
     try:
-        observers, channels = build_alerting(cfg, writer)
+        observers, channels = build_alerting(cfg, writer, on_change=live.on_incident if live else None)
     except ConfigError as exc:
         raise _fail(exc.problems) from None
     if problems := name_problems(cfg, list(channels)):
@@ -206,6 +207,7 @@ def _run_flow(
         snapshots=recovery is not None,
         store_base_seq=base_seq,
         on_start=connected.set,
+        on_resume=lambda path, line_no: typer.echo(f"gatewatch: resuming {path} at line {line_no:,}", err=True),
     )
     if addresses is not None:
         kwargs |= {"process_id": process_id, "addresses": addresses}
@@ -224,7 +226,12 @@ def _run_flow(
         control = ControlDB(cfg.store.path).open()
         writer.open()
         planner, channels = wire_targets(cfg, control, channels)
-        controller = Controller(control, writer, build_policy(cfg), planner=planner, observers=observers)
+        if live is not None:
+            observers = [live, *observers]  # a finding's line, then its incident's
+        controller = Controller(
+            control, writer, build_policy(cfg), planner=planner, observers=observers,
+            on_decisions=live.on_decisions if live else None,
+        )  # fmt: skip
         sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
 
         def control_failed(exc: BaseException) -> None:
@@ -530,6 +537,11 @@ def _expand_globs(inputs: list[str]) -> list[str]:
     return out
 
 
+class LiveOutput(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def run(
     inputs: Annotated[
@@ -545,9 +557,17 @@ def run(
     topic: Annotated[str | None, typer.Option("--topic", metavar="TOPIC", help="The Kafka topic (with --kafka).")] = None,
     process_id: ProcessIdOpt = None,
     addresses: AddressesOpt = None,
+    output: Annotated[
+        LiveOutput,
+        typer.Option(
+            "--output", help="A line per finding, decision and incident change: text (coloured on a terminal) or json lines."
+        ),
+    ] = LiveOutput.text,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no line per finding, decision or incident.")] = False,
 ) -> None:
     """Follow live logs; continue where it stopped after a restart. Ctrl-C stops cleanly."""
     from flows.dataflow import RunStats
+    from flows.live import LiveLines, StatusLine
     from flows.sources import KafkaInput
 
     cfg = _load(config, fmt, store)
@@ -583,9 +603,15 @@ def run(
     if api is not None:
         typer.echo(f"gatewatch: decision API on http://{cfg.api.address}:{cfg.api.port}/v1/", err=True)
     stats = RunStats()
+    live = None if quiet else LiveLines(sys.stdout, json_lines=output == LiveOutput.json)
+    status = None
+    if live is not None and output == LiveOutput.text and sys.stdout.isatty():
+        status = StatusLine(live, stats, cfg.store.path).start()
     try:
-        _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, **cluster)
+        _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, live=live, **cluster)
     finally:
+        if status is not None:
+            status.stop()
         if api is not None:
             api.terminate()
             api.join(10)

@@ -76,12 +76,14 @@ class Controller:
         *,
         planner: Planner | None = None,
         observers: Iterable[Observer] = (),
+        on_decisions: Callable[[list[Decision]], None] | None = None,
     ) -> None:
         self.control = control
         self.writer = writer
         self.policy = policy
         self.planner = planner
         self.observers = list(observers)
+        self.on_decisions = on_decisions  # told every decision state stored (gatewatch run's live lines)
         self.decisions_made = 0  # new decisions (not later states) since construction
 
     def step(self) -> int:
@@ -101,10 +103,11 @@ class Controller:
                     for _, finding in batch:
                         active = control.active_decision(finding.subject_type, finding.subject)
                         decisions = self.policy.decide(finding, active, self.context(finding))
-                        self._put(decisions, con)
+                        stored = self._put(decisions, con)
                         self.decisions_made += sum(d.changed_at == d.created_at for d in decisions)
                         for obs in self.observers:
                             obs.on_finding(finding, control)  # joins this transaction
+                        self._tell(stored)
                 cursor = batch[-1][0]
                 self.checkpoint(con, cursor=cursor)
             handled += len(batch)
@@ -162,7 +165,12 @@ class Controller:
         with self.control.transaction() as con:
             stored = self._put(decisions, con)
             self.checkpoint(con)
+        self._tell(stored)
         return stored
+
+    def _tell(self, stored: list[Decision]) -> None:
+        if stored and self.on_decisions is not None:
+            self.on_decisions(stored)
 
     def _put(self, decisions: list[Decision], con) -> list[Decision]:
         """Store the states :func:`merge_state` keeps, their history rows and deliveries; return them."""

@@ -467,11 +467,13 @@ def build_flow(
     snapshots: bool = False,
     store_base_seq: int | None = None,
     on_start: Callable[[], None] | None = None,
+    on_resume: Callable[[str, int], None] | None = None,
 ) -> Dataflow:
     """Build the gatewatch dataflow over ``inputs``: paths, globs or ``-``, or a Kafka topic.
 
     ``on_start`` is called once a worker builds the dataflow, which Bytewax does only
-    after every process of a cluster has connected.
+    after every process of a cluster has connected; ``on_resume`` with each file a
+    restart continues and the line it continues at.
     """
     flow = Dataflow("gatewatch")
     if isinstance(inputs, KafkaInput):
@@ -489,6 +491,7 @@ def build_flow(
             max_line_bytes=cfg.input.max_line_bytes,
             stop=stop,
             on_read=stats.on_read,
+            on_resume=on_resume,
         )
     chunks = op.input("read", flow, source)
     routed = op.flat_map("parse", chunks, _Router(cfg, stats))

@@ -27,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -196,9 +196,12 @@ class IncidentTracker:
         alerts: the ``[alerts]`` config: gap, destinations and their filters.
     """
 
-    def __init__(self, writer: StoreWriter, alerts: AlertsConfig) -> None:
+    def __init__(
+        self, writer: StoreWriter, alerts: AlertsConfig, on_change: Callable[[Incident], None] | None = None
+    ) -> None:
         self.writer = writer
         self.alerts = alerts
+        self.on_change = on_change  # told every state row appended (gatewatch run's live lines)
         self._decode = msgspec.json.Decoder(Incident).decode
 
     def on_finding(self, finding: Finding, control: ControlDB) -> None:
@@ -382,6 +385,8 @@ class IncidentTracker:
         A crash before the commit leaves the row unacknowledged, and the
         control loop's recovery removes it before the finding is seen again.
         """
+        if self.on_change is not None:
+            self.on_change(inc)
         self.writer.append(
             "incidents",
             [
@@ -406,7 +411,10 @@ class IncidentTracker:
 
 
 def build_alerting(
-    cfg: Config, writer: StoreWriter, env: Mapping[str, str] | None = None
+    cfg: Config,
+    writer: StoreWriter,
+    env: Mapping[str, str] | None = None,
+    on_change: Callable[[Incident], None] | None = None,
 ) -> tuple[list[IncidentTracker], dict[str, Channel]]:
     """The incident observer and one channel per configured destination.
 
@@ -416,4 +424,4 @@ def build_alerting(
     from sinks.alerts import build_channels
 
     channels = build_channels(cfg.alerts, os.environ if env is None else env)
-    return [IncidentTracker(writer, cfg.alerts)], channels
+    return [IncidentTracker(writer, cfg.alerts, on_change)], channels

@@ -503,6 +503,7 @@ class LogSource(FixedPartitionedSource[Chunk, Any]):
         max_line_bytes: Longer lines are cut to ``max_line_bytes + 1`` bytes.
         stop: Once set, every partition ends at its next batch.
         on_read: Called with ``(lines, input bytes)`` after each non-empty batch.
+        on_resume: Called with ``(path, line number)`` for each file a restart continues.
     """
 
     def __init__(
@@ -515,6 +516,7 @@ class LogSource(FixedPartitionedSource[Chunk, Any]):
         max_line_bytes: int = 65536,
         stop: threading.Event | None = None,
         on_read: Callable[[int, int], None] | None = None,
+        on_resume: Callable[[str, int], None] | None = None,
     ) -> None:
         self._specs = list(dict.fromkeys(specs))
         self._follow = follow
@@ -523,11 +525,15 @@ class LogSource(FixedPartitionedSource[Chunk, Any]):
         self._max_line = max_line_bytes
         self._stop = stop
         self._on_read = on_read
+        self._on_resume = on_resume
 
     def list_parts(self) -> list[str]:
         return list(self._specs)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _LogPartition:
+        if resume_state and self._on_resume is not None:
+            for entry in resume_state["files"]:
+                self._on_resume(entry["path"], entry["line_no"])
         reader = LineReader(
             for_part,
             follow=self._follow,

@@ -1,0 +1,105 @@
+"""What ``gatewatch run`` prints as it goes: a line per finding, decision and incident; a status line; resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from tests.conftest import GATEWATCH, SAMPLE, rows, start_gatewatch, stop, wait_for
+
+
+def live_config(tmp_path) -> str:
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text("[input]\npoll_ms = 50\n[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n")
+    return str(cfg)
+
+
+def settled(store, n_findings: int = 50) -> bool:
+    """Every finding of the sample written (the quiet input closes the last windows)."""
+    try:
+        return rows(store, "SELECT count(*) AS n FROM findings")[0]["n"] >= n_findings
+    except Exception:  # noqa: BLE001 - no table yet
+        return False
+
+
+def test_json_lines_name_every_finding_decision_and_incident_the_store_holds(tmp_path):
+    store = tmp_path / "store"
+    proc = start_gatewatch("run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path), "--output", "json")
+    wait_for(lambda: settled(store), timeout=120, what="the sample's findings")
+    time.sleep(2)  # the control plane's next round
+    out, _ = stop(proc)
+    *lines, summary = out.splitlines()
+    assert summary.startswith("run: lines=4698 ")
+    printed = [json.loads(line) for line in lines]
+    by_type: dict[str, list[dict]] = {}
+    for p in printed:
+        by_type.setdefault(p["type"], []).append(p)
+    assert {p["finding_id"] for p in by_type["finding"]} == {
+        r["finding_id"] for r in rows(store, "SELECT finding_id FROM findings")
+    }
+    assert {(p["decision_id"], p["status"]) for p in by_type["decision"]} == {
+        (r["decision_id"], r["status"]) for r in rows(store, "SELECT decision_id, status FROM decisions")
+    }
+    assert {(p["incident_id"], p["state"], p["findings"]) for p in by_type["incident"]} == {
+        (r["incident_id"], r["state"], r["findings"]) for r in rows(store, "SELECT incident_id, state, findings FROM incidents")
+    }
+    seen = set()  # a finding's line comes before the line of the incident it opens
+    for p in printed:
+        key = (p.get("subject_type"), p.get("subject"), p.get("kind"))
+        if p["type"] == "finding":
+            seen.add(key)
+        elif p["type"] == "incident" and p["state"] == "open":
+            assert key in seen, p
+
+
+def test_quiet_prints_only_the_summary_and_a_restart_says_where_it_resumes(tmp_path):
+    store = tmp_path / "store"
+    args = ("run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path), "--quiet")
+    proc = start_gatewatch(*args)
+    wait_for(lambda: settled(store), timeout=120, what="the sample's findings")
+    out, _ = stop(proc)
+    assert out.splitlines() == [line for line in out.splitlines() if line.startswith("run: ")] and out.strip()
+    again = start_gatewatch(*args)
+    time.sleep(3)
+    _, err = stop(again)
+    lines = len(SAMPLE.read_bytes().splitlines())
+    assert f"gatewatch: resuming {SAMPLE} at line {lines + 1:,}" in err
+
+
+def test_a_terminal_gets_a_status_line(tmp_path):
+    store = tmp_path / "store"
+    leader, follower = os.openpty()
+    shown = bytearray()
+
+    def drain():  # the terminal end must be read while the child writes, or it blocks
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc = subprocess.Popen(
+        [GATEWATCH, "run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path)],
+        stdout=follower, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: b"behind the log" in shown and b"finding" in shown, timeout=120, what="the status line")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
+    assert proc.returncode == 0
+    text = shown.decode(errors="replace")
+    assert "lines/s" in text and "4,698 lines" in text
+    assert "\x1b[" in text  # coloured: it is a terminal
