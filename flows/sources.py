@@ -72,6 +72,9 @@ def expand_inputs(specs: list[str], *, follow: bool) -> list[str]:
 
 
 def _check_spec(spec: str, *, follow: bool) -> None:
+    if os.path.isdir(spec):
+        msg = f"input {spec!r}: is a directory; give its files or a glob such as {os.path.join(spec, '*.log')!r}"
+        raise ValueError(msg)
     if follow:
         parent = os.path.dirname(spec) or "."
         if not is_glob(parent) and not os.path.isdir(parent):

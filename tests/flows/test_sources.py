@@ -317,6 +317,9 @@ def test_expand_inputs(tmp_path):
     assert expand_inputs(later, follow=True) == later
     with pytest.raises(ValueError, match="no-dir"):
         expand_inputs([str(tmp_path / "no-dir" / "a.log")], follow=True)
+    for follow in (False, True):  # a directory is never followed as if it were a file
+        with pytest.raises(ValueError, match=r"is a directory; give its files or a glob such as '.*/\*\.log'"):
+            expand_inputs([str(tmp_path)], follow=follow)
 
 
 def test_log_source_replays_two_files_in_a_dataflow(tmp_path):
