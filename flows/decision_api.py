@@ -185,8 +185,15 @@ class LiveState:
     def update(
         self, decisions: list[Decision], findings: list[Finding], watermark: float | None, now: float
     ) -> None:
-        """Take the live decisions (current states) and the findings recorded since the last update."""
-        mark = watermark if watermark is not None else now
+        """Take the live decisions (current states) and the findings recorded since the last update.
+
+        Time is the pipeline's event time (``watermark``); before it has one, the newest
+        decision's, else the wall clock.
+        """
+        if watermark is not None:
+            mark = watermark
+        else:
+            mark = max((d.effective_from for d in decisions), default=now)
         for f in findings:
             self.findings.setdefault((f.subject_type, f.subject), deque()).append((f.window_end, f))
         since = mark - self.score_window_s
@@ -512,17 +519,19 @@ class DecisionApi:
         self.cursors: dict[str, int] = {}  # caller -> stream position
 
     def refresh(self) -> None:
-        read = self.reader.read()
+        try:
+            read = self.reader.read()
+        except sqlite3.Error:
+            # a control file being created (no tables yet) or replaced: read it afresh next time
+            self.reader.con = None
+            return
         if read is not None:
             self.state.update(*read, now=time.time())
 
     async def _refresher(self) -> None:
         last_stats = 0.0
         while True:
-            try:
-                await asyncio.to_thread(self.refresh)
-            except sqlite3.Error:
-                self.reader.con = None  # reopened next time: the file may have been replaced
+            await asyncio.to_thread(self.refresh)
             now = time.monotonic()
             if now - last_stats >= _STATS_EVERY_S:
                 last_stats = now
@@ -640,8 +649,11 @@ def _serve(cfg: Config, keys: dict[str, str], ready) -> None:
 
     api = cfg.api
     family = socket.AF_INET6 if ":" in api.address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit it: without, a response's body waits for the client's
+    # delayed ACK of its headers (40 ms a request)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((api.address, api.port))
     except OSError as exc:
