@@ -185,3 +185,22 @@ def test_keys_come_from_the_environment_or_a_file_and_are_checked(tmp_path):
 def test_go_durations_parse_as_go_does():
     assert [go_duration(s) for s in (0, 59, 60, 3600, 86_461.9)] == ["0s", "59s", "1m0s", "1h0m0s", "24h1m1s"]
 
+
+
+def test_without_a_watermark_time_is_the_newest_decision_s_not_the_wall_clock():
+    state = LiveState()
+    old = decision("b1", "198.51.100.7", expires_at=1_700_003_600.0)  # a replayed log's, years ago
+    state.update([old], [], None, now=1_900_000_000.0)
+    assert [d["value"] for d in state.stream(None, {"ip"})[0]["new"]] == ["198.51.100.7"]
+
+
+def test_a_control_file_without_tables_yet_is_read_as_nothing_yet(tmp_path):
+    import sqlite3
+
+    from flows.config import Config
+    from flows.decision_api import DecisionApi
+
+    sqlite3.connect(tmp_path / "control.sqlite").close()  # created, its tables not yet
+    api = DecisionApi(Config.model_validate({"store": {"path": str(tmp_path)}}), {"k" * 16: "caller"})
+    api.refresh()
+    assert api.state.snapshot.served == {} and api.reader.con is None
