@@ -21,7 +21,7 @@ lines), then measures:
   ``--layouts``: ``w1``/``w2`` one process with 1 or 2 worker threads on the
   file; ``p2`` a cluster of 2 processes (``-i/-a`` on 127.0.0.1), the file
   dealt round-robin into 2 node logs as if 2 gateway nodes wrote it, the
-  processes started together, as in the README's example. Every
+  processes started together, as in docs/scaling.md's example. Every
   layout runs with the same ``pipeline.shards`` (``--shards``), so all give
   the same store. Reported: median wall time of ``--runs``, median CPU
   (user + sys of every process) per line, which a busy neighbour disturbs
