@@ -67,7 +67,7 @@ class OverviewTotals:
     throttled: int
     findings: int
     minutes: int  # minutes with traffic
-    last_minute_requests: int  # requests in the newest minute with traffic
+    last_minute_requests: int  # requests in the newest complete minute with traffic (see complete_until)
 
     @property
     def errors(self) -> int:
@@ -173,7 +173,7 @@ def data_range(root: StoreRoot) -> DataRange:
 def overview_totals(
     root: StoreRoot, since: datetime | None = None, until: datetime | None = None
 ) -> OverviewTotals:
-    """Count requests, errors and findings in a time range, and the requests of its newest minute."""
+    """Count requests, errors and findings in a time range, and the requests of its newest complete minute."""
     sql = f"""
         WITH m AS (
             SELECT
@@ -192,10 +192,24 @@ def overview_totals(
             coalesce(sum(throttled), 0)::BIGINT AS throttled,
             (SELECT count(*) FROM findings WHERE {_range("window_start")}) AS findings,
             count(*) AS minutes,
-            coalesce(arg_max(requests, minute), 0)::BIGINT AS last_minute_requests
+            coalesce(
+                arg_max(requests, minute) FILTER (WHERE $complete IS NULL OR minute + INTERVAL 1 minute <= $complete),
+                0
+            )::BIGINT AS last_minute_requests
         FROM m
     """
-    return OverviewTotals(**_run(root, sql, _range_params(since, until)).row(0, named=True))
+    params = {**_range_params(since, until), "complete": complete_until(root)}
+    return OverviewTotals(**_run(root, sql, params).row(0, named=True))
+
+
+def complete_until(root: StoreRoot) -> datetime | None:
+    """Event time up to which every shard has written its windows (the control plane's watermark).
+
+    A minute after it may hold some shards' rows and not yet the others': not a rate to show.
+    None when the store has no control plane (every minute is then taken as complete).
+    """
+    rows = _control_rows(root, "SELECT value FROM meta WHERE key = 'watermark'")
+    return datetime.fromtimestamp(float(rows[0][0]), timezone.utc) if rows else None
 
 
 def control_state(root: StoreRoot) -> ControlState:
@@ -875,12 +889,7 @@ def freshness(root: StoreRoot) -> Freshness:
             (SELECT max(ingested_at) FROM rejected) AS last_rejected,
             (SELECT coalesce(sum(late_requests), 0)::BIGINT FROM traffic) AS late_requests
     """
-    row = _run(root, sql).row(0, named=True)
-    rows = _control_rows(root, "SELECT value FROM meta WHERE key = 'watermark'")
-    watermark = None
-    if rows:
-        watermark = pl.Series([float(rows[0][0]) * 1e6]).cast(pl.Datetime("us", "UTC"))[0]
-    return Freshness(**row, watermark=watermark)
+    return Freshness(**_run(root, sql).row(0, named=True), watermark=complete_until(root))
 
 
 def rejected_by_reason(root: StoreRoot) -> pl.DataFrame:

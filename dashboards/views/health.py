@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import streamlit as st
 
 from dashboards import queries, ui
@@ -13,7 +15,10 @@ def render(view: ui.View) -> None:
     state = queries.control_state(root)
     backlog = queries.outbox_backlog(root)
     per_minute = queries.requests_per_minute(root, view.since, view.until)
-    newest = per_minute.filter(per_minute["requests"] > 0).tail(1)
+    complete = per_minute.filter(per_minute["requests"] > 0)
+    if fresh.watermark is not None:  # a minute past it may hold only some shards' rows yet
+        complete = complete.filter(complete["minute"] + timedelta(minutes=1) <= fresh.watermark)
+    newest = complete.tail(1)
     ui.metrics(
         {
             "Events/s": f"{newest['events_per_s'][0]:,.1f}" if newest.height else "–",
@@ -24,7 +29,7 @@ def render(view: ui.View) -> None:
             "Dead letters": ui.count(state.dead_letters),
         },
         {
-            "Events/s": "Events per second in the newest minute with traffic (event time).",
+            "Events/s": "Events per second in the newest complete minute with traffic (event time).",
             "End-to-end lag": "Now minus the newest event time in the store. For a replayed log this is the "
             "age of the log, not a delay.",
             "Rejected lines": "Input lines that could not be parsed, over all time.",

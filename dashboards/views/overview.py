@@ -21,7 +21,7 @@ def render(view: ui.View) -> None:
             "Throttled share": ui.percent(totals.share(totals.throttled)),
         },
         {
-            "Requests/min": "Requests in the newest minute"
+            "Requests/min": "Requests in the newest complete minute"
             + (f"; {per_min:,.1f} a minute on average in this range." if per_min is not None else "."),
             "Error rate": "Share of requests answered with a 4xx or 5xx status.",
             "Auth-failure rate": "Share of requests that failed authentication (401/403, WSO2 AUTH faults).",
