@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 
+from flows import log
 from flows.alerts import alerts_app
 from flows.config import Config, ConfigError, check_paths, example_toml, load_config
 from flows.decisions import decisions_app
@@ -43,13 +44,26 @@ def _print_version(value: bool) -> None:
         raise typer.Exit
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 @app.callback()
 def _options(
     _version: Annotated[
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format", envvar="GATEWATCH_LOG_FORMAT",
+            help="Errors, warnings and lifecycle messages on stderr: text, or json (one object a line).",
+        ),
+    ] = LogFormat.text,
 ) -> None:
     """Options of gatewatch itself (every command's --config and --store also read GATEWATCH_CONFIG / _STORE)."""
+    log.use_json(log_format == LogFormat.json)
 
 
 FormatOpt = Annotated[
@@ -75,7 +89,7 @@ ConfigOpt = Annotated[
 
 def _fail(problems: list[str], code: int = 2) -> typer.Exit:
     for p in problems:
-        typer.echo(f"error: {p}", err=True)
+        log.emit("error", "error", p)
     return typer.Exit(code)
 
 
@@ -207,7 +221,7 @@ def _run_flow(
         snapshots=recovery is not None,
         store_base_seq=base_seq,
         on_start=connected.set,
-        on_resume=lambda path, line_no: typer.echo(f"gatewatch: resuming {path} at line {line_no:,}", err=True),
+        on_resume=lambda path, n: log.emit("info", "resuming", f"resuming {path} at line {n:,}", path=path, line=n),
     )
     if addresses is not None:
         kwargs |= {"process_id": process_id, "addresses": addresses}
@@ -235,7 +249,10 @@ def _run_flow(
         sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
 
         def control_failed(exc: BaseException) -> None:
-            typer.echo(f"error: the control plane stopped ({type(exc).__name__}: {exc}); stopping the run", err=True)
+            log.emit(
+                "error", "control_plane_stopped",
+                f"the control plane stopped ({type(exc).__name__}: {exc}); stopping the run",
+            )  # fmt: skip
             stop.set()
 
         loop = ControlLoop(
@@ -297,11 +314,12 @@ def _report_pending(control) -> None:
     first = min(pending, key=lambda e: e.next_at)
     counts = ", ".join(f"{name}: {n}" for name, n in sorted(by_destination.items()))
     error = f"; last error: {first.last_error}" if first.last_error else ""
-    typer.echo(
-        f"gatewatch: {len(pending)} deliveries still pending in the outbox ({counts}), the next due in "
+    log.emit(
+        "info", "outbox_pending",
+        f"{len(pending)} deliveries still pending in the outbox ({counts}), the next due in "
         f"{max(first.next_at - time.time(), 0.0):.0f} s{error}; the next run or replay with this store sends them",
-        err=True,
-    )
+        pending=len(pending),
+    )  # fmt: skip
 
 
 RECOVERY_DIR = "_recovery"  # in the store: the Bytewax recovery partitions of `run`
@@ -360,11 +378,11 @@ def _connect_watchdog(connected: threading.Event, timeout_s: int, process_id: in
     if connected.wait(timeout_s):
         return
     others = ", ".join(a for i, a in enumerate(addresses) if i != process_id)
-    typer.echo(
-        f"error: pipeline.connect_timeout_s: process {process_id} was not connected to the other processes "
+    log.emit(
+        "error", "connect_timeout",
+        f"pipeline.connect_timeout_s: process {process_id} was not connected to the other processes "
         f"({others}) after {timeout_s} s: are they running, with the same --addresses?",
-        err=True,
-    )
+    )  # fmt: skip
     sys.stderr.flush()
     os._exit(2)
 
@@ -373,7 +391,7 @@ def wait_for_local_peers(addresses: list[str]) -> None:
     """Wait until each of ``addresses`` on this host's loopback listens (Linux); leave the others to Timely.
 
     Timely connects to every lower-numbered process and, refused, sleeps a whole second
-    before it tries again: two processes started together, as in the README's example,
+    before it tries again: two processes started together, as in docs/scaling.md's example,
     lost that second in 4 runs of 8. Waiting here overlaps this process's start with theirs.
     Only a listener is looked for: a probing connection would be taken for a peer. The
     connect watchdog bounds the wait.
@@ -462,7 +480,7 @@ def _summarize(command: str, stats, cfg: Config) -> None:
     """The run's summary line, and a warning when nearly every line was rejected."""
     typer.echo(f"{command}: {stats.summary()} store={cfg.store.path}")
     if warning := stats.mostly_rejected(cfg.input.format):
-        typer.echo(warning, err=True)
+        log.emit("warning", "mostly_rejected", warning)
 
 
 _HEAD_BYTES = 1 << 16  # a file is known by the hash of its first 64 KiB: a grown log is the same log
@@ -577,8 +595,18 @@ def run(
     if kafka or topic:
         if not (kafka and topic) or inputs:
             raise _fail(["--kafka and --topic go together, and replace FILE arguments"])
-        source: list[str] | KafkaInput = KafkaInput([b.strip() for b in kafka.split(",") if b.strip()], topic)
-        described = f"kafka {kafka} topic {topic}"
+        from flows.kafka import KafkaInputError, KafkaSettingsError, kafka_problems, topic_partitions
+
+        brokers = [b.strip() for b in kafka.split(",") if b.strip()]
+        if problems := kafka_problems(cfg.input.kafka):  # [input.kafka] secrets and TLS files, by key
+            raise _fail(problems)
+        try:  # unreachable brokers, a wrong protocol, a missing topic: one clear line now, in bounded time
+            topic_partitions(brokers, topic, cfg.input.kafka)
+        except (KafkaInputError, KafkaSettingsError) as exc:
+            raise _fail([str(exc)]) from None
+        source: list[str] | KafkaInput = KafkaInput(brokers, topic)
+        group = cfg.input.kafka.group_id if cfg.input.kafka.commit_offsets else ""
+        described = f"kafka {kafka} topic {topic}" + (f", committing offsets to group {group}" if group else "")
     elif not inputs:
         raise _fail(["give FILE-OR-GLOB arguments, - for stdin, or --kafka BROKERS --topic TOPIC"])
     else:
@@ -592,16 +620,18 @@ def run(
     def on_signal(signum, _frame):
         if stop.is_set():  # a second signal: give up on the clean stop
             raise SystemExit(130)
-        typer.echo(f"gatewatch: {signal.Signals(signum).name}: {keeping} and stopping", err=True)
+        name = signal.Signals(signum).name
+        log.emit("info", "stopping", f"{name}: {keeping} and stopping", signal=name)
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     cfg.store.path.mkdir(parents=True, exist_ok=True)
     api = _start_api(cfg) if cfg.api.enabled and not process_id else None
-    typer.echo(f"gatewatch: following {described} into {cfg.store.path} (Ctrl-C to stop)", err=True)
+    log.emit("info", "following", f"following {described} into {cfg.store.path} (Ctrl-C to stop)", store=str(cfg.store.path))
     if api is not None:
-        typer.echo(f"gatewatch: decision API on http://{cfg.api.address}:{cfg.api.port}/v1/", err=True)
+        url = f"http://{cfg.api.address}:{cfg.api.port}/v1/"
+        log.emit("info", "api_listening", f"decision API on {url}", url=url)
     stats = RunStats()
     live = None if quiet else LiveLines(sys.stdout, json_lines=output == LiveOutput.json)
     status = None
@@ -612,6 +642,8 @@ def run(
     finally:
         if status is not None:
             status.stop()
+        if live is not None:
+            live.close()
         if api is not None:
             api.terminate()
             api.join(10)
@@ -753,6 +785,9 @@ def validate(
     t = cfg.targets
     if cfg.policy.mode == "enforce" and not (t.wso2.enabled or t.kong.enabled or t.webhook.enabled or cfg.api.enabled):
         problems.append('policy.mode: is "enforce", but no target or API is enabled: nothing would ever enforce it')
+    from flows.kafka import kafka_problems
+
+    problems += kafka_problems(cfg.input.kafka)
     if cfg.api.enabled:
         from flows.decision_api import ApiKeysError, read_keys
 
@@ -765,13 +800,13 @@ def validate(
     if problems:
         raise _fail(problems, 1)
     for gap in limit_gaps(cfg, control):
-        typer.echo(f"note: {gap}", err=True)
+        log.emit("note", "limit_gap", gap)
     if not _loopback(cfg.dashboard.address):
-        typer.echo(
-            f"warning: dashboard.address: {cfg.dashboard.address} listens beyond this machine, and the dashboard "
+        log.emit(
+            "warning", "dashboard_exposed",
+            f"dashboard.address: {cfg.dashboard.address} listens beyond this machine, and the dashboard "
             "has no sign-in: anyone who reaches it can approve and revert decisions",
-            err=True,
-        )
+        )  # fmt: skip
     typer.echo(f"{config or 'embedded defaults'}: OK")
 
 

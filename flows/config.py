@@ -52,6 +52,129 @@ class InputJsonConfig(_Section):
     api: str = Field("request.host", pattern=_JSON_PATH, description='Path of the API / virtual host name ("": not logged).')
 
 
+_KAFKA_SASL = ("SASL_PLAINTEXT", "SASL_SSL")
+_KAFKA_TLS = ("SSL", "SASL_SSL")
+_KAFKA_ENV = r"^([A-Za-z_][A-Za-z0-9_]*)?$"  # an environment variable's name, or "" (as _SECRET_ENV below)
+
+
+def _kafka_needs(kinds: tuple[str, ...], key: str, info) -> None:
+    """Refuse ``key``, set, when ``security_protocol`` is not one of ``kinds`` (SASL or TLS keys)."""
+    protocol = info.data.get("security_protocol")
+    if protocol is not None and protocol not in kinds:
+        msg = f"{key} is only used with security_protocol {' or '.join(kinds)}, and it is {protocol}"
+        raise ValueError(msg)
+
+
+class InputKafkaConfig(_Section):
+    """``gatewatch run --kafka``: how to reach the brokers, and the consumer group lag tools watch.
+
+    Checks that need no I/O are here, each error at its own key; unreadable
+    secrets and TLS files are found at start (flows/kafka.py: kafka_problems).
+    """
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How gatewatch talks to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS)."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (with SASL_*): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    sasl_username: str = Field("", validate_default=True, description="SASL user name (required with SASL_*).")
+    sasl_password_env: str = Field(
+        "", pattern=_KAFKA_ENV, description="Environment variable holding the SASL password (with SASL_*; or sasl_password_file)."
+    )
+    sasl_password_file: str = Field(
+        "", validate_default=True, description="File holding the SASL password (with SASL_*; or sasl_password_env)."
+    )
+    ssl_ca_file: str = Field(
+        "", description="PEM file (or folder) of the CAs that signed the brokers' certificates (with SSL / SASL_SSL); empty: the system's CAs."
+    )
+    ssl_certificate_file: str = Field(
+        "", description="PEM client certificate, for brokers that authenticate clients by TLS (with ssl_key_file)."
+    )
+    ssl_key_file: str = Field("", validate_default=True, description="PEM private key of ssl_certificate_file.")
+    ssl_key_password_env: str = Field(
+        "", pattern=_KAFKA_ENV, description="Environment variable holding the password of an encrypted ssl_key_file (empty: not encrypted)."
+    )
+    ssl_check_hostname: bool = Field(True, description="Check that a broker's certificate names the host gatewatch connected to.")
+    group_id: str = Field(
+        "", max_length=255, pattern=r"^\S*$",
+        description="Consumer group gatewatch commits its offsets to (with commit_offsets); give gatewatch a group of its own.",
+    )  # fmt: skip
+    commit_offsets: bool = Field(
+        False,
+        description="Commit to group_id the offsets whose lines are in the store and snapshot, so lag tools see gatewatch's lag; never read back (gatewatch resumes from its snapshots).",
+    )
+
+    @field_validator("sasl_mechanism", "sasl_password_env")
+    @classmethod
+    def _sasl_only(cls, value: str, info) -> str:
+        if value != cls.model_fields[info.field_name].default:
+            _kafka_needs(_KAFKA_SASL, info.field_name, info)
+        return value
+
+    @field_validator("sasl_username")
+    @classmethod
+    def _sasl_username(cls, value: str, info) -> str:
+        protocol = info.data.get("security_protocol")
+        if protocol in _KAFKA_SASL and not value:
+            msg = f"sasl_username is required with security_protocol {protocol}"
+            raise ValueError(msg)
+        if value:
+            _kafka_needs(_KAFKA_SASL, "sasl_username", info)
+        return value
+
+    @field_validator("sasl_password_file")
+    @classmethod
+    def _sasl_password(cls, value: str, info) -> str:
+        protocol = info.data.get("security_protocol")
+        if "sasl_password_env" not in info.data:  # already reported at its own key
+            return value
+        env = info.data["sasl_password_env"]
+        if value:
+            _kafka_needs(_KAFKA_SASL, "sasl_password_file", info)
+        if protocol in _KAFKA_SASL and not (env or value):
+            msg = f"sasl_password_env or sasl_password_file is required with security_protocol {protocol}"
+            raise ValueError(msg)
+        if env and value:
+            msg = "set sasl_password_env or sasl_password_file, not both"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("ssl_ca_file", "ssl_certificate_file", "ssl_key_password_env", "ssl_check_hostname")
+    @classmethod
+    def _tls_only(cls, value, info):
+        if value != cls.model_fields[info.field_name].default:
+            _kafka_needs(_KAFKA_TLS, info.field_name, info)
+        return value
+
+    @field_validator("ssl_key_file")
+    @classmethod
+    def _key_with_certificate(cls, value: str, info) -> str:
+        if value:
+            _kafka_needs(_KAFKA_TLS, "ssl_key_file", info)
+        certificate = info.data.get("ssl_certificate_file")
+        if certificate is not None and bool(certificate) != bool(value):
+            msg = "ssl_certificate_file and ssl_key_file go together: set both or neither"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("ssl_key_password_env")
+    @classmethod
+    def _password_with_key(cls, value: str, info) -> str:
+        if value and not info.data.get("ssl_key_file"):
+            msg = "ssl_key_password_env is only used with ssl_key_file (an encrypted key)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("commit_offsets")
+    @classmethod
+    def _commit_needs_group(cls, value: bool, info) -> bool:
+        if value and not info.data.get("group_id", "x"):
+            msg = "commit_offsets needs group_id: the consumer group to commit to"
+            raise ValueError(msg)
+        return value
+
+
 class InputConfig(_Section):
     format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
         "auto", description="Log format of every input: auto-detect per file, or one of the registered parsers."
@@ -66,6 +189,7 @@ class InputConfig(_Section):
     raw_max_bytes: int = Field(4096, ge=64, le=1 << 20, description="Bytes of a rejected line kept in the store.")
     # "json" would shadow BaseModel.json, hence the alias
     json_mapping: InputJsonConfig = Field(InputJsonConfig(), alias="json")
+    kafka: InputKafkaConfig = InputKafkaConfig()
 
 
 class PipelineConfig(_Section):

@@ -89,7 +89,7 @@ class RunStats:
         if self.lines < 10 or rejected < 0.9 * self.lines:
             return None
         return (
-            f"warning: {rejected:,} of {self.lines:,} lines were rejected: is --format {fmt} the log's format? "
+            f"{rejected:,} of {self.lines:,} lines were rejected: is --format {fmt} the log's format? "
             "(gatewatch sql \"SELECT reason, count(*) FROM rejected GROUP BY 1\" says why)"
         )
 
@@ -480,8 +480,9 @@ def build_flow(
         from flows.kafka import KafkaLogSource  # confluent-kafka is only needed for Kafka input
 
         source = KafkaLogSource(
-            inputs.brokers, inputs.topic, follow=follow, poll_ms=cfg.input.poll_ms, stop=stop, on_read=stats.on_read
-        )
+            inputs.brokers, inputs.topic, follow=follow, poll_ms=cfg.input.poll_ms, stop=stop, on_read=stats.on_read,
+            settings=cfg.input.kafka,
+        )  # fmt: skip
     else:
         source = LogSource(
             inputs,

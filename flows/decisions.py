@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from msgspec.structs import astuple, replace
 
+from flows import log
 from flows.events import Decision
 from sinks.control import CONTROL_FILE, ControlDB
 
@@ -182,6 +183,6 @@ def _run(change, decision_id: str, store: Path | None, config: Path | None, acto
     try:
         d = change(_store(store, config), decision_id, _actor(actor))
     except DecisionError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        log.emit("error", "error", str(exc))
         raise typer.Exit(1) from None
     typer.echo(f"{d.decision_id}: {d.status} by {d.actor} ({d.tier} {d.subject_type} {d.subject_name or d.subject})")

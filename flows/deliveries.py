@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from flows import log
 from flows.decisions import ConfigOpt, StoreOpt, _store
 from sinks.control import CONTROL_FILE, ControlDB
 
@@ -25,7 +26,7 @@ deliveries_app = typer.Typer(
 def _control(store: Path | None, config: Path | None) -> ControlDB:
     root = _store(store, config)
     if not (root / CONTROL_FILE).exists():
-        typer.echo(f"error: no control database in {root}: nothing was ever delivered there", err=True)
+        log.emit("error", "error", f"no control database in {root}: nothing was ever delivered there")
         raise typer.Exit(1)
     return ControlDB(root).open()
 
@@ -50,7 +51,7 @@ def retry_command(
 ) -> None:
     """Give dead letters a fresh round of attempts."""
     if bool(entry_ids) == all_dead:
-        typer.echo("error: give dead-letter IDs or --all", err=True)
+        log.emit("error", "error", "give dead-letter IDs or --all")
         raise typer.Exit(2)
     control = _control(store, config)
     try:
@@ -60,9 +61,9 @@ def retry_command(
     for entry_id in retried:
         typer.echo(f"{entry_id}: pending again")
     for entry_id in stale:
-        typer.echo(f"{entry_id}: not retried: a newer delivery to the same destination supersedes it", err=True)
+        log.emit("note", "not_retried", f"{entry_id}: not retried: a newer delivery to the same destination supersedes it")
     unknown = sorted(set(entry_ids or ()) - set(retried) - set(stale))
     for entry_id in unknown:
-        typer.echo(f"error: {entry_id} is not a dead letter", err=True)
+        log.emit("error", "error", f"{entry_id} is not a dead letter")
     if unknown:
         raise typer.Exit(1)

@@ -11,6 +11,7 @@ rolls a batch back handles (and prints) it again.
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
 import threading
 import time
@@ -77,21 +78,58 @@ def incident_line(inc) -> tuple[str, dict]:
 
 
 class LiveLines:
-    """Prints a run's findings, decisions and incidents (a controller observer)."""
+    """Prints a run's findings, decisions and incidents (a controller observer).
 
-    def __init__(self, out: TextIO, *, json_lines: bool = False, terminal: bool | None = None) -> None:
+    The control plane only queues a line; a thread of its own writes it. A reader of
+    stdout that stops reading (a full pipe) must not stall decisions and deliveries:
+    past ``max_queued`` lines waiting, new ones are dropped, and how many is said once the
+    output moves again. :meth:`close` writes what is queued.
+    """
+
+    def __init__(
+        self, out: TextIO, *, json_lines: bool = False, terminal: bool | None = None, max_queued: int = 10_000
+    ) -> None:
         self.json_lines = json_lines
         self.console = Console(file=out, force_terminal=terminal, highlight=False, soft_wrap=True)
-        self._lock = threading.Lock()  # the control thread prints; the status thread redraws
+        self._lock = threading.Lock()  # the writer prints; the status thread redraws
+        self._queue: queue.Queue[tuple[str, tuple[str, dict]] | None] = queue.Queue(max_queued)
+        self.dropped = 0
+        self._writer = threading.Thread(target=self._write_all, name="gatewatch-live", daemon=True)
+        self._writer.start()
 
     def _emit(self, kind: str, line: tuple[str, dict]) -> None:
-        text, body = line
-        with self._lock:
-            if self.json_lines:
-                self.console.file.write(json.dumps(body) + "\n")
-                self.console.file.flush()
-            else:
-                self.console.print(Text(text, style=_STYLE[kind]))
+        try:
+            self._queue.put_nowait((kind, line))
+        except queue.Full:
+            self.dropped += 1
+
+    def _write_all(self) -> None:
+        told = 0
+        while (item := self._queue.get()) is not None:
+            kind, (text, body) = item
+            with self._lock:
+                if self.dropped > told:
+                    gap = self.dropped - told
+                    told = self.dropped
+                    self._write("note", f"{gap:,} lines were dropped: stdout was not read fast enough", {
+                        "type": "dropped", "lines": gap,
+                    })  # fmt: skip
+                self._write(kind, text, body)
+
+    def _write(self, kind: str, text: str, body: dict) -> None:
+        if self.json_lines:
+            self.console.file.write(json.dumps(body) + "\n")
+            self.console.file.flush()
+        else:
+            self.console.print(Text(text, style=_STYLE.get(kind, "")))
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Write the queued lines (for at most ``timeout_s``) and stop the writer."""
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            return
+        self._writer.join(timeout_s)
 
     def on_finding(self, finding: Finding, control) -> None:
         self._emit("finding", finding_line(finding))

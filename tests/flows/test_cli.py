@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -127,3 +129,24 @@ def test_version_env_defaults_and_a_warning_when_nearly_every_line_is_rejected(t
     assert counted.splitlines()[1] == str(len(SAMPLE.read_bytes().splitlines()))
     right = gatewatch("replay", str(SAMPLE), "--store", str(tmp_path / "other"))
     assert "warning" not in right.stderr
+
+
+def test_log_format_json_makes_every_stderr_message_a_json_object(tmp_path):
+    bad = gatewatch("--log-format", "json", "replay", str(tmp_path / "missing.log"), check=False)
+    assert bad.returncode == 2
+    (message,) = [json.loads(line) for line in bad.stderr.splitlines()]
+    assert (message["level"], message["event"]) == ("error", "error")
+    assert message["message"] == f"input {str(tmp_path / 'missing.log')!r}: no such file"
+
+    proc = subprocess.Popen(
+        [GATEWATCH, "run", str(SAMPLE), "--store", str(tmp_path / "s"), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "GATEWATCH_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    started = json.loads(proc.stderr.readline())
+    assert started["event"] == "following" and started["store"] == str(tmp_path / "s")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    events = [json.loads(line) for line in err.splitlines()]
+    assert [e["event"] for e in events] == ["stopping"] and events[0]["signal"] == "SIGTERM"
+    assert all(set(e) >= {"time", "level", "event", "message"} for e in [started, *events])

@@ -103,3 +103,31 @@ def test_a_terminal_gets_a_status_line(tmp_path):
     text = shown.decode(errors="replace")
     assert "lines/s" in text and "4,698 lines" in text
     assert "\x1b[" in text  # coloured: it is a terminal
+
+
+def test_a_stdout_nobody_reads_never_holds_up_the_control_plane(tmp_path):
+    from flows.live import LiveLines
+
+    read_end, write_end = os.pipe()
+    out = os.fdopen(write_end, "w")
+    live = LiveLines(out, json_lines=True, max_queued=5)
+    f = {"finding_id": "x", "kind": "brute_force", "subject_type": "ip", "subject": "192.0.2.7", "reasons": ["r" * 150]}
+    started = time.monotonic()
+    for i in range(2000):  # far more than a pipe holds, with no reader
+        live._emit("finding", ("", {**f, "finding_id": str(i)}))
+    assert time.monotonic() - started < 1.0 and live.dropped > 0
+    got = bytearray()
+    reader = threading.Thread(target=lambda: got.extend(iter_read(read_end)), daemon=True)
+    reader.start()
+    live.close()
+    out.close()
+    reader.join(10)
+    lines = [json.loads(line) for line in got.decode().splitlines()]
+    printed = [x for x in lines if "finding_id" in x]
+    notes = [x for x in lines if x.get("type") == "dropped"]
+    assert len(printed) + sum(n["lines"] for n in notes) == 2000 and notes
+
+
+def iter_read(fd: int):
+    while chunk := os.read(fd, 65536):
+        yield from chunk
