@@ -68,7 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sinks.control import ControlDB  # noqa: E402
-from tests.bench_replay import ensure_wso2_log  # noqa: E402
+from tests.bench_replay import _print_table, ensure_wso2_log  # noqa: E402
 from tests.conftest import free_ports  # noqa: E402
 
 SAMPLE_LOG = ROOT / "sample_logs" / "wso2_apim_metrics.log"
@@ -392,14 +392,6 @@ def median_load(loads: list[Load]) -> Load:
 
 
 # -- main ---------------------------------------------------------------------------------------------
-
-
-def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print()
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for row in rows:
-        print("  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def target_lines(results: dict[tuple[str, str, int], Load]) -> list[str]:

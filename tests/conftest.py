@@ -8,7 +8,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +118,29 @@ def env_no_color() -> dict[str, str]:
 def columns(xs: list[dict[str, float]]) -> dict[str, np.ndarray]:
     """Windows' feature dicts as the ``*_many`` methods take them; a feature a window lacks is 0."""
     return {k: np.array([x.get(k, 0.0) for x in xs]) for k in sorted({k for x in xs for k in x})}
+
+
+@contextmanager
+def terminal() -> Iterator[tuple[int, bytearray]]:
+    """A pseudo-terminal: yields the end to give a child as its stdout or stderr, and what it has shown so far."""
+    leader, follower = os.openpty()
+    shown = bytearray()
+
+    def drain():  # the terminal end must be read while the child writes, or it blocks
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield follower, shown
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)

@@ -8,11 +8,10 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from datetime import datetime, timezone
 
 from flows.simulate import generate_wso2
-from tests.conftest import GATEWATCH, SAMPLE, gatewatch, scalar
+from tests.conftest import GATEWATCH, SAMPLE, gatewatch, scalar, terminal
 
 
 def test_help_lists_every_command():
@@ -79,28 +78,11 @@ def test_replay_shows_progress_on_a_terminal_only(tmp_path):
     generate_wso2(log, start=datetime(2026, 11, 2, tzinfo=timezone.utc), minutes=60, seed=3, scale=6)
     piped = gatewatch("replay", str(log), "--store", str(tmp_path / "a"))
     assert piped.stderr == ""
-    leader, follower = os.openpty()
-    shown = bytearray()
-
-    def drain():  # the terminal end must be read while the child writes, or it blocks
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            shown.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    proc = subprocess.run(
-        [GATEWATCH, "replay", str(log), "--store", str(tmp_path / "b")],
-        stdout=subprocess.PIPE, stderr=follower, timeout=300, check=False,
-    )  # fmt: skip
-    os.close(follower)
-    reader.join(timeout=10)
-    os.close(leader)
+    with terminal() as (tty, shown):
+        proc = subprocess.run(
+            [GATEWATCH, "replay", str(log), "--store", str(tmp_path / "b")],
+            stdout=subprocess.PIPE, stderr=tty, timeout=300, check=False,
+        )  # fmt: skip
     assert proc.returncode == 0
     assert b"replay" in shown and b"lines" in shown and b"MB" in shown
 

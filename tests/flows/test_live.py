@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from tests.conftest import GATEWATCH, SAMPLE, rows, start_gatewatch, stop, wait_for
+from tests.conftest import GATEWATCH, SAMPLE, rows, start_gatewatch, stop, terminal, wait_for
 
 
 def live_config(tmp_path) -> str:
@@ -72,33 +72,16 @@ def test_quiet_prints_only_the_summary_and_a_restart_says_where_it_resumes(tmp_p
 
 def test_a_terminal_gets_a_status_line(tmp_path):
     store = tmp_path / "store"
-    leader, follower = os.openpty()
-    shown = bytearray()
-
-    def drain():  # the terminal end must be read while the child writes, or it blocks
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            shown.extend(chunk)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    proc = subprocess.Popen(
-        [GATEWATCH, "run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path)],
-        stdout=follower, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        wait_for(lambda: b"behind the log" in shown and b"finding" in shown, timeout=120, what="the status line")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-        os.close(follower)
-        reader.join(timeout=10)
-        os.close(leader)
+    with terminal() as (tty, shown):
+        proc = subprocess.Popen(
+            [GATEWATCH, "run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path)],
+            stdout=tty, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            wait_for(lambda: b"behind the log" in shown and b"finding" in shown, timeout=120, what="the status line")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)
     assert proc.returncode == 0
     text = shown.decode(errors="replace")
     assert "lines/s" in text and "4,698 lines" in text
