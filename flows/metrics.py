@@ -11,6 +11,7 @@ SQLite file when Prometheus scrapes, on a connection of the endpoint's own threa
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -23,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
+from flows.decision_api import STATS_FILE
 from sinks.control import CONTROL_FILE
 
 
@@ -31,7 +33,8 @@ class RunCollector:
 
     def __init__(self, stats, store: Path, version: str) -> None:
         self.stats = stats
-        self.control_path = Path(store) / CONTROL_FILE
+        self.store = Path(store)
+        self.control_path = self.store / CONTROL_FILE
         self.version = version
         self._con: sqlite3.Connection | None = None
 
@@ -74,6 +77,25 @@ class RunCollector:
             lag.add_metric([], now - newest)
         yield lag
         yield from self._control_metrics(newest)
+        yield from self._api_metrics()
+
+    def _api_metrics(self) -> Iterator[Metric]:
+        """The decision API's counters, as its process last wrote them (every few seconds)."""
+        try:
+            stats = json.loads((self.store / STATS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return  # the API is off, or has not written them yet
+        calls = CounterMetricFamily(
+            "gatewatch_api_requests", "Decision API requests with a valid key, by caller and outcome.",
+            labels=["caller", "outcome"],
+        )  # fmt: skip
+        for caller, c in sorted(stats["callers"].items()):
+            calls.add_metric([caller, "ok"], c["requests"] - c["errors"])
+            calls.add_metric([caller, "error"], c["errors"])
+        yield calls
+        yield CounterMetricFamily(
+            "gatewatch_api_forbidden", "Decision API requests refused for want of a valid key.", value=stats["forbidden"]
+        )
 
     def _control_metrics(self, newest: float | None) -> Iterator[Metric]:
         decisions = GaugeMetricFamily("gatewatch_decisions", "Decisions by current status.", labels=["status"])

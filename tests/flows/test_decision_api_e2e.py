@@ -8,6 +8,7 @@ import socket
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import SAMPLE, gatewatch, start_gatewatch, stop, wait_for
 from tests.flows.crowdsec_bouncer import running_bouncer
@@ -18,13 +19,14 @@ ATTACKER_IP = "103.56.218.248"  # the sample's brute-force IP: restricted under 
 ATTACKER_APP = "3f8a1c2e-7b4d-4e9a-8c6f-2d1e0b9a7c54"
 
 
-def api_config(tmp_path, port: int) -> str:
+def api_config(tmp_path, port: int, metrics_port: int | None = None) -> str:
     cfg = tmp_path / "gatewatch.toml"
     cfg.write_text(
         "[input]\npoll_ms = 50\n"
         "[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n"
         '[policy]\nmode = "enforce"\nreview_tiers = []\nelevate_score = 0.5\nrestrict_score = 0.6\n'
         f'[api]\nenabled = true\nport = {port}\nkeys_env = "GW_TEST_API_KEYS"\nrefresh_ms = 100\n'
+        + (f"[metrics]\nenabled = true\nport = {metrics_port}\n" if metrics_port else "")
     )
     return str(cfg)
 
@@ -39,10 +41,11 @@ def free_port() -> int:
 def live(tmp_path_factory):
     """``gatewatch run`` on the sample in enforce mode, serving the API; yields (base URL, store)."""
     tmp = tmp_path_factory.mktemp("api")
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     store = tmp / "store"
     env = {**os.environ, "GW_TEST_API_KEYS": f"bouncer:{BOUNCER_KEY},idp:{IDP_KEY}"}
-    proc = start_gatewatch("run", str(SAMPLE), "--store", str(store), "--config", api_config(tmp, port), env=env)
+    cfg = api_config(tmp, port, metrics_port)
+    proc = start_gatewatch("run", str(SAMPLE), "--store", str(store), "--config", cfg, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         line = proc.stderr.readline()
@@ -53,7 +56,7 @@ def live(tmp_path_factory):
             return r.json()
 
         wait_for(served, timeout=120, what="the attacker's decision served")
-        yield url, store
+        yield url, store, f"http://127.0.0.1:{metrics_port}/metrics"
     finally:
         stop(proc)
     with pytest.raises(httpx.ConnectError):  # the API process stopped with the run
@@ -61,7 +64,7 @@ def live(tmp_path_factory):
 
 
 def test_callers_need_a_key_and_bad_requests_get_a_message(live):
-    url, _ = live
+    url, _, _ = live
     assert httpx.get(f"{url}/v1/decisions").status_code == 403
     wrong = httpx.get(f"{url}/v1/decisions", headers={"X-Api-Key": IDP_KEY + "x"})
     assert wrong.status_code == 403 and IDP_KEY not in wrong.text
@@ -76,7 +79,7 @@ def test_callers_need_a_key_and_bad_requests_get_a_message(live):
 
 
 def test_decisions_allow_and_score_answer_from_the_live_state(live):
-    url, _ = live
+    url, _, _ = live
     key = {"X-Api-Key": IDP_KEY}
     (served,) = httpx.get(f"{url}/v1/decisions", params={"ip": ATTACKER_IP}, headers=key).json()
     assert (served["type"], served["scope"], served["value"], served["origin"]) == ("throttle", "Ip", ATTACKER_IP, "gatewatch")
@@ -95,7 +98,7 @@ def test_decisions_allow_and_score_answer_from_the_live_state(live):
 
 
 def test_a_real_crowdsec_bouncer_adds_the_decision_and_deletes_it_once_reverted(live, tmp_path):
-    url, store = live
+    url, store, _ = live
     with running_bouncer(url, BOUNCER_KEY, tmp_path) as bouncer:
         bouncer.wait_for(lambda events: any(e[0] == "add" and e[1] == ATTACKER_IP for e in events))
         (decision,) = [
@@ -109,8 +112,8 @@ def test_a_real_crowdsec_bouncer_adds_the_decision_and_deletes_it_once_reverted(
 
 
 
-def test_the_api_counts_its_callers_for_the_dashboard(live):
-    url, store = live
+def test_the_api_counts_its_callers_for_the_dashboard_and_prometheus(live):
+    url, store, metrics_url = live
     httpx.get(f"{url}/v1/decisions")  # no key
     httpx.get(f"{url}/v1/decisions", params={"ip": "nope"}, headers={"X-Api-Key": IDP_KEY})
 
@@ -123,6 +126,14 @@ def test_the_api_counts_its_callers_for_the_dashboard(live):
     stats = wait_for(counted, timeout=30, what="the API's counters")
     assert stats["bad_requests"] >= 1 and stats["requests"] >= stats["callers"]["idp"]["requests"]
     assert IDP_KEY not in json.dumps(stats) and BOUNCER_KEY not in json.dumps(stats)
+    # the run's Prometheus endpoint serves them too
+    scraped = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(httpx.get(metrics_url).text)
+        for s in family.samples
+    }
+    assert scraped[("gatewatch_api_forbidden_total", ())] >= 1
+    assert scraped[("gatewatch_api_requests_total", (("caller", "idp"), ("outcome", "error")))] >= 1
 
 
 def test_a_run_with_the_api_but_no_keys_stops_at_start_naming_the_key(tmp_path):
