@@ -1,26 +1,33 @@
 # Two commands on a fresh machine (Python 3.10-3.12 and make):
-#   make demo   install, replay sample_logs/ into a fresh store, serve the dashboard
+#   make demo   install (no test packages), replay sample_logs/ into a fresh store, serve the dashboard
 #   make test   install with test extras, lint (ruff), run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+CKSUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+APP_STAMP := $(VENV)/.installed-app-$(CKSUM)
+STAMP := $(VENV)/.installed-test-$(CKSUM)
 DEMO_STORE := gatewatch-data/sample
 
 .PHONY: install demo test bench clean
 
 # compileall: an editable install is not byte-compiled, and with PYTHONDONTWRITEBYTECODE set
 # (as on this project's machines) every gatewatch process would compile its modules again (0.14 s)
-$(STAMP): pyproject.toml
+$(APP_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python -m compileall -q flows detectors sinks dashboards
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-app-* && touch $@
 
-install: $(STAMP)
+# the test extras (pytest, playwright, a Kafka broker …) only for make test and make bench
+$(STAMP): $(APP_STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-test-* && touch $@
 
-demo: $(STAMP)
+install: $(APP_STAMP)
+
+demo: $(APP_STAMP)
 	rm -rf $(DEMO_STORE)
 	$(BIN)/gatewatch replay sample_logs/*.log --store $(DEMO_STORE)
 	$(BIN)/gatewatch dashboard --store $(DEMO_STORE)

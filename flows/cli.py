@@ -31,8 +31,8 @@ app = typer.Typer(
     name="gatewatch",
     help="Streaming abuse detection and adaptive quotas for API gateways (WSO2 API-M, Kong, nginx).",
     no_args_is_help=True,
-    add_completion=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 

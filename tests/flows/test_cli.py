@@ -132,3 +132,10 @@ def test_log_format_json_makes_every_stderr_message_a_json_object(tmp_path):
     events = [json.loads(line) for line in err.splitlines()]
     assert [e["event"] for e in events] == ["stopping"] and events[0]["signal"] == "SIGTERM"
     assert all(set(e) >= {"time", "level", "event", "message"} for e in [started, *events])
+
+
+def test_short_help_everywhere_and_shell_completion():
+    assert gatewatch("-h").stdout.startswith("Usage: gatewatch [OPTIONS] COMMAND")
+    assert gatewatch("decisions", "list", "-h").stdout.startswith("Usage: gatewatch decisions list")
+    script = gatewatch("--show-completion", "bash").stdout
+    assert "_gatewatch_completion()" in script and "complete " in script
