@@ -75,15 +75,15 @@ def send_test(
     cfg = _load(config, store=store)
     names = [d.name for d in cfg.alerts.destinations]
     if not names:
-        raise _fail(["no [[alerts.destinations]] in the config"], 1)
+        raise _fail(["no [[alerts.destinations]] in the config"])
     if destination is not None and destination not in names:
         raise _fail(
-            [f"--destination: no destination named {destination!r}; configured: {', '.join(names)}"], 1
+            [f"--destination: no destination named {destination!r}; configured: {', '.join(names)}"]
         )
     try:
         channels = build_channels(cfg.alerts, os.environ)
     except ConfigError as exc:
-        raise _fail(exc.problems, 1) from None
+        raise _fail(exc.problems) from None
     writer = StoreWriter(cfg.store.path, writer=f"t{os.getpid()}")
     rows = []
     failed = 0

@@ -683,10 +683,10 @@ def sql(
     try:
         statements = duckdb.extract_statements(query)
         if not statements:
-            raise _fail(["sql: the query is empty"], 1)
+            raise _fail(["sql: the query is empty"])
         refused = [st.type.name for st in statements if st.type.name not in _READ_STATEMENTS]
         if refused:
-            raise _fail([f"sql: only queries are allowed (SELECT, EXPLAIN), not {', '.join(refused)}"], 1)
+            raise _fail([f"sql: only queries are allowed (SELECT, EXPLAIN), not {', '.join(refused)}"])
         con = duckdb.connect()
         # the store's files and nothing else: no other file, no database to attach, no extension
         con.execute(f"SET allowed_directories = ['{str(root).replace(chr(39), chr(39) * 2)}']")
@@ -705,7 +705,7 @@ def _existing_store(cfg: Config) -> Path:
     """The store's folder; a missing one is an error, not an empty answer."""
     root = cfg.store.path.resolve()
     if not root.is_dir():
-        raise _fail([f"no store at {root}: gatewatch replay or run writes one (--store, GATEWATCH_STORE)"], 1)
+        raise _fail([f"no store at {root}: gatewatch replay or run writes one (--store, GATEWATCH_STORE)"])
     return root
 
 
@@ -772,7 +772,7 @@ def validate(
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        raise _fail(exc.problems, 1) from None
+        raise _fail(exc.problems) from None
     from sinks.alerts import alert_problems
     from sinks.control import ControlDB
     from sinks.targets import check_secrets, check_targets, limit_gaps, name_problems
@@ -798,7 +798,7 @@ def validate(
     if not problems:  # ask the enabled gateways whether our credentials and tiers work
         problems = check_targets(cfg, control)
     if problems:
-        raise _fail(problems, 1)
+        raise _fail(problems)
     for gap in limit_gaps(cfg, control):
         log.emit("note", "limit_gap", gap)
     if not _loopback(cfg.dashboard.address):
@@ -880,7 +880,7 @@ def evaluate(
         raise _fail([f"--truth: {truth}: {exc}"]) from None
     root = _existing_store(cfg)
     if not any((root / "traffic").glob("*.parquet")):
-        raise _fail([f"the store {root} holds no traffic: replay the simulated log into it first"], 1)
+        raise _fail([f"the store {root} holds no traffic: replay the simulated log into it first"])
     report = run_evaluation(ground, load_findings(root), restrict_score=cfg.policy.restrict_score)
     if as_json:
         typer.echo(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())

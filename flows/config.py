@@ -688,9 +688,9 @@ class Config(_Section):
     dashboard: DashboardConfig = DashboardConfig()
     targets: TargetsConfig = TargetsConfig()
     delivery: DeliveryConfig = DeliveryConfig()
-    alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()  # last: its example destinations are arrays of tables
 
 
 class ConfigError(ValueError):

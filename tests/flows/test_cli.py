@@ -24,7 +24,7 @@ def test_validate_lists_every_problem_and_exits_non_zero(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[pipeline]\nwindow_s = 0\nwindw_s = 60\n[policy]\nmode = \"yolo\"\n")
     proc = gatewatch("validate", "--config", str(bad), check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     errors = proc.stderr.splitlines()
     assert len(errors) == 3
     assert "error: pipeline.windw_s: unknown key" in errors
@@ -91,7 +91,7 @@ def test_validate_refuses_enforce_with_no_target_and_warns_of_a_dashboard_beyond
     enforce = tmp_path / "enforce.toml"
     enforce.write_text('[policy]\nmode = "enforce"\n')
     proc = gatewatch("validate", "--config", str(enforce), check=False)
-    assert proc.returncode == 1 and "policy.mode" in proc.stderr and "no target or API is enabled" in proc.stderr
+    assert proc.returncode == 2 and "policy.mode" in proc.stderr and "no target or API is enabled" in proc.stderr
 
     exposed = tmp_path / "exposed.toml"
     exposed.write_text('[dashboard]\naddress = "0.0.0.0"\n')
@@ -139,3 +139,24 @@ def test_short_help_everywhere_and_shell_completion():
     assert gatewatch("decisions", "list", "-h").stdout.startswith("Usage: gatewatch decisions list")
     script = gatewatch("--show-completion", "bash").stdout
     assert "_gatewatch_completion()" in script and "complete " in script
+
+
+def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
+    from sinks.store import StoreWriter
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[policy]\nmode = \"yolo\"\n")
+    empty = tmp_path / "empty"
+    StoreWriter(empty).open()
+    truth = str(SAMPLE.with_name("wso2_apim_metrics.truth.json"))
+    for args in [
+        ("validate", "--config", str(bad)),
+        ("replay", str(SAMPLE), "--config", str(bad)),
+        ("alerts", "test", "--config", str(bad)),
+        ("sql", "DROP TABLE traffic", "--store", str(empty)),
+        ("sql", "SELECT 1", "--store", str(tmp_path / "none")),
+        ("evaluate", "--truth", truth, "--store", str(empty)),
+    ]:
+        proc = gatewatch(*args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr

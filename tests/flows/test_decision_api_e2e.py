@@ -142,7 +142,7 @@ def test_a_run_with_the_api_but_no_keys_stops_at_start_naming_the_key(tmp_path):
     proc = gatewatch("run", str(SAMPLE), "--store", str(tmp_path / "s"), "--config", cfg, env=env, check=False)
     assert proc.returncode == 2
     assert "api.keys_env: environment variable GW_TEST_API_KEYS is not set" in proc.stderr
-    assert gatewatch("validate", "--config", cfg, env=env, check=False).returncode == 1
+    assert gatewatch("validate", "--config", cfg, env=env, check=False).returncode == 2
 
 
 def test_a_run_whose_api_port_is_taken_stops_at_start_naming_the_port(tmp_path):

@@ -103,7 +103,7 @@ def test_a_restart_with_another_shard_count_stops_before_dropping_the_saved_stat
     assert "Set pipeline.shards = 1" in refused.stderr
     assert scalar(store, "SELECT sum(requests) FROM traffic") == before  # stopped before reading anything
     checked = gatewatch("validate", "--config", str(four), check=False)
-    assert checked.returncode == 1
+    assert checked.returncode == 2
     assert "error: pipeline.shards: is 4, but the restart state in" in checked.stderr
     # the count it was kept with resumes, and counts no line twice
     proc = start_gatewatch(*args)

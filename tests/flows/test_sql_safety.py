@@ -65,4 +65,4 @@ def test_sql_still_reads_every_table(tmp_path):
 
 def test_a_missing_store_is_an_error_not_an_empty_answer(tmp_path):
     proc = gatewatch("sql", "SELECT count(*) FROM traffic", "--store", str(tmp_path / "nope"), check=False)
-    assert proc.returncode == 1 and "no store at" in proc.stderr and proc.stdout == ""
+    assert proc.returncode == 2 and "no store at" in proc.stderr and proc.stdout == ""

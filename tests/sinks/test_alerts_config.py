@@ -96,7 +96,7 @@ def test_validate_lists_missing_and_malformed_secrets_without_their_values(tmp_p
     cfg = _dest_config(tmp_path)
     env = _env(None, GW_WHSEC="whsec_bm90IGxvbmcgZW5vdWdo", GW_PD_KEY="")
     proc = gatewatch("validate", "--config", str(cfg), env=env, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "error: alerts.destinations.0.secret_env: GW_WHSEC holds 15 bytes; the spec asks for 24 to 64",
         "error: alerts.destinations.2.routing_key_env: environment variable GW_PD_KEY is not set",
@@ -155,9 +155,9 @@ def test_alerts_test_one_destination_and_failures(tmp_path, httpserver):
     assert failed.returncode == 1
     assert failed.stdout == "ops-hook (generic) POST /gone: HTTP 410 GONE: endpoint disabled\n"
     unknown = gatewatch("alerts", "test", "--config", str(cfg), "--destination", "nope", env=env, check=False)
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert "no destination named 'nope'; configured: ops-hook, ops-slack, ops-pager" in unknown.stderr
     missing = gatewatch(
         "alerts", "test", "--config", str(cfg), env=_env(receiver, GW_SLACK_URL=""), check=False
     )
-    assert missing.returncode == 1 and "GW_SLACK_URL is not set" in missing.stderr
+    assert missing.returncode == 2 and "GW_SLACK_URL is not set" in missing.stderr

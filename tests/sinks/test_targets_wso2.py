@@ -293,12 +293,12 @@ def test_validate_names_a_missing_secret_then_checks_credentials_and_tiers(tmp_p
         return gatewatch("validate", "--config", str(cfg), check=False, env={"PATH": "", **env})
 
     missing = validate("Quarantine10PerMin")
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "targets.wso2.password_env: environment variable GW_V_PASSWORD is not set" in missing.stderr
     wrong = validate("Quarantine10PerMin", GW_V_PASSWORD="wrong-password")
-    assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr and "wrong-password" not in wrong.stderr
+    assert wrong.returncode == 2 and "HTTP 401" in wrong.stderr and "wrong-password" not in wrong.stderr
     no_tier = validate("NoSuchTier", GW_V_PASSWORD=WSO2_PASSWORD)
-    assert no_tier.returncode == 1 and "no subscription tier named 'NoSuchTier'" in no_tier.stderr
+    assert no_tier.returncode == 2 and "no subscription tier named 'NoSuchTier'" in no_tier.stderr
     good = validate("Quarantine10PerMin", GW_V_PASSWORD=WSO2_PASSWORD)
     assert good.returncode == 0
     # valid, but IPs can only be blocked: said before any restriction is skipped
