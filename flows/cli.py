@@ -671,7 +671,9 @@ def sql(
     query: Annotated[str, typer.Argument(metavar="QUERY", help="SQL over the tables traffic, findings, decisions, deliveries, rejected.")],
     store: StoreOpt = None,
     config: ConfigOpt = None,
-    out: Annotated[SqlFormat, typer.Option("--format", help="Output format.")] = SqlFormat.table,
+    out: Annotated[
+        SqlFormat, typer.Option("--output", "-o", "--format", help="Output format (--format is its older name).")
+    ] = SqlFormat.table,
 ) -> None:
     """Query the store with DuckDB (read-only, safe while a pipeline writes)."""
     import duckdb

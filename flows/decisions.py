@@ -148,12 +148,14 @@ def list_command(
     status: Annotated[str | None, typer.Option("--status", help="Only decisions in this status, e.g. pending_review.")] = None,
     store: StoreOpt = None,
     config: ConfigOpt = None,
-    out: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    out: Annotated[
+        str, typer.Option("--output", "-o", "--format", help="table | csv | json (--format is its older name)")
+    ] = "table",
 ) -> None:
     """List decisions with their current status."""
     if out not in ("table", "csv", "json"):
         msg = "choose table, csv or json"
-        raise typer.BadParameter(msg, param_hint="--format")
+        raise typer.BadParameter(msg, param_hint="--output")
     _show(list_decisions(_store(store, config), status), out)
 
 

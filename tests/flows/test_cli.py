@@ -160,3 +160,13 @@ def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
         proc = gatewatch(*args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+def test_output_names_what_a_command_prints_and_the_old_format_still_works(tmp_path):
+    from sinks.store import StoreWriter
+
+    store = tmp_path / "s"
+    StoreWriter(store).open()
+    for flag in ("--output", "-o", "--format"):
+        out = gatewatch("sql", "SELECT 42 AS answer", "--store", str(store), flag, "json").stdout
+        assert json.loads(out) == [{"answer": 42}]
