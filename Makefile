@@ -1,4 +1,4 @@
-# Two commands on a fresh machine (Python 3.10-3.12 and make):
+# Two commands on a fresh machine (Python 3.11-3.12 and make):
 #   make demo   install (no test packages), replay sample_logs/ into a fresh store, serve the dashboard
 #   make test   install with test extras, lint (ruff), run the whole test suite
 PYTHON ?= python3
