@@ -33,10 +33,12 @@ demo: $(APP_STAMP)
 	$(BIN)/gatewatch dashboard --store $(DEMO_STORE)
 
 # the dashboard browser test drives Debian chromium through playwright (never `playwright install`);
-# the decision API test runs Debian's CrowdSec custom bouncer (without crowdsec itself: its setup needs the internet)
+# the decision API test runs Debian's CrowdSec custom bouncer (without crowdsec itself: its setup needs the internet);
+# the deployment test checks the systemd units with systemd-analyze verify
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	command -v crowdsec-custom-bouncer >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends crowdsec-custom-bouncer)
+	command -v systemd-analyze >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
