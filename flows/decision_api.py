@@ -163,6 +163,8 @@ class Snapshot:
 
     watermark: float  # event time the pipeline has reached
     served: dict[int, dict]  # CrowdSec decisions in force, by numeric id
+    by_ip: dict[str, list[dict]]  # the "Ip"-scoped ones by their value: one lookup a request
+    ranges: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, dict]]  # the "Range"-scoped ones
     verdicts: dict[tuple[str, str], list[Verdict]]  # advised decisions by (subject_type, subject)
     pending: dict[tuple[str, str], list[Verdict]]  # decisions waiting for a person
     signals: dict[tuple[str, str], Signal]
@@ -176,10 +178,9 @@ class LiveState:
         self.restricted_type = restricted_type
         self.score_window_s = score_window_s
         self.findings: dict[tuple[str, str], deque[tuple[float, Finding]]] = {}
-        self.snapshot = Snapshot(0.0, {}, {}, {}, {}, {})
-        self.changes: deque[tuple[int, str, dict]] = deque(
-            maxlen=_CHANGES_KEPT
-        )  # (seq, "new"|"deleted", decision)
+        self.snapshot = Snapshot(0.0, {}, {}, [], {}, {}, {}, {})
+        # (seq, "new" | "deleted", decision): what each bouncer's next poll is told
+        self.changes: deque[tuple[int, str, dict]] = deque(maxlen=_CHANGES_KEPT)
         self.seq = 0
 
     def update(
@@ -232,7 +233,15 @@ class LiveState:
             self._change("deleted", {**old[i], "duration": "0s"})
         for i in served.keys() - old.keys():
             self._change("new", served[i])
-        self.snapshot = Snapshot(mark, served, verdicts, pending, signals, subnets)
+        by_ip: dict[str, list[dict]] = {}
+        ranges = []
+        for d in served.values():
+            if d["scope"] == "Ip":
+                by_ip.setdefault(d["value"], []).append(d)
+            else:
+                with contextlib.suppress(ValueError):  # a subject that is no network matches no IP
+                    ranges.append((ipaddress.ip_network(d["value"], strict=False), d))
+        self.snapshot = Snapshot(mark, served, by_ip, ranges, verdicts, pending, signals, subnets)
 
     def _change(self, kind: str, decision: dict) -> None:
         self.seq += 1
@@ -275,9 +284,12 @@ class LiveState:
 
     def matching(self, params: dict[str, str]) -> list[dict]:
         """The decisions in force matching a ``GET /v1/decisions`` query (``ip``, ``range``, ``scope``, ``value``, ``type``)."""
-        out = list(self.snapshot.served.values())
-        if "ip" in params:
-            out = [d for d in out if _covers(d["value"], params["ip"])]
+        snap = self.snapshot
+        if "ip" in params:  # the query bouncers in live mode make for every request
+            ip = ipaddress.ip_address(params["ip"])
+            out = snap.by_ip.get(str(ip), []) + [d for net, d in snap.ranges if ip in net]
+        else:
+            out = list(snap.served.values())
         if "range" in params:
             out = [d for d in out if _covers(params["range"], d["value"])]
         if "scope" in params:
