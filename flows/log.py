@@ -5,7 +5,7 @@ object for a log shipper: ``{"time": ..., "level": ..., "event": ..., "message":
 plus the event's own fields. Text is what a person reads: ``error: ...``,
 ``warning: ...``, ``note: ...``, ``gatewatch: ...``.
 
->>> import io, sys
+>>> import sys
 >>> emit("info", "following", "following a.log into ./data (Ctrl-C to stop)", file=sys.stdout)
 gatewatch: following a.log into ./data (Ctrl-C to stop)
 """

@@ -204,3 +204,13 @@ def test_a_control_file_without_tables_yet_is_read_as_nothing_yet(tmp_path):
     api = DecisionApi(Config.model_validate({"store": {"path": str(tmp_path)}}), {"k" * 16: "caller"})
     api.refresh()
     assert api.state.snapshot.served == {} and api.reader.con is None
+
+
+def test_the_modules_doctests():
+    import doctest
+
+    import flows.decision_api
+    import flows.log
+
+    assert doctest.testmod(flows.decision_api).failed == 0
+    assert doctest.testmod(flows.log).failed == 0
