@@ -560,17 +560,21 @@ def finding_evidence(
     return _run(root, sql, params)
 
 
-def decision_counts(root: StoreRoot) -> pl.DataFrame:
-    """How many decisions are in each current status.
+def decision_counts(
+    root: StoreRoot, since: datetime | None = None, until: datetime | None = None
+) -> pl.DataFrame:
+    """How many decisions are in each current status; a range counts those by ``effective_from``.
 
     Returns:
         Columns ``status`` and ``decisions``, sorted by status.
     """
     sql = f"""
         WITH {_CURRENT_DECISIONS}
-        SELECT status, count(*) AS decisions FROM cur_decisions GROUP BY status ORDER BY status
+        SELECT status, count(*) AS decisions FROM cur_decisions
+        WHERE {_range("effective_from")}
+        GROUP BY status ORDER BY status
     """
-    return _run(root, sql)
+    return _run(root, sql, _range_params(since, until))
 
 
 def current_decisions(
@@ -623,6 +627,10 @@ def current_decisions(
     return _run(root, sql, params)
 
 
+# the columns of a decision's state rows whose changes the decision history shows
+DECISION_LOG_TRACKED = ("status", "tier", "limit_per_min", "mode", "actor", "effective_from", "expires_at", "reason")
+
+
 def decision_log(
     root: StoreRoot, *, subject_type: str | None = None, subject: str | None = None, limit: int = 200
 ) -> pl.DataFrame:
@@ -630,15 +638,24 @@ def decision_log(
 
     Returns:
         Columns ``changed_at``, ``decision_id``, ``subject_type``,
-        ``subject_name``, ``status``, ``tier``, ``limit_per_min``, ``actor``
-        and ``reason``.
+        ``subject_name``, ``status``, ``tier``, ``limit_per_min``, ``mode``,
+        ``actor``, ``effective_from``, ``expires_at`` and ``reason``; and for
+        each of :data:`DECISION_LOG_TRACKED` a ``before_<column>`` with its
+        value in the decision's previous state row, and ``first_state``
+        (whether the row is the decision's first, which has none).
     """
+    before = ", ".join(f"lag({c}) OVER w AS before_{c}" for c in DECISION_LOG_TRACKED)
     sql = f"""
-        SELECT DISTINCT
-            changed_at, decision_id, subject_type, {_SUBJECT_NAME} AS subject_name,
-            status, tier, {_LIMIT} AS limit_per_min, actor, reason
-        FROM decisions
-        WHERE ($type IS NULL OR subject_type = $type) AND ($subject IS NULL OR subject = $subject)
+        WITH states AS (
+            SELECT DISTINCT
+                changed_at, decision_id, subject_type, {_SUBJECT_NAME} AS subject_name,
+                status, tier, {_LIMIT} AS limit_per_min, mode, actor, effective_from, expires_at, reason
+            FROM decisions
+            WHERE ($type IS NULL OR subject_type = $type) AND ($subject IS NULL OR subject = $subject)
+        )
+        SELECT *, {before}, row_number() OVER w = 1 AS first_state
+        FROM states
+        WINDOW w AS (PARTITION BY decision_id ORDER BY changed_at, status, actor)
         ORDER BY changed_at DESC, decision_id
         LIMIT $limit
     """

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import urlencode
 
 import altair as alt
 import duckdb
@@ -185,6 +186,62 @@ def escape_md(text: str) -> str:
     return _AUTOLINK.sub(lambda m: m.group() + WORD_JOINER, escaped)
 
 
+def signed_span(delta: timedelta) -> str:
+    """Format a time difference with its sign: ``+1 h``, ``-30 min``, ``+45 s``, ``+1 h 30 min``.
+
+    >>> signed_span(timedelta(hours=1)), signed_span(timedelta(minutes=-30)), signed_span(timedelta(days=2))
+    ('+1 h', '-30 min', '+2 d')
+    """
+    sign = "-" if delta < timedelta(0) else "+"
+    seconds = round(abs(delta).total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+    return sign + (" ".join(parts[:2]) or "0 s")
+
+
+def _state_value(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    return str(value)
+
+
+def state_changes(row: dict, tracked=queries.DECISION_LOG_TRACKED) -> str:
+    """What differs in a decision's state row from its previous one (``before_<column>``).
+
+    >>> state_changes({"first_state": False, "status": "applied", "before_status": "approved",
+    ...                "actor": "bob", "before_actor": "policy"}, ("status", "actor"))
+    'status approved → applied; actor policy → bob'
+    """
+    if row.get("first_state"):
+        return "created"
+    changes = []
+    for column in tracked:
+        old, new = row.get(f"before_{column}"), row.get(column)
+        if old == new:
+            continue
+        label = column.replace("_", " ")
+        if column == "reason":
+            changes.append("reason changed")
+        elif isinstance(old, datetime) and isinstance(new, datetime):
+            changes.append(f"{label} {signed_span(new - old)}")
+        else:
+            changes.append(f"{label} {_state_value(old)} → {_state_value(new)}")
+    return "; ".join(changes) or "no change"
+
+
+def with_state_changes(log: pl.DataFrame) -> pl.DataFrame:
+    """``log`` (from :func:`queries.decision_log`) with a ``changed`` column: :func:`state_changes` of each row."""
+    if log.is_empty():
+        return log
+    changed = [state_changes(row) for row in log.iter_rows(named=True)]
+    return log.with_columns(pl.Series("changed", changed, dtype=pl.String))
+
+
 def count(value: int | None) -> str:
     """Format a count with thousands separators."""
     return "–" if value is None else f"{value:,}"
@@ -230,6 +287,33 @@ def table(df: pl.DataFrame, key: str, columns: dict, empty: str) -> None:
     )
 
 
+SUBJECT_PAGE = "subject"  # the subject page's url path (app.PAGES)
+SUBJECT_LINK = "subject_link"
+
+
+def subject_url(subject_type: str, subject: str) -> str:
+    """The subject page's URL for one subject, relative to the page it is on.
+
+    >>> subject_url("api", "Pizza API:1.0.0 POST /login")
+    'subject?type=api&id=Pizza+API%3A1.0.0+POST+%2Flogin'
+    """
+    return f"{SUBJECT_PAGE}?{urlencode({'type': subject_type, 'id': subject})}"
+
+
+def with_subject_links(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with a ``subject_link`` column: the URL of each row's subject page (from ``subject_type``, ``subject``)."""
+    if df.is_empty() or not {"subject_type", "subject"} <= set(df.columns):
+        return df
+    links = [subject_url(t, s) for t, s in zip(df["subject_type"], df["subject"], strict=True)]
+    return df.with_columns(pl.Series(SUBJECT_LINK, links, dtype=pl.String))
+
+
+def subject_link_column() -> st.column_config.LinkColumn:
+    return st.column_config.LinkColumn(
+        "Drill-down", display_text="Open ↗", help="The subject's own page: its traffic against its baseline."
+    )
+
+
 def score_column(label: str = "Score") -> st.column_config.ProgressColumn:
     return st.column_config.ProgressColumn(label, min_value=0.0, max_value=1.0, format="%.2f")
 
@@ -243,6 +327,7 @@ FINDING_COLUMNS = {
     "window_end": time_column("To", "HH:mm"),
     "subject_type": "Type",
     "subject_name": "Subject",
+    SUBJECT_LINK: subject_link_column(),
     "kind": "Kind",
     "score": score_column(),
     "reasons": st.column_config.TextColumn("Reasons", width="large"),
@@ -269,6 +354,7 @@ DECISION_LOG_COLUMNS = {
     "changed_at": time_column("When (wall clock)", "YYYY-MM-DD HH:mm:ss"),
     "actor": "Who",
     "status": "Status",
+    "changed": st.column_config.TextColumn("Changed", help="What differs from the decision's previous state."),
     "subject_type": "Type",
     "subject_name": "Subject",
     "tier": "Tier",
@@ -280,6 +366,7 @@ INCIDENT_COLUMNS = {
     "state": "State",
     "subject_type": "Type",
     "subject_name": "Subject",
+    SUBJECT_LINK: subject_link_column(),
     "kind": "Kind",
     "max_score": score_column("Max score"),
     "tier": "Tier",

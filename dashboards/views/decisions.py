@@ -23,6 +23,21 @@ HELPS = {
     "approve": "Its gateway changes are queued for delivery.",
     "revert": "What it added at the gateway is removed; a decision waiting for review is rejected.",
 }
+# why a button is disabled, shown as its help
+NO_NAME = "Disabled: enter your name first (above); it is recorded as who did it."
+NOTHING_TO = {
+    "approve": "Disabled: no decision is waiting for review. Active ones can only be reverted.",
+    "revert": "Disabled: no decision is waiting for review or in force, so there is nothing to revert.",
+}
+
+
+def _button_help(action: str, picked: str | None, actor: str) -> str:
+    """The help of an action's button: why it is disabled, else what it does."""
+    if picked is None:
+        return NOTHING_TO[action]
+    if not actor:
+        return NO_NAME
+    return HELPS[action]
 
 
 def _label(row: dict) -> str:
@@ -69,7 +84,10 @@ def review_panel(root, actions: ModuleType) -> None:
                     placeholder="None waiting" if action == "approve" else "None active",
                 )
                 if st.button(
-                    f"{VERBS[action]}…", key=action, disabled=picked is None or not actor, help=HELPS[action]
+                    f"{VERBS[action]}…",
+                    key=action,
+                    disabled=picked is None or not actor,
+                    help=_button_help(action, picked, actor),
                 ):
                     st.session_state["confirm"] = (action, picked, labels[picked])
         confirm = st.session_state.get("confirm")
@@ -82,6 +100,7 @@ def review_panel(root, actions: ModuleType) -> None:
                 key="confirm_yes",
                 type="primary",
                 disabled=not actor,
+                help=NO_NAME if not actor else None,
                 on_click=_act,
                 args=(actions, root, action, decision_id, actor),
             )
@@ -90,9 +109,19 @@ def review_panel(root, actions: ModuleType) -> None:
 
 def render(view: ui.View) -> None:
     root = view.root
-    counts = dict(queries.decision_counts(root).iter_rows())
+    # pending and active ones are counted whatever the time range, as their sections list them
+    now = dict(queries.decision_counts(root).iter_rows())
+    in_range = dict(queries.decision_counts(root, view.since, view.until).iter_rows())
     ui.metrics(
-        {group: ui.count(sum(counts.get(s, 0) for s in statuses)) for group, statuses in GROUPS.items()}
+        {
+            group: ui.count(sum((now if group in ALWAYS_SHOWN else in_range).get(s, 0) for s in statuses))
+            for group, statuses in GROUPS.items()
+        },
+        {
+            group: f"Decisions now {', '.join(statuses)}, "
+            + ("whatever the time range." if group in ALWAYS_SHOWN else "taking effect in this time range.")
+            for group, statuses in GROUPS.items()
+        },
     )
     actions = ui.decision_actions()
     if actions is None:
@@ -111,7 +140,9 @@ def render(view: ui.View) -> None:
             f"No {group.lower()} decisions" + ("." if group in ALWAYS_SHOWN else " in this time range."),
         )
     st.subheader("Who did what")
-    ui.table(queries.decision_log(root), "decision_log", ui.DECISION_LOG_COLUMNS, "No decisions yet.")
+    ui.table(
+        ui.with_state_changes(queries.decision_log(root)), "decision_log", ui.DECISION_LOG_COLUMNS, "No decisions yet."
+    )
 
 
 st.title("Decisions")

@@ -24,7 +24,7 @@ def render(view: ui.View) -> None:
             "Events/s": f"{newest['events_per_s'][0]:,.1f}" if newest.height else "–",
             "End-to-end lag": ui.age(fresh.newest_event),
             "Rejected lines": ui.count(state.rejected),
-            "Late requests": ui.count(fresh.late_requests),
+            "Late requests": ui.count(per_minute["late_requests"].sum()),
             "Outbox pending": ui.count(backlog.filter(backlog["state"] == "pending")["entries"].sum()),
             "Dead letters": ui.count(state.dead_letters),
         },
@@ -32,10 +32,13 @@ def render(view: ui.View) -> None:
             "Events/s": "Events per second in the newest complete minute with traffic (event time).",
             "End-to-end lag": "Now minus the newest event time in the store. For a replayed log this is the "
             "age of the log, not a delay.",
-            "Rejected lines": "Input lines that could not be parsed, over all time.",
-            "Late requests": "Requests that arrived after their window had closed; counted, never dropped.",
+            "Rejected lines": "Input lines that could not be parsed, over all time whatever the time range: "
+            "they carry only the wall-clock time they were read, no event time.",
+            "Late requests": "Requests in this time range that arrived after their window had closed; "
+            "counted, never dropped.",
             "Outbox pending": "Gateway calls and alerts waiting to be delivered.",
-            "Dead letters": "Deliveries given up after their retries.",
+            "Dead letters": "Deliveries given up after their retries, over all time whatever the time range: "
+            "deliveries carry only wall-clock times, no event time.",
         },
     )
     st.caption(

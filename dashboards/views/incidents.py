@@ -72,7 +72,9 @@ def render(view: ui.View) -> None:
 
     st.subheader("Incidents")
     ui.table(
-        queries.incidents(root, since, until, kinds=kinds, subject_types=types, min_score=min_score),
+        ui.with_subject_links(
+            queries.incidents(root, since, until, kinds=kinds, subject_types=types, min_score=min_score)
+        ),
         "incidents",
         ui.INCIDENT_COLUMNS,
         "No incidents in this time range.",
@@ -83,7 +85,7 @@ def render(view: ui.View) -> None:
     )
     more = "+" if found.height == FINDINGS_LIMIT else ""
     st.subheader(f"Findings ({found.height:,}{more})")
-    ui.table(found, "findings", ui.FINDING_COLUMNS, "No findings match.")
+    ui.table(ui.with_subject_links(found), "findings", ui.FINDING_COLUMNS, "No findings match.")
     if not found.is_empty():
         st.subheader("Finding detail")
         finding_detail(root, found)

@@ -39,9 +39,12 @@ def render(view: ui.View) -> None:
         {
             "Findings": "Subjects × windows flagged in this time range.",
             "Open incidents": "Incidents not resolved yet, whatever the time range.",
-            "Pending review": "Decisions waiting for a person to approve them (Decisions page).",
-            "Active decisions": "Decisions in force now (recorded in dry-run, approved or applied).",
-            "Dead letters": "Gateway calls and alerts given up after their retries (Pipeline health page).",
+            "Pending review": "Decisions waiting for a person to approve them now, whatever the time range "
+            "(Decisions page).",
+            "Active decisions": "Decisions in force now (recorded in dry-run, approved or applied), "
+            "whatever the time range.",
+            "Dead letters": "Gateway calls and alerts given up after their retries, over all time whatever the "
+            "time range: deliveries carry only wall-clock times (Pipeline health page).",
         },
     )
 
@@ -60,7 +63,7 @@ def render(view: ui.View) -> None:
     with left:
         st.subheader("Open incidents")
         ui.table(
-            queries.incidents(root, states=queries.OPEN_INCIDENT_STATES, limit=10),
+            ui.with_subject_links(queries.incidents(root, states=queries.OPEN_INCIDENT_STATES, limit=10)),
             "open_incidents",
             ui.INCIDENT_COLUMNS,
             "No open incidents.",
@@ -96,11 +99,12 @@ def render(view: ui.View) -> None:
     with right:
         st.subheader("Top subjects by risk")
         ui.table(
-            queries.riskiest_subjects(root, since, until),
+            ui.with_subject_links(queries.riskiest_subjects(root, since, until)),
             "riskiest_subjects",
             {
                 "subject_type": "Type",
                 "subject_name": "Subject",
+                ui.SUBJECT_LINK: ui.subject_link_column(),
                 "max_score": ui.score_column("Max score"),
                 "findings": st.column_config.NumberColumn("Findings"),
                 "kinds": "Kinds",
@@ -113,7 +117,7 @@ def render(view: ui.View) -> None:
 
     st.subheader("Recent findings")
     ui.table(
-        queries.recent_findings(root, since, until, limit=20),
+        ui.with_subject_links(queries.recent_findings(root, since, until, limit=20)),
         "recent_findings",
         ui.FINDING_COLUMNS,
         "No findings in this time range.",

@@ -16,10 +16,22 @@ BAND_K = 3.0
 
 
 def pick_subject(view: ui.View) -> tuple[str, str | None]:
-    """Draw the subject pickers (seeded once from the URL); return the type and the subject id."""
+    """Draw the subject pickers (seeded from the URL when it names another subject); return the type and id.
+
+    The pickers are set from ``?type=&id=`` whenever those differ from the last
+    ones seeded, so a link opened in this session still shows its subject, while
+    a subject picked by hand stays picked as the page refreshes.
+    """
     params = st.query_params
-    if "subject_type" not in st.session_state and params.get("type") in queries.SUBJECT_TYPES:
-        st.session_state["subject_type"] = params["type"]
+    wanted_type = params.get("type") if params.get("type") in queries.SUBJECT_TYPES else None
+    wanted = params.get("id") or None
+    if (wanted_type or wanted) and st.session_state.get("subject_seeded") != (wanted_type, wanted):
+        st.session_state["subject_seeded"] = (wanted_type, wanted)
+        if wanted_type:
+            st.session_state["subject_type"] = wanted_type
+        if wanted:
+            picked_type = wanted_type or st.session_state.get("subject_type", queries.SUBJECT_TYPES[0])
+            st.session_state[f"subject_{picked_type}"] = wanted
     subject_type = st.radio(
         "Subject type",
         list(queries.SUBJECT_TYPES),
@@ -34,12 +46,8 @@ def pick_subject(view: ui.View) -> tuple[str, str | None]:
         + (f" · max score {row['max_score']:.2f}" if row["max_score"] is not None else "")
         for row in options.iter_rows(named=True)
     }
-    wanted = params.get("id")
-    if wanted:
-        labels.setdefault(wanted, wanted)
-        if "subject_seeded" not in st.session_state:
-            st.session_state["subject_seeded"] = True
-            st.session_state[f"subject_{subject_type}"] = wanted
+    if wanted and wanted_type in (None, subject_type):
+        labels.setdefault(wanted, wanted)  # a subject with nothing in this time range can still be opened
     if not labels:
         st.caption(f"No {TYPE_LABELS[subject_type].lower()} has traffic or findings in this time range.")
         return subject_type, None
@@ -173,7 +181,7 @@ def findings_section(view: ui.View, subject_type: str, subject: str) -> None:
     )
     st.markdown("**History**")
     ui.table(
-        queries.decision_log(view.root, subject_type=subject_type, subject=subject),
+        ui.with_state_changes(queries.decision_log(view.root, subject_type=subject_type, subject=subject)),
         "subject_decision_log",
         ui.DECISION_LOG_COLUMNS,
         "No decision history.",

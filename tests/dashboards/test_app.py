@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import httpx
 import pyarrow as pa
@@ -504,7 +505,9 @@ def test_health_page_numbers_equal_the_store(monkeypatch, replay_store):
     assert shown["Events/s"] == f"{newest / 60:,.1f}"
     assert shown["Rejected lines"] == count(scalar(replay_store, "SELECT count(*) FROM rejected"))
     assert shown["Rejected lines"] == "10"  # every line of cases/unusable_lines.log
-    assert shown["Late requests"] == count(scalar(replay_store, "SELECT sum(late_requests) FROM traffic"))
+    assert shown["Late requests"] == count(
+        scalar(replay_store, f"SELECT sum(late_requests) FROM traffic WHERE window_start >= {SINCE['Last 1 h']}")
+    )
     assert shown["End-to-end lag"].endswith(" d")  # a replayed log from weeks ago: the lag is its age
     assert shown["Dead letters"] == "0"
 
@@ -697,3 +700,187 @@ def test_sigterm_to_gatewatch_dashboard_stops_its_streamlit_server_too(store_roo
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, if the test failed
+
+
+# -- Links to the subject page ----------------------------------------------------------------
+
+
+def link_params(url: str) -> dict[str, str]:
+    """The query of a relative subject-page link, which must lead to the subject page."""
+    path, _, query = url.partition("?")
+    assert path == "subject"
+    return dict(parse_qsl(query, strict_parsing=True))
+
+
+def column_configs(app: AppTest, column: str) -> list[dict]:
+    """The column config Streamlit sends for ``column``, of each table that has it."""
+    return [
+        json.loads(df.proto.columns)[column] for df in app.dataframe if column in json.loads(df.proto.columns)
+    ]
+
+
+def test_incidents_and_findings_link_to_their_subject_page(monkeypatch, store_root):
+    app = open_page(monkeypatch, store_root, "incidents", time_range="All")
+
+    incidents = table(app, "first_seen")
+    assert incidents[["state", "subject_link"]].values.tolist() == [
+        ["escalated", "subject?type=consumer&id=c3"],  # i1
+        ["resolved", "subject?type=ip&id=203.0.113.7"],  # i2
+    ]
+    findings = table(app, "detector")
+    assert dict(findings[["detector", "subject_link"]].values.tolist()) == {
+        "auth_rate": "subject?type=consumer&id=c3",  # f1
+        "ip_fanout": "subject?type=ip&id=203.0.113.7",  # f2
+    }
+    configs = column_configs(app, "subject_link")
+    assert len(configs) == 2
+    assert all(c["type_config"]["type"] == "link" for c in configs)
+
+    # an id with characters a URL must escape survives the round trip
+    assert link_params(ui.subject_url("api", f"{API_A} POST /login?x=1&y")) == {
+        "type": "api",
+        "id": f"{API_A} POST /login?x=1&y",
+    }
+
+
+def test_the_overview_links_its_incidents_findings_and_riskiest_subjects(monkeypatch, store_root):
+    app = open_page(monkeypatch, store_root, time_range="All")
+
+    assert table(app, "kinds")[["subject_name", "subject_link"]].values.tolist() == [
+        ["203.0.113.7", "subject?type=ip&id=203.0.113.7"],
+        ["mallory-app", "subject?type=consumer&id=c3"],
+    ]
+    assert table(app, "first_seen")["subject_link"].tolist() == ["subject?type=consumer&id=c3"]  # open: i1
+    assert set(table(app, "detector")["subject_link"]) == {
+        "subject?type=consumer&id=c3",
+        "subject?type=ip&id=203.0.113.7",
+    }
+
+
+def test_a_link_opens_the_subject_page_on_its_subject(monkeypatch, store_root):
+    app = open_page(monkeypatch, store_root, "incidents", time_range="All")
+    scanner = table(app, "first_seen").set_index("state").loc["resolved", "subject_link"]  # i2
+
+    opened = open_page(monkeypatch, store_root, "subject", time_range="All", **link_params(scanner))
+
+    assert opened.radio(key="subject_type").value == "ip"
+    assert opened.selectbox(key="subject_ip").value == "203.0.113.7"
+    assert metrics(opened)["Requests"] == "310"  # its subject_windows row
+    assert set(table(opened, "detector")["detector"]) == {"ip_fanout"}  # f2
+
+    # another link opened in the same session: the page follows it
+    opened.query_params.update(link_params(ui.subject_url("consumer", "c2")))
+    opened.run()
+    assert (opened.radio(key="subject_type").value, opened.selectbox(key="subject_consumer").value) == (
+        "consumer",
+        "c2",
+    )
+    assert metrics(opened)["Requests"] == "150"  # 50 + 40 + 60
+
+
+# -- Decision history -------------------------------------------------------------------------
+
+
+def test_the_decision_history_says_what_changed_between_state_rows(monkeypatch, store_root):
+    from store_rows import decision_row
+
+    from sinks.schema import TABLES
+
+    names = [field.name for field in TABLES["decisions"]]
+    applied = dict(zip(names, decision_row("d3", "f1", "consumer", "c3", "mallory-app", "restricted",
+                                           "applied", "policy", 4, 4.5), strict=True))  # fmt: skip
+    extended = {**applied, "actor": "bob", "expires_at": applied["expires_at"] + 3600, "changed_at": ts(6)}
+    blocked = {**extended, "tier": "blocked", "limit_per_min": 0, "changed_at": ts(7)}
+    StoreWriter(store_root).open().append(
+        "decisions", [tuple(r[n] for n in names) for r in (extended, blocked)]
+    )
+
+    app = open_page(monkeypatch, store_root, "decisions", time_range="All")
+
+    log = table(app, "changed_at", without="expires_at")
+    assert log[["decision_id", "status", "changed"]].values.tolist() == [
+        ["d1", "reverted", "status approved → reverted; actor policy → alice"],
+        ["d3", "applied", "tier restricted → blocked; limit per min 10 → 0"],
+        ["d3", "applied", "actor policy → bob; expires at +1 h"],
+        ["d3", "applied", "status approved → applied"],
+        ["d3", "approved", "created"],
+        ["d2", "pending_review", "created"],
+        ["d1", "approved", "created"],
+        ["d4", "recorded", "created"],
+    ]
+
+    # the subject page shows the same history for its subject
+    subject = open_page(monkeypatch, store_root, "subject", time_range="All", type="consumer", id="c3")
+    history = table(subject, "changed_at", without="expires_at")
+    assert history["changed"].tolist() == log[log["decision_id"].isin(["d1", "d3"])]["changed"].tolist()
+
+
+# -- Disabled buttons say why -----------------------------------------------------------------
+
+
+def test_a_disabled_button_says_why(monkeypatch, store_root):
+    app = open_page(monkeypatch, store_root, "decisions", time_range="All")
+    app.text_input(key="actor").set_value("").run()
+    for action in ("approve", "revert"):
+        button = app.button(key=action)
+        assert button.disabled
+        assert "enter your name first" in button.help
+
+    app.text_input(key="actor").set_value("carol").run()
+    assert not app.button(key="approve").disabled
+    assert app.button(key="approve").help == "Its gateway changes are queued for delivery."
+    app.button(key="approve").click().run()
+    app.text_input(key="actor").set_value("").run()  # the name is cleared before confirming
+    assert app.button(key="confirm_yes").disabled
+    assert "enter your name first" in app.button(key="confirm_yes").help
+    app.button(key="confirm_no").click().run()
+
+    # d2, the only decision waiting for review, is rejected meanwhile: nothing is left to approve
+    from store_rows import decision_row
+
+    rejected = decision_row("d2", "f2", "ip", "203.0.113.7", "", "blocked", "rejected", "erin", 4, 11)
+    StoreWriter(store_root).open().append("decisions", [rejected])
+    app.text_input(key="actor").set_value("carol").run()
+    assert app.button(key="approve").disabled
+    assert app.button(key="approve").help.startswith("Disabled: no decision is waiting for review")
+    assert not app.button(key="revert").disabled
+
+
+# -- Counters follow the time range -----------------------------------------------------------
+
+
+def test_health_counters_follow_the_time_range_or_say_they_are_all_time(monkeypatch, store_root):
+    # two hours before the rest: outside "Last 1 h"
+    StoreWriter(store_root).open().append("traffic", [traffic_row(-120, API_A, "c2", 10, late=7)])
+
+    app = open_page(monkeypatch, store_root, "health")
+    assert metrics(app)["Late requests"] == "4"  # minute 4's only
+    app.radio(key="time_range").set_value("All").run()
+    assert metrics(app)["Late requests"] == "11"
+
+    helps = {m.label: m.help for m in app.metric}
+    assert "in this time range" in helps["Late requests"]
+    for label in ("Rejected lines", "Dead letters"):  # wall-clock only: all of them, and the help says so
+        assert "over all time whatever the time range" in helps[label]
+    overview = {m.label: m.help for m in open_page(monkeypatch, store_root).metric}
+    assert "over all time whatever the time range" in overview["Dead letters"]
+
+
+def test_decision_counters_follow_the_time_range_like_their_sections(monkeypatch, store_root):
+    from store_rows import decision_row
+
+    # a decision that took effect two hours before the rest and has expired since
+    old = decision_row("d0", "f1", "consumer", "c2", "bob-app", "restricted", "expired", "policy", -120, 5)
+    StoreWriter(store_root).open().append("decisions", [old])
+    StoreWriter(store_root).open().append("traffic", [traffic_row(-120, API_A, "c2", 10)])
+
+    app = open_page(monkeypatch, store_root, "decisions", time_range="All")
+    assert (metrics(app)["Expired"], metrics(app)["Reverted"]) == ("1", "1")
+    app.radio(key="time_range").set_value("Last 1 h").run()
+    shown = metrics(app)
+    assert (shown["Expired"], shown["Reverted"]) == ("0", "1")  # d0 took effect before the range, d1 in it
+    assert (shown["Pending review"], shown["Active"]) == ("1", "2")  # d2; d3 and d4
+    helps = {m.label: m.help for m in app.metric}
+    assert "whatever the time range" in helps["Active"]
+    assert "in this time range" in helps["Expired"]
+    assert "No expired decisions in this time range." in captions(app)

@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -229,6 +230,37 @@ def test_a_hostile_name_renders_as_text_in_a_browser(store_root, serve_dashboard
             bad = page.locator('a[href*="evil.example"], img[src*="evil.example"]')
             assert bad.count() == 0, [bad.nth(i).evaluate("e => e.outerHTML") for i in range(bad.count())]
             assert page.get_by_test_id("stMarkdown").locator('span[style*="color"]').count() == 0
+            browser.close()
+    finally:
+        os.killpg(dashboard.pid, signal.SIGINT)
+        dashboard.communicate(timeout=30)
+
+
+def test_a_subject_link_opens_its_subject_page_in_a_browser(store_root, serve_dashboard):
+    """The incidents table's drill-down link, followed from the incidents page, opens that subject's page.
+
+    The grid paints on a canvas; its accessible copy holds the link's relative URL, which the browser
+    resolves against the page it is on, as it does when the cell is clicked.
+    """
+    dashboard, port = serve_dashboard(store_root)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.set_default_timeout(60_000)
+            wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/"), timeout=90, what="the dashboard")
+            page.get_by_test_id("stSidebar").get_by_text("All", exact=True).click()
+            page.get_by_role("link", name=NAV["incidents"]).click()
+            expect(page.get_by_role("heading", name="Finding detail")).to_be_visible()
+            link = cell(page, "subject?type=ip&id=203.0.113.7")  # i2, the scanning IP
+            expect(link).to_be_attached()
+            url = urljoin(page.url, link.inner_text())
+            assert url == f"http://127.0.0.1:{port}/subject?type=ip&id=203.0.113.7"
+
+            page.goto(url)
+            expect(page.get_by_role("heading", name="Subject drill-down")).to_be_visible()
+            expect(page.get_by_role("combobox", name="Client IP")).to_have_value(re.compile(r"^203\.0\.113\.7"))
+            assert metric(page, "Requests") == "310"  # its subject_windows row (the time range is Last 1 h)
             browser.close()
     finally:
         os.killpg(dashboard.pid, signal.SIGINT)
