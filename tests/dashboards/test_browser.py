@@ -203,6 +203,18 @@ def _reachable(page: Page, url: str) -> bool:
     return True
 
 
+def _incidents_page(p, port: int):
+    """Chromium on the dashboard's incidents page, all time, once its finding detail shows."""
+    browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(60_000)
+    wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/"), timeout=90, what="the dashboard")
+    page.get_by_test_id("stSidebar").get_by_text("All", exact=True).click()
+    page.get_by_role("link", name=NAV["incidents"]).click()
+    expect(page.get_by_role("heading", name="Finding detail")).to_be_visible()
+    return browser, page
+
+
 def test_a_hostile_name_renders_as_text_in_a_browser(store_root, serve_dashboard):
     """A subject name written as Markdown by an attacker shows as its characters: no link, image or colour."""
     from store_rows import F1_EVIDENCE, finding_row
@@ -217,13 +229,7 @@ def test_a_hostile_name_renders_as_text_in_a_browser(store_root, serve_dashboard
     dashboard, port = serve_dashboard(store_root)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(60_000)
-            wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/"), timeout=90, what="the dashboard")
-            page.get_by_test_id("stSidebar").get_by_text("All", exact=True).click()
-            page.get_by_role("link", name=NAV["incidents"]).click()
-            expect(page.get_by_role("heading", name="Finding detail")).to_be_visible()
+            browser, page = _incidents_page(p, port)
             # the newest finding is the one shown: its name, character for character (word joiners aside)
             detail = page.get_by_test_id("stMarkdown").filter(has_text="pwned").first
             assert f"consumer {hostile}" in detail.inner_text().replace("\u2060", "")
@@ -245,13 +251,7 @@ def test_a_subject_link_opens_its_subject_page_in_a_browser(store_root, serve_da
     dashboard, port = serve_dashboard(store_root)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.set_default_timeout(60_000)
-            wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/"), timeout=90, what="the dashboard")
-            page.get_by_test_id("stSidebar").get_by_text("All", exact=True).click()
-            page.get_by_role("link", name=NAV["incidents"]).click()
-            expect(page.get_by_role("heading", name="Finding detail")).to_be_visible()
+            browser, page = _incidents_page(p, port)
             link = cell(page, "subject?type=ip&id=203.0.113.7")  # i2, the scanning IP
             expect(link).to_be_attached()
             url = urljoin(page.url, link.inner_text())
