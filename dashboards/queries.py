@@ -18,20 +18,18 @@ state is the latest row per id by ``changed_at``, and that is what is counted.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import duckdb
 import polars as pl
 import polars.selectors as cs
 
 from sinks import store
-from sinks.control import CONTROL_FILE
+from sinks.control import open_read_only
 
 StoreRoot = str | os.PathLike[str]
 
@@ -1002,10 +1000,9 @@ def outbox_backlog(root: StoreRoot) -> pl.DataFrame:
 
 def _control_rows(root: StoreRoot, sql: str) -> list[tuple]:
     """Run a read-only query on the control database; no rows when it or its tables do not exist yet."""
-    path = Path(root) / CONTROL_FILE
-    if not path.exists():
+    con = open_read_only(root, timeout_s=10)
+    if con is None:
         return []
-    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
     try:
         return con.execute(sql).fetchall()
     except sqlite3.OperationalError as exc:
@@ -1021,11 +1018,10 @@ def api_callers(root: StoreRoot) -> tuple[dict, pl.DataFrame] | None:
 
     None when the API has never run on this store.
     """
-    from flows.decision_api import STATS_FILE
+    from flows.decision_api import read_stats
 
-    try:
-        stats = json.loads((Path(root) / STATS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    stats = read_stats(root)
+    if stats is None:
         return None
     up_s = max(stats["updated_at"] - stats["started_at"], 1.0)
     callers = pl.DataFrame(

@@ -28,6 +28,7 @@ import polars as pl
 import streamlit as st
 
 from dashboards import queries
+from flows.live import short_span
 
 DEFAULT_STORE = "gatewatch-data"
 DEFAULT_REFRESH_S = 5.0
@@ -256,16 +257,7 @@ def age(then: datetime | None, now: datetime | None = None) -> str:
     """Format how long ago ``then`` was, short enough for a metric: ``4 s``, ``12 min``, ``5 h``, ``21 d``."""
     if then is None:
         return "–"
-    seconds = max(0.0, ((now or datetime.now(timezone.utc)) - then).total_seconds())
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 120:
-        return f"{minutes:.0f} min"
-    hours = minutes / 60
-    if hours < 48:
-        return f"{hours:.0f} h"
-    return f"{hours / 24:.0f} d"
+    return short_span(((now or datetime.now(timezone.utc)) - then).total_seconds())
 
 
 def when(value: datetime | None) -> str:

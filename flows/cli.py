@@ -36,15 +36,21 @@ app = typer.Typer(
 )
 
 
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("gatewatch")
+
+
 def _print_version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
-
-        typer.echo(f"gatewatch {version('gatewatch')}")
+        typer.echo(f"gatewatch {_version()}")
         raise typer.Exit
 
 
-class LogFormat(str, Enum):
+class TextOrJson(str, Enum):
+    """What --log-format and run's --output write: text for a person, or a JSON object a line."""
+
     text = "text"
     json = "json"
 
@@ -55,15 +61,15 @@ def _options(
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     log_format: Annotated[
-        LogFormat,
+        TextOrJson,
         typer.Option(
             "--log-format", envvar="GATEWATCH_LOG_FORMAT",
             help="Errors, warnings and lifecycle messages on stderr: text, or json (one object a line).",
         ),
-    ] = LogFormat.text,
+    ] = TextOrJson.text,
 ) -> None:
     """Options of gatewatch itself (every command's --config and --store also read GATEWATCH_CONFIG / _STORE)."""
-    log.use_json(log_format == LogFormat.json)
+    log.use_json(log_format == TextOrJson.json)
 
 
 FormatOpt = Annotated[
@@ -265,8 +271,6 @@ def _run_flow(
         ).start()
     metrics = None
     if follow and cfg.metrics.enabled:
-        from importlib.metadata import version
-
         from flows.metrics import serve
 
         def ready() -> bool:
@@ -275,7 +279,7 @@ def _run_flow(
         m = cfg.metrics
         port = m.port + (process_id or 0)
         try:
-            metrics = serve(stats, cfg.store.path, m.address, port, ready, version("gatewatch"))
+            metrics = serve(stats, cfg.store.path, m.address, port, ready, _version())
         except OSError as exc:
             if controlling:
                 loop.stop()
@@ -555,11 +559,6 @@ def _expand_globs(inputs: list[str]) -> list[str]:
     return out
 
 
-class LiveOutput(str, Enum):
-    text = "text"
-    json = "json"
-
-
 @app.command()
 def run(
     inputs: Annotated[
@@ -576,11 +575,11 @@ def run(
     process_id: ProcessIdOpt = None,
     addresses: AddressesOpt = None,
     output: Annotated[
-        LiveOutput,
+        TextOrJson,
         typer.Option(
             "--output", help="A line per finding, decision and incident change: text (coloured on a terminal) or json lines."
         ),
-    ] = LiveOutput.text,
+    ] = TextOrJson.text,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print no line per finding, decision or incident.")] = False,
 ) -> None:
     """Follow live logs; continue where it stopped after a restart. Ctrl-C stops cleanly."""
@@ -633,9 +632,9 @@ def run(
         url = f"http://{cfg.api.address}:{cfg.api.port}/v1/"
         log.emit("info", "api_listening", f"decision API on {url}", url=url)
     stats = RunStats()
-    live = None if quiet else LiveLines(sys.stdout, json_lines=output == LiveOutput.json)
+    live = None if quiet else LiveLines(sys.stdout, json_lines=output == TextOrJson.json)
     status = None
-    if live is not None and output == LiveOutput.text and sys.stdout.isatty():
+    if live is not None and output == TextOrJson.text and sys.stdout.isatty():
         status = StatusLine(live, stats, cfg.store.path).start()
     try:
         _run_flow(cfg, source, stats, follow=True, stop=stop, recovery=recovery, live=live, **cluster)

@@ -55,6 +55,12 @@ class InputJsonConfig(_Section):
 _KAFKA_SASL = ("SASL_PLAINTEXT", "SASL_SSL")
 _KAFKA_TLS = ("SSL", "SASL_SSL")
 _KAFKA_ENV = r"^([A-Za-z_][A-Za-z0-9_]*)?$"  # an environment variable's name, or "" (as _SECRET_ENV below)
+# keys that mean something only with some security protocols: set to anything but their default
+# under another, they are refused (the keys with checks of their own refuse it there)
+_KAFKA_PROTOCOL_KEYS = {
+    **dict.fromkeys(("sasl_mechanism", "sasl_password_env"), _KAFKA_SASL),
+    **dict.fromkeys(("ssl_ca_file", "ssl_certificate_file", "ssl_key_password_env", "ssl_check_hostname"), _KAFKA_TLS),
+}
 
 
 def _kafka_needs(kinds: tuple[str, ...], key: str, info) -> None:
@@ -105,11 +111,11 @@ class InputKafkaConfig(_Section):
         description="Commit to group_id the offsets whose lines are in the store and snapshot, so lag tools see gatewatch's lag; never read back (gatewatch resumes from its snapshots).",
     )
 
-    @field_validator("sasl_mechanism", "sasl_password_env")
+    @field_validator(*_KAFKA_PROTOCOL_KEYS)
     @classmethod
-    def _sasl_only(cls, value: str, info) -> str:
+    def _protocol_only(cls, value, info):
         if value != cls.model_fields[info.field_name].default:
-            _kafka_needs(_KAFKA_SASL, info.field_name, info)
+            _kafka_needs(_KAFKA_PROTOCOL_KEYS[info.field_name], info.field_name, info)
         return value
 
     @field_validator("sasl_username")
@@ -138,13 +144,6 @@ class InputKafkaConfig(_Section):
         if env and value:
             msg = "set sasl_password_env or sasl_password_file, not both"
             raise ValueError(msg)
-        return value
-
-    @field_validator("ssl_ca_file", "ssl_certificate_file", "ssl_key_password_env", "ssl_check_hostname")
-    @classmethod
-    def _tls_only(cls, value, info):
-        if value != cls.model_fields[info.field_name].default:
-            _kafka_needs(_KAFKA_TLS, info.field_name, info)
         return value
 
     @field_validator("ssl_key_file")

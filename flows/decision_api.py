@@ -45,6 +45,7 @@ from flows.config import ApiConfig, Config
 from flows.events import Decision, Finding
 from flows.features import endpoint_of
 from flows.policy import LIVE, RANK
+from sinks.control import open_read_only
 
 STATS_FILE = "api-stats.json"
 ENFORCED = ("approved", "applied")  # decisions a gateway (or a bouncer) enforces
@@ -258,7 +259,7 @@ class LiveState:
             "scope": scope,
             "value": d.subject,
             "duration": go_duration(left),
-            "until": datetime.fromtimestamp(now + left, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "until": _utc_text(now + left),
             "scenario": f"{_ORIGIN}/{_kind(d)}",
             "simulated": False,
         }
@@ -358,8 +359,13 @@ class LiveState:
             "limit_per_min": limit,
             "reasons": reasons[:5],
             "decisions": sorted({d.decision_id for d in decided}),
-            "as_of": datetime.fromtimestamp(snap.watermark, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "as_of": _utc_text(snap.watermark),
         }
+
+
+def _utc_text(ts: float) -> str:
+    """Epoch seconds as RFC 3339 UTC, to the second: ``2026-12-05T10:00:00Z``."""
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _kind(d: Decision) -> str:
@@ -410,6 +416,8 @@ class ScoreRequest(msgspec.Struct):
 
 
 _SCORE_DECODER = msgspec.json.Decoder(ScoreRequest)
+_DECISION_DECODER = msgspec.json.Decoder(Decision)
+_FINDING_DECODER = msgspec.json.Decoder(Finding)
 
 
 def parse_score_request(body: bytes) -> ScoreRequest:
@@ -419,12 +427,9 @@ def parse_score_request(body: bytes) -> ScoreRequest:
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
     ip = req.current_request.ip
-    if ip:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            msg = f"current_request.ip: not an IP address: {ip[:64]!r}"
-            raise ValueError(msg) from None
+    if ip and not _is_ip(ip):
+        msg = f"current_request.ip: not an IP address: {ip[:64]!r}"
+        raise ValueError(msg)
     if not (ip or req.api_context.consumer):
         msg = "give current_request.ip or api_context.consumer (or both)"
         raise ValueError(msg)
@@ -438,7 +443,7 @@ class ControlReader:
     """Reads the control plane's file read-only: live decisions, new findings, the watermark."""
 
     def __init__(self, store: Path) -> None:
-        self.path = Path(store) / "control.sqlite"
+        self.store = store
         self.con: sqlite3.Connection | None = None
         self.inbox_seq = 0
         self.data_version = -1
@@ -446,21 +451,19 @@ class ControlReader:
     def read(self) -> tuple[list[Decision], list[Finding], float | None] | None:
         """The live decisions, the findings since the last read and the watermark; None if unchanged."""
         if self.con is None:
-            if not self.path.exists():
+            self.con = open_read_only(self.store)
+            if self.con is None:
                 return [], [], None
-            self.con = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False
-            )
         con = self.con
         version = con.execute("PRAGMA data_version").fetchone()[0]
         if version == self.data_version:
             return None
         marks = ",".join("?" * len(LIVE))
-        dec = msgspec.json.Decoder(Decision).decode
+        dec = _DECISION_DECODER.decode
         decisions = [
             dec(b) for (b,) in con.execute(f"SELECT body FROM decisions WHERE status IN ({marks})", LIVE)
         ]
-        fdec = msgspec.json.Decoder(Finding).decode
+        fdec = _FINDING_DECODER.decode
         rows = con.execute(
             "SELECT seq, body FROM inbox WHERE seq > ? ORDER BY seq", (self.inbox_seq,)
         ).fetchall()
@@ -505,6 +508,14 @@ class Counters:
         tmp = store / (STATS_FILE + ".tmp")
         tmp.write_text(json.dumps(body), encoding="utf-8")
         tmp.replace(store / STATS_FILE)
+
+
+def read_stats(store: str | os.PathLike[str]) -> dict | None:
+    """The counters the API process last wrote to the store (:meth:`Counters.write`); None if it never ran."""
+    try:
+        return json.loads((Path(store) / STATS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 _JSON = [(b"content-type", b"application/json")]
@@ -587,13 +598,13 @@ class DecisionApi:
         if caller is None:
             self.counters.forbidden += 1
             return 403, {"message": "access forbidden: a valid X-Api-Key is required"}
-        status, body = await self._route(scope, receive, caller)
+        status, body = await self._route(scope, headers, receive, caller)
         self.counters.count(caller, status)
         if status == 400:
             self.counters.bad_requests += 1
         return status, body
 
-    async def _route(self, scope, receive, caller: str) -> tuple[int, object]:
+    async def _route(self, scope, headers: dict[bytes, bytes], receive, caller: str) -> tuple[int, object]:
         path, method = scope["path"].rstrip("/"), scope["method"]
         params = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
         if path == "/v1/decisions/stream" and method in ("GET", "HEAD"):
@@ -615,7 +626,7 @@ class DecisionApi:
             types = {d["type"] for d in self.state.matching({"ip": ip})}
             return (403, {"decision": "ban"}) if "ban" in types else (200, {"decision": next(iter(types), None)})
         if path == "/v1/score" and method == "POST":
-            body = await _read_body(scope, receive, self.max_body)
+            body = await _read_body(headers, receive, self.max_body)
             if body is None:
                 return 413, {"message": f"the body is larger than {self.max_body} bytes"}
             try:
@@ -636,9 +647,9 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-async def _read_body(scope, receive, limit: int) -> bytes | None:
+async def _read_body(headers: dict[bytes, bytes], receive, limit: int) -> bytes | None:
     """The request body, or None once it is larger than ``limit`` (what is left is not read)."""
-    declared = dict(scope["headers"]).get(b"content-length")
+    declared = headers.get(b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.text import Text
 
 from flows.events import Decision, Finding
-from sinks.control import CONTROL_FILE
+from sinks.control import open_read_only
 
 _STYLE = {"finding": "yellow", "decision": "magenta", "incident": "cyan"}
 _STATUS_EVERY_S = 1.0
@@ -151,7 +151,7 @@ class StatusLine:
     def __init__(self, lines: LiveLines, stats, store: Path) -> None:
         self.lines = lines
         self.stats = stats
-        self.control_path = Path(store) / CONTROL_FILE
+        self.store = store
         self._con: sqlite3.Connection | None = None  # the status thread's own, read-only
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gatewatch-status", daemon=True)
@@ -168,8 +168,8 @@ class StatusLine:
     def backlog(self) -> int | None:
         """Deliveries waiting in the outbox, or None before the control plane has a file."""
         try:
-            if self._con is None and self.control_path.exists():
-                self._con = sqlite3.connect(f"file:{self.control_path}?mode=ro", uri=True, timeout=1.0)
+            if self._con is None:
+                self._con = open_read_only(self.store, timeout_s=1.0)
             if self._con is None:
                 return None
             return self._con.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
@@ -179,7 +179,7 @@ class StatusLine:
 
     def render(self, lines_per_s: float, now: float) -> str:
         newest = self.stats.newest_event_ts
-        lag = "–" if newest is None else _age(now - newest)
+        lag = "–" if newest is None else short_span(now - newest)
         pending = self.backlog()
         outbox = "" if pending is None else f" · outbox {pending:,} pending"
         return f"{self.stats.lines:,} lines · {lines_per_s:,.0f} lines/s · {lag} behind the log{outbox}"
@@ -200,8 +200,12 @@ class StatusLine:
             self._live.stop()
 
 
-def _age(seconds: float) -> str:
-    """``42 s``, ``12 min``, ``5 h``, ``21 d``."""
+def short_span(seconds: float) -> str:
+    """A time span short enough for a status line or a metric (the dashboard's ages too).
+
+    >>> short_span(42), short_span(720), short_span(18_000), short_span(1_814_400), short_span(-3)
+    ('42 s', '12 min', '5 h', '21 d', '0 s')
+    """
     if seconds < 120:
         return f"{max(seconds, 0):.0f} s"
     if seconds < 7200:

@@ -11,7 +11,6 @@ SQLite file when Prometheus scrapes, on a connection of the endpoint's own threa
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
@@ -24,8 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
-from flows.decision_api import STATS_FILE
-from sinks.control import CONTROL_FILE
+from flows.decision_api import read_stats
+from sinks.control import open_read_only
 
 
 class RunCollector:
@@ -34,13 +33,12 @@ class RunCollector:
     def __init__(self, stats, store: Path, version: str) -> None:
         self.stats = stats
         self.store = Path(store)
-        self.control_path = self.store / CONTROL_FILE
         self.version = version
         self._con: sqlite3.Connection | None = None
 
     def _control(self) -> sqlite3.Connection | None:
-        if self._con is None and self.control_path.exists():
-            self._con = sqlite3.connect(f"file:{self.control_path}?mode=ro", uri=True, timeout=2.0)
+        if self._con is None:
+            self._con = open_read_only(self.store, timeout_s=2.0)
         return self._con
 
     def collect(self) -> Iterator[Metric]:
@@ -81,9 +79,8 @@ class RunCollector:
 
     def _api_metrics(self) -> Iterator[Metric]:
         """The decision API's counters, as its process last wrote them (every few seconds)."""
-        try:
-            stats = json.loads((self.store / STATS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        stats = read_stats(self.store)
+        if stats is None:
             return  # the API is off, or has not written them yet
         calls = CounterMetricFamily(
             "gatewatch_api_requests", "Decision API requests with a valid key, by caller and outcome.",

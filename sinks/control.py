@@ -29,6 +29,18 @@ from flows.events import Decision, Finding
 
 CONTROL_FILE = "control.sqlite"
 
+
+def open_read_only(store: str | os.PathLike[str], timeout_s: float = 5.0) -> sqlite3.Connection | None:
+    """A read-only connection to a store's control file, or None while there is no file yet.
+
+    For readers outside the control plane (the dashboard, the decision API, the metrics and
+    status threads): in WAL mode they see committed state and never block its writer.
+    """
+    path = Path(store) / CONTROL_FILE
+    if not path.exists():
+        return None
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
