@@ -144,3 +144,15 @@ def terminal() -> Iterator[tuple[int, bytearray]]:
         os.close(follower)
         reader.join(timeout=10)
         os.close(leader)
+
+
+def scrape_metrics(url: str) -> dict[tuple[str, tuple], float]:
+    """A Prometheus endpoint's samples (``url`` ends in /metrics): ``{(name, ((label, value), ...)): value}``."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(httpx.get(url).text)
+        for s in family.samples
+    }

@@ -210,7 +210,9 @@ def test_the_modules_doctests():
     import doctest
 
     import flows.decision_api
+    import flows.live
     import flows.log
 
     assert doctest.testmod(flows.decision_api).failed == 0
+    assert doctest.testmod(flows.live).failed == 0
     assert doctest.testmod(flows.log).failed == 0

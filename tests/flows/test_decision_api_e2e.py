@@ -8,9 +8,8 @@ import socket
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import SAMPLE, gatewatch, start_gatewatch, stop, wait_for
+from tests.conftest import SAMPLE, free_ports, gatewatch, scrape_metrics, start_gatewatch, stop, wait_for
 from tests.flows.crowdsec_bouncer import running_bouncer
 
 BOUNCER_KEY = "bouncer-key-0123456789"
@@ -31,17 +30,11 @@ def api_config(tmp_path, port: int, metrics_port: int | None = None) -> str:
     return str(cfg)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """``gatewatch run`` on the sample in enforce mode, serving the API; yields (base URL, store)."""
     tmp = tmp_path_factory.mktemp("api")
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     store = tmp / "store"
     env = {**os.environ, "GW_TEST_API_KEYS": f"bouncer:{BOUNCER_KEY},idp:{IDP_KEY}"}
     cfg = api_config(tmp, port, metrics_port)
@@ -127,18 +120,14 @@ def test_the_api_counts_its_callers_for_the_dashboard_and_prometheus(live):
     assert stats["bad_requests"] >= 1 and stats["requests"] >= stats["callers"]["idp"]["requests"]
     assert IDP_KEY not in json.dumps(stats) and BOUNCER_KEY not in json.dumps(stats)
     # the run's Prometheus endpoint serves them too
-    scraped = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(httpx.get(metrics_url).text)
-        for s in family.samples
-    }
+    scraped = scrape_metrics(metrics_url)
     assert scraped[("gatewatch_api_forbidden_total", ())] >= 1
     assert scraped[("gatewatch_api_requests_total", (("caller", "idp"), ("outcome", "error")))] >= 1
 
 
 def test_a_run_with_the_api_but_no_keys_stops_at_start_naming_the_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "GW_TEST_API_KEYS"}
-    cfg = api_config(tmp_path, free_port())
+    cfg = api_config(tmp_path, free_ports(1)[0])
     proc = gatewatch("run", str(SAMPLE), "--store", str(tmp_path / "s"), "--config", cfg, env=env, check=False)
     assert proc.returncode == 2
     assert "api.keys_env: environment variable GW_TEST_API_KEYS is not set" in proc.stderr

@@ -12,12 +12,6 @@ import time
 from tests.conftest import GATEWATCH, SAMPLE, rows, start_gatewatch, stop, terminal, wait_for
 
 
-def live_config(tmp_path) -> str:
-    cfg = tmp_path / "gatewatch.toml"
-    cfg.write_text("[input]\npoll_ms = 50\n[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n")
-    return str(cfg)
-
-
 def settled(store, n_findings: int = 50) -> bool:
     """Every finding of the sample written (the quiet input closes the last windows)."""
     try:
@@ -26,9 +20,9 @@ def settled(store, n_findings: int = 50) -> bool:
         return False
 
 
-def test_json_lines_name_every_finding_decision_and_incident_the_store_holds(tmp_path):
+def test_json_lines_name_every_finding_decision_and_incident_the_store_holds(tmp_path, small_windows_config):
     store = tmp_path / "store"
-    proc = start_gatewatch("run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path), "--output", "json")
+    proc = start_gatewatch("run", str(SAMPLE), "--store", str(store), "--config", str(small_windows_config), "--output", "json")
     wait_for(lambda: settled(store), timeout=120, what="the sample's findings")
     time.sleep(2)  # the control plane's next round
     out, _ = stop(proc)
@@ -56,9 +50,9 @@ def test_json_lines_name_every_finding_decision_and_incident_the_store_holds(tmp
             assert key in seen, p
 
 
-def test_quiet_prints_only_the_summary_and_a_restart_says_where_it_resumes(tmp_path):
+def test_quiet_prints_only_the_summary_and_a_restart_says_where_it_resumes(tmp_path, small_windows_config):
     store = tmp_path / "store"
-    args = ("run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path), "--quiet")
+    args = ("run", str(SAMPLE), "--store", str(store), "--config", str(small_windows_config), "--quiet")
     proc = start_gatewatch(*args)
     wait_for(lambda: settled(store), timeout=120, what="the sample's findings")
     out, _ = stop(proc)
@@ -70,11 +64,11 @@ def test_quiet_prints_only_the_summary_and_a_restart_says_where_it_resumes(tmp_p
     assert f"gatewatch: resuming {SAMPLE} at line {lines + 1:,}" in err
 
 
-def test_a_terminal_gets_a_status_line(tmp_path):
+def test_a_terminal_gets_a_status_line(tmp_path, small_windows_config):
     store = tmp_path / "store"
     with terminal() as (tty, shown):
         proc = subprocess.Popen(
-            [GATEWATCH, "run", str(SAMPLE), "--store", str(store), "--config", live_config(tmp_path)],
+            [GATEWATCH, "run", str(SAMPLE), "--store", str(store), "--config", str(small_windows_config)],
             stdout=tty, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:

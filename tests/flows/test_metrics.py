@@ -11,33 +11,29 @@ from wsgiref.util import setup_testing_defaults
 import httpx
 import pytest
 from prometheus_client.core import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 
 from flows.metrics import make_app
-from tests.conftest import ROOT, SAMPLE, gatewatch, rows, start_gatewatch, stop, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import (
+    ROOT,
+    SAMPLE,
+    free_ports,
+    gatewatch,
+    rows,
+    scrape_metrics,
+    start_gatewatch,
+    stop,
+    wait_for,
+)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    samples = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+    return scrape_metrics(f"{url}/metrics")
 
 
-def test_a_live_run_exposes_its_counts_and_they_equal_the_store(tmp_path):
-    port = free_port()
-    cfg = tmp_path / "gatewatch.toml"
-    cfg.write_text(
-        "[input]\npoll_ms = 50\n[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n"
-        f"[metrics]\nenabled = true\nport = {port}\n"
-    )
+def test_a_live_run_exposes_its_counts_and_they_equal_the_store(tmp_path, small_windows_config):
+    (port,) = free_ports(1)
+    cfg = small_windows_config
+    cfg.write_text(cfg.read_text() + f"[metrics]\nenabled = true\nport = {port}\n")
     log = tmp_path / "apim_metrics.log"
     log.write_bytes(SAMPLE.read_bytes() + b"not a wso2 line\n\n" + b"x" * 10 + b"\n")
     store = tmp_path / "store"
