@@ -34,11 +34,12 @@ demo: $(APP_STAMP)
 
 # the dashboard browser test drives Debian chromium through playwright (never `playwright install`);
 # the decision API test runs Debian's CrowdSec custom bouncer (without crowdsec itself: its setup needs the internet);
-# the deployment test checks the systemd units with systemd-analyze verify
+# the deployment test checks the systemd units with systemd-analyze verify; the Kafka TLS tests make certificates with openssl
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	command -v crowdsec-custom-bouncer >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends crowdsec-custom-bouncer)
 	command -v systemd-analyze >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd)
+	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends openssl)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
