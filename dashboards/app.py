@@ -20,7 +20,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from dashboards import ui  # noqa: E402
+from gatewatch.dashboards import ui  # noqa: E402
 
 PAGES_DIR = Path(__file__).resolve().with_name("views")
 # file, title, url path, icon

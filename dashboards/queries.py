@@ -28,8 +28,8 @@ import duckdb
 import polars as pl
 import polars.selectors as cs
 
-from sinks import store
-from sinks.control import open_read_only
+from gatewatch.sinks import store
+from gatewatch.sinks.control import open_read_only
 
 StoreRoot = str | os.PathLike[str]
 
@@ -1018,7 +1018,7 @@ def api_callers(root: StoreRoot) -> tuple[dict, pl.DataFrame] | None:
 
     None when the API has never run on this store.
     """
-    from flows.decision_api import read_stats
+    from gatewatch.flows.control.decision_api import read_stats
 
     stats = read_stats(root)
     if stats is None:

@@ -27,8 +27,8 @@ import duckdb
 import polars as pl
 import streamlit as st
 
-from dashboards import queries
-from flows.live import short_span
+from gatewatch.dashboards import queries
+from gatewatch.flows.live import short_span
 
 DEFAULT_STORE = "gatewatch-data"
 DEFAULT_REFRESH_S = 5.0
@@ -149,11 +149,11 @@ This page refreshes itself, so the numbers appear as soon as the pipeline writes
 
 
 def decision_actions() -> ModuleType | None:
-    """Return ``flows.decisions`` when it offers ``approve`` and ``revert``, else ``None``."""
+    """Return ``gatewatch.flows.control.decisions`` when it offers ``approve`` and ``revert``, else ``None``."""
     try:
-        module = importlib.import_module("flows.decisions")
+        module = importlib.import_module("gatewatch.flows.control.decisions")
     except ModuleNotFoundError as exc:
-        if exc.name != "flows.decisions":  # it exists but is broken: that must show
+        if exc.name != "gatewatch.flows.control.decisions":  # it exists but is broken: that must show
             raise
         return None
     if all(callable(getattr(module, name, None)) for name in ("approve", "revert")):

@@ -1,16 +1,16 @@
-"""Detectors, registered by name (see :mod:`detectors.base` for the contract)."""
+"""Detectors, registered by name (see :mod:`gatewatch.detectors.base` for the contract)."""
 
 from __future__ import annotations
 
-from detectors.anomaly import Anomaly
-from detectors.base import BaselineDetector, Detector, Reason
-from detectors.brute_force import BruteForce
-from detectors.credential_stuffing import CredentialStuffing
-from detectors.flooding import Flooding
-from detectors.form_spam import FormSpam
-from detectors.key_compromise import KeyCompromise
-from detectors.probing import Probing
-from detectors.scraping import Scraping
+from gatewatch.detectors.anomaly import Anomaly
+from gatewatch.detectors.base import BaselineDetector, Detector, Reason
+from gatewatch.detectors.brute_force import BruteForce
+from gatewatch.detectors.credential_stuffing import CredentialStuffing
+from gatewatch.detectors.flooding import Flooding
+from gatewatch.detectors.form_spam import FormSpam
+from gatewatch.detectors.key_compromise import KeyCompromise
+from gatewatch.detectors.probing import Probing
+from gatewatch.detectors.scraping import Scraping
 
 DETECTORS: dict[str, type] = {
     cls.name: cls

@@ -19,7 +19,7 @@ common the pattern).
 
 A window with a rise of ``z_onset`` spreads or more is learned neither into
 the baseline nor into the trees, whatever its score
-(:meth:`~detectors.base.BaselineDetector._protected`).
+(:meth:`~gatewatch.detectors.base.BaselineDetector._protected`).
 
 Warm-up: 0 until the subject has ``min_history`` windows of its own, and
 while the trees fill their first reference window (``window_size`` windows).
@@ -35,8 +35,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Columns, Deviation, Feature, row
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Columns, Deviation, Feature, row
 
 _RIVER_LOCK = threading.Lock()
 
@@ -79,7 +79,7 @@ class Anomaly(BaselineDetector):
         window_size: windows per reference window of the trees.
         hst_onset: trees' anomaly score that scores 0.5.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
     """
 
     name: ClassVar[str] = "anomaly"

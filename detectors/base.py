@@ -35,7 +35,7 @@ from typing import ClassVar, NamedTuple, Protocol
 import msgspec
 import numpy as np
 
-from detectors.baselines import Baselines, Columns, Deviation, Feature, column, row
+from gatewatch.detectors.baselines import Baselines, Columns, Deviation, Feature, column, row
 
 
 class Reason(msgspec.Struct, frozen=True):

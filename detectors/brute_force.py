@@ -9,7 +9,7 @@ Two signals, the stronger wins:
   NAT or backend IP sees a few failures among thousands of requests).
 - **login burst**: the most login attempts (a write to a login-like path such
   as ``/login``, ``/wp-login.php``, ``/oauth/token``) within
-  ``flows.features.BURST_S`` seconds: ``min_login_burst`` scores 0.5; only
+  ``gatewatch.flows.features.BURST_S`` seconds: ``min_login_burst`` scores 0.5; only
   while login attempts are at least ``min_login_share`` of the IP's requests
   (a brute-forcer hammers the login; a backend that logs its users in does
   much else too). A failed WordPress login answers 200, so the rate is the
@@ -30,8 +30,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Columns, Feature, column
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Columns, Feature, column
 
 
 class BruteForce(BaselineDetector):
@@ -44,7 +44,7 @@ class BruteForce(BaselineDetector):
         min_login_share: share of the IP's requests that must be login attempts for the login signals.
         min_login_attempts: login attempts that score 0.5 (0: off).
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = BruteForce()
     >>> wordpress = {"requests": 9, "login_requests": 9, "login_burst": 9, "login_share": 1.0}

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Feature
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Feature
 
 
 class CredentialStuffing(BaselineDetector):
@@ -36,7 +36,7 @@ class CredentialStuffing(BaselineDetector):
         min_failing_subnets: distinct failing /24 subnets in a window that score 0.5.
         min_failure_ratio: share of failed authentications that scores 0.5.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = CredentialStuffing()
     >>> attack = {"requests": 180, "auth_failure_ratio": 0.94, "failing_ips": 140, "failing_subnets": 45}

@@ -40,8 +40,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Columns, Feature, column
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Columns, Feature, column
 
 _NEWCOMER = "requests of a newcomer (baseline: its peers' median)"
 
@@ -60,7 +60,7 @@ class Flooding(BaselineDetector):
         new_factor: a newcomer's requests must reach this multiple of its peers' median baseline.
         new_windows: windows after its first in which a subject counts as a newcomer.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = Flooding(min_history=3)
     >>> for _ in range(5):

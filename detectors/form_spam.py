@@ -2,7 +2,7 @@
 
 A person loads a page, reads it and types; a spam bot loads the page (for its
 hidden fields and tokens) and posts the form back within a second. The signal
-is ``hasty_posts``: writes to a web page within ``flows.features.FORM_FILL_S``
+is ``hasty_posts``: writes to a web page within ``gatewatch.flows.features.FORM_FILL_S``
 (2 s) of the same IP loading that page (``flows/features.py``). A page is a
 path that is not static, not a login (``brute_force`` judges those: a password
 manager fills a login form at once) and not an API (no ``/api``, version
@@ -21,8 +21,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import BaselineDetector, Signal
-from detectors.baselines import Columns, Feature, column
+from gatewatch.detectors.base import BaselineDetector, Signal
+from gatewatch.detectors.baselines import Columns, Feature, column
 
 
 class FormSpam(BaselineDetector):
@@ -31,7 +31,7 @@ class FormSpam(BaselineDetector):
     Args:
         min_hasty_posts: forms posted within 2 s of their page loading that score 0.5.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = FormSpam()
     >>> bot = {"requests": 6, "hasty_posts": 3}

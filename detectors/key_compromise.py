@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Feature
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Feature
 
 
 class KeyCompromise(BaselineDetector):
@@ -26,7 +26,7 @@ class KeyCompromise(BaselineDetector):
     Args:
         min_new_subnets: never-seen /24 subnets in a window that score 0.5.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = KeyCompromise(min_history=3)
     >>> for _ in range(5):

@@ -43,8 +43,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Columns, Feature, column
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Columns, Feature, column
 
 
 class Probing(BaselineDetector):
@@ -63,7 +63,7 @@ class Probing(BaselineDetector):
         min_enumerated_users: distinct ``author=N`` values that score 0.5.
         min_proxy_requests: refused proxy requests (CONNECT, absolute URIs) that score 0.5.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = Probing()
     >>> scan = {"requests": 9, "errors": 9, "error_ratio": 1.0, "error_paths": 9, "sensitive_paths": 9}

@@ -27,8 +27,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import BaselineDetector, Signal, over
-from detectors.baselines import Columns, Feature, column
+from gatewatch.detectors.base import BaselineDetector, Signal, over
+from gatewatch.detectors.baselines import Columns, Feature, column
 
 
 class Scraping(BaselineDetector):
@@ -42,7 +42,7 @@ class Scraping(BaselineDetector):
         min_detail_ratio: share of requests on detail resources for the regularity signal.
         max_write_ratio: above this share of writes nothing here fires.
 
-    Other arguments: see :class:`~detectors.base.BaselineDetector`.
+    Other arguments: see :class:`~gatewatch.detectors.base.BaselineDetector`.
 
     >>> d = Scraping()
     >>> bot = {"requests": 60, "read_ratio": 1.0, "write_ratio": 0.0, "detail_ratio": 1.0, "regularity": 0.88}

@@ -16,40 +16,13 @@ from typing import Annotated, Literal, Union, get_args, get_origin
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from detectors import DETECTORS
-from flows.parsers import FORMATS
+from gatewatch.detectors import DETECTORS
+from gatewatch.flows.parsers import FORMATS
+from gatewatch.flows.parsers.jsonl import JsonMapping
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_JSON_PATH = r"^([^.\s]+(\.[^.\s]+)*)?$"
-
-
-class InputJsonConfig(_Section):
-    time: str = Field(
-        "ts", min_length=1, pattern=_JSON_PATH,
-        description="Dotted path of the event time in each JSON line (required). The defaults fit Caddy's JSON access log.",
-    )  # fmt: skip
-    time_format: Literal["iso8601", "epoch_s", "epoch_ms"] = Field(
-        "epoch_s", description="iso8601 text (no zone: UTC), or seconds / milliseconds since the epoch (numbers)."
-    )
-    status: str = Field("status", min_length=1, pattern=_JSON_PATH, description="Path of the HTTP status sent (required).")
-    client_ip: str = Field("request.client_ip", pattern=_JSON_PATH, description='Path of the client IP ("": not logged).')
-    consumer: str = Field("user_id", pattern=_JSON_PATH, description='Path of the consumer id ("": every request anonymous).')
-    consumer_name: str = Field("", pattern=_JSON_PATH, description='Path of the consumer display name ("": not logged).')
-    method: str = Field("request.method", pattern=_JSON_PATH, description='Path of the HTTP method ("": not logged).')
-    path: str = Field(
-        "request.uri", pattern=_JSON_PATH, description='Path of the request target; its query string is kept apart, its first 512 characters ("": not logged).'
-    )
-    user_agent: str = Field(
-        "request.headers.User-Agent", pattern=_JSON_PATH,
-        description='Path of the raw User-Agent; a list of values is joined with ", " ("": not logged).',
-    )  # fmt: skip
-    bytes_out: str = Field("size", pattern=_JSON_PATH, description='Path of the response size in bytes ("": not logged).')
-    latency_ms: str = Field("", pattern=_JSON_PATH, description='Path of the total latency in milliseconds ("": not logged).')
-    api: str = Field("request.host", pattern=_JSON_PATH, description='Path of the API / virtual host name ("": not logged).')
 
 
 _KAFKA_SASL = ("SASL_PLAINTEXT", "SASL_SSL")
@@ -187,7 +160,7 @@ class InputConfig(_Section):
     )
     raw_max_bytes: int = Field(4096, ge=64, le=1 << 20, description="Bytes of a rejected line kept in the store.")
     # "json" would shadow BaseModel.json, hence the alias
-    json_mapping: InputJsonConfig = Field(InputJsonConfig(), alias="json")
+    json_mapping: JsonMapping = Field(JsonMapping(), alias="json")
     kafka: InputKafkaConfig = InputKafkaConfig()
 
 

@@ -34,13 +34,13 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.config import Config
-from flows.events import Chunk, Event, Finding
-from flows.parsers import ChunkParser
-from flows.shard import FAMILIES, SHARDS, Output, ShardProcessor
-from flows.sources import KafkaInput, LogSource
-from sinks.control import ControlDB
-from sinks.store import StoreWriter
+from gatewatch.flows.config import Config
+from gatewatch.flows.events import Chunk, Event, Finding
+from gatewatch.flows.parsers import ChunkParser
+from gatewatch.flows.shard import FAMILIES, SHARDS, Output, ShardProcessor
+from gatewatch.flows.sources import KafkaInput, LogSource
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import StoreWriter
 
 REJECTED_KEY = "rejected"
 _FAMILY_KEYS = ("c", "i", "a")  # shard key prefixes: consumer, client IP, API endpoint
@@ -477,7 +477,7 @@ def build_flow(
     """
     flow = Dataflow("gatewatch")
     if isinstance(inputs, KafkaInput):
-        from flows.kafka import KafkaLogSource  # confluent-kafka is only needed for Kafka input
+        from gatewatch.flows.kafka import KafkaLogSource  # confluent-kafka is only needed for Kafka input
 
         source = KafkaLogSource(
             inputs.brokers, inputs.topic, follow=follow, poll_ms=cfg.input.poll_ms, stop=stop, on_read=stats.on_read,

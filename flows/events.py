@@ -91,7 +91,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     client_ip: str
     method: str
     resource: str  # URI template (WSO2) or concrete path
-    endpoint: str  # the resource with concrete ids folded into {id} (flows.features.endpoint_of)
+    endpoint: str  # the resource with concrete ids folded into {id} (gatewatch.flows.features.endpoint_of)
     status: int  # status returned to the client
     auth_failure: bool
     throttled: bool
@@ -109,7 +109,7 @@ class Reject(msgspec.Struct, frozen=True, gc=False):
     source: str
     line_no: int
     offset: int
-    reason: str  # a code from flows.parsers.REJECT_REASONS
+    reason: str  # a code from gatewatch.flows.parsers.REJECT_REASONS
     detail: str
     raw: str  # the line, decoded with backslash escapes and capped in size
 

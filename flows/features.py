@@ -84,9 +84,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from detectors.base import subnet
-from flows.events import Event
-from flows.payloads import payload_kind
+from gatewatch.detectors.base import subnet
+from gatewatch.flows.events import Event
+from gatewatch.flows.payloads import payload_kind
 
 BURST_S = 10.0  # span of ``login_burst``
 FORM_FILL_S = 2.0  # a form posted this soon after its page loaded was not filled in by a person
@@ -861,7 +861,7 @@ class ClosedWindow:
 class WindowTable:
     """Tumbling event-time windows of one shard; subclasses count one subject family.
 
-    >>> from flows.events import Event
+    >>> from gatewatch.flows.events import Event
     >>> t = ConsumerWindows(window_s=60, lateness_s=10)
     >>> def ev(ts): return Event(ts, "api", "c1", "App", "me", "", "1.2.3.4", "GET", "/", "/", 200,
     ...                          False, False, 10, 5, "")

@@ -29,8 +29,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
-from detectors.base import subnet
-from flows.features import sequential_ids
+from gatewatch.detectors.base import subnet
+from gatewatch.flows.features import sequential_ids
 
 MAX_DISTINCT = 1024
 # paths read are many for busy clients, and counting ids in sequence among them is the costly part

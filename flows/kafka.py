@@ -3,10 +3,10 @@
 Log shippers (Filebeat, Fluent Bit, Vector) write one log line per message.
 Each partition is read with ``assign()`` (no consumer group: Bytewax's
 snapshots hold the offsets, as in Bytewax's own ``KafkaSource``) and emits
-whole batches of lines as :class:`~flows.events.Chunk` s, like the file
+whole batches of lines as :class:`~gatewatch.flows.events.Chunk` s, like the file
 source, so the rest of the dataflow does not care where lines come from.
 
-``[input.kafka]`` (:class:`~flows.config.InputKafkaConfig`) adds TLS, SASL
+``[input.kafka]`` (:class:`~gatewatch.flows.config.InputKafkaConfig`) adds TLS, SASL
 and, for lag tools, commits to a consumer group: a partition commits the
 offset of a snapshot once Bytewax has moved past that snapshot's epoch, so
 only offsets whose lines are in the store and whose state is in the recovery
@@ -26,9 +26,9 @@ from datetime import datetime, timedelta, timezone
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from flows.config import InputKafkaConfig
-from flows.events import Chunk
-from sinks.targets.base import Secret
+from gatewatch.flows.config import InputKafkaConfig
+from gatewatch.flows.events import Chunk
+from gatewatch.sinks.targets.base import Secret
 
 _KEY = "input.kafka"
 _UNUSED_GROUP = "gatewatch"  # librdkafka wants a group.id; without commit_offsets nothing is sent to it

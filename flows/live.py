@@ -22,8 +22,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from flows.events import Decision, Finding
-from sinks.control import open_read_only
+from gatewatch.flows.events import Decision, Finding
+from gatewatch.sinks.control import open_read_only
 
 _STYLE = {"finding": "yellow", "decision": "magenta", "incident": "cyan"}
 _STATUS_EVERY_S = 1.0

@@ -1,6 +1,6 @@
 """Prometheus metrics, ``/healthz`` and ``/readyz``, served by ``gatewatch run`` (``[metrics]``).
 
-Nothing on the hot path: the counters are the run's own (:class:`~flows.dataflow.RunStats`),
+Nothing on the hot path: the counters are the run's own (:class:`~gatewatch.flows.dataflow.RunStats`),
 and the control plane's state (decisions, the outbox, the watermark) is read from its
 SQLite file when Prometheus scrapes, on a connection of the endpoint's own thread.
 
@@ -23,8 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
-from flows.decision_api import read_stats
-from sinks.control import open_read_only
+from gatewatch.flows.control.decision_api import read_stats
+from gatewatch.sinks.control import open_read_only
 
 
 class RunCollector:

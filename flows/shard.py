@@ -18,10 +18,10 @@ Memory is bounded per shard, whatever the traffic: subjects idle for
 ``max_tracked_ips`` (consumers, endpoints: ``max_tracked_subjects``) the
 subjects seen in one window only lose it first, then the least recently seen
 (``last_seen`` is kept in recency order); past ``max_ips_per_window`` IPs
-share one overflow cell (:class:`~flows.features.IpWindows`). When a cap
+share one overflow cell (:class:`~gatewatch.flows.features.IpWindows`). When a cap
 bites, the window gets a ``subject_windows`` row for the subject
 ``(untracked)`` that says by how much. Policy does not live
-here: findings go to the control plane (flows/controller.py), which sees
+here: findings go to the control plane (flows/control/controller.py), which sees
 every shard's findings and so can apply global limits such as the blast
 radius.
 """
@@ -40,11 +40,11 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 from msgspec.structs import astuple
 
-from detectors import DETECTORS
-from detectors.baselines import Baselines, Columns, Feature
-from flows.config import HORIZONS, Config
-from flows.events import Event, Finding, stable_id
-from flows.features import (
+from gatewatch.detectors import DETECTORS
+from gatewatch.detectors.baselines import Baselines, Columns, Feature
+from gatewatch.flows.config import HORIZONS, Config
+from gatewatch.flows.events import Event, Finding, stable_id
+from gatewatch.flows.features import (
     OVERFLOW,
     ApiAcc,
     ApiWindows,
@@ -64,8 +64,8 @@ from flows.features import (
     ip_union,
     known_ips,
 )
-from flows.horizons import SPECS, Trails
-from flows.watermark import InputClock
+from gatewatch.flows.horizons import SPECS, Trails
+from gatewatch.flows.watermark import InputClock
 
 Output = tuple[str, list[tuple]]  # (table, rows in the table's column order)
 
@@ -347,7 +347,7 @@ class ShardProcessor:
         that again every window would be noise. A horizon is learned only
         when the subject was trailed for all of it (a partial sum is not its normal), and
         only when the window itself was learned. A horizon whose upper bounds
-        (:meth:`~flows.horizons.Trails.bound`) every detector clears is neither scored nor
+        (:meth:`~gatewatch.flows.horizons.Trails.bound`) every detector clears is neither scored nor
         learned: most are. A subject flagged only over a horizon gets the window's
         ``subject_windows`` row all the same (IPs have rows only when flagged).
         """
@@ -430,7 +430,7 @@ class ShardProcessor:
                         for r in reasons
                     },
                     "context": s.context(),
-                    # what a restriction's limit is drawn from (flows/policy.py)
+                    # what a restriction's limit is drawn from (flows/control/policy.py)
                     "normal_requests": self._normal_requests(subject),
                 }
             ),

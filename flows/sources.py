@@ -22,7 +22,7 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from flows.events import Chunk
+from gatewatch.flows.events import Chunk
 
 STDIN = "-"
 _GLOB_CHARS = frozenset("*?[")

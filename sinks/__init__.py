@@ -1,1 +1,1 @@
-"""Outputs of the pipeline: the Parquet store and, later, gateways and webhooks."""
+"""Outputs of the pipeline: the Parquet store, the control database and its outbox, gateways and alert destinations."""

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from flows.events import Decision, Finding
+from gatewatch.flows.events import Decision, Finding
 
 CONTROL_FILE = "control.sqlite"
 
@@ -281,7 +281,7 @@ class ControlDB:
         ).fetchone()
         return msgspec.json.decode(row[0], type=Decision) if row else None
 
-    # -- incidents (flows/incidents.py owns the body's shape) ---------------
+    # -- incidents (flows/control/incidents.py owns the body's shape) ---------------
 
     def put_incident(
         self, incident_id: str, subject_type: str, subject: str, kind: str, state: str, body: str,

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar, Protocol
 from urllib.parse import quote
 
-from sinks.control import ControlDB, OutboxEntry
-from sinks.store import StoreWriter
+from gatewatch.sinks.control import ControlDB, OutboxEntry
+from gatewatch.sinks.store import StoreWriter
 
 if TYPE_CHECKING:
     import httpx

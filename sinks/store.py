@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sinks.schema import TABLES, TIMESTAMP_COLUMNS
+from gatewatch.sinks.schema import TABLES, TIMESTAMP_COLUMNS
 
 if TYPE_CHECKING:
     import duckdb

@@ -67,7 +67,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sinks.control import ControlDB  # noqa: E402
+from gatewatch.sinks.control import ControlDB  # noqa: E402
 from tests.bench_replay import _print_table, ensure_wso2_log  # noqa: E402
 from tests.conftest import free_ports  # noqa: E402
 
@@ -228,7 +228,7 @@ def start_server(procs: Processes, exe: Path, workdir: Path) -> tuple[subprocess
     """Start ``gatewatch run`` on the sample log with the API; return it, the API's pid and base URL once ready.
 
     The store is fresh but for its control file, created first with the pipeline's own
-    :class:`sinks.control.ControlDB`: on a store without it the API process can read the
+    :class:`gatewatch.sinks.control.ControlDB`: on a store without it the API process can read the
     file between its creation and its tables' and die at start (``no such table``) while
     ``gatewatch run`` goes on without it, which is checked for here all the same.
     """

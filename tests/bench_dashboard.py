@@ -7,7 +7,7 @@ Usage::
 Builds (or reuses) ``<workdir>/dashboard-store-<rows>``: ``rows`` traffic rows
 (500 consumers x 4 APIs x one-minute windows), a ``subject_windows`` row per
 consumer and window, and findings, decisions, incidents, deliveries and
-rejected lines in proportion, written with :class:`sinks.store.StoreWriter`
+rejected lines in proportion, written with :class:`gatewatch.sinks.store.StoreWriter`
 and compacted as a long-running pipeline leaves them. Then it prints:
 
 - every query of ``dashboards/queries.py`` with the arguments a page uses,
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from dashboards import APP_PATH, queries  # noqa: E402
-from sinks.store import StoreWriter, query  # noqa: E402
+from gatewatch.dashboards import APP_PATH, queries  # noqa: E402
+from gatewatch.sinks.store import StoreWriter, query  # noqa: E402
 from tests.conftest import median_s  # noqa: E402
 
 CONSUMERS = 500

@@ -22,7 +22,7 @@ For each format and seed: ``gatewatch simulate``, ``gatewatch replay`` and
   it, and the false positives with their reasons. The reports are also written to
   ``<workdir>/held_out.json``.
 
-Exits 1 if a standard-scenario target (``flows/evaluate.py``) is missed, or if on
+Exits 1 if a standard-scenario target (``flows/lab/evaluate.py``) is missed, or if on
 a held-out run a look-alike is restricted or precision is below its target. The
 held-out recall is reported, never enforced.
 """
@@ -39,8 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.evaluate import TARGET_LATENCY_WINDOWS, TARGET_PRECISION  # noqa: E402
-from flows.simulate import SIM_FORMATS  # noqa: E402
+from gatewatch.flows.lab.evaluate import TARGET_LATENCY_WINDOWS, TARGET_PRECISION  # noqa: E402
+from gatewatch.flows.lab.simulate import SIM_FORMATS  # noqa: E402
 
 GATEWATCH = str(Path(sys.executable).with_name("gatewatch"))
 HELD_OUT_SEEDS = [201, 202, 203]  # 101-103 showed two faults that were then fixed: no longer held out

@@ -36,10 +36,10 @@ from pathlib import Path
 # run as a script from tests/: the repository root must come before tests/ (which has flows/ too)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.config import Config  # noqa: E402
-from flows.events import Event  # noqa: E402
-from flows.features import OVERFLOW  # noqa: E402
-from flows.shard import SHARDS, UNTRACKED  # noqa: E402
+from gatewatch.flows.config import Config  # noqa: E402
+from gatewatch.flows.events import Event  # noqa: E402
+from gatewatch.flows.features import OVERFLOW  # noqa: E402
+from gatewatch.flows.shard import SHARDS, UNTRACKED  # noqa: E402
 
 WINDOW_S = 60
 

@@ -69,9 +69,9 @@ import msgspec
 # run as a plain script: make the repository importable without installing it
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.parsers.nginx import _ACCESS, _ACCESS_PLAIN  # noqa: E402
-from flows.parsers.wso2 import _LooseRecord  # noqa: E402
-from flows.simulate import generate_wso2, scale_for, simulate  # noqa: E402
+from gatewatch.flows.lab.simulate import generate_wso2, scale_for, simulate  # noqa: E402
+from gatewatch.flows.parsers.nginx import _ACCESS, _ACCESS_PLAIN  # noqa: E402
+from gatewatch.flows.parsers.wso2 import _LooseRecord  # noqa: E402
 from tests.conftest import free_ports, median_s  # noqa: E402
 
 CHUNK_BYTES = 1 << 20
@@ -137,7 +137,7 @@ def ensure_wso2_log(workdir: Path, lines: int) -> Path:
 
 
 def ensure_combined_log(workdir: Path, lines: int) -> Path:
-    """Return an nginx combined access log of exactly ``lines`` lines, from :func:`flows.simulate.simulate`.
+    """Return an nginx combined access log of exactly ``lines`` lines, from :func:`gatewatch.flows.lab.simulate.simulate`.
 
     The labelled scenario (eleven consumers, about 3,200 client IPs, one attack
     of each kind, invalid-key noise) over ``MINUTES`` minutes. Its line count

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import yaml
 
-from flows.config import load_config
+from gatewatch.flows.config import load_config
 from tests.conftest import GATEWATCH, ROOT, gatewatch
 
 DEPLOY = ROOT / "docs" / "deploy"

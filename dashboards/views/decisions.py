@@ -7,7 +7,7 @@ from types import ModuleType
 
 import streamlit as st
 
-from dashboards import queries, ui
+from gatewatch.dashboards import queries, ui
 
 # which current statuses each section shows; pending and active ones show whatever the time range
 GROUPS = {
@@ -126,7 +126,7 @@ def render(view: ui.View) -> None:
     actions = ui.decision_actions()
     if actions is None:
         st.caption(
-            "Approving and reverting needs the enforcement path (`flows.decisions`); this install lacks it."
+            "Approving and reverting needs the enforcement path (`gatewatch.flows.control.decisions`); this install lacks it."
         )
     else:
         review_panel(root, actions)

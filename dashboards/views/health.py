@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards import queries, ui
+from gatewatch.dashboards import queries, ui
 
 
 def render(view: ui.View) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import queries, ui
+from gatewatch.dashboards import queries, ui
 
 FINDINGS_LIMIT = 500
 

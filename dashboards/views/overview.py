@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import queries, ui
+from gatewatch.dashboards import queries, ui
 
 
 def render(view: ui.View) -> None:

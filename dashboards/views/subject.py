@@ -8,7 +8,7 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from dashboards import queries, ui
+from gatewatch.dashboards import queries, ui
 
 TYPE_LABELS = {"consumer": "Consumer", "ip": "Client IP", "api": "API"}
 BASELINE_MINUTES = 30

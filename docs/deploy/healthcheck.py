@@ -65,7 +65,7 @@ def main() -> int:
         return 0
     if command not in ("run", "dashboard"):
         return 0
-    from flows.config import ConfigError, load_config
+    from gatewatch.flows.config import ConfigError, load_config
 
     try:
         cfg = load_config(config or os.environ.get("GATEWATCH_CONFIG") or None)

@@ -20,23 +20,54 @@ e.g. a TLS handshake); an absent or ``null`` method means not logged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import msgspec
+from pydantic import BaseModel, ConfigDict, Field
 
-from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
-from flows.features import endpoint_of
-from flows.parsers import MAX_EPOCH_S, MAX_RESPONSE_BYTES, raw_text
-from flows.parsers.wso2 import parse_timestamp
-
-if TYPE_CHECKING:
-    from flows.config import InputJsonConfig
+from gatewatch.flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
+from gatewatch.flows.features import endpoint_of
+from gatewatch.flows.parsers.base import MAX_EPOCH_S, MAX_RESPONSE_BYTES, raw_text
+from gatewatch.flows.parsers.wso2 import parse_timestamp
 
 _FIELDS = (
     "time", "status", "client_ip", "consumer", "consumer_name", "method", "path",
     "user_agent", "bytes_out", "latency_ms", "api",
 )  # fmt: skip
 _MISSING = object()
+
+
+_JSON_PATH = r"^([^.\s]+(\.[^.\s]+)*)?$"
+
+
+class JsonMapping(BaseModel):
+    """``[input.json]``: where each field the pipeline uses sits in a JSON line (dotted paths)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    time: str = Field(
+        "ts", min_length=1, pattern=_JSON_PATH,
+        description="Dotted path of the event time in each JSON line (required). The defaults fit Caddy's JSON access log.",
+    )  # fmt: skip
+    time_format: Literal["iso8601", "epoch_s", "epoch_ms"] = Field(
+        "epoch_s", description="iso8601 text (no zone: UTC), or seconds / milliseconds since the epoch (numbers)."
+    )
+    status: str = Field("status", min_length=1, pattern=_JSON_PATH, description="Path of the HTTP status sent (required).")
+    client_ip: str = Field("request.client_ip", pattern=_JSON_PATH, description='Path of the client IP ("": not logged).')
+    consumer: str = Field("user_id", pattern=_JSON_PATH, description='Path of the consumer id ("": every request anonymous).')
+    consumer_name: str = Field("", pattern=_JSON_PATH, description='Path of the consumer display name ("": not logged).')
+    method: str = Field("request.method", pattern=_JSON_PATH, description='Path of the HTTP method ("": not logged).')
+    path: str = Field(
+        "request.uri", pattern=_JSON_PATH, description='Path of the request target; its query string is kept apart, its first 512 characters ("": not logged).'
+    )
+    user_agent: str = Field(
+        "request.headers.User-Agent", pattern=_JSON_PATH,
+        description='Path of the raw User-Agent; a list of values is joined with ", " ("": not logged).',
+    )  # fmt: skip
+    bytes_out: str = Field("size", pattern=_JSON_PATH, description='Path of the response size in bytes ("": not logged).')
+    latency_ms: str = Field("", pattern=_JSON_PATH, description='Path of the total latency in milliseconds ("": not logged).')
+    api: str = Field("request.host", pattern=_JSON_PATH, description='Path of the API / virtual host name ("": not logged).')
+
 
 
 class _Bad(ValueError):
@@ -47,23 +78,17 @@ class _Bad(ValueError):
         self.reason = reason
 
 
-def _default_mapping() -> InputJsonConfig:
-    from flows.config import InputJsonConfig  # flows.config imports this package
-
-    return InputJsonConfig()
-
-
 class JsonParser:
     """Parse JSON object lines into events through a field mapping."""
 
     name: ClassVar[str] = "json"
 
     def __init__(
-        self, *, max_line_bytes: int = 65536, raw_max_bytes: int = 4096, mapping: InputJsonConfig | None = None
+        self, *, max_line_bytes: int = 65536, raw_max_bytes: int = 4096, mapping: JsonMapping | None = None
     ) -> None:
         self.max_line_bytes = max_line_bytes
         self.raw_max_bytes = raw_max_bytes
-        self.mapping = mapping if mapping is not None else _default_mapping()
+        self.mapping = mapping if mapping is not None else JsonMapping()
         self._paths = {f: tuple(p.split(".")) if (p := getattr(self.mapping, f)) else () for f in _FIELDS}
         self._to_seconds = _TIME_PARSERS[self.mapping.time_format]
 

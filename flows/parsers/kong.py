@@ -27,9 +27,9 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
-from flows.features import endpoint_of
-from flows.parsers import MAX_EPOCH_S, MAX_RESPONSE_BYTES, raw_text
+from gatewatch.flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
+from gatewatch.flows.features import endpoint_of
+from gatewatch.flows.parsers.base import MAX_EPOCH_S, MAX_RESPONSE_BYTES, raw_text
 
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 

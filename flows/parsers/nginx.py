@@ -37,9 +37,9 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import ClassVar
 
-from flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
-from flows.features import endpoint_of
-from flows.parsers import raw_text
+from gatewatch.flows.events import MAX_QUERY_CHARS, Chunk, Event, Reject
+from gatewatch.flows.features import endpoint_of
+from gatewatch.flows.parsers.base import raw_text
 
 _SYSLOG = r"(?:<\d{1,3}>)?(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\S+) \S+ [^\s:\[]+(?:\[\d+\])?: "
 _QUOTED = r'[^"\\]*(?:\\.[^"\\]*)*'

@@ -27,9 +27,9 @@ from typing import Annotated, ClassVar
 
 import msgspec
 
-from flows.events import Chunk, Event, Reject
-from flows.features import endpoint_of
-from flows.parsers import MAX_RESPONSE_BYTES, raw_text
+from gatewatch.flows.events import Chunk, Event, Reject
+from gatewatch.flows.features import endpoint_of
+from gatewatch.flows.parsers.base import MAX_RESPONSE_BYTES, raw_text
 
 _PREFIX = re.compile(
     rb"\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+[A-Z]+ \S+ apimMetrics: (apim:[a-z]+), properties ?: ?"

@@ -1,6 +1,6 @@
 """Alert channels (Standard Webhooks, Slack, PagerDuty), registered by config ``type``.
 
-Each is an outbox :class:`~sinks.outbox.Channel`: the control plane queues a
+Each is an outbox :class:`~gatewatch.sinks.outbox.Channel`: the control plane queues a
 channel-independent alert document, and the channel renders, signs and sends
 it at delivery time. Secrets come from the environment here and nowhere else.
 """
@@ -11,12 +11,18 @@ import base64
 import binascii
 from collections.abc import Mapping
 
-from flows.config import AlertsConfig, ConfigError, GenericDestination, PagerDutyDestination, SlackDestination
-from sinks.alerts.base import AlertChannel
-from sinks.alerts.generic import GenericWebhook
-from sinks.alerts.pagerduty import PagerDutyEvents
-from sinks.alerts.slack import SlackWebhook
-from sinks.signing import SECRET_PREFIX
+from gatewatch.flows.config import (
+    AlertsConfig,
+    ConfigError,
+    GenericDestination,
+    PagerDutyDestination,
+    SlackDestination,
+)
+from gatewatch.sinks.alerts.base import AlertChannel
+from gatewatch.sinks.alerts.generic import GenericWebhook
+from gatewatch.sinks.alerts.pagerduty import PagerDutyEvents
+from gatewatch.sinks.alerts.slack import SlackWebhook
+from gatewatch.sinks.signing import SECRET_PREFIX
 
 ALERT_CHANNELS: dict[str, type[AlertChannel]] = {
     c.kind: c for c in (GenericWebhook, SlackWebhook, PagerDutyEvents)

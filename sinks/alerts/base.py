@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit
 
-from sinks.control import OutboxEntry
-from sinks.outbox import Attempt, retry_after, tls_verify
+from gatewatch.sinks.control import OutboxEntry
+from gatewatch.sinks.outbox import Attempt, retry_after, tls_verify
 
 if TYPE_CHECKING:
     import httpx

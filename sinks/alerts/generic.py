@@ -14,8 +14,8 @@ import json
 import time
 from typing import ClassVar
 
-from sinks.alerts.base import AlertChannel
-from sinks.signing import sign
+from gatewatch.sinks.alerts.base import AlertChannel
+from gatewatch.sinks.signing import sign
 
 EVENT_TYPES = {
     "open": "incident.opened",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import ClassVar
 
-from sinks.alerts.base import AlertChannel
+from gatewatch.sinks.alerts.base import AlertChannel
 
 SUMMARY_CHARS = 1024  # PagerDuty's limit
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from sinks.alerts.base import AlertChannel
+from gatewatch.sinks.alerts.base import AlertChannel
 
 MARKS = {"critical": "🔴", "error": "🟠", "warning": "🟡", "info": "🔵"}
 HEADER_CHARS = 150  # Slack's limit for a header block

@@ -10,7 +10,7 @@ entry can never overwrite a newer state. Expiry and revert are deliveries
 too: the desired state just has less in it.
 
 :func:`build_channels` makes the configured channels (one module each:
-``wso2``, ``kong``, ``webhook``); each implements ``sinks.outbox.Channel``.
+``wso2``, ``kong``, ``webhook``); each implements ``gatewatch.sinks.outbox.Channel``.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from flows.config import Config
-from flows.events import Decision, stable_id
-from sinks.control import ControlDB
-from sinks.outbox import Channel
-from sinks.targets.base import Desired, Secret
+from gatewatch.flows.config import Config
+from gatewatch.flows.events import Decision, stable_id
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.outbox import Channel
+from gatewatch.sinks.targets.base import Desired, Secret
 
 ENFORCED = ("approved", "applied")
 
@@ -87,7 +87,7 @@ def build_channels(cfg: Config, control: ControlDB) -> dict[str, Channel]:
     keys = secrets(cfg)
     channels: dict[str, Channel] = {}
     if t.wso2.enabled:
-        from sinks.targets.wso2 import Wso2Channel
+        from gatewatch.sinks.targets.wso2 import Wso2Channel
 
         w = t.wso2
         channels[w.name] = Wso2Channel(
@@ -97,7 +97,7 @@ def build_channels(cfg: Config, control: ControlDB) -> dict[str, Channel]:
             api_ids=tuple(w.api_ids), timeout_s=w.timeout_s, verify_tls=w.verify_tls, ca_file=w.ca_file,
         )  # fmt: skip
     if t.kong.enabled:
-        from sinks.targets.kong import KongChannel
+        from gatewatch.sinks.targets.kong import KongChannel
 
         k = t.kong
         channels[k.name] = KongChannel(
@@ -106,7 +106,7 @@ def build_channels(cfg: Config, control: ControlDB) -> dict[str, Channel]:
             timeout_s=k.timeout_s, verify_tls=k.verify_tls, ca_file=k.ca_file,
         )  # fmt: skip
     if t.webhook.enabled:
-        from sinks.targets.webhook import WebhookChannel
+        from gatewatch.sinks.targets.webhook import WebhookChannel
 
         h = t.webhook
         channels[h.name] = WebhookChannel(
@@ -191,5 +191,5 @@ def wire_targets(
 
 
 def sender_options(cfg: Config) -> dict:
-    """Keyword arguments of ``sinks.outbox.Sender`` from ``[delivery]``."""
+    """Keyword arguments of ``gatewatch.sinks.outbox.Sender`` from ``[delivery]``."""
     return cfg.delivery.model_dump(exclude={"interval_s"})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sinks.outbox import Attempt, retry_after
+from gatewatch.sinks.outbox import Attempt, retry_after
 
 if TYPE_CHECKING:  # the channel modules import it: a run with no destination never does
     import httpx

@@ -25,9 +25,9 @@ from typing import ClassVar
 
 import httpx
 
-from sinks.control import ControlDB, OutboxEntry
-from sinks.outbox import Attempt, tls_verify
-from sinks.targets.base import CallFailed, Calls, Desired, Secret, SecretMissing
+from gatewatch.sinks.control import ControlDB, OutboxEntry
+from gatewatch.sinks.outbox import Attempt, tls_verify
+from gatewatch.sinks.targets.base import CallFailed, Calls, Desired, Secret, SecretMissing
 
 # fixed namespace of gatewatch's plugin ids (uuid5 of it and a name)
 NAMESPACE = uuid.UUID("5d0c6f3e-8a43-4b0e-9a53-6761746577a1")

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from sinks import signing
-from sinks.control import OutboxEntry
-from sinks.outbox import Attempt, retry_after, tls_verify
-from sinks.targets.base import Desired, Secret, SecretMissing
+from gatewatch.sinks import signing
+from gatewatch.sinks.control import OutboxEntry
+from gatewatch.sinks.outbox import Attempt, retry_after, tls_verify
+from gatewatch.sinks.targets.base import Desired, Secret, SecretMissing
 
 EVENT_TYPE = "gatewatch.enforcement"
 

@@ -35,9 +35,9 @@ from typing import ClassVar
 
 import httpx
 
-from sinks.control import ControlDB, OutboxEntry
-from sinks.outbox import Attempt, tls_verify
-from sinks.targets.base import CallFailed, Calls, Desired, Secret, SecretMissing
+from gatewatch.sinks.control import ControlDB, OutboxEntry
+from gatewatch.sinks.outbox import Attempt, tls_verify
+from gatewatch.sinks.targets.base import CallFailed, Calls, Desired, Secret, SecretMissing
 
 ADMIN = "/api/am/admin/v4"
 PUBLISHER = "/api/am/publisher/v4"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from store_rows import DECISIONS, DELIVERIES, FINDINGS, INCIDENTS, REJECTED, SUBJECT_WINDOWS, TRAFFIC
 
-from sinks.store import StoreWriter
+from gatewatch.sinks.store import StoreWriter
 from tests.conftest import GATEWATCH, SAMPLE, free_ports, gatewatch
 
 CASES = Path(__file__).with_name("cases")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sinks.schema import TABLES
+from gatewatch.sinks.schema import TABLES
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 API_A = "PizzaShackAPI:1.0.0"

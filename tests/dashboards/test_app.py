@@ -2,7 +2,7 @@
 
 Most tests read a store filled by a real ``gatewatch replay`` of the sample log
 (``replay_store``) and compute what the page must show with their own SQL,
-independent of ``dashboards.queries``.
+independent of ``gatewatch.dashboards.queries``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import pytest
 from store_rows import API_A, TRAFFIC, traffic_row, ts
 from streamlit.testing.v1 import AppTest
 
-import dashboards
-from dashboards import ui
-from flows.decisions import list_decisions
-from sinks.control import ControlDB
-from sinks.store import StoreWriter
+from gatewatch import dashboards
+from gatewatch.dashboards import ui
+from gatewatch.flows.control.decisions import list_decisions
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import StoreWriter
 from tests.conftest import SAMPLE, gatewatch, rows, scalar
 
 PAGES = ["overview", "incidents", "subject", "decisions", "health"]
@@ -480,7 +480,7 @@ def test_a_refused_change_is_shown_not_raised(monkeypatch, replay_copy):
 
 
 def test_without_the_enforcement_path_the_page_offers_no_buttons(monkeypatch, replay_store):
-    monkeypatch.setitem(sys.modules, "flows.decisions", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "gatewatch.flows.control.decisions", None)  # as if it were not installed
 
     app = open_page(monkeypatch, replay_store, "decisions")
 
@@ -784,7 +784,7 @@ def test_a_link_opens_the_subject_page_on_its_subject(monkeypatch, store_root):
 def test_the_decision_history_says_what_changed_between_state_rows(monkeypatch, store_root):
     from store_rows import decision_row
 
-    from sinks.schema import TABLES
+    from gatewatch.sinks.schema import TABLES
 
     names = [field.name for field in TABLES["decisions"]]
     applied = dict(zip(names, decision_row("d3", "f1", "consumer", "c3", "mallory-app", "restricted",

@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from flows.decisions import list_decisions
+from gatewatch.flows.control.decisions import list_decisions
 from tests.conftest import GATEWATCH, ROOT, SAMPLE, free_ports, rows, scalar, start_gatewatch, stop, wait_for
 
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -219,7 +219,7 @@ def test_a_hostile_name_renders_as_text_in_a_browser(store_root, serve_dashboard
     """A subject name written as Markdown by an attacker shows as its characters: no link, image or colour."""
     from store_rows import F1_EVIDENCE, finding_row
 
-    from sinks.store import StoreWriter
+    from gatewatch.sinks.store import StoreWriter
 
     hostile = "[pwned](https://evil.example/) ![x](https://evil.example/p.png) :red[alarm] **loud**"
     StoreWriter(store_root).open().append("findings", [finding_row(

@@ -8,9 +8,9 @@ from datetime import datetime
 import pytest
 from store_rows import API_A, API_B, LOGIN, SCANNER, T0, at, traffic_row, ts
 
-from dashboards import queries
-from sinks.control import ControlDB
-from sinks.store import StoreWriter
+from gatewatch.dashboards import queries
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import StoreWriter
 
 
 def test_overview_totals_counts_everything_without_a_range(store_root):

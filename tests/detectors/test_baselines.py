@@ -5,7 +5,7 @@ import random
 import numpy as np
 from river import stats
 
-from detectors.baselines import Baselines, Feature
+from gatewatch.detectors.baselines import Baselines, Feature
 from tests.conftest import columns
 
 REQUESTS = Feature("requests", "requests", floor=0.4, volume=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors import DETECTORS
+from gatewatch.detectors import DETECTORS
 
 CASES = json.loads((Path(__file__).parent / "cases.json").read_text())
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detectors import DETECTORS, BaselineDetector
-from detectors.base import horizon_text
-from flows.config import HORIZONS, Config
-from flows.shard import build_detectors
+from gatewatch.detectors import DETECTORS, BaselineDetector
+from gatewatch.detectors.base import horizon_text
+from gatewatch.flows.config import HORIZONS, Config
+from gatewatch.flows.shard import build_detectors
 from tests.conftest import columns
 
 EXAMPLES = json.loads((Path(__file__).parent / "examples.json").read_text())

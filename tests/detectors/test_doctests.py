@@ -6,9 +6,9 @@ import pkgutil
 
 import pytest
 
-import detectors
+from gatewatch import detectors
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(detectors.__path__, "detectors."))
+MODULES = sorted(m.name for m in pkgutil.iter_modules(detectors.__path__, "gatewatch.detectors."))
 
 
 @pytest.mark.parametrize("name", MODULES)

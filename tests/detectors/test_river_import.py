@@ -7,7 +7,7 @@ import sys
 
 _PROBE = """
 import sys
-from detectors.anomaly import half_space_trees
+from gatewatch.detectors.anomaly import half_space_trees
 cls = half_space_trees()
 light = "scipy.stats" not in sys.modules and "river.tree.hoeffding_tree" not in sys.modules
 from river.anomaly import GaussianScorer, HalfSpaceTrees
@@ -22,7 +22,7 @@ def test_half_space_trees_load_alone_then_river_imports_in_full():
 
 _THREADS = """
 import threading, time
-from detectors.anomaly import half_space_trees
+from gatewatch.detectors.anomaly import half_space_trees
 got = []
 def load(delay):
     time.sleep(delay)  # the others arrive while the first is still loading (about 0.2 s)

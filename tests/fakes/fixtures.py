@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sinks.control import ControlDB
-from sinks.outbox import Sender
-from sinks.store import StoreWriter, query
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.outbox import Sender
+from gatewatch.sinks.store import StoreWriter, query
 from tests.fakes.kong import FakeKong
 from tests.fakes.wso2 import FakeWso2
 

@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from sinks.control import ControlDB
+from gatewatch.sinks.control import ControlDB
 from tests.conftest import SAMPLE, gatewatch, rows, scalar, start_gatewatch, stop, wait_for
 from tests.sinks.alerts_receiver import ROUTING_KEY, Receiver, whsec
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from datetime import datetime, timezone
 
-from flows.simulate import generate_wso2
+from gatewatch.flows.lab.simulate import generate_wso2
 from tests.conftest import GATEWATCH, SAMPLE, gatewatch, scalar, terminal
 
 
@@ -39,7 +39,7 @@ def test_replay_never_imports_pandas_duckdb_or_httpx_and_still_writes_every_even
     only a run with somewhere to deliver to imports httpx (0.08 s)."""
     store = tmp_path / "s"
     code = (
-        "import sys\nfrom flows.cli import main\n"
+        "import sys\nfrom gatewatch.flows.cli import main\n"
         f"sys.argv = ['gatewatch', 'replay', {str(SAMPLE)!r}, '--store', {str(store)!r}]\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "print('imported:', [m for m in ('pandas', 'duckdb', 'httpx', 'httpx._main') if m in sys.modules])\n"
@@ -137,12 +137,14 @@ def test_log_format_json_makes_every_stderr_message_a_json_object(tmp_path):
 def test_short_help_everywhere_and_shell_completion():
     assert gatewatch("-h").stdout.startswith("Usage: gatewatch [OPTIONS] COMMAND")
     assert gatewatch("decisions", "list", "-h").stdout.startswith("Usage: gatewatch decisions list")
-    script = gatewatch("--show-completion", "bash").stdout
+    # typer takes the shell from the parent process unless told not to; the test may run under sh
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    script = gatewatch("--show-completion", "bash", env=env).stdout
     assert "_gatewatch_completion()" in script and "complete " in script
 
 
 def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
-    from sinks.store import StoreWriter
+    from gatewatch.sinks.store import StoreWriter
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[policy]\nmode = \"yolo\"\n")
@@ -163,7 +165,7 @@ def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
 
 
 def test_output_names_what_a_command_prints_and_the_old_format_still_works(tmp_path):
-    from sinks.store import StoreWriter
+    from gatewatch.sinks.store import StoreWriter
 
     store = tmp_path / "s"
     StoreWriter(store).open()

@@ -15,8 +15,8 @@ from bytewax.operators import StatefulLogic
 from bytewax.run import cli_main
 from bytewax.testing import TestingSource
 
-from flows.cli import listening_ports, wait_for_local_peers
-from flows.dataflow import bytewax_worker_of, shard_keys
+from gatewatch.flows.cli.ingest import listening_ports, wait_for_local_peers
+from gatewatch.flows.dataflow import bytewax_worker_of, shard_keys
 from tests.conftest import GATEWATCH, SAMPLE, free_ports, gatewatch, rows, scalar, start_gatewatch, wait_for
 from tests.flows.test_run import LINES, _oracle_of
 

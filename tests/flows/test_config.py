@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from flows.config import Config, ConfigError, check_paths, example_toml, load_config
+from gatewatch.flows.config import Config, ConfigError, check_paths, example_toml, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

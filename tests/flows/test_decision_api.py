@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import ApiConfig
-from flows.decision_api import (
+from gatewatch.flows.config import ApiConfig
+from gatewatch.flows.control.decision_api import (
     ApiKeysError,
     LiveState,
     caller_of,
@@ -17,7 +17,7 @@ from flows.decision_api import (
     parse_score_request,
     read_keys,
 )
-from flows.events import Decision, Finding
+from gatewatch.flows.events import Decision, Finding
 
 CASES = json.loads((Path(__file__).with_name("decision_api_cases.json")).read_text())
 THRESHOLDS = {"elevated": 0.6, "restricted": 0.8, "blocked": 0.97}
@@ -197,8 +197,8 @@ def test_without_a_watermark_time_is_the_newest_decision_s_not_the_wall_clock():
 def test_a_control_file_without_tables_yet_is_read_as_nothing_yet(tmp_path):
     import sqlite3
 
-    from flows.config import Config
-    from flows.decision_api import DecisionApi
+    from gatewatch.flows.config import Config
+    from gatewatch.flows.control.decision_api import DecisionApi
 
     sqlite3.connect(tmp_path / "control.sqlite").close()  # created, its tables not yet
     api = DecisionApi(Config.model_validate({"store": {"path": str(tmp_path)}}), {"k" * 16: "caller"})
@@ -209,10 +209,9 @@ def test_a_control_file_without_tables_yet_is_read_as_nothing_yet(tmp_path):
 def test_the_modules_doctests():
     import doctest
 
-    import flows.decision_api
-    import flows.live
-    import flows.log
+    from gatewatch.flows import live, log
+    from gatewatch.flows.control import decision_api
 
-    assert doctest.testmod(flows.decision_api).failed == 0
-    assert doctest.testmod(flows.live).failed == 0
-    assert doctest.testmod(flows.log).failed == 0
+    assert doctest.testmod(decision_api).failed == 0
+    assert doctest.testmod(live).failed == 0
+    assert doctest.testmod(log).failed == 0

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from flows.decisions import DecisionError, approve, list_decisions
-from sinks.control import ControlDB
+from gatewatch.flows.control.decisions import DecisionError, approve, list_decisions
+from gatewatch.sinks.control import ControlDB
 from tests.conftest import SAMPLE, gatewatch, rows
 
 ATTACKER = "3f8a1c2e-7b4d-4e9a-8c6f-2d1e0b9a7c54"

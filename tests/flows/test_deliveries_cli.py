@@ -6,9 +6,9 @@ import time
 
 from werkzeug import Response
 
-from sinks.control import ControlDB
-from sinks.outbox import Sender
-from sinks.store import StoreWriter
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.outbox import Sender
+from gatewatch.sinks.store import StoreWriter
 from tests.conftest import gatewatch
 from tests.sinks.test_outbox import _PostChannel
 

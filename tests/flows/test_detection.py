@@ -15,12 +15,12 @@ import zlib
 
 import pytest
 
-import flows.features
-from flows.config import Config
-from flows.dataflow import RunStats, _Router, shard_keys
-from flows.events import Chunk, Event
-from flows.features import endpoint, endpoint_of
-from flows.shard import ApiShard, ConsumerShard, IpShard
+from gatewatch.flows import features
+from gatewatch.flows.config import Config
+from gatewatch.flows.dataflow import RunStats, _Router, shard_keys
+from gatewatch.flows.events import Chunk, Event
+from gatewatch.flows.features import endpoint, endpoint_of
+from gatewatch.flows.shard import ApiShard, ConsumerShard, IpShard
 from tests.conftest import ROOT, SAMPLE, gatewatch, rows
 
 CROWDSEC = ROOT / "tests" / "data" / "crowdsec"
@@ -66,7 +66,7 @@ def _table(outputs, name):
 
 
 def test_feature_docstring_examples():
-    assert doctest.testmod(flows.features).failed == 0
+    assert doctest.testmod(features).failed == 0
 
 
 def test_the_consumer_family_writes_every_event_into_traffic_once():

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sinks.control import CONTROL_FILE
-from sinks.targets.kong import plugin_id
+from gatewatch.sinks.control import CONTROL_FILE
+from gatewatch.sinks.targets.kong import plugin_id
 from tests.conftest import SAMPLE, gatewatch, rows, start_gatewatch, stop, wait_for
 from tests.fakes.fixtures import WSO2_PASSWORD
 

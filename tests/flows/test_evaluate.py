@@ -8,8 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from flows.evaluate import FindingRow, evaluate, render
-from flows.simulate import SIM_FORMATS, GroundTruth
+from gatewatch.flows.lab.evaluate import FindingRow, evaluate, render
+from gatewatch.flows.lab.simulate import SIM_FORMATS, GroundTruth
 from tests.conftest import gatewatch
 
 CASE = json.loads((Path(__file__).parent / "evaluate_cases.json").read_text())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flows.config import Config
-from flows.shard import IpShard
+from gatewatch.flows.config import Config
+from gatewatch.flows.shard import IpShard
 from tests.flows.test_detection import T0, _table, ev
 from tests.flows.test_horizons import _run
 

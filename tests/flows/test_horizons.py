@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pickle
 
-from flows.config import Config
-from flows.horizons import MAX_DISTINCT, SPECS, Trails
-from flows.shard import ApiShard, ConsumerShard, IpShard
+from gatewatch.flows.config import Config
+from gatewatch.flows.horizons import MAX_DISTINCT, SPECS, Trails
+from gatewatch.flows.shard import ApiShard, ConsumerShard, IpShard
 from tests.flows.test_detection import T0, _table, ev
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import pickle
 import time
 
-from flows.config import Config
-from flows.events import Event
-from flows.features import endpoint_of
-from flows.shard import ConsumerShard
+from gatewatch.flows.config import Config
+from gatewatch.flows.events import Event
+from gatewatch.flows.features import endpoint_of
+from gatewatch.flows.shard import ConsumerShard
 
 T0 = 1_700_000_040.0
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import AlertsConfig, Config
-from flows.controller import CONTROL_WRITER, Controller, build_policy
-from flows.events import Decision, Finding, stable_id
-from flows.incidents import IncidentTracker, redact_ip, severity_of
-from sinks.control import ControlDB
-from sinks.store import StoreWriter, query
+from gatewatch.flows.config import AlertsConfig, Config
+from gatewatch.flows.control.controller import CONTROL_WRITER, Controller, build_policy
+from gatewatch.flows.control.incidents import IncidentTracker, redact_ip, severity_of
+from gatewatch.flows.events import Decision, Finding, stable_id
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import StoreWriter, query
 
 CASES = sorted(Path(__file__).with_name("incident_cases").glob("*.json"))
 T0 = 1793613600.0  # 2026-11-02T10:00:00Z

@@ -22,8 +22,8 @@ from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from flows.config import ConfigError, InputKafkaConfig, load_config
-from flows.kafka import (
+from gatewatch.flows.config import ConfigError, InputKafkaConfig, load_config
+from gatewatch.flows.kafka import (
     KafkaInputError,
     KafkaLogSource,
     KafkaSettingsError,

@@ -83,7 +83,7 @@ def test_a_terminal_gets_a_status_line(tmp_path, small_windows_config):
 
 
 def test_a_stdout_nobody_reads_never_holds_up_the_control_plane(tmp_path):
-    from flows.live import LiveLines
+    from gatewatch.flows.live import LiveLines
 
     read_end, write_end = os.pipe()
     out = os.fdopen(write_end, "w")

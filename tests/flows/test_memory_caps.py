@@ -14,9 +14,9 @@ import pickle
 import random
 import sys
 
-from flows.config import Config
-from flows.events import Event
-from flows.features import (
+from gatewatch.flows.config import Config
+from gatewatch.flows.events import Event
+from gatewatch.flows.features import (
     EXACT_IPS,
     OVERFLOW,
     ApiWindows,
@@ -32,7 +32,7 @@ from flows.features import (
     ip_union,
     subnets_of,
 )
-from flows.shard import UNTRACKED, ApiShard, ConsumerShard, IpShard
+from gatewatch.flows.shard import UNTRACKED, ApiShard, ConsumerShard, IpShard
 from tests.conftest import gatewatch, rows, scalar
 
 T0 = 1_793_599_980.0  # a window start (a whole minute)

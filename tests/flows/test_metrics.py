@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.core import CollectorRegistry
 
-from flows.metrics import make_app
+from gatewatch.flows.metrics import make_app
 from tests.conftest import (
     ROOT,
     SAMPLE,

@@ -7,8 +7,8 @@ from itertools import accumulate
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from flows import features
-from flows.features import _ID, _LAST_NUMBER, classify, endpoint, endpoint_of, sequential_ids
+from gatewatch.flows import features
+from gatewatch.flows.features import _ID, _LAST_NUMBER, classify, endpoint, endpoint_of, sequential_ids
 
 # segments of every kind the folding and the flags look at: ids of each shape, templates,
 # login and sensitive names, static and sensitive extensions, dot-files, near-misses

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import flows.payloads
-from flows.payloads import payload_kind
+from gatewatch.flows import payloads
+from gatewatch.flows.payloads import payload_kind
 
 CASES = json.loads((Path(__file__).parent / "payload_cases.json").read_text())["cases"]
 
@@ -20,4 +20,4 @@ def test_payload_kind(path, query, kind):
 
 
 def test_docstring_examples():
-    assert doctest.testmod(flows.payloads).failed == 0
+    assert doctest.testmod(payloads).failed == 0

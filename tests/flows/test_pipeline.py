@@ -9,11 +9,11 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from flows.config import Config
-from flows.dataflow import RunStats, StoreSink
-from flows.events import Event
-from flows.shard import ConsumerShard
-from sinks.control import ControlDB
+from gatewatch.flows.config import Config
+from gatewatch.flows.dataflow import RunStats, StoreSink
+from gatewatch.flows.events import Event
+from gatewatch.flows.shard import ConsumerShard
+from gatewatch.sinks.control import ControlDB
 from tests.conftest import SAMPLE, gatewatch, rows, scalar
 
 LINE = re.compile(r"^\d{2}:\d{2}:\d{2},\d{3} \[[^\]]*\] \[[^\]]*\]\s+\w+ \S+ apimMetrics: (apim:\w+), properties ?: ?(\{.*\})\s*$")

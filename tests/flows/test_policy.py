@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from msgspec.structs import replace
 
-from flows.controller import Controller, merge_state
-from flows.events import Finding, stable_id
-from flows.policy import Policy
-from sinks.control import ControlDB
-from sinks.store import StoreWriter, query
+from gatewatch.flows.control.controller import Controller, merge_state
+from gatewatch.flows.control.policy import Policy
+from gatewatch.flows.events import Finding, stable_id
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import StoreWriter, query
 
 CASES = json.loads((Path(__file__).parent / "policy_cases.json").read_text())
 T0 = 1_700_000_040.0  # a window boundary (multiple of 60)

@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from datetime import datetime, timezone
 
-from flows.simulate import generate_wso2
+from gatewatch.flows.lab.simulate import generate_wso2
 from tests.conftest import gatewatch, rows, scalar, start_gatewatch, stop, wait_for
 
 TRAFFIC = "SELECT epoch(window_start) ws, api, consumer, sum(requests) n FROM traffic GROUP BY ALL"

@@ -15,10 +15,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from flows.events import Chunk, Event
-from flows.parsers import ChunkParser
-from flows.payloads import payload_kind
-from flows.simulate import (
+from gatewatch.flows.events import Chunk, Event
+from gatewatch.flows.lab.simulate import (
     SIM_FORMATS,
     GroundTruth,
     Incident,
@@ -29,6 +27,8 @@ from flows.simulate import (
     main,
     simulate,
 )
+from gatewatch.flows.parsers import ChunkParser
+from gatewatch.flows.payloads import payload_kind
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_logs" / "wso2_apim_metrics.log"
@@ -208,7 +208,7 @@ def test_generate_wso2_rejects_bad_arguments(tmp_path: Path, kwargs: dict, messa
 
 def test_sample_log_is_the_documented_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readme = (ROOT / "sample_logs" / "README.md").read_text(encoding="utf-8")
-    assert f"python -m flows.simulate {SAMPLE_ARGS}\n" in readme
+    assert f"python -m gatewatch.flows.lab.simulate {SAMPLE_ARGS}\n" in readme
     monkeypatch.chdir(tmp_path)
     (tmp_path / "sample_logs").mkdir()
     main(shlex.split(SAMPLE_ARGS))

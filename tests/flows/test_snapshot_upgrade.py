@@ -11,7 +11,7 @@ import pickle
 
 import pytest
 
-from flows.features import ApiAcc, IpAcc, ip_features
+from gatewatch.flows.features import ApiAcc, IpAcc, ip_features
 
 # what an IP cell of each earlier version pickled: (slot, value) in its slot order
 EARLIER_IP_CELLS = {

@@ -1,4 +1,4 @@
-"""Tests for flows.sources: real files on disk, real pipes, a real dataflow."""
+"""Tests for gatewatch.flows.sources: real files on disk, real pipes, a real dataflow."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from bytewax.testing import TestingSink, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.events import Chunk
-from flows.sources import LineReader, LogSource, expand_inputs
+from gatewatch.flows.events import Chunk
+from gatewatch.flows.sources import LineReader, LogSource, expand_inputs
 
 
 @pytest.fixture

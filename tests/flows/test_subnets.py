@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.features import IpSketch, subnets_of
+from gatewatch.flows.features import IpSketch, subnets_of
 
 SIX_IN_ONE_64 = [
     "2001:db8:1:2::1",

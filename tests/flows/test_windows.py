@@ -13,11 +13,11 @@ from operator import attrgetter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.base import subnet
-from flows.config import Config
-from flows.dataflow import RunStats, _Router, shard_keys
-from flows.events import Event
-from flows.features import (
+from gatewatch.detectors.base import subnet
+from gatewatch.flows.config import Config
+from gatewatch.flows.dataflow import RunStats, _Router, shard_keys
+from gatewatch.flows.events import Event
+from gatewatch.flows.features import (
     EXACT_IPS,
     MAX_SEEN,
     ApiWindows,

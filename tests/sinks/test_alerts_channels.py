@@ -18,11 +18,11 @@ import jsonschema
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from sinks.alerts.generic import GenericWebhook, body_of
-from sinks.alerts.pagerduty import PagerDutyEvents, event_of
-from sinks.alerts.slack import SlackWebhook, blocks_of
-from sinks.control import OutboxEntry
-from sinks.signing import sign
+from gatewatch.sinks.alerts.generic import GenericWebhook, body_of
+from gatewatch.sinks.alerts.pagerduty import PagerDutyEvents, event_of
+from gatewatch.sinks.alerts.slack import SlackWebhook, blocks_of
+from gatewatch.sinks.control import OutboxEntry
+from gatewatch.sinks.signing import sign
 from tests.sinks.alerts_receiver import ROUTING_KEY, SLACK_PATH, Receiver, schema, whsec
 
 CASES_DIR = Path(__file__).with_name("alert_cases")
@@ -178,7 +178,7 @@ def test_a_rejected_alert_reports_the_answer(httpserver):
 
 
 def test_test_alerts_are_clearly_marked():
-    from flows.alerts import sample_alert
+    from gatewatch.flows.cli.alerts import sample_alert
 
     alert = sample_alert("ops", "", 1793613660.0)
     jsonschema.validate(json.loads(body_of(alert)), schema("standard_webhook_alert"))

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.config import ConfigError, GenericDestination, PagerDutyDestination, SlackDestination, load_config
-from sinks.alerts import build_channels
+from gatewatch.flows.config import (
+    ConfigError,
+    GenericDestination,
+    PagerDutyDestination,
+    SlackDestination,
+    load_config,
+)
+from gatewatch.sinks.alerts import build_channels
 from tests.conftest import ROOT, gatewatch, rows
 from tests.sinks.alerts_receiver import ROUTING_KEY, Receiver, whsec
 
@@ -105,7 +111,7 @@ def test_validate_lists_missing_and_malformed_secrets_without_their_values(tmp_p
 
 
 def test_channels_are_built_only_with_every_secret():
-    from flows.config import AlertsConfig
+    from gatewatch.flows.config import AlertsConfig
 
     alerts = AlertsConfig(
         destinations=[{"type": "generic", "name": "h", "url": "http://x/", "secret_env": ["A", "B"]}]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from werkzeug import Response
 
-from sinks.alerts.generic import GenericWebhook
-from sinks.alerts.slack import SlackWebhook
-from sinks.control import ControlDB
-from sinks.outbox import Sender
-from sinks.store import StoreWriter, query
+from gatewatch.sinks.alerts.generic import GenericWebhook
+from gatewatch.sinks.alerts.slack import SlackWebhook
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.outbox import Sender
+from gatewatch.sinks.store import StoreWriter, query
 from tests.sinks.alerts_receiver import Receiver, whsec
 
 ALERT = json.loads((Path(__file__).with_name("alert_cases") / "open.alert.json").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from sinks.control import ControlDB
+from gatewatch.sinks.control import ControlDB
 
 _PROCESSES = 6
 

@@ -8,9 +8,9 @@ from typing import ClassVar
 import httpx
 from werkzeug import Response
 
-from sinks.control import ControlDB, OutboxEntry
-from sinks.outbox import Attempt, Sender, retry_after
-from sinks.store import StoreWriter, query
+from gatewatch.sinks.control import ControlDB, OutboxEntry
+from gatewatch.sinks.outbox import Attempt, Sender, retry_after
+from gatewatch.sinks.store import StoreWriter, query
 
 
 class _PostChannel:

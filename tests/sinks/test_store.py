@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flows.events import Decision, Finding
-from sinks.schema import TABLES
-from sinks.store import StoreWriter, live_files, query
+from gatewatch.flows.events import Decision, Finding
+from gatewatch.sinks.schema import TABLES
+from gatewatch.sinks.store import StoreWriter, live_files, query
 
 
 def _reject(i: int) -> tuple:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.control import ControlDB
-from sinks.targets.kong import KongChannel, plugin_id
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.targets.kong import KongChannel, plugin_id
 from tests.fakes.fixtures import KONG_CONSUMER, desired, drain, outcomes, sender
 
 OTHER = "0b0b0b0b-0000-4000-8000-000000000001"

@@ -10,10 +10,10 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 from werkzeug import Response
 
-from sinks import signing
-from sinks.control import ControlDB
-from sinks.targets.base import Secret
-from sinks.targets.webhook import EVENT_TYPE, WebhookChannel
+from gatewatch.sinks import signing
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.targets.base import Secret
+from gatewatch.sinks.targets.webhook import EVENT_TYPE, WebhookChannel
 from tests.fakes.fixtures import desired, drain, outcomes, sender
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

@@ -7,14 +7,14 @@ import time
 
 import pytest
 
-from flows.config import Config, Wso2TargetConfig
-from flows.controller import Controller, build_policy
-from flows.events import Decision
-from sinks.control import ControlDB
-from sinks.store import query
-from sinks.targets import GatewayPlanner
-from sinks.targets.base import Secret
-from sinks.targets.wso2 import Wso2Channel, ip_rule
+from gatewatch.flows.config import Config, Wso2TargetConfig
+from gatewatch.flows.control.controller import Controller, build_policy
+from gatewatch.flows.events import Decision
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import query
+from gatewatch.sinks.targets import GatewayPlanner
+from gatewatch.sinks.targets.base import Secret
+from gatewatch.sinks.targets.wso2 import Wso2Channel, ip_rule
 from tests.fakes.fixtures import APP, WSO2_PASSWORD, desired, drain, outcomes, sender
 
 APP_ID = APP["application_id"]

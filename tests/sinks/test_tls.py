@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from sinks.alerts.generic import GenericWebhook
-from sinks.control import ControlDB
-from sinks.outbox import Sender
-from sinks.store import StoreWriter
+from gatewatch.sinks.alerts.generic import GenericWebhook
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.outbox import Sender
+from gatewatch.sinks.store import StoreWriter
 from tests.conftest import gatewatch
 from tests.sinks.alerts_receiver import whsec
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.events import Chunk
-from flows.parsers import ChunkParser
+from gatewatch.flows.events import Chunk
+from gatewatch.flows.parsers import ChunkParser
 from tests.conftest import ROOT, gatewatch, rows, scalar
 
 DATA = ROOT / "tests" / "data" / "crowdsec"

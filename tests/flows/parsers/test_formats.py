@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from flows.config import ConfigError, InputJsonConfig, load_config
-from flows.events import MAX_QUERY_CHARS, Chunk, Event
-from flows.parsers import PARSERS, ChunkParser
+from gatewatch.flows.config import ConfigError, load_config
+from gatewatch.flows.events import MAX_QUERY_CHARS, Chunk, Event
+from gatewatch.flows.parsers import PARSERS, ChunkParser
+from gatewatch.flows.parsers.jsonl import JsonMapping
 from tests.conftest import gatewatch, rows
 from tests.flows.parsers.test_parsers import CASES, _read_lines
 
@@ -59,7 +60,7 @@ def _events(parser: ChunkParser, source: str, lines: list[bytes]):
 
 def test_auto_never_gives_a_kong_record_to_the_generic_json_parser():
     # a mapping whose time field Kong records also have
-    mapping = InputJsonConfig(time="started_at", time_format="epoch_ms", status="response.status")
+    mapping = JsonMapping(time="started_at", time_format="epoch_ms", status="response.status")
     options = {"json": {"mapping": mapping}}
     assert PARSERS["json"](mapping=mapping).sniff(KONG[0])
     as_json = _events(ChunkParser("json", options=options), "k", [KONG[0]])

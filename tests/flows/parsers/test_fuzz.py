@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from flows.events import HTTP_VERSIONS, MAX_QUERY_CHARS, Chunk
-from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser, nginx
+from gatewatch.flows.events import HTTP_VERSIONS, MAX_QUERY_CHARS, Chunk
+from gatewatch.flows.parsers import PARSERS, REJECT_REASONS, ChunkParser, nginx
 
 CASES = Path(__file__).parent / "cases"
 FORMATS = ["auto", *sorted(PARSERS)]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.events import Chunk
-from flows.parsers import ChunkParser
+from gatewatch.flows.events import Chunk
+from gatewatch.flows.parsers import ChunkParser
 from tests.conftest import gatewatch, rows
 
 CASES = Path(__file__).parent / "cases"

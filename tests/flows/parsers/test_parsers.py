@@ -20,10 +20,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from flows.config import load_config
-from flows.events import Chunk
-from flows.parsers import PARSERS, REJECT_REASONS, ChunkParser
-from flows.sources import LineReader
+from gatewatch.flows.config import load_config
+from gatewatch.flows.events import Chunk
+from gatewatch.flows.parsers import PARSERS, REJECT_REASONS, ChunkParser
+from gatewatch.flows.sources import LineReader
 
 CASES = Path(__file__).parent / "cases"
 CASE_SETS = sorted(p.name.removesuffix(".log") for p in CASES.glob("*.log"))

@@ -1,6 +1,6 @@
 """Incidents: findings grouped per subject and kind, and the alerts they send.
 
-An :class:`IncidentTracker` is a controller :class:`~flows.controller.Observer`.
+An :class:`IncidentTracker` is a controller :class:`~gatewatch.flows.control.controller.Observer`.
 Findings on the same subject and kind join one incident while they keep
 coming: a finding less than ``resolve_after_s`` of event time after the
 incident's last one joins it; once the event-time watermark passes that gap
@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from flows.config import SEVERITIES, AlertsConfig, Config, Destination
-from flows.events import Decision, Finding, stable_id
-from sinks.control import ControlDB
-from sinks.store import StoreWriter
+from gatewatch.flows.config import SEVERITIES, AlertsConfig, Config, Destination
+from gatewatch.flows.events import Decision, Finding, stable_id
+from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.store import StoreWriter
 
 if TYPE_CHECKING:
-    from sinks.outbox import Channel
+    from gatewatch.sinks.outbox import Channel
 
 TIER_RANK = {"normal": 0, "elevated": 1, "restricted": 2, "blocked": 3}
 TOP_REASONS = 3
@@ -421,7 +421,7 @@ def build_alerting(
     Raises:
         ConfigError: a destination's secret is missing from the environment or malformed.
     """
-    from sinks.alerts import build_channels
+    from gatewatch.sinks.alerts import build_channels
 
     channels = build_channels(cfg.alerts, os.environ if env is None else env)
     return [IncidentTracker(writer, cfg.alerts, on_change)], channels

@@ -4,7 +4,7 @@ The policy sees one finding at a time, in the order the pipeline recorded
 them, with what the controller knows about the subject (its decisions so far)
 and the fleet (how many consumers are restricted now, how many are active),
 and returns the decision states that follow. The controller
-(flows/controller.py) persists them and turns them into deliveries.
+(flows/control/controller.py) persists them and turns them into deliveries.
 
 Tiers ``normal -> elevated -> restricted -> blocked``:
 
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 from msgspec.structs import replace
 
-from flows.events import Decision, Finding, stable_id
+from gatewatch.flows.events import Decision, Finding, stable_id
 
 # consumers the gateway did not resolve cannot be restricted
 UNRESOLVED_SUBJECTS = frozenset({"", "UNKNOWN", "anonymous"})

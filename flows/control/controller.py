@@ -19,12 +19,12 @@ from typing import Protocol
 
 from msgspec.structs import astuple, replace
 
-from flows.config import Config
-from flows.events import Decision, Finding
-from flows.policy import LIVE, RANK, Policy, SubjectContext
-from sinks.control import ACTIVE_STATUSES, ControlDB
-from sinks.outbox import DUE_PAGE, Sender
-from sinks.store import StoreWriter
+from gatewatch.flows.config import Config
+from gatewatch.flows.control.policy import LIVE, RANK, Policy, SubjectContext
+from gatewatch.flows.events import Decision, Finding
+from gatewatch.sinks.control import ACTIVE_STATUSES, ControlDB
+from gatewatch.sinks.outbox import DUE_PAGE, Sender
+from gatewatch.sinks.store import StoreWriter
 
 CONTROL_WRITER = "c0"  # segment writer id of the control plane (the dataflow writes as "w0")
 

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import msgspec
 
-from flows.simulate import GroundTruth, Incident, SubjectRef
-from sinks.store import query
+from gatewatch.flows.lab.simulate import GroundTruth, Incident, SubjectRef
+from gatewatch.sinks.store import query
 
 TARGET_RECALL = 1.0
 TARGET_PRECISION = 0.95

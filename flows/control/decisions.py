@@ -1,4 +1,4 @@
-"""The one path for people: list, approve and revert decisions (``gatewatch decisions`` and the dashboard).
+"""The one path for people: list, approve and revert decisions (the ``gatewatch decisions`` commands and the dashboard).
 
 A person's change is stored like the controller's: merged with the current
 state (a decision that expired meanwhile stays expired), written to the
@@ -13,14 +13,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from msgspec.structs import astuple, replace
 
-from flows import log
-from flows.events import Decision
-from sinks.control import CONTROL_FILE, ControlDB
+from gatewatch.flows.events import Decision
+from gatewatch.sinks.control import CONTROL_FILE, ControlDB
 
 HUMAN_WRITER = "h0"  # store segment writer of people's changes
 HUMAN_SEQ_KEY = "store_seq_h0"  # its newest acknowledged segment (see Controller.checkpoint)
@@ -82,9 +79,9 @@ def _change(store: str | os.PathLike[str], decision_id: str, actor: str, moves: 
 
 
 def _commit(store: Path, control: ControlDB, new: Decision) -> Decision | None:
-    from flows.controller import merge_state
-    from sinks.store import StoreWriter
-    from sinks.targets import recorded_planner
+    from gatewatch.flows.control.controller import merge_state
+    from gatewatch.sinks.store import StoreWriter
+    from gatewatch.sinks.targets import recorded_planner
 
     writer = StoreWriter(store, writer=HUMAN_WRITER)
     planner = recorded_planner(control)
@@ -104,87 +101,3 @@ def _commit(store: Path, control: ControlDB, new: Decision) -> Decision | None:
             planner.plan(merged, control, con)
         control.set_meta(HUMAN_SEQ_KEY, str(writer.last_seq), con)
     return merged
-
-
-# -- gatewatch decisions ------------------------------------------------------------
-
-decisions_app = typer.Typer(
-    help="List, approve and revert policy decisions (the dashboard uses the same path).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
-StoreOpt = Annotated[Path | None, typer.Option("--store", metavar="DIR", envvar="GATEWATCH_STORE", help="Store folder (default: the config's store.path).")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", metavar="FILE", envvar="GATEWATCH_CONFIG", help="TOML config file (for the store path).")]
-ActorOpt = Annotated[
-    str | None, typer.Option("--actor", metavar="NAME", help="Who makes the change (default: $USER).")
-]
-COLUMNS = ("decision_id", "subject_type", "subject", "subject_name", "tier", "limit_per_min", "mode", "status", "actor", "expires_at", "reason")
-
-
-def _store(store: Path | None, config: Path | None) -> Path:
-    from flows.cli import _load
-
-    return _load(config, store=store).store.path
-
-
-def _show(decisions: list[Decision], out: str) -> None:
-    import pyarrow as pa
-
-    from flows.cli import SqlFormat, _render
-
-    rows = [{c: getattr(d, c) for c in COLUMNS} for d in decisions]
-    for row in rows:
-        row["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["expires_at"]))
-    table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in COLUMNS})
-    typer.echo(_render(table, SqlFormat(out)), nl=False)
-
-
-def _actor(actor: str | None) -> str:
-    return actor or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
-
-
-@decisions_app.command("list")
-def list_command(
-    status: Annotated[str | None, typer.Option("--status", help="Only decisions in this status, e.g. pending_review.")] = None,
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    out: Annotated[
-        str, typer.Option("--output", "-o", "--format", help="table | csv | json (--format is its older name)")
-    ] = "table",
-) -> None:
-    """List decisions with their current status."""
-    if out not in ("table", "csv", "json"):
-        msg = "choose table, csv or json"
-        raise typer.BadParameter(msg, param_hint="--output")
-    _show(list_decisions(_store(store, config), status), out)
-
-
-@decisions_app.command("approve")
-def approve_command(
-    decision_id: Annotated[str, typer.Argument(metavar="ID")],
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    actor: ActorOpt = None,
-) -> None:
-    """Approve a decision that waits for review: its gateway changes are queued."""
-    _run(approve, decision_id, store, config, actor)
-
-
-@decisions_app.command("revert")
-def revert_command(
-    decision_id: Annotated[str, typer.Argument(metavar="ID")],
-    store: StoreOpt = None,
-    config: ConfigOpt = None,
-    actor: ActorOpt = None,
-) -> None:
-    """Revert a decision (reject it if it waits for review): what it added at the gateway is removed."""
-    _run(revert, decision_id, store, config, actor)
-
-
-def _run(change, decision_id: str, store: Path | None, config: Path | None, actor: str | None) -> None:
-    try:
-        d = change(_store(store, config), decision_id, _actor(actor))
-    except DecisionError as exc:
-        log.emit("error", "error", str(exc))
-        raise typer.Exit(1) from None
-    typer.echo(f"{d.decision_id}: {d.status} by {d.actor} ({d.tier} {d.subject_type} {d.subject_name or d.subject})")

@@ -20,7 +20,7 @@ out of order between threads.
 
 Regenerate the committed sample with::
 
-    python -m flows.simulate sample_logs/wso2_apim_metrics.log --start 2026-11-02T09:00:00Z \\
+    python -m gatewatch.flows.lab.simulate sample_logs/wso2_apim_metrics.log --start 2026-11-02T09:00:00Z \\
         --minutes 90 --seed 7 --scale 0.4 --truth sample_logs/wso2_apim_metrics.truth.json
 """
 
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import msgspec
 
-from flows.features import SENSITIVE, classify, endpoint
+from gatewatch.flows.features import SENSITIVE, classify, endpoint
 
 __all__ = [
     "SCENARIOS",
@@ -2770,7 +2770,7 @@ def simulate(
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: write a log and print (or save) its ground truth as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m flows.simulate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gatewatch.flows.lab.simulate", description=__doc__.split("\n")[0])
     parser.add_argument("out", type=Path, help="log file to write")
     parser.add_argument(
         "--start", type=datetime.fromisoformat, required=True, help="with a zone, e.g. 2026-11-02T09:00:00Z"

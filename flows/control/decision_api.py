@@ -40,12 +40,12 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from detectors.base import subnet
-from flows.config import ApiConfig, Config
-from flows.events import Decision, Finding
-from flows.features import endpoint_of
-from flows.policy import LIVE, RANK
-from sinks.control import open_read_only
+from gatewatch.detectors.base import subnet
+from gatewatch.flows.config import ApiConfig, Config
+from gatewatch.flows.control.policy import LIVE, RANK
+from gatewatch.flows.events import Decision, Finding
+from gatewatch.flows.features import endpoint_of
+from gatewatch.sinks.control import open_read_only
 
 STATS_FILE = "api-stats.json"
 ENFORCED = ("approved", "applied")  # decisions a gateway (or a bouncer) enforces

@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
-from flows import log
-from flows.decisions import ConfigOpt, StoreOpt, _store
-from sinks.control import CONTROL_FILE, ControlDB
+from gatewatch.flows import log
+from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, store_path
+from gatewatch.sinks.control import CONTROL_FILE, ControlDB
 
 deliveries_app = typer.Typer(
     help="List dead-lettered deliveries and retry them.", no_args_is_help=True, rich_markup_mode=None
@@ -24,7 +24,7 @@ deliveries_app = typer.Typer(
 
 
 def _control(store: Path | None, config: Path | None) -> ControlDB:
-    root = _store(store, config)
+    root = store_path(store, config)
     if not (root / CONTROL_FILE).exists():
         log.emit("error", "error", f"no control database in {root}: nothing was ever delivered there")
         raise typer.Exit(1)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flows.events import stable_id
+from gatewatch.flows.events import stable_id
 
 alerts_app = typer.Typer(
     name="alerts",
@@ -21,7 +21,7 @@ alerts_app = typer.Typer(
 
 def sample_alert(destination: str, dashboard_url: str, now: float) -> dict:
     """A clearly marked test alert with every field a real one has."""
-    from flows.incidents import iso
+    from gatewatch.flows.control.incidents import iso
 
     return {
         "event": "test",
@@ -66,24 +66,24 @@ def send_test(
     """Send a test alert to each destination and print what it answered (no retries)."""
     import httpx
 
-    from flows.cli import _fail, _load
-    from flows.config import ConfigError
-    from sinks.alerts import build_channels
-    from sinks.outbox import outcome_of
-    from sinks.store import StoreWriter
+    from gatewatch.flows.cli.common import fail, load
+    from gatewatch.flows.config import ConfigError
+    from gatewatch.sinks.alerts import build_channels
+    from gatewatch.sinks.outbox import outcome_of
+    from gatewatch.sinks.store import StoreWriter
 
-    cfg = _load(config, store=store)
+    cfg = load(config, store=store)
     names = [d.name for d in cfg.alerts.destinations]
     if not names:
-        raise _fail(["no [[alerts.destinations]] in the config"])
+        raise fail(["no [[alerts.destinations]] in the config"])
     if destination is not None and destination not in names:
-        raise _fail(
+        raise fail(
             [f"--destination: no destination named {destination!r}; configured: {', '.join(names)}"]
         )
     try:
         channels = build_channels(cfg.alerts, os.environ)
     except ConfigError as exc:
-        raise _fail(exc.problems) from None
+        raise fail(exc.problems) from None
     writer = StoreWriter(cfg.store.path, writer=f"t{os.getpid()}")
     rows = []
     failed = 0

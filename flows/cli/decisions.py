@@ -1,0 +1,86 @@
+"""``gatewatch decisions``: list, approve and revert decisions from the command line."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gatewatch.flows import log
+from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, render, store_path
+from gatewatch.flows.control.decisions import DecisionError, approve, list_decisions, revert
+from gatewatch.flows.events import Decision
+
+decisions_app = typer.Typer(
+    help="List, approve and revert policy decisions (the dashboard uses the same path).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", metavar="NAME", help="Who makes the change (default: $USER).")
+]
+COLUMNS = ("decision_id", "subject_type", "subject", "subject_name", "tier", "limit_per_min", "mode", "status", "actor", "expires_at", "reason")
+
+
+def _show(decisions: list[Decision], out: str) -> None:
+    import pyarrow as pa
+
+    rows = [{c: getattr(d, c) for c in COLUMNS} for d in decisions]
+    for row in rows:
+        row["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["expires_at"]))
+    table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in COLUMNS})
+    typer.echo(render(table, SqlFormat(out)), nl=False)
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+
+
+@decisions_app.command("list")
+def list_command(
+    status: Annotated[str | None, typer.Option("--status", help="Only decisions in this status, e.g. pending_review.")] = None,
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[
+        str, typer.Option("--output", "-o", "--format", help="table | csv | json (--format is its older name)")
+    ] = "table",
+) -> None:
+    """List decisions with their current status."""
+    if out not in ("table", "csv", "json"):
+        msg = "choose table, csv or json"
+        raise typer.BadParameter(msg, param_hint="--output")
+    _show(list_decisions(store_path(store, config), status), out)
+
+
+@decisions_app.command("approve")
+def approve_command(
+    decision_id: Annotated[str, typer.Argument(metavar="ID")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Approve a decision that waits for review: its gateway changes are queued."""
+    _run(approve, decision_id, store, config, actor)
+
+
+@decisions_app.command("revert")
+def revert_command(
+    decision_id: Annotated[str, typer.Argument(metavar="ID")],
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    actor: ActorOpt = None,
+) -> None:
+    """Revert a decision (reject it if it waits for review): what it added at the gateway is removed."""
+    _run(revert, decision_id, store, config, actor)
+
+
+def _run(change, decision_id: str, store: Path | None, config: Path | None, actor: str | None) -> None:
+    try:
+        d = change(store_path(store, config), decision_id, _actor(actor))
+    except DecisionError as exc:
+        log.emit("error", "error", str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(f"{d.decision_id}: {d.status} by {d.actor} ({d.tier} {d.subject_type} {d.subject_name or d.subject})")
