@@ -16,8 +16,56 @@ import sys
 APP_PATH = pathlib.Path(__file__).resolve().with_name("app.py")
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_WILDCARD_ADDRESSES = ("", "0.0.0.0", "::")  # noqa: S104 - names, not a bind
+
+
+def allowed_hosts(address: str, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The Host names the dashboard's live connection accepts: loopback, ``address`` unless a wildcard, ``extra``.
+
+    >>> allowed_hosts("0.0.0.0", ["gatewatch.example.com"])
+    ['localhost', '127.0.0.1', '::1', 'gatewatch.example.com']
+    >>> allowed_hosts("10.0.0.5")
+    ['localhost', '127.0.0.1', '::1', '10.0.0.5']
+    """
+    named = [*LOOPBACK_HOSTS, *([] if address in _WILDCARD_ADDRESSES else [address]), *extra]
+    return list(dict.fromkeys(h.lower().rstrip(".") for h in named))
+
+
+def streamlit_flags(address: str, port: int, hosts: list[str]) -> list[str]:
+    """The ``streamlit run`` options ``serve`` passes, the security ones explicitly.
+
+    Given on the command line they win over any ``.streamlit/config.toml`` and
+    ``STREAMLIT_*`` variable. Streamlit's live connection (the websocket at
+    ``/_stcore/stream``) refuses a Host header not in ``server.allowedHosts`` (DNS
+    rebinding) and, with ``server.enableCORS``, an Origin that is neither the Host
+    itself nor on Streamlit's own list (localhost, 127.0.0.1, this machine's addresses,
+    ``server.corsAllowedOrigins``): a page elsewhere cannot drive the dashboard.
+    """
+    flags = [
+        "--server.address", address,
+        "--server.port", str(port),
+        "--server.headless", "true",
+        "--server.enableCORS", "true",
+        "--server.enableXsrfProtection", "true",
+        "--server.enableAgentApi", "false",
+        "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
+    ]  # fmt: skip
+    for host in hosts:
+        flags += ["--server.allowedHosts", host]
+    return flags
+
+
 def serve(
-    store: pathlib.Path, *, address: str = "127.0.0.1", port: int = 8501, refresh_s: int | None = None
+    store: pathlib.Path,
+    *,
+    address: str = "127.0.0.1",
+    port: int = 8501,
+    refresh_s: int | None = None,
+    operators_env: str = "",
+    operators_file: str = "",
+    hosts: list[str] | tuple[str, ...] = (),
 ) -> int:
     """Run the dashboard on ``store`` in a Streamlit server until it stops.
 
@@ -26,18 +74,18 @@ def serve(
         address: Address the server listens on.
         port: Port the server listens on.
         refresh_s: Page refresh interval (``$GATEWATCH_REFRESH_S`` wins if set).
+        operators_env: Environment variable holding the operators' tokens (its name, not a token).
+        operators_file: File holding them, instead (its path).
+        hosts: Host names browsers may use beyond loopback and ``address`` (``[dashboard] allowed_hosts``).
 
     Returns:
         The server's exit code; 0 after Ctrl-C.
     """
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(APP_PATH),
-        "--server.address", address,
-        "--server.port", str(port),
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "viewer",
+        *streamlit_flags(address, port, allowed_hosts(address, hosts)),
         "--", "--store", str(store),
+        "--operators-env", operators_env, "--operators-file", operators_file,
     ]  # fmt: skip
     print(f"Dashboard: http://{address}:{port}", flush=True)
     env = None

@@ -28,6 +28,7 @@ import polars as pl
 import streamlit as st
 
 from gatewatch.dashboards import queries
+from gatewatch.flows.credentials import DEFAULT_OPERATORS_ENV, CredentialsError, name_of, read_operators
 from gatewatch.flows.live import short_span
 
 DEFAULT_STORE = "gatewatch-data"
@@ -56,13 +57,20 @@ class View:
     data: queries.DataRange
 
 
-def store_root() -> Path:
-    """Return the store folder: ``--store``, then ``$GATEWATCH_STORE``, then the default."""
+def _arguments() -> argparse.Namespace:
+    """The app's own arguments (after ``--`` of ``streamlit run``)."""
     # add_help/allow_abbrev off: under AppTest sys.argv holds pytest's arguments
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--store", type=Path)
+    parser.add_argument("--operators-env")
+    parser.add_argument("--operators-file", default="")
     args, _ = parser.parse_known_args()
-    return args.store or Path(os.environ.get("GATEWATCH_STORE") or DEFAULT_STORE)
+    return args
+
+
+def store_root() -> Path:
+    """Return the store folder: ``--store``, then ``$GATEWATCH_STORE``, then the default."""
+    return _arguments().store or Path(os.environ.get("GATEWATCH_STORE") or DEFAULT_STORE)
 
 
 def refresh_setting() -> tuple[float, str | None]:
@@ -80,8 +88,114 @@ def refresh_setting() -> tuple[float, str | None]:
     )
 
 
+# -- operators: who may act ----------------------------------------------------------------
+
+TOKEN_KEY = "_operator_token"  # the signed-in operator's token: server-side session state, never drawn
+TOKEN_INPUT = "operator_token"  # the sign-in form's password field, emptied once read
+SIGN_IN_NOTE = "_sign_in_note"
+READ_ONLY_UNUSABLE = "Read-only: the operators' tokens cannot be used"
+SIGN_IN_FIRST = "sign in with your operator token first (sidebar); your name is recorded as who did it."
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may act in this session: the signed-in operator, else why nobody may."""
+
+    actor: str | None  # the operator's verified name: recorded as who did it
+    why_not: str | None  # when actor is None: why, as a sentence
+    read_only: bool  # no operators are usable: nobody can act in this dashboard
+
+
+def operator_sources() -> tuple[str, str]:
+    """The variable and the file the operators' tokens come from (``--operators-env``, ``--operators-file``)."""
+    args = _arguments()
+    env = DEFAULT_OPERATORS_ENV if args.operators_env is None else args.operators_env
+    return ("" if args.operators_file else env), args.operators_file or ""
+
+
+def read_only_reason(env: str, file: str) -> str:
+    """Why the dashboard is read-only when no operator is configured, and how to configure them."""
+    where = f"`${env}` is not set" if env else "no variable is named (`[dashboard] operators_env`)"
+    return (
+        f"Read-only: no operators are configured ({where}, and no `[dashboard] operators_file`), so nobody "
+        f"can approve or revert here. To allow it, give each operator a token of 16 characters or more: "
+        f"`{env or 'GATEWATCH_OPERATORS'}=alice:TOKEN,bob:TOKEN` in the dashboard's environment, or a file "
+        f"named by `operators_file` with one `NAME:TOKEN` a line; then restart `gatewatch dashboard`. "
+        f"`gatewatch decisions approve|revert` still work."
+    )
+
+
+def access() -> Access:
+    """Check, now, who may act: the operators are read again and the session's token matched against them."""
+    env, file = operator_sources()
+    try:
+        operators = read_operators(env, file)
+    except CredentialsError as exc:
+        return Access(None, f"{READ_ONLY_UNUSABLE}: {exc}", read_only=True)
+    if operators is None:
+        return Access(None, read_only_reason(env, file), read_only=True)
+    token = st.session_state.get(TOKEN_KEY)
+    name = name_of(operators, token) if token else None
+    if name is None:
+        if token:  # its token was taken away since it signed in
+            st.session_state.pop(TOKEN_KEY, None)
+            st.session_state[SIGN_IN_NOTE] = "Your token is no longer an operator's: you are signed out."
+        return Access(None, SIGN_IN_FIRST, read_only=False)
+    return Access(name, None, read_only=False)
+
+
+def _sign_in() -> None:
+    """The sign-in form's callback: keep the token if it is an operator's; the field is emptied either way."""
+    token = str(st.session_state.get(TOKEN_INPUT) or "").strip()
+    st.session_state[TOKEN_INPUT] = ""
+    env, file = operator_sources()
+    try:
+        operators = read_operators(env, file) or {}
+    except CredentialsError:
+        operators = {}
+    if token and name_of(operators, token) is not None:
+        st.session_state[TOKEN_KEY] = token
+        st.session_state.pop(SIGN_IN_NOTE, None)
+    else:
+        st.session_state.pop(TOKEN_KEY, None)
+        st.session_state[SIGN_IN_NOTE] = "That token is no operator's: not signed in, and nothing can be changed."
+
+
+def _sign_out() -> None:
+    st.session_state.pop(TOKEN_KEY, None)
+    st.session_state.pop("confirm", None)
+
+
+def operator_panel() -> None:
+    """The sidebar's sign-in: who is signed in, a form to sign in, or why the dashboard is read-only."""
+    now = access()
+    if now.read_only:
+        if now.why_not.startswith(READ_ONLY_UNUSABLE):
+            st.sidebar.error(now.why_not, icon=":material/lock:")
+        else:
+            st.sidebar.info(
+                "Read-only: no operators are configured, so nobody can approve or revert decisions here. "
+                "The Decisions page says how to add them.",
+                icon=":material/lock:",
+            )
+        return
+    if now.actor is not None:
+        st.sidebar.success(f"Signed in as **{escape_md(now.actor)}**", icon=":material/person:")
+        st.sidebar.button("Sign out", key="sign_out", on_click=_sign_out)
+        return
+    with st.sidebar.form("sign_in", border=True):
+        st.text_input(
+            "Operator token", type="password", key=TOKEN_INPUT,
+            help="Yours, from the dashboard's operators (NAME:TOKEN). Approvals and reverts are recorded under your name.",
+        )  # fmt: skip
+        st.form_submit_button("Sign in", on_click=_sign_in)
+    note = st.session_state.get(SIGN_IN_NOTE)
+    if note:
+        st.sidebar.error(note)
+
+
 def sidebar() -> None:
-    """Draw the settings every page shares: the time range, the store and the refresh."""
+    """Draw the settings every page shares: the time range, the store, the refresh, the sign-in."""
     refresh_s, problem = refresh_setting()
     st.sidebar.radio(
         "Time range",
@@ -94,6 +208,7 @@ def sidebar() -> None:
         st.sidebar.warning(problem)
     refresh = f"refreshes every {refresh_s:g} s" if refresh_s else "auto-refresh off"
     st.sidebar.caption(f"Store `{store_root()}` · {refresh}")
+    operator_panel()
 
 
 def live(render: Callable[[View], None], *, needs_traffic: bool = True) -> None:

@@ -17,6 +17,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gatewatch.detectors import DETECTORS
+from gatewatch.flows.credentials import DEFAULT_OPERATORS_ENV
 from gatewatch.flows.parsers import FORMATS
 from gatewatch.flows.parsers.jsonl import JsonMapping
 
@@ -523,10 +524,32 @@ class DeliveryConfig(_Section):
     interval_s: float = Field(0.5, gt=0, le=60, description="How often the control loop runs the policy and the sender.")
 
 
+_HOST_NAME = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})?$|^[0-9A-Fa-f:.]{2,45}$"  # a DNS name (*.wildcard) or an IP
+
+
 class DashboardConfig(_Section):
     address: str = Field("127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(8501, ge=1, le=65_535, description="Port the dashboard listens on.")
     refresh_s: int = Field(5, ge=1, le=3_600, description="How often dashboard pages refresh themselves.")
+    operators_env: str = Field(
+        DEFAULT_OPERATORS_ENV, pattern=_SECRET_ENV,
+        description="Environment variable holding the operators' sign-in tokens, NAME:TOKEN pairs separated by commas; unset, and without operators_file, the dashboard is read-only.",
+    )  # fmt: skip
+    operators_file: str = Field(
+        "", description="File holding the operators' tokens, one NAME:TOKEN a line, instead of operators_env; read again at every sign-in and action."
+    )
+    allowed_hosts: list[Annotated[str, Field(pattern=_HOST_NAME)]] = Field(
+        [], max_length=64,
+        description='Host names (or addresses) browsers reach the dashboard by, beyond localhost, 127.0.0.1, ::1 and address; the live connection refuses any other, e.g. ["gatewatch.example.com"].',
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_operators_source(cls, data):
+        if isinstance(data, dict) and data.get("operators_file") and data.get("operators_env"):
+            msg = 'set operators_env or operators_file, not both (operators_env = "" to use the file)'
+            raise ValueError(msg)
+        return data
 
 
 class MetricsConfig(_Section):

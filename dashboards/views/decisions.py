@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 
 import streamlit as st
@@ -23,20 +22,19 @@ HELPS = {
     "approve": "Its gateway changes are queued for delivery.",
     "revert": "What it added at the gateway is removed; a decision waiting for review is rejected.",
 }
-# why a button is disabled, shown as its help
-NO_NAME = "Disabled: enter your name first (above); it is recorded as who did it."
+# why a button is disabled, shown as its help (and why nobody may act, from ui.access)
 NOTHING_TO = {
     "approve": "Disabled: no decision is waiting for review. Active ones can only be reverted.",
     "revert": "Disabled: no decision is waiting for review or in force, so there is nothing to revert.",
 }
 
 
-def _button_help(action: str, picked: str | None, actor: str) -> str:
+def _button_help(action: str, picked: str | None, access: ui.Access) -> str:
     """The help of an action's button: why it is disabled, else what it does."""
+    if access.actor is None:
+        return f"Disabled: {access.why_not[0].lower()}{access.why_not[1:]}"
     if picked is None:
         return NOTHING_TO[action]
-    if not actor:
-        return NO_NAME
     return HELPS[action]
 
 
@@ -45,9 +43,19 @@ def _label(row: dict) -> str:
     return f"{row['subject_name']} · {row['tier']} {limit} · {row['status']} · {row['decision_id']}"
 
 
-def _act(actions: ModuleType, root, action: str, decision_id: str, actor: str) -> None:
-    """Run ``approve`` or ``revert`` (the CLI's code path) and keep the outcome to show."""
+def _act(actions: ModuleType, root, action: str, decision_id: str) -> None:
+    """Run ``approve`` or ``revert`` (the CLI's code path) as the signed-in operator, and keep the outcome to show.
+
+    Who that is, is checked here, when the change is made: a disabled button is
+    only the browser's doing, and a token may have been taken away meanwhile.
+    """
     st.session_state.pop("confirm", None)
+    actor = ui.access().actor
+    if actor is None:
+        st.session_state["action_result"] = (
+            "error", f"{VERBS[action]} {decision_id} refused: no operator is signed in. Nothing changed."
+        )  # fmt: skip
+        return
     try:
         new = getattr(actions, action)(root, decision_id, actor)
     # whatever the enforcement path refuses with is shown to the person who asked, not raised
@@ -67,11 +75,16 @@ def review_panel(root, actions: ModuleType) -> None:
         (st.success if result[0] == "success" else st.error)(result[1])
     pending = queries.current_decisions(root, statuses=queries.PENDING_STATUSES)
     live = queries.current_decisions(root, statuses=(*queries.PENDING_STATUSES, *queries.ACTIVE_STATUSES))
+    access = ui.access()
+    actor = access.actor
     with st.container(border=True):
         st.markdown("**Review** · approve or revert through the same code path as `gatewatch decisions`")
-        actor = st.text_input(
-            "Your name", value=os.environ.get("USER", ""), key="actor", help="Recorded as who did it."
-        ).strip()
+        if access.read_only:
+            st.info(access.why_not, icon=":material/lock:")
+        elif actor is None:
+            st.caption(f"Not signed in: {access.why_not}")
+        else:
+            st.caption(f"Signed in as **{ui.escape_md(actor)}**: what you do is recorded under this name.")
         columns = st.columns(2)
         for column, action, options in zip(columns, VERBS, (pending, live), strict=True):
             labels = {row["decision_id"]: _label(row) for row in options.iter_rows(named=True)}
@@ -86,12 +99,14 @@ def review_panel(root, actions: ModuleType) -> None:
                 if st.button(
                     f"{VERBS[action]}…",
                     key=action,
-                    disabled=picked is None or not actor,
-                    help=_button_help(action, picked, actor),
+                    disabled=picked is None or actor is None,
+                    help=_button_help(action, picked, access),
                 ):
                     st.session_state["confirm"] = (action, picked, labels[picked])
         confirm = st.session_state.get("confirm")
-        if confirm:
+        if confirm and actor is None:  # signed out (or the token went) before confirming
+            st.session_state.pop("confirm", None)
+        elif confirm:
             action, decision_id, label = confirm
             st.warning(f"{VERBS[action]} **{ui.escape_md(label)}** as **{ui.escape_md(actor)}**?")
             yes, no, _ = st.columns([1, 1, 6])
@@ -99,10 +114,8 @@ def review_panel(root, actions: ModuleType) -> None:
                 f"Confirm {action}",
                 key="confirm_yes",
                 type="primary",
-                disabled=not actor,
-                help=NO_NAME if not actor else None,
                 on_click=_act,
-                args=(actions, root, action, decision_id, actor),
+                args=(actions, root, action, decision_id),
             )
             no.button("Cancel", key="confirm_no", on_click=st.session_state.pop, args=("confirm", None))
 

@@ -12,6 +12,7 @@ import typer
 from gatewatch.flows import log
 from gatewatch.flows.cli.common import ConfigOpt, fail
 from gatewatch.flows.cli.ingest import RECOVERY_DIR, shards_problem
+from gatewatch.flows.cli.view import read_only_note
 from gatewatch.flows.config import ConfigError, check_paths, example_toml, load_config
 
 
@@ -39,9 +40,13 @@ def validate(
     t = cfg.targets
     if cfg.policy.mode == "enforce" and not (t.wso2.enabled or t.kong.enabled or t.webhook.enabled or cfg.api.enabled):
         problems.append('policy.mode: is "enforce", but no target or API is enabled: nothing would ever enforce it')
+    from gatewatch.flows.credentials import operators_problem, read_operators
     from gatewatch.flows.kafka import kafka_problems
 
     problems += kafka_problems(cfg.input.kafka)
+    dash = cfg.dashboard
+    if operators := operators_problem(dash.operators_env, dash.operators_file):
+        problems.append(operators)
     if cfg.api.enabled:
         from gatewatch.flows.control.decision_api import ApiKeysError, read_keys
 
@@ -55,12 +60,18 @@ def validate(
         raise fail(problems)
     for gap in limit_gaps(cfg, control):
         log.emit("note", "limit_gap", gap)
-    if not _loopback(cfg.dashboard.address):
-        log.emit(
-            "warning", "dashboard_exposed",
-            f"dashboard.address: {cfg.dashboard.address} listens beyond this machine, and the dashboard "
-            "has no sign-in: anyone who reaches it can approve and revert decisions",
-        )  # fmt: skip
+    acting = read_operators(dash.operators_env, dash.operators_file) is not None
+    if not _loopback(dash.address):
+        if acting:
+            exposed = (
+                "and operators can act in it: whoever reaches it reads every finding and decision, and "
+                "the sign-in tokens cross the network in clear text unless TLS is in front of it"
+            )
+        else:
+            exposed = "and whoever reaches it reads every finding and decision (it is read-only: no operators)"
+        log.emit("warning", "dashboard_exposed", f"dashboard.address: {dash.address} listens beyond this machine, {exposed}")
+    elif not acting:
+        log.emit("note", "dashboard_read_only", read_only_note(dash))
     typer.echo(f"{config or 'embedded defaults'}: OK")
 
 

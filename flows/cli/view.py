@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gatewatch.flows import log
 from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, fail, load, render
 
 
@@ -49,9 +50,29 @@ _READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 def dashboard(store: StoreOpt = None, config: ConfigOpt = None) -> None:
     """Serve the Streamlit dashboard on the store."""
     from gatewatch.dashboards import serve
+    from gatewatch.flows.credentials import CredentialsError, read_operators
 
     cfg = load(config, store=store)
     dash = cfg.dashboard
-    raise typer.Exit(serve(cfg.store.path, address=dash.address, port=dash.port, refresh_s=dash.refresh_s))
+    try:
+        operators = read_operators(dash.operators_env, dash.operators_file)
+    except CredentialsError as exc:
+        raise fail([str(exc)]) from None
+    if operators is None:
+        log.emit("note", "dashboard_read_only", read_only_note(dash))
+    code = serve(
+        cfg.store.path, address=dash.address, port=dash.port, refresh_s=dash.refresh_s,
+        operators_env=dash.operators_env, operators_file=dash.operators_file, hosts=dash.allowed_hosts,
+    )  # fmt: skip
+    raise typer.Exit(code)
+
+
+def read_only_note(dash) -> str:
+    """Why the dashboard is read-only: no operators configured."""
+    unset = f"environment variable {dash.operators_env} is not set" if dash.operators_env else "is empty"
+    return (
+        "dashboard: read-only, nobody can approve or revert decisions in it: no operators are configured "
+        f"(dashboard.operators_env: {unset}, and there is no dashboard.operators_file)"
+    )
 
 

@@ -43,6 +43,7 @@ import msgspec
 from gatewatch.detectors.base import subnet
 from gatewatch.flows.config import ApiConfig, Config
 from gatewatch.flows.control.policy import LIVE, RANK
+from gatewatch.flows.credentials import CredentialsError, read_named
 from gatewatch.flows.events import Decision, Finding
 from gatewatch.flows.features import endpoint_of
 from gatewatch.sinks.control import open_read_only
@@ -81,40 +82,21 @@ def numeric_id(decision_id: str) -> int:
 # -- keys ------------------------------------------------------------------
 
 
-class ApiKeysError(ValueError):
+class ApiKeysError(CredentialsError):
     """The API keys cannot be read or are malformed (the message names the key, never a value)."""
 
 
 def read_keys(api: ApiConfig, environ: dict[str, str] | os._Environ = os.environ) -> dict[str, str]:
     """``{key: caller name}`` from ``keys_env`` or ``keys_file``; raise :class:`ApiKeysError` if unusable."""
-    if api.keys_env:
-        text = environ.get(api.keys_env, "")
-        where = f"api.keys_env: environment variable {api.keys_env}"
-        if not text:
-            msg = f"{where} is not set"
-            raise ApiKeysError(msg)
-        entries = text.split(",")
-    elif api.keys_file:
-        where = f"api.keys_file: {api.keys_file}"
-        try:
-            entries = Path(api.keys_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            msg = f"{where}: cannot read it ({exc.strerror})"
-            raise ApiKeysError(msg) from None
-    else:
-        msg = "api.keys_env: no environment variable or file is configured"
+    if api.keys_env and not environ.get(api.keys_env, ""):
+        msg = f"api.keys_env: environment variable {api.keys_env} is not set"
         raise ApiKeysError(msg)
-    keys: dict[str, str] = {}
-    for n, entry in enumerate((e.strip() for e in entries), start=1):
-        if not entry or entry.startswith("#"):
-            continue
-        name, sep, key = entry.partition(":")
-        if not sep or not name.strip() or len(key.strip()) < 16:
-            msg = f"{where}: entry {n} is not NAME:KEY with a key of 16 characters or more"
-            raise ApiKeysError(msg)
-        keys[key.strip()] = name.strip()
-    if not keys:
-        msg = f"{where} holds no NAME:KEY entry"
+    try:
+        keys = read_named("api.keys_env", api.keys_env, "api.keys_file", api.keys_file, environ)
+    except CredentialsError as exc:
+        raise ApiKeysError(str(exc)) from None
+    if keys is None:
+        msg = "api.keys_env: no environment variable or file is configured"
         raise ApiKeysError(msg)
     return keys
 

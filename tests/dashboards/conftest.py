@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -53,20 +54,43 @@ def replay_copy(replay_store, tmp_path) -> Path:
     return Path(shutil.copytree(replay_store, tmp_path / "store"))
 
 
+@pytest.fixture(scope="session")
+def review_store(tmp_path_factory) -> Path:
+    """A store replayed in enforce mode with every tier reviewed: decisions wait for a person.
+
+    Tests must not change it; copy it (``review_copy``) to act on it.
+    """
+    root = tmp_path_factory.mktemp("review") / "store"
+    config = root.with_name("enforce.toml")
+    config.write_text('[policy]\nmode = "enforce"\nreview_tiers = ["restricted", "blocked"]\n')
+    gatewatch("replay", str(SAMPLE), "--store", str(root), "--config", str(config))
+    return root
+
+
+@pytest.fixture
+def review_copy(review_store, tmp_path) -> Path:
+    """A private copy of ``review_store``, for tests that approve or revert."""
+    return Path(shutil.copytree(review_store, tmp_path / "store"))
+
+
 @pytest.fixture
 def serve_dashboard(tmp_path):
     """Start ``gatewatch dashboard`` on a store and a free port; return (process, port) once Streamlit is healthy.
 
-    The process leads its own session, so a test can signal it alone or its whole group.
+    ``config`` is more of the TOML config (its ``[dashboard]`` table goes on after the port);
+    ``env`` the process's environment, without ``$GATEWATCH_OPERATORS`` unless it sets it. The
+    process leads its own session, so a test can signal it alone or its whole group.
     """
 
-    def serve(store: Path) -> tuple[subprocess.Popen, int]:
+    def serve(store: Path, config: str = "", env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
         (port,) = free_ports(1)
         cfg = tmp_path / "dashboard.toml"
-        cfg.write_text(f"[dashboard]\nport = {port}\n")
+        cfg.write_text(f"[dashboard]\nport = {port}\n{config}")
+        base = {k: v for k, v in os.environ.items() if k != "GATEWATCH_OPERATORS"}
         proc = subprocess.Popen(
             [GATEWATCH, "dashboard", "--store", str(store), "--config", str(cfg)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**base, **(env or {})},
         )  # fmt: skip
         assert proc.stdout.readline().strip() == f"Dashboard: http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

@@ -28,7 +28,7 @@ from gatewatch.dashboards import ui
 from gatewatch.flows.control.decisions import list_decisions
 from gatewatch.sinks.control import ControlDB
 from gatewatch.sinks.store import StoreWriter
-from tests.conftest import SAMPLE, gatewatch, rows, scalar
+from tests.conftest import gatewatch, rows, scalar
 
 PAGES = ["overview", "incidents", "subject", "decisions", "health"]
 # the start of a time range as the dashboard counts it: back from the newest window end
@@ -47,6 +47,22 @@ def _no_store_flag(monkeypatch):
     # the app reads --store from sys.argv, which holds pytest's arguments here
     monkeypatch.setattr(sys, "argv", ["app.py"])
     monkeypatch.delenv("GATEWATCH_REFRESH_S", raising=False)
+    monkeypatch.delenv("GATEWATCH_OPERATORS", raising=False)  # read-only unless a test gives operators
+
+
+# operators' tokens, as $GATEWATCH_OPERATORS holds them
+TOKENS = {"carol": "carol-token-0123456789", "dave": "dave-token-9876543210"}
+SIGN_IN = "FormSubmitter:sign_in-Sign in"
+
+
+def with_operators(monkeypatch) -> None:
+    monkeypatch.setenv("GATEWATCH_OPERATORS", ",".join(f"{name}:{token}" for name, token in TOKENS.items()))
+
+
+def sign_in(app: AppTest, token: str) -> AppTest:
+    """Type ``token`` in the sidebar's sign-in form and submit it."""
+    app.text_input(key="operator_token").set_value(token)
+    return app.button(key=SIGN_IN).click().run()
 
 
 def open_page(
@@ -425,16 +441,15 @@ def test_decisions_page_counts_current_states(monkeypatch, replay_store):
     assert len(table(app, "changed_at", without="expires_at")) == min(200, changes)
 
 
-def test_approve_and_revert_with_a_confirmation_through_the_cli_path(monkeypatch, tmp_path):
-    store = tmp_path / "store"
-    config = tmp_path / "enforce.toml"
-    config.write_text('[policy]\nmode = "enforce"\nreview_tiers = ["restricted", "blocked"]\n')
-    gatewatch("replay", str(SAMPLE), "--store", str(store), "--config", str(config))
+def test_approve_and_revert_with_a_confirmation_through_the_cli_path(monkeypatch, review_copy):
+    store = review_copy
     (pending, *_) = list_decisions(store, "pending_review")
 
+    with_operators(monkeypatch)
     app = open_page(monkeypatch, store, "decisions")
     assert metrics(app)["Pending review"] == count(len(list_decisions(store, "pending_review")))
-    app.text_input(key="actor").set_value("carol").run()
+    sign_in(app, TOKENS["carol"])
+    assert app.sidebar.success[0].value == "Signed in as **carol**"
     app.selectbox(key="approve_pick").set_value(pending.decision_id).run()
     app.button(key="approve").click().run()
     assert "Approve **PartnerPortal" in app.warning[0].value and "carol" in app.warning[0].value
@@ -466,8 +481,9 @@ def test_approve_and_revert_with_a_confirmation_through_the_cli_path(monkeypatch
 
 def test_a_refused_change_is_shown_not_raised(monkeypatch, replay_copy):
     (active, *_) = list_decisions(replay_copy, "recorded")
+    with_operators(monkeypatch)
     app = open_page(monkeypatch, replay_copy, "decisions")
-    app.text_input(key="actor").set_value("dave").run()
+    sign_in(app, TOKENS["dave"])
     app.selectbox(key="revert_pick").set_value(active.decision_id).run()
     app.button(key="revert").click().run()
     # meanwhile someone else reverts it from the command line
@@ -604,7 +620,7 @@ def test_every_page_without_data_shows_first_run_help(monkeypatch, tmp_path, pag
 
     app = open_page(monkeypatch, store, page)
 
-    (info,) = app.info
+    (info,) = app.main.info  # the sidebar says the dashboard is read-only
     assert "gatewatch replay sample_logs/*.log" in info.value
     assert "gatewatch run FILE" in info.value
     assert str(store) in info.value
@@ -819,31 +835,100 @@ def test_the_decision_history_says_what_changed_between_state_rows(monkeypatch, 
 
 
 def test_a_disabled_button_says_why(monkeypatch, store_root):
+    with_operators(monkeypatch)
     app = open_page(monkeypatch, store_root, "decisions", time_range="All")
-    app.text_input(key="actor").set_value("").run()
-    for action in ("approve", "revert"):
+    for action in ("approve", "revert"):  # not signed in yet
         button = app.button(key=action)
         assert button.disabled
-        assert "enter your name first" in button.help
+        assert button.help == "Disabled: " + ui.SIGN_IN_FIRST
 
-    app.text_input(key="actor").set_value("carol").run()
+    sign_in(app, TOKENS["carol"])
     assert not app.button(key="approve").disabled
     assert app.button(key="approve").help == "Its gateway changes are queued for delivery."
     app.button(key="approve").click().run()
-    app.text_input(key="actor").set_value("").run()  # the name is cleared before confirming
-    assert app.button(key="confirm_yes").disabled
-    assert "enter your name first" in app.button(key="confirm_yes").help
-    app.button(key="confirm_no").click().run()
+    assert "as **carol**?" in app.warning[0].value
+    app.button(key="sign_out").click().run()  # signed out before confirming: the question goes
+    assert not app.warning and not app.button(key="approve").help.startswith("Its")
+    assert not [b for b in app.button if b.key == "confirm_yes"]
 
     # d2, the only decision waiting for review, is rejected meanwhile: nothing is left to approve
     from store_rows import decision_row
 
     rejected = decision_row("d2", "f2", "ip", "203.0.113.7", "", "blocked", "rejected", "erin", 4, 11)
     StoreWriter(store_root).open().append("decisions", [rejected])
-    app.text_input(key="actor").set_value("carol").run()
+    sign_in(app, TOKENS["carol"])
     assert app.button(key="approve").disabled
     assert app.button(key="approve").help.startswith("Disabled: no decision is waiting for review")
     assert not app.button(key="revert").disabled
+
+
+# -- Operators: who may act -------------------------------------------------------------------
+
+
+def _current(store: Path) -> dict[str, tuple[str, str]]:
+    return {d.decision_id: (d.status, d.actor) for d in list_decisions(store)}
+
+
+def pending_of(store: Path) -> str:
+    return list_decisions(store, "pending_review")[0].decision_id
+
+
+def test_without_operators_the_decisions_page_is_read_only_and_says_why(monkeypatch, review_copy):
+    before = _current(review_copy)
+    app = open_page(monkeypatch, review_copy, "decisions")
+
+    (reason,) = [i.value for i in app.main.info]
+    assert reason.startswith("Read-only: no operators are configured (`$GATEWATCH_OPERATORS` is not set")
+    assert "GATEWATCH_OPERATORS=alice:TOKEN" in reason and "operators_file" in reason
+    assert "Read-only" in app.sidebar.info[0].value
+    assert not [t for t in app.text_input if t.key == "operator_token"]  # nothing to sign in to
+    for action in ("approve", "revert"):
+        assert app.button(key=action).disabled
+        assert app.button(key=action).help.startswith("Disabled: read-only: no operators are configured")
+    # Streamlit discards a forged press of a disabled button server-side (and AppTest refuses one);
+    # the confirmation checks the operator again anyway (test_the_confirmation_acts_as_whoever...)
+    app.selectbox(key="approve_pick").set_value(pending_of(review_copy)).run()
+    assert app.button(key="approve").disabled
+    assert _current(review_copy) == before
+
+
+def test_a_wrong_token_signs_nobody_in_and_changes_nothing(monkeypatch, review_copy):
+    with_operators(monkeypatch)
+    before = _current(review_copy)
+    app = open_page(monkeypatch, review_copy, "decisions")
+    sign_in(app, "carol-token-0123456780")  # one character off
+
+    assert app.sidebar.error[0].value.startswith("That token is no operator's: not signed in")
+    assert not app.sidebar.success
+    assert app.button(key="approve").disabled and app.button(key="revert").disabled
+    assert app.text_input(key="operator_token").value == ""
+    assert TOKENS["carol"][:-1] not in str(app)  # the page never shows what was typed
+    assert _current(review_copy) == before
+
+
+def test_the_confirmation_acts_as_whoever_is_signed_in_when_it_is_pressed(monkeypatch, tmp_path, review_copy):
+    """The actor is checked when the change is made: a token taken away meanwhile changes nothing."""
+    tokens = tmp_path / "operators"
+    tokens.write_text(f"# name:token\ncarol:{TOKENS['carol']}\n")
+    monkeypatch.setattr(sys, "argv", ["app.py", "--operators-env", "", "--operators-file", str(tokens)])
+    pending = pending_of(review_copy)
+    app = open_page(monkeypatch, review_copy, "decisions")
+    sign_in(app, TOKENS["carol"])
+    app.selectbox(key="approve_pick").set_value(pending).run()
+    app.button(key="approve").click().run()
+
+    tokens.write_text(f"dave:{TOKENS['dave']}\n")  # carol's token is taken away before she confirms
+    app.button(key="confirm_yes").click().run()
+    assert app.error[0].value == f"Approve {pending} refused: no operator is signed in. Nothing changed."
+    assert _current(review_copy)[pending] == ("pending_review", "policy")
+    assert app.sidebar.error[0].value == "Your token is no longer an operator's: you are signed out."
+
+    tokens.write_text("carol:short\n")  # the file is broken now: read-only, and it says which entry
+    app.run()
+    assert app.sidebar.error[0].value.startswith(
+        f"Read-only: the operators' tokens cannot be used: dashboard.operators_file: {tokens}: entry 1 is not NAME:TOKEN"
+    )
+    assert app.button(key="approve").disabled
 
 
 # -- Counters follow the time range -----------------------------------------------------------

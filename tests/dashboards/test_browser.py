@@ -3,8 +3,10 @@
 Debian ``chromium`` is driven by PyPI ``playwright`` (``executable_path``; no
 ``playwright install``). The test writes the sample log in steps, watches the
 Overview numbers grow by themselves, finds the sample's credential stuffing,
-approves the decision it caused with clicks, and saves a full-page screenshot
-of every page under ``test-artifacts/screenshots/``.
+signs in as an operator and approves the decision it caused with clicks, and
+saves a full-page screenshot of every page under ``test-artifacts/screenshots/``.
+Other tests check who may act: nobody without operators, nobody with a wrong
+token, and an operator, recorded by name, with the right one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ CHROMIUM_ARGS = [
 ]
 ATTACK_STARTS = "10:00:"  # logged time of the first line of the sample's attack minutes
 UNUSABLE = Path(__file__).with_name("cases") / "unusable_lines.log"
+OPERATOR_TOKEN = "browser-test-token-5f1c0e"
 NAV = {
     "overview": "Overview",
     "incidents": "Incidents & findings",
@@ -104,7 +107,7 @@ def test_live_dashboard_in_a_browser(tmp_path, httpserver):
     dashboard = subprocess.Popen(
         [GATEWATCH, "dashboard", "--store", str(store), "--config", str(cfg)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "GATEWATCH_REFRESH_S": "1"},
+        env={**os.environ, "GATEWATCH_REFRESH_S": "1", "GATEWATCH_OPERATORS": f"browser-test:{OPERATOR_TOKEN}"},
     )  # fmt: skip
     try:
         with sync_playwright() as p:
@@ -138,10 +141,10 @@ def test_live_dashboard_in_a_browser(tmp_path, httpserver):
             expect(page.get_by_text("Requests against its own baseline")).to_be_visible()
             shots.append(screenshot(page, "subject"))
 
-            # approve the pending decision with clicks, after a confirmation
+            # sign in as an operator, approve the pending decision with clicks, after a confirmation
             page.get_by_role("link", name=NAV["decisions"]).click()
-            page.get_by_role("textbox", name="Your name").fill("browser-test")
-            page.get_by_role("textbox", name="Your name").press("Enter")
+            sign_in(page, OPERATOR_TOKEN)
+            expect(page.get_by_text("Signed in as browser-test")).to_be_visible()
             page.get_by_role("button", name="Approve…").click()
             expect(page.get_by_text("as browser-test?")).to_be_visible()
             page.get_by_role("button", name="Confirm approve").click()
@@ -175,6 +178,13 @@ def test_live_dashboard_in_a_browser(tmp_path, httpserver):
     assert {d.decision_id: d.status for d in list_decisions(store)}[changes[0]["decision_id"]] == "applied"
     for shot in shots:
         assert shot.stat().st_size > 20_000, shot  # a rendered page, not a blank one
+
+
+def sign_in(page: Page, token: str) -> None:
+    """Type ``token`` in the sidebar's sign-in form and submit it."""
+    field = page.get_by_label("Operator token", exact=True)
+    field.fill(token)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def append(log: Path, text: str) -> None:
@@ -265,3 +275,94 @@ def test_a_subject_link_opens_its_subject_page_in_a_browser(store_root, serve_da
     finally:
         os.killpg(dashboard.pid, signal.SIGINT)
         dashboard.communicate(timeout=30)
+
+
+# -- operators: who may act ------------------------------------------------------------
+
+
+def _decisions_page(p, port: int):
+    """Chromium on the dashboard's Decisions page once its review panel shows."""
+    browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(60_000)
+    wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/decisions"), timeout=90, what="the dashboard")
+    expect(page.get_by_text("approve or revert through the same code path")).to_be_visible()
+    return browser, page
+
+
+def _current(store: Path) -> dict[str, tuple[str, str]]:
+    """Every decision's (status, actor), from the control database."""
+    return {d.decision_id: (d.status, d.actor) for d in list_decisions(store)}
+
+
+def test_without_operators_a_browser_can_only_read_and_is_told_why(review_copy, serve_dashboard):
+    before = _current(review_copy)
+    assert "pending_review" in {status for status, _ in before.values()}
+    dashboard, port = serve_dashboard(review_copy)
+    try:
+        with sync_playwright() as p:
+            browser, page = _decisions_page(p, port)
+            main = page.get_by_test_id("stMain")
+            expect(main.get_by_text("Read-only: no operators are configured")).to_be_visible()
+            expect(main.get_by_text("GATEWATCH_OPERATORS=alice:TOKEN,bob:TOKEN")).to_be_visible()
+            expect(page.get_by_test_id("stSidebar").get_by_text("Read-only: no operators are configured")).to_be_visible()
+            for verb in ("Approve…", "Revert…"):
+                expect(page.get_by_role("button", name=verb)).to_be_disabled()
+            assert page.get_by_label("Operator token", exact=True).count() == 0  # nothing to sign in to
+            page.get_by_role("button", name="Approve…").click(force=True)  # a click on it does nothing
+            page.wait_for_timeout(1000)
+            assert page.get_by_role("button", name="Confirm approve").count() == 0
+            browser.close()
+    finally:
+        os.killpg(dashboard.pid, signal.SIGINT)
+        _, err = dashboard.communicate(timeout=30)
+    assert "read-only, nobody can approve or revert decisions in it" in err
+    assert _current(review_copy) == before
+
+
+def test_an_operator_signs_in_with_a_token_and_is_recorded_as_the_actor(review_copy, serve_dashboard, tmp_path):
+    tokens = {"alice": "alice-" + os.urandom(12).hex(), "bob": "bob-" + os.urandom(12).hex()}
+    operators = tmp_path / "operators"
+    operators.write_text("".join(f"{name}:{token}\n" for name, token in tokens.items()))
+    before = _current(review_copy)
+    pending = next(d for d, (status, _) in before.items() if status == "pending_review")
+    dashboard, port = serve_dashboard(review_copy, f'operators_env = ""\noperators_file = "{operators}"\n')
+    try:
+        with sync_playwright() as p:
+            browser, page = _decisions_page(p, port)
+            approve = page.get_by_role("button", name="Approve…")
+            expect(approve).to_be_disabled()  # not signed in yet
+
+            # a wrong token: told so, still disabled, nothing changed
+            sign_in(page, tokens["alice"][:-1] + "0")
+            expect(page.get_by_text("That token is no operator's: not signed in")).to_be_visible()
+            expect(approve).to_be_disabled()
+            expect(page.get_by_label("Operator token", exact=True)).to_have_value("")
+            assert _current(review_copy) == before
+
+            # alice's token: she approves, and the change is hers
+            sign_in(page, tokens["alice"])
+            expect(page.get_by_test_id("stSidebar").get_by_text("Signed in as alice")).to_be_visible()
+            expect(approve).to_be_enabled()
+            page.get_by_role("combobox", name="Decision to approve").click()
+            page.get_by_role("option", name=re.compile(re.escape(pending))).click()
+            approve.click()
+            expect(page.get_by_text("as alice?")).to_be_visible()
+            page.get_by_role("button", name="Confirm approve").click()
+            expect(page.get_by_text(f"Decision {pending} is now approved, by alice.")).to_be_visible()
+            assert tokens["alice"] not in page.content()  # the token is nowhere on the page
+
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_label("Operator token", exact=True)).to_be_visible()
+            expect(page.get_by_role("button", name="Revert…")).to_be_disabled()
+            browser.close()
+    finally:
+        os.killpg(dashboard.pid, signal.SIGINT)
+        _, err = dashboard.communicate(timeout=30)
+    after = _current(review_copy)
+    assert after[pending] == ("approved", "alice")
+    assert {d: v for d, v in after.items() if d != pending} == {d: v for d, v in before.items() if d != pending}
+    assert rows(review_copy, "SELECT actor FROM decisions WHERE decision_id = $d AND status = 'approved'", {"d": pending}) == [
+        {"actor": "alice"}
+    ]  # the store's history too
+    assert not any(token in err for token in tokens.values())

@@ -95,9 +95,33 @@ def test_validate_refuses_enforce_with_no_target_and_warns_of_a_dashboard_beyond
 
     exposed = tmp_path / "exposed.toml"
     exposed.write_text('[dashboard]\naddress = "0.0.0.0"\n')
-    proc = gatewatch("validate", "--config", str(exposed))
+    no_operators = {k: v for k, v in os.environ.items() if k != "GATEWATCH_OPERATORS"}
+    proc = gatewatch("validate", "--config", str(exposed), env=no_operators)
     assert "warning: dashboard.address: 0.0.0.0 listens beyond this machine" in proc.stderr
-    assert "warning" not in gatewatch("validate").stderr
+    assert "(it is read-only: no operators)" in proc.stderr
+    # operators who can act, on a dashboard others reach: said louder
+    acting = {**no_operators, "GATEWATCH_OPERATORS": "alice:" + "a" * 20}
+    proc = gatewatch("validate", "--config", str(exposed), env=acting)
+    assert "listens beyond this machine, and operators can act in it" in proc.stderr
+    assert "a" * 20 not in proc.stderr
+    quiet = gatewatch("validate", env=no_operators).stderr
+    assert "warning" not in quiet
+    assert "note: dashboard: read-only, nobody can approve or revert decisions in it" in quiet
+    assert gatewatch("validate", env=acting).stderr == ""
+
+
+def test_validate_and_dashboard_refuse_unusable_operator_tokens(tmp_path):
+    operators = tmp_path / "operators"
+    operators.write_text("alice:" + "a" * 20 + "\nbob:too-short\n")
+    cfg = tmp_path / "operators.toml"
+    cfg.write_text(f'[dashboard]\noperators_env = ""\noperators_file = "{operators}"\n')
+    problem = f"error: dashboard.operators_file: {operators}: entry 2 is not NAME:TOKEN"
+    for args in (["validate"], ["dashboard", "--store", str(tmp_path / "s")]):
+        proc = gatewatch(*args, "--config", str(cfg), check=False, timeout=60)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert problem in proc.stderr
+        assert "too-short" not in proc.stderr and "a" * 20 not in proc.stderr
+        assert "Dashboard: http" not in proc.stdout  # the server never started
 
 
 def test_version_env_defaults_and_a_warning_when_nearly_every_line_is_rejected(tmp_path):
