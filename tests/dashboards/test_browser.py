@@ -279,6 +279,8 @@ def test_a_subject_link_opens_its_subject_page_in_a_browser(store_root, serve_da
 
 # -- operators: who may act ------------------------------------------------------------
 
+WAIT = 30_000  # ms an expectation waits: the page renders slowly on a loaded machine
+
 
 def _decisions_page(p, port: int):
     """Chromium on the dashboard's Decisions page once its review panel shows."""
@@ -286,7 +288,8 @@ def _decisions_page(p, port: int):
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(60_000)
     wait_for(lambda: _reachable(page, f"http://127.0.0.1:{port}/decisions"), timeout=90, what="the dashboard")
-    expect(page.get_by_text("approve or revert through the same code path")).to_be_visible()
+    expect(page.get_by_text("approve or revert through the same code path")).to_be_visible(timeout=WAIT)
+    page.get_by_role("button", name="Approve…").wait_for(timeout=WAIT)  # the panel is drawn in full
     return browser, page
 
 
@@ -303,11 +306,11 @@ def test_without_operators_a_browser_can_only_read_and_is_told_why(review_copy, 
         with sync_playwright() as p:
             browser, page = _decisions_page(p, port)
             main = page.get_by_test_id("stMain")
-            expect(main.get_by_text("Read-only: no operators are configured")).to_be_visible()
-            expect(main.get_by_text("GATEWATCH_OPERATORS=alice:TOKEN,bob:TOKEN")).to_be_visible()
-            expect(page.get_by_test_id("stSidebar").get_by_text("Read-only: no operators are configured")).to_be_visible()
+            expect(main.get_by_text("Read-only: no operators are configured")).to_be_visible(timeout=WAIT)
+            expect(main.get_by_text("GATEWATCH_OPERATORS=alice:TOKEN,bob:TOKEN")).to_be_visible(timeout=WAIT)
+            expect(page.get_by_test_id("stSidebar").get_by_text("Read-only: no operators are configured")).to_be_visible(timeout=WAIT)
             for verb in ("Approve…", "Revert…"):
-                expect(page.get_by_role("button", name=verb)).to_be_disabled()
+                expect(page.get_by_role("button", name=verb)).to_be_disabled(timeout=WAIT)
             assert page.get_by_label("Operator token", exact=True).count() == 0  # nothing to sign in to
             page.get_by_role("button", name="Approve…").click(force=True)  # a click on it does nothing
             page.wait_for_timeout(1000)
@@ -331,30 +334,30 @@ def test_an_operator_signs_in_with_a_token_and_is_recorded_as_the_actor(review_c
         with sync_playwright() as p:
             browser, page = _decisions_page(p, port)
             approve = page.get_by_role("button", name="Approve…")
-            expect(approve).to_be_disabled()  # not signed in yet
+            expect(approve).to_be_disabled(timeout=WAIT)  # not signed in yet
 
             # a wrong token: told so, still disabled, nothing changed
             sign_in(page, tokens["alice"][:-1] + "0")
-            expect(page.get_by_text("That token is no operator's: not signed in")).to_be_visible()
-            expect(approve).to_be_disabled()
-            expect(page.get_by_label("Operator token", exact=True)).to_have_value("")
+            expect(page.get_by_text("That token is no operator's: not signed in")).to_be_visible(timeout=WAIT)
+            expect(approve).to_be_disabled(timeout=WAIT)
+            expect(page.get_by_label("Operator token", exact=True)).to_have_value("", timeout=WAIT)
             assert _current(review_copy) == before
 
             # alice's token: she approves, and the change is hers
             sign_in(page, tokens["alice"])
-            expect(page.get_by_test_id("stSidebar").get_by_text("Signed in as alice")).to_be_visible()
-            expect(approve).to_be_enabled()
+            expect(page.get_by_test_id("stSidebar").get_by_text("Signed in as alice")).to_be_visible(timeout=WAIT)
+            expect(approve).to_be_enabled(timeout=WAIT)
             page.get_by_role("combobox", name="Decision to approve").click()
             page.get_by_role("option", name=re.compile(re.escape(pending))).click()
             approve.click()
-            expect(page.get_by_text("as alice?")).to_be_visible()
+            expect(page.get_by_text("as alice?")).to_be_visible(timeout=WAIT)
             page.get_by_role("button", name="Confirm approve").click()
-            expect(page.get_by_text(f"Decision {pending} is now approved, by alice.")).to_be_visible()
+            expect(page.get_by_text(f"Decision {pending} is now approved, by alice.")).to_be_visible(timeout=WAIT)
             assert tokens["alice"] not in page.content()  # the token is nowhere on the page
 
             page.get_by_role("button", name="Sign out").click()
-            expect(page.get_by_label("Operator token", exact=True)).to_be_visible()
-            expect(page.get_by_role("button", name="Revert…")).to_be_disabled()
+            expect(page.get_by_label("Operator token", exact=True)).to_be_visible(timeout=WAIT)
+            expect(page.get_by_role("button", name="Revert…")).to_be_disabled(timeout=WAIT)
             browser.close()
     finally:
         os.killpg(dashboard.pid, signal.SIGINT)
