@@ -164,6 +164,27 @@ class Snapshot:
     # (with no range decision in force, an IP not in it is answered b"null")
     answers: dict[str, bytes] = field(default_factory=dict)
     as_of: str = ""  # the watermark as /v1/score reports it
+    # what /v1/score takes from each subject asked about, worked out once a snapshot (only
+    # subjects it knows are kept: at most as many as its signals, verdicts and pending ones)
+    _subjects: dict[tuple[str, str], tuple] = field(default_factory=dict)
+
+    def subject(
+        self, key: tuple[str, str]
+    ) -> tuple[list[tuple[float, str]], list[tuple[float, str]], list[Verdict], list[Verdict]]:
+        """A subject's finding as a scored reason, its decisions' scored reasons, its decisions and those awaiting review."""
+        known = self._subjects.get(key)
+        if known is not None:
+            return known
+        s = self.signals.get(key)
+        decided, waiting = self.verdicts.get(key, []), self.pending.get(key, [])
+        said = [] if s is None else [(s.score, f"{key[0]} {s.kind} {s.score:.2f}: {s.because}")]
+        judged = [
+            (v.score, f"{v.subject_type} {v.tier}: {v.reason}") for v in decided if v.tier != "elevated"
+        ]
+        known = (said, judged, decided, waiting)
+        if s is not None or decided or waiting:
+            self._subjects[key] = known
+        return known
 
 
 class LiveState:
@@ -319,14 +340,14 @@ class LiveState:
         parts: list[tuple[float, str]] = []  # (score, reason)
         decided: list[Verdict] = []
         waiting: list[Verdict] = []
+        judged: list[tuple[float, str]] = []  # what the decisions on the subjects say
         for key in (("ip", cur.ip), ("consumer", ctx.consumer)):
-            if not key[1]:
-                continue
-            s = snap.signals.get(key)
-            if s is not None:
-                parts.append((s.score, f"{key[0]} {s.kind} {s.score:.2f}: {s.because}"))
-            decided += snap.verdicts.get(key, ())
-            waiting += snap.pending.get(key, ())
+            if key[1]:
+                said, its_judged, its_decided, its_waiting = snap.subject(key)
+                parts += said
+                judged += its_judged
+                decided += its_decided
+                waiting += its_waiting
         if cur.ip:
             net = subnet(cur.ip)
             flagged = snap.subnets.get(net)
@@ -352,9 +373,7 @@ class LiveState:
             )
         tier, limit = "normal", None
         if decided:
-            parts += [
-                (v.score, f"{v.subject_type} {v.tier}: {v.reason}") for v in decided if v.tier != "elevated"
-            ]
+            parts += judged
             tier = max((d.tier for d in decided), key=RANK.__getitem__)
             if tier == "blocked":
                 limit = 0
