@@ -49,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python tests/bench_memory.py --subjects 100000
 	$(BIN)/python tests/bench_dashboard.py --rows 1000000 --workdir bench-data
 	$(BIN)/python tests/bench_detection.py --seeds 1 2 3 4 5 --workdir bench-data/detection
-	command -v hey >/dev/null || (apt-get update -qq && apt-get install -y -qq hey)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python tests/bench_api.py --workdir bench-data/api
 
 clean:
