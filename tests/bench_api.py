@@ -100,7 +100,8 @@ SCORE_BODY = {
         "consumer": "3f8a1c2e-7b4d-4e9a-8c6f-2d1e0b9a7c54",
     },
 }
-ENDPOINTS = (f"GET /v1/decisions?ip={SAMPLE_IP}", "POST /v1/score")
+VARIED = " (new IP each)"  # SCORE_BODY with a different client IP in each request: no cached answer
+ENDPOINTS = (f"GET /v1/decisions?ip={SAMPLE_IP}", "POST /v1/score", "POST /v1/score" + VARIED)
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
 TARGET_RATE = 2_000
@@ -348,11 +349,20 @@ def wrk_command(
 ) -> tuple[list[str], int]:
     """The wrk command line for ``endpoint`` at ``rate`` requests/s, and its number of connections."""
     connections = max(1, math.ceil(rate / worker_rate))
-    method, path = endpoint.split(" ", 1)
+    method, path = endpoint.removesuffix(VARIED).split(" ", 1)
     body = ""
     if method == "POST":
-        body = f'wrk.body = {json.dumps(json.dumps(SCORE_BODY))}\nwrk.headers["Content-Type"] = "application/json"'
-    script = workdir / f"pace-{method.lower()}-{rate}.lua"
+        body = 'wrk.headers["Content-Type"] = "application/json"\n'
+        if endpoint.endswith(VARIED):  # 10.0.0.1, 10.0.0.2, ...: a subject never seen, every time
+            text = json.dumps({**SCORE_BODY, "current_request": {"ip": "10.%d.%d.%d"}})
+            body += (
+                "local n = 0\nfunction request()\n  n = n + 1\n"
+                f"  return wrk.format(nil, nil, nil, string.format({json.dumps(text)}, "
+                "math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256))\nend"
+            )
+        else:
+            body += f"wrk.body = {json.dumps(json.dumps(SCORE_BODY))}"
+    script = workdir / f"pace-{method.lower()}-{rate}{'-varied' if endpoint.endswith(VARIED) else ''}.lua"
     script.write_text(PACE_LUA.format(rate=rate, method=method, key=KEY, body=body), encoding="utf-8")
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script)]
     return [*cmd, base + path.removeprefix("/v1")], connections

@@ -62,6 +62,7 @@ _STATS_EVERY_S = 5.0
 _CHANGES_KEPT = 100_000  # stream changes remembered; a bouncer further behind gets a full resync
 _ORIGIN = "gatewatch"
 _ENCODE = msgspec.json.encode
+_SCORED_KEPT = 4096  # /v1/score answers cached a snapshot
 
 
 def go_duration(seconds: float) -> str:
@@ -167,6 +168,9 @@ class Snapshot:
     # what /v1/score takes from each subject asked about, worked out once a snapshot (only
     # subjects it knows are kept: at most as many as its signals, verdicts and pending ones)
     _subjects: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    # /v1/score answers given from this snapshot, by what they depend on (at most _SCORED_KEPT):
+    # a gateway asks about the same consumer and IP for request after request
+    scored: dict[tuple, bytes] = field(default_factory=dict)
 
     def subject(
         self, key: tuple[str, str]
@@ -333,9 +337,11 @@ class LiveState:
 
     # -- risk --------------------------------------------------------------
 
-    def score(self, request: ScoreRequest, thresholds: dict[str, float]) -> dict:
+    def score(
+        self, request: ScoreRequest, thresholds: dict[str, float], snap: Snapshot | None = None
+    ) -> dict:
         """Score one request from its subjects' live state (see the module docstring)."""
-        snap = self.snapshot
+        snap = snap or self.snapshot
         ctx, cur = request.api_context, request.current_request
         parts: list[tuple[float, str]] = []  # (score, reason)
         decided: list[Verdict] = []
@@ -615,6 +621,24 @@ class DecisionApi:
             self.counters.bad_requests += 1
         return status, answer if type(answer) is bytes else _ENCODE(answer)
 
+    def _score(self, request: ScoreRequest) -> bytes:
+        """The encoded /v1/score answer, from the snapshot's cache when the same question was asked of it."""
+        snap = self.state.snapshot
+        ctx, cur, hist = request.api_context, request.current_request, request.historical_metrics
+        # what the answer depends on: the subjects, the endpoint, the caller's count if it counts
+        reported = (
+            (hist.failed_logins, hist.window_s)
+            if hist and hist.failed_logins >= CALLER_FAILED_LOGINS
+            else None
+        )
+        key = (cur.ip, ctx.consumer, ctx.api, ctx.method, ctx.resource, reported)
+        answer = snap.scored.get(key)
+        if answer is None:
+            answer = _ENCODE(self.state.score(request, self.thresholds, snap))
+            if len(snap.scored) < _SCORED_KEPT:
+                snap.scored[key] = answer
+        return answer
+
     def _route(
         self, method: str, path: str, query: str, caller: str, body: bytes | None
     ) -> tuple[int, object]:
@@ -634,7 +658,7 @@ class DecisionApi:
                 request = parse_score_request(body)
             except ValueError as exc:
                 return 400, {"message": str(exc)}
-            return 200, self.state.score(request, self.thresholds)
+            return 200, self._score(request)
         if path == "/v1/allow" and method in ("GET", "HEAD"):
             # nginx auth_request: any 2xx lets the request through, 403 refuses it
             ip = params.get("ip", "")

@@ -215,3 +215,40 @@ def test_the_modules_doctests():
     assert doctest.testmod(decision_api).failed == 0
     assert doctest.testmod(live).failed == 0
     assert doctest.testmod(log).failed == 0
+
+
+def test_respond_answers_from_the_snapshot_and_caches_scores_only_within_one(tmp_path):
+    from gatewatch.flows.config import Config
+    from gatewatch.flows.control.decision_api import DecisionApi
+
+    key = "k" * 16
+    api = DecisionApi(Config.model_validate({"store": {"path": str(tmp_path)}}), {key: "caller"})
+    mark = 1_800_000_000.0
+    api.state.update(
+        [decision("b1", "198.51.100.7"), decision("r1", "203.0.113.0/24", tier="restricted", limit_per_min=9)],
+        [], mark, now=mark,
+    )  # fmt: skip
+
+    def ask(*request):
+        status, body = api.respond(*request)
+        return status, json.loads(body)
+
+    assert ask("GET", "/v1/decisions", "ip=198.51.100.7", "wrong-key-0123456789", None)[0] == 403
+    assert api.counters.forbidden == 1
+    status, body = ask("GET", "/v1/decisions/", "ip=198.51.100.7", key, None)
+    assert status == 200 and body == api.state.matching({"ip": "198.51.100.7"})
+    assert ask("GET", "/v1/decisions", "ip=203.0.113.40", key, None)[1][0]["value"] == "203.0.113.0/24"
+    assert ask("GET", "/v1/decisions", "ip=2001:DB8::1", key, None) == (200, None)
+    status, body = ask("GET", "/v1/decisions", "ip=192.0.2.01", key, None)
+    assert status == 400 and "not an IP address" in body["message"]
+    assert ask("GET", "/v1/allow", "ip=198.51.100.7", key, None) == (403, {"decision": "ban"})
+    assert ask("POST", "/v1/score", "", key, None)[0] == 413
+    assert ask("POST", "/v1/score", "", key, b"{")[0] == 400
+    assert api.counters.bad_requests == 2 and api.counters.callers["caller"]["errors"] == 4
+
+    score = b'{"current_request": {"ip": "198.51.100.7"}}'
+    first = ask("POST", "/v1/score", "", key, score)
+    assert first[1]["tier"] == "blocked" and ask("POST", "/v1/score", "", key, score) == first
+    api.state.update([], [], mark + 60, now=mark + 60)  # the block reverted: a new snapshot, a new answer
+    assert ask("POST", "/v1/score", "", key, score)[1]["tier"] == "normal"
+    assert ask("GET", "/v1/decisions", "ip=198.51.100.7", key, None) == (200, None)
