@@ -24,7 +24,9 @@ not from its slot (the queueing before it is not in the percentiles). Reported, 
 of ``--runs``: the achieved requests/s (responses / wrk's wall time), p50 and p99
 latency (wrk's, 1 us resolution), errors (responses other than 2xx/3xx, plus
 connection errors and timeouts; the most of any run), the share of late requests,
-the API process's CPU over the run (100 % = one core) and wrk's CPU a request.
+the API process's CPU over the run (100 % = one core), the time its threads waited,
+runnable, for a core (from ``/proc/PID/task/*/schedstat``; 100 % = the run's length: the
+queueing the API suffers from whatever else runs) and wrk's CPU a request.
 
 Each figure is measured in up to three conditions (``--conditions``):
 
@@ -234,6 +236,14 @@ def cpu_ticks(pid: int) -> int | None:
     return int(fields[11]) + int(fields[12])
 
 
+def run_queue_ns(pid: int) -> int | None:
+    """Nanoseconds the threads of ``pid`` have waited, runnable, for a core (``/proc/PID/task/*/schedstat``)."""
+    try:
+        return sum(int((t / "schedstat").read_text().split()[1]) for t in Path(f"/proc/{pid}/task").iterdir())
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, exited but not yet waited for, does not)."""
     try:
@@ -329,6 +339,7 @@ class Load:
     errors: int  # non-2xx/3xx responses, connection errors and timeouts
     late: float  # share of the requests sent more than 1 ms after their slot
     api_cpu: float  # the API process's CPU over the run, 1.0 = one core
+    api_waited: float  # the time the API's threads waited, runnable, for a core, 1.0 = the run's length
     client_us: float  # wrk's CPU a request, microseconds
     replay_note: str = ""  # "" idle; "running" or when it ended otherwise
     replay_ok: bool = True  # the replay ran throughout the load
@@ -370,10 +381,10 @@ def wrk_command(
 
 def run_wrk(cmd: list[str], api: int, seconds: float) -> tuple[Load, str]:
     """Run wrk; return its figures and its output."""
-    ticks0, t0 = cpu_ticks(api), time.monotonic()
+    ticks0, waited0, t0 = cpu_ticks(api), run_queue_ns(api), time.monotonic()
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    ticks1, wall = cpu_ticks(api), time.monotonic() - t0
+    ticks1, waited1, wall = cpu_ticks(api), run_queue_ns(api), time.monotonic() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         msg = f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}"
@@ -382,13 +393,14 @@ def run_wrk(cmd: list[str], api: int, seconds: float) -> tuple[Load, str]:
     n = max(f["requests"], 1)
     client = (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / n * 1e6
     cpu = (ticks1 - ticks0) / CLK_TCK / wall if ticks0 is not None and ticks1 is not None else math.nan
+    waited = (waited1 - waited0) / 1e9 / wall if waited0 is not None and waited1 is not None else math.nan
     errors = int(f["errors"] + f["status_errors"])
     sample = ", ".join(
         what for what, count in (("HTTP errors", f["status_errors"]), ("connection errors or timeouts", f["errors"])) if count
     )  # fmt: skip
     load = Load(
         f["requests"] / (f["duration_us"] / 1e6), f["p50_us"] / 1000, f["p99_us"] / 1000, errors,
-        f["late"] / max(f["slots"], 1), cpu, client, error_sample=sample,
+        f["late"] / max(f["slots"], 1), cpu, waited, client, error_sample=sample,
     )  # fmt: skip
     return load, done.stdout
 
@@ -453,6 +465,7 @@ def median_load(loads: list[Load]) -> Load:
         max(x.errors for x in loads),
         statistics.median(x.late for x in loads),
         statistics.median(x.api_cpu for x in loads),
+        statistics.median(x.api_waited for x in loads),
         statistics.median(x.client_us for x in loads),
         "; ".join(notes),
         all(x.replay_ok for x in loads),
@@ -531,7 +544,7 @@ def main(argv: list[str] | None = None) -> None:
 
     header = (
         "condition", "endpoint", "target req/s", "conns", "achieved req/s", "p50 ms", "p99 ms", "errors",
-        "late %", "API CPU %", "wrk us/req", "replay",
+        "late %", "API CPU %", "API waited %", "wrk us/req", "replay",
     )  # fmt: skip
     table: list[tuple[str, ...]] = []
     results: dict[tuple[str, str, int], Load] = {}
@@ -571,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
                         (
                             condition, endpoint, f"{rate:,}", str(conns), f"{r.achieved:,.0f}",
                             f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.errors:,}", f"{r.late * 100:.1f}",
-                            f"{r.api_cpu * 100:.0f}", f"{r.client_us:.0f}", r.replay_note or "-",
+                            f"{r.api_cpu * 100:.0f}", f"{r.api_waited * 100:.0f}", f"{r.client_us:.0f}", r.replay_note or "-",
                         )
                     )  # fmt: skip
                     print(f"{condition:>11}  {endpoint}  {rate:,} req/s: done.", flush=True)

@@ -250,10 +250,8 @@ class LiveState:
             ):
                 served[numeric_id(d.decision_id)] = self._crowdsec(d, mark, now)
         old = self.snapshot.served
-        for i in old.keys() - served.keys():
-            self._change("deleted", {**old[i], "duration": "0s"})
-        for i in served.keys() - old.keys():
-            self._change("new", served[i])
+        changes = [("deleted", {**old[i], "duration": "0s"}) for i in old.keys() - served.keys()]
+        changes += [("new", served[i]) for i in served.keys() - old.keys()]
         by_ip: dict[str, list[dict]] = {}
         ranges = []
         for d in served.values():
@@ -263,14 +261,14 @@ class LiveState:
                 with contextlib.suppress(ValueError):  # a subject that is no network matches no IP
                     ranges.append((ipaddress.ip_network(d["value"], strict=False), d))
         answers = {ip: _ENCODE(ds) for ip, ds in by_ip.items()}
-        self.snapshot = Snapshot(
+        snapshot = Snapshot(
             mark, served, by_ip, ranges, verdicts, pending, signals, subnets, answers, _utc_text(mark)
         )
-
-    def _change(self, kind: str, decision: dict) -> None:
-        with self._changes_lock:
-            self.seq += 1
-            self.changes.append((self.seq, kind, decision))
+        with self._changes_lock:  # the changes and the snapshot they lead to, together
+            for kind, d in changes:
+                self.seq += 1
+                self.changes.append((self.seq, kind, d))
+            self.snapshot = snapshot
 
     def _crowdsec(self, d: Decision, mark: float, now: float) -> dict:
         left = max(d.expires_at - mark, 0.0)
@@ -320,9 +318,7 @@ class LiveState:
         snap = self.snapshot
         if "ip" in params:  # the query bouncers in live mode make for every request
             ip = ipaddress.ip_address(params["ip"])
-            out = snap.by_ip.get(str(ip), [])
-            if snap.ranges:
-                out = out + [d for net, d in snap.ranges if ip in net]
+            out = snap.by_ip.get(str(ip), []) + [d for net, d in snap.ranges if ip in net]
         else:
             out = list(snap.served.values())
         if "range" in params:
