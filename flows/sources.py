@@ -28,6 +28,8 @@ STDIN = "-"
 _GLOB_CHARS = frozenset("*?[")
 _STDIN_READ = 1 << 16
 _GZIP_MAGIC = b"\x1f\x8b"  # a gzip stream starts with these bytes, whatever the file is called
+# A file's first bytes, up to this many, tell its content: a copytruncate copy starts like its log
+_HEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -115,9 +117,6 @@ class _Lines:
         """Where the next read continues."""
         return self.offset + len(self.buf)
 
-    def reset(self) -> None:
-        self.offset, self.line_no, self.skip, self.buf = 0, 1, False, b""
-
     def feed(self, data: bytes) -> _Fed:
         """Take the next bytes of the stream.
 
@@ -184,21 +183,42 @@ class _Lines:
 
 
 class _File:
-    """One open file instance, identified by ``(st_dev, st_ino)``."""
+    """One open file instance, identified by ``(st_dev, st_ino)``.
 
-    __slots__ = ("fh", "key", "last_data", "lines", "orphan", "path")
+    In follow mode, files that hold one log share one ``lines``: a log and its
+    copytruncate copy are read as one stream, so no line is read twice.
+    """
 
-    def __init__(self, key: tuple[int, int], path: str, fh: Any, lines: _Lines) -> None:
+    __slots__ = ("earlier", "fh", "head", "key", "last_data", "lines", "orphan", "path", "pending", "size")
+
+    def __init__(self, key: tuple[int, int], path: str, fh: Any, lines: _Lines, head: bytes, size: int) -> None:
         self.key = key
         self.path = path
         self.fh = fh  # None once a replayed file is finished
         self.lines = lines
+        self.head = head  # the first _HEAD_BYTES or fewer, decompressed for gzip: what the file holds
+        self.size = size  # when last looked at (plain files): a smaller size means it was truncated
         self.orphan = False  # no longer matched by the spec: drain, then forget
+        self.pending = False  # may yet prove a copy of a log being read: not read until that is known
+        self.earlier = False  # a copy with lines from before its log was truncated: read before the log
         self.last_data = time.monotonic()
+
+
+def _reach(f: _File) -> float:
+    """How far a file goes: of the files holding one log, the one that goes furthest is read."""
+    return float("inf") if isinstance(f.fh, gzip.GzipFile) else f.size
 
 
 class LineReader:
     """Reads the complete lines of one input spec, in follow or replay mode.
+
+    In follow mode, a file whose first bytes are the first bytes already read
+    of a log (all of them, up to ``_HEAD_BYTES``) is a copy of that log, as
+    ``copytruncate`` makes: it continues the log where the reading is, so a
+    line is read once whichever of the two holds it. A copy of a log that was
+    just truncated gives the lines written between the last read and the
+    truncation, even compressed (``.gz``); any other compressed file is a
+    rotated copy whose lines were read as the log grew, and is skipped.
 
     Args:
         spec: A file path, a glob pattern (contains ``*?[``) or ``-`` for stdin.
@@ -233,7 +253,9 @@ class LineReader:
         self._stdin = _Lines(max_line_bytes)
         self._stdin_eof = False
         self._files: dict[tuple[int, int], _File] = {}
-        self._compressed: set[tuple[int, int]] = set()  # gzip files a follow skips (rotated copies)
+        self._compressed: set[tuple[int, int]] = set()  # gzip files a follow skips, or has read
+        # (head, lines) of logs truncated since the last scan: the next scan finds their copies
+        self._truncated: list[tuple[bytes, _Lines]] = []
         self._started = False
         self._caught_up = False
         self._next_scan = 0.0
@@ -268,17 +290,11 @@ class LineReader:
             self._started = True
         elif self.follow and time.monotonic() >= self._next_scan:
             self._scan()
-        # Orphans first, so a rotated file is drained before its successor is
-        # read; the rest take turns to go first, so one busy file cannot starve
-        # the others.
-        live = [f for f in self._files.values() if f.fh is not None and not f.orphan]
-        if live:
-            k = self._turn % len(live)
-            live = live[k:] + live[:k]
-        self._turn += 1
+        else:
+            self._look()
         chunks: list[Chunk] = []
         budget = self._max_batch
-        for f in [f for f in self._files.values() if f.orphan] + live:
+        for f in self._readers():
             if budget <= 0:
                 break
             budget -= self._read_file(f, budget, chunks)
@@ -303,6 +319,7 @@ class LineReader:
                     "offset": f.lines.offset,
                     "line_no": f.lines.line_no,
                     "skip": f.lines.skip,
+                    "head": f.head,
                 }
                 for f in self._files.values()
             ]
@@ -312,22 +329,49 @@ class LineReader:
         """Close all open files (stdin's descriptor is left open)."""
         for f in self._files.values():
             if f.fh is not None:
-                f.fh.close()
+                _close(f.fh)
                 f.fh = None
         self._files.clear()
 
+    def _readers(self) -> list[_File]:
+        """The files to read now, one per log.
+
+        Orphans and copies of truncated logs come first, so a rotated file is
+        drained before its successor is read; the rest take turns to go first,
+        so one busy file cannot starve the others.
+        """
+        best: dict[int, _File] = {}
+        for f in self._files.values():
+            if f.fh is not None and not f.pending:
+                other = best.get(id(f.lines))
+                if other is None or _reach(f) > _reach(other):
+                    best[id(f.lines)] = f
+        for f in list(self._files.values()):
+            # a vanished copy holds nothing that the longer one read in its place lacks
+            if f.orphan and f.fh is not None and not f.pending and best[id(f.lines)] is not f:
+                _close(f.fh)
+                del self._files[f.key]
+        live = [f for f in best.values() if not (f.orphan or f.earlier)]
+        if live:
+            k = self._turn % len(live)
+            live = live[k:] + live[:k]
+        self._turn += 1
+        return [f for f in best.values() if f.orphan or f.earlier] + live
+
     def _read_file(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
         """Read up to ``budget`` new bytes of one file; return how many were read."""
-        if isinstance(f.fh, gzip.GzipFile):  # replayed only: a stream, read to its end once
+        if isinstance(f.fh, gzip.GzipFile):  # a stream, read to its end once
             data = f.fh.read(budget)
-            finished = not data
+            finished = len(data) < budget  # a GzipFile reads short only at its end
         else:
             data, finished = self._read_plain(f, budget)
         before = f.lines.offset
         fed = f.lines.feed(data)
         if finished:
             fed = f.lines.finish(fed)
-            f.fh.close()
+            if isinstance(f.fh, gzip.GzipFile):
+                self._compressed.add(f.key)
+            _close(f.fh)
             f.fh = None
             if self.follow:
                 del self._files[f.key]
@@ -338,23 +382,105 @@ class LineReader:
 
     def _read_plain(self, f: _File, budget: int) -> tuple[bytes, bool]:
         """The next bytes of an uncompressed file, and whether it is finished after them."""
-        fd = f.fh.fileno()
-        size = os.fstat(fd).st_size
-        if size < f.lines.pos:  # truncated in place (copytruncate)
-            f.lines.reset()
-        want = min(size - f.lines.pos, budget)
-        data = os.pread(fd, want, f.lines.pos) if want > 0 else b""
+        want = min(f.size - f.lines.pos, budget)
+        data = os.pread(f.fh.fileno(), want, f.lines.pos) if want > 0 else b""
         now = time.monotonic()
         if data:
             f.last_data = now
-        at_eof = f.lines.pos + len(data) >= size
+        at_eof = f.lines.pos + len(data) >= f.size
         # An orphan stays open for one rescan interval after its last growth:
         # writers often append to a renamed log until they reopen it.
         return data, at_eof and (not self.follow or (f.orphan and now - f.last_data >= self._rescan_s))
 
+    def _look(self) -> None:
+        """Notice truncated or rewritten files; settle which pending files are copies."""
+        for f in list(self._files.values()):
+            if f.fh is not None and not isinstance(f.fh, gzip.GzipFile):
+                self._check(f)
+        for f in [f for f in self._files.values() if f.pending]:
+            self._identify(f)
+
+    def _check(self, f: _File) -> None:
+        """Look at a plain file's size and first bytes; one truncated or rewritten is read anew."""
+        fd = f.fh.fileno()
+        size = os.fstat(fd).st_size
+        if size == f.size:
+            return
+        head = os.pread(fd, _HEAD_BYTES, 0)
+        # smaller: truncated (copytruncate); other first bytes: truncated and written again since
+        rewritten = size < f.size or head[: len(f.head)] != f.head
+        old_head, f.head, f.size = f.head, head, size
+        if not rewritten:
+            return
+        old, f.lines = f.lines, _Lines(self._max_line)
+        if self.follow:
+            f.pending = True
+            copies = [g for g in self._files.values() if g.lines is old]
+            for g in copies:
+                g.earlier = True
+            if old.offset and not copies:
+                self._truncated.append((old_head, old))
+
+    def _identify(self, f: _File) -> None:
+        """Decide whether pending ``f`` is a copy of a log being read; a copy goes on where that log is.
+
+        While ``f`` agrees with a log's first bytes but is too short to tell,
+        it may be a copy still being written: it waits, unread.
+        """
+        if len(f.head) < len(_GZIP_MAGIC) and _GZIP_MAGIC.startswith(f.head) and not f.orphan:
+            return  # too short to tell a log from a gzip file that is being written
+        packed = isinstance(f.fh, gzip.GzipFile)
+        if not packed and f.head.startswith(_GZIP_MAGIC):  # was empty when opened
+            try:
+                f.fh, f.head = _gunzip(f.fh, f.path)
+                packed = True
+            except (EOFError, OSError):
+                self._drop(f)
+                return
+        best, maybe = None, False
+        for head, lines in self._logs(f, truncated_only=packed):
+            n = min(_HEAD_BYTES, max(lines.offset, f.lines.offset))
+            if len(f.head) >= n and head[:n] == f.head[:n]:
+                if best is None or lines.offset > best.offset:
+                    best = lines
+            elif len(f.head) < n and head.startswith(f.head):
+                maybe = True
+        if best is not None:
+            mine, f.lines = f.lines, best
+            if mine.offset > best.offset:  # resumed further on in this copy
+                best.offset, best.line_no, best.skip, best.buf = mine.offset, mine.line_no, mine.skip, mine.buf
+            f.earlier = any(t[1] is best for t in self._truncated)
+            self._truncated = [t for t in self._truncated if t[1] is not best]
+            if packed:
+                f.fh.seek(best.pos)
+            f.pending = False
+        elif packed:  # a rotated copy of a log that was followed as it grew
+            self._drop(f)
+        elif not maybe or f.orphan:
+            f.pending = False
+
+    def _drop(self, f: _File) -> None:
+        """Close a compressed file not to be read, and never open it again."""
+        self._compressed.add(f.key)
+        _close(f.fh)
+        del self._files[f.key]
+
+    def _logs(self, f: _File, *, truncated_only: bool) -> list[tuple[bytes, _Lines]]:
+        """(head, lines) of each log with lines read, other than ``f``'s: those just truncated, then the rest."""
+        logs = {id(lines): (head, lines) for head, lines in self._truncated}
+        if not truncated_only:
+            for g in self._files.values():
+                if g is f or g.pending or g.lines is f.lines or not g.lines.offset:
+                    continue
+                head, _ = logs.get(id(g.lines), (b"", None))
+                if len(g.head) > len(head):  # of copies, the longest head says the most
+                    logs[id(g.lines)] = (g.head, g.lines)
+        return list(logs.values())
+
     def _scan(self) -> None:
         """Match the spec against the disk and update the tracked files."""
         self._next_scan = time.monotonic() + self._rescan_s
+        self._look()
         found = self._match()
         saved = self._take_resume()
         for key, f in self._files.items():
@@ -364,9 +490,7 @@ class LineReader:
             elif self.follow and not f.orphan:
                 f.orphan = True
                 f.last_data = time.monotonic()
-        for key, path in found.items():
-            if key not in self._files:
-                self._open(path, saved.pop(key, None))
+        opened = [self._open(path, saved.pop(key, None)) for key, path in found.items() if key not in self._files]
         # Saved files the spec no longer matches were rotated away between
         # snapshot and restart: find them by inode and drain their rest.
         for entry in saved.values():
@@ -375,6 +499,11 @@ class LineReader:
                 f = self._open(path, entry)
                 if f is not None and self.follow:
                     f.orphan = True
+                opened.append(f)
+        # plain files first: a copy is read rather than its compressed twin
+        for f in sorted((f for f in opened if f is not None and f.pending), key=_reach):
+            self._identify(f)
+        self._truncated = []  # their copies were made before the truncation: this scan saw them
 
     def _match(self) -> dict[tuple[int, int], str]:
         paths = sorted(glob.glob(self.spec)) if is_glob(self.spec) else [self.spec]
@@ -407,16 +536,26 @@ class LineReader:
         if key in self._files or key in self._compressed:
             fh.close()
             return None
-        if os.pread(fh.fileno(), 2, 0) == _GZIP_MAGIC:
-            if self.follow:  # a rotated, compressed copy of a log that was followed as it grew
-                self._compressed.add(key)
-                fh.close()
-                return None
-            fh = gzip.GzipFile(filename=path, fileobj=fh)
+        head = os.pread(fh.fileno(), _HEAD_BYTES, 0)
+        if head.startswith(_GZIP_MAGIC):
+            try:
+                fh, head = _gunzip(fh, path)
+            except (EOFError, OSError):
+                if self.follow:  # cut short, or no gzip after all: nothing to read in it
+                    self._compressed.add(key)
+                    return None
+                raise
         lines = _Lines(self._max_line)
-        if entry is not None and (entry["dev"], entry["ino"]) == key and entry["offset"] <= st.st_size:
-            lines = _Lines(self._max_line, entry["offset"], entry["line_no"], entry["skip"])
-        f = self._files[key] = _File(key, path, fh, lines)
+        if entry is not None and (entry["dev"], entry["ino"]) == key:
+            saved = _Lines(self._max_line, entry["offset"], entry["line_no"], entry["skip"])
+            # a snapshot of an earlier version has no head: the size alone tells a truncation
+            known = entry.get("head", b"")
+            if entry["offset"] <= st.st_size and head[: len(known)] == known:
+                lines = saved
+            elif self.follow and saved.offset and known:  # truncated while we were down: find its copy
+                self._truncated.append((known, saved))
+        f = self._files[key] = _File(key, path, fh, lines, head, st.st_size)
+        f.pending = self.follow
         return f
 
     def _read_stdin(self) -> list[Chunk]:
@@ -442,6 +581,30 @@ class LineReader:
             fed = self._stdin.finish(fed)
         self.consumed_bytes += self._stdin.offset - before
         return [Chunk(STDIN, *fed)] if fed[2] else []
+
+
+def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes]:
+    """Read ``fh`` through gzip; return that and its first decompressed bytes.
+
+    Raises:
+        EOFError: The stream is cut short before those bytes.
+        OSError: It is no gzip stream (``gzip.BadGzipFile``).
+    """
+    packed = gzip.GzipFile(filename=path, fileobj=fh)
+    try:
+        head = packed.read(_HEAD_BYTES)
+        packed.seek(0)
+    except (EOFError, OSError):
+        _close(packed)
+        raise
+    return packed, head
+
+
+def _close(fh: Any) -> None:
+    raw = fh.fileobj if isinstance(fh, gzip.GzipFile) else None  # a GzipFile leaves the file it reads open
+    fh.close()
+    if raw is not None:
+        raw.close()
 
 
 def _find_inode(directory: str, dev: int, ino: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
 import threading
@@ -108,7 +109,7 @@ def test_writes_to_renamed_file_are_read_until_it_goes_quiet(tmp_path, reader):
     assert read_all(r) == []
     assert r.snapshot()["files"] == [
         {"path": str(log), "dev": log.stat().st_dev, "ino": log.stat().st_ino, "offset": 4, "line_no": 2,
-         "skip": False}
+         "skip": False, "head": b"new\n"}
     ]
 
 
@@ -394,3 +395,104 @@ def test_follow_skips_compressed_rotated_copies_under_a_glob(tmp_path, reader):
     (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(b"a1\na2\n"))  # logrotate's compress of a copy
     append(log, b"a3\n")
     assert lines(read_all(r)) == [b"a3"]
+
+
+def copytruncate(log, copy) -> None:
+    """What logrotate's ``copytruncate`` does: copy the log, then empty it in place."""
+    copy.write_bytes(log.read_bytes())
+    with open(log, "r+b") as f:
+        f.truncate(0)
+
+
+def numbered(first: int, last: int) -> bytes:
+    return b"".join(b"2026-11-02T09:00:%02d line %d\n" % (i % 60, i) for i in range(first, last + 1))
+
+
+def test_copytruncate_under_a_glob_reads_the_copy_from_where_the_log_was(tmp_path, reader):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(1, 3))
+    r = reader(tmp_path / "app.log*")
+    got = read_all(r)
+    append(log, numbered(4, 5))  # written after the last read, before the rotation
+    copytruncate(log, tmp_path / "app.log.1")
+    append(log, numbered(6, 6))
+    got += read_all(r)
+    assert lines(got) == numbered(1, 6).splitlines()
+    # the copy goes on with the log's line numbers; the log starts again
+    assert [(os.path.basename(s), n) for s, n, _ in got] == [
+        ("app.log", 1), ("app.log", 2), ("app.log", 3), ("app.log.1", 4), ("app.log.1", 5), ("app.log", 1)
+    ]
+    append(log, numbered(7, 7))
+    assert lines(read_all(r)) == [numbered(7, 7).strip()]
+
+
+def test_a_copy_found_before_the_truncation_is_read_once(tmp_path, reader):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(1, 3))
+    r = reader(tmp_path / "app.log*")
+    got = read_all(r)
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())  # copied: the scan sees it, not yet truncated
+    append(log, numbered(4, 4))
+    got += read_all(r)
+    append(log, numbered(5, 5))
+    with open(log, "r+b") as f:
+        f.truncate(0)  # line 5 was never copied: logrotate loses it
+    append(log, numbered(6, 6))
+    got += read_all(r)
+    assert lines(got) == [line for line in numbered(1, 6).splitlines() if not line.endswith(b" 5")]
+
+
+def test_a_compressed_copy_gives_the_lines_written_before_the_truncation(tmp_path, reader):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(1, 3))
+    r = reader(tmp_path / "app.log*")
+    got = read_all(r)
+    append(log, numbered(4, 5) + b"unterminated")
+    # copytruncate with compress: the plain copy is gone by the next scan
+    (tmp_path / "app.log.1.gz").write_bytes(gzip.compress(log.read_bytes()))
+    with open(log, "r+b") as f:
+        f.truncate(0)
+    append(log, numbered(6, 6))
+    got += read_all(r)
+    assert lines(got) == [*numbered(1, 5).splitlines(), b"unterminated", numbered(6, 6).strip()]
+    # read once: it is not opened again, and older compressed copies stay unread
+    (tmp_path / "app.log.2.gz").write_bytes(gzip.compress(numbered(1, 3)))
+    assert read_all(r) == []
+
+
+def test_a_file_that_becomes_gzip_after_it_was_found_is_never_read_as_lines(tmp_path, reader):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(1, 2))
+    r = reader(tmp_path / "app.log*")
+    assert len(read_all(r)) == 2
+    packed = tmp_path / "app.log.2.gz"
+    packed.write_bytes(b"")  # gzip has created its output and not written to it yet
+    assert read_all(r) == []
+    packed.write_bytes(gzip.compress(numbered(1, 2) * 50))
+    append(log, numbered(3, 3))
+    assert lines(read_all(r)) == [numbered(3, 3).strip()]
+
+
+def test_a_log_truncated_and_written_past_its_old_size_between_reads_starts_again(tmp_path, reader):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(1, 2))
+    r = reader(log)
+    assert len(read_all(r)) == 2
+    with open(log, "r+b") as f:
+        f.truncate(0)
+    append(log, numbered(10, 14))  # longer than what was read: the size alone does not tell
+    assert lines(read_all(r)) == numbered(10, 14).splitlines()
+
+
+def test_resume_after_copytruncate_while_stopped_reads_the_copy_from_the_saved_offset(tmp_path, reader):
+    log = tmp_path / "app.log"
+    log.write_bytes(numbered(1, 3))
+    r = reader(tmp_path / "app.log*")
+    got = read_all(r)
+    snap = pickle.loads(pickle.dumps(r.snapshot()))
+    r.close()
+    append(log, numbered(4, 4))
+    copytruncate(log, tmp_path / "app.log.1")
+    append(log, numbered(5, 5))
+    got += read_all(reader(tmp_path / "app.log*", resume_state=snap))
+    assert lines(got) == numbered(1, 5).splitlines()
