@@ -19,15 +19,20 @@ every attempt as a row of the store's ``deliveries`` table:
 
 After ``breaker_failures`` consecutive failures a destination's breaker
 opens: its entries wait ``breaker_cooldown_s`` before one trial call.
+
+An ``on_dead_letter`` hook hears of every dead letter inside the transaction
+that records it: the alert on a failed expiry or revert
+(``flows.control.incidents.FailedLifts``) is queued exactly once with it.
 """
 
 from __future__ import annotations
 
 import random
+import sqlite3
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, ClassVar, Protocol
 from urllib.parse import quote
@@ -130,6 +135,8 @@ class Sender:
     breaker_failures: int = 5
     breaker_cooldown_s: float = 30.0
     seed: int = 0
+    # told of each entry dead-lettered, with its error, in the transaction that records it
+    on_dead_letter: Callable[[OutboxEntry, str, sqlite3.Connection], None] | None = None
     _rng: random.Random = field(init=False, repr=False)
     _breakers: dict[str, _Breaker] = field(init=False, default_factory=dict, repr=False)
 
@@ -211,6 +218,8 @@ class Sender:
             self.writer.append("deliveries", [row])
             with self.control.transaction() as con:
                 self.control.settle(**settle, con=con)
+                if settle["state"] == "dead_letter" and self.on_dead_letter is not None:
+                    self.on_dead_letter(entry, settle["last_error"], con)  # what it queues commits with it
                 self.control.acknowledge_store(self.writer.last_seq, con)
             attempts += 1
         return attempts

@@ -110,7 +110,7 @@ def _run_flow(
     if _NO_HTTPX_CLI not in sys.meta_path:
         sys.meta_path.insert(0, _NO_HTTPX_CLI)
     from gatewatch.flows.control.controller import CONTROL_WRITER, Controller, ControlLoop, build_policy
-    from gatewatch.flows.control.incidents import build_alerting
+    from gatewatch.flows.control.incidents import FailedLifts, build_alerting
     from gatewatch.flows.dataflow import build_flow
     from gatewatch.sinks.control import ControlDB
     from gatewatch.sinks.outbox import Sender
@@ -179,7 +179,9 @@ def _run_flow(
             control, writer, build_policy(cfg), planner=planner, observers=observers,
             on_decisions=live.on_decisions if live else None,
         )  # fmt: skip
-        sender = Sender(control, writer, channels, **sender_options(cfg)) if channels else None
+        sender = None
+        if channels:  # a failed expiry or revert alerts through the alert destinations
+            sender = Sender(control, writer, channels, on_dead_letter=FailedLifts(control, cfg.alerts), **sender_options(cfg))
 
         def control_failed(exc: BaseException) -> None:
             log.emit(

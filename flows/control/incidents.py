@@ -30,12 +30,14 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
 import msgspec
 
+from gatewatch.flows import log
 from gatewatch.flows.config import SEVERITIES, AlertsConfig, Config, Destination
 from gatewatch.flows.events import Decision, Finding, stable_id
-from gatewatch.sinks.control import ControlDB
+from gatewatch.sinks.control import ControlDB, OutboxEntry
 from gatewatch.sinks.store import StoreWriter
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ TOP_REASONS = 3
 # score bands of the severities; a restricted subject is at least "error", a blocked one "critical"
 _SCORE_BANDS = ((0.95, "critical"), (0.8, "error"), (0.0, "warning"))
 _TIER_SEVERITY = {"restricted": "error", "blocked": "critical"}
+# decision statuses whose gateway deliveries lift a restriction, and what the alert calls them
+LIFTS = {"expired": "expiry", "reverted": "revert"}
 _IP_TOKEN = re.compile(
     r"(?<![\w.:])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7})(?![\w.:])"
 )
@@ -408,6 +412,86 @@ class IncidentTracker:
             ],
         )
         control.acknowledge_store(self.writer.last_seq, con)
+
+
+def failed_lift_document(
+    entry: OutboxEntry, error: str, decision: Decision, *, dashboard_url: str, client_ip: str, now: float
+) -> dict:
+    """The alert for a dead-lettered delivery that was to lift a restriction (``event`` ``enforcement_failed``).
+
+    It has every field of an incident's alert, so receivers read it alike,
+    and says what failed in ``enforcement``.
+    """
+    action = LIFTS[entry.payload["cause"]]
+    label = f"{decision.subject_name or decision.subject} ({decision.subject_type})"
+    what = "block" if decision.tier == "blocked" else "restrict"
+    link = f"{dashboard_url.rstrip('/')}/subject?" + urlencode({"type": decision.subject_type, "id": decision.subject})
+    doc = {
+        "event": "enforcement_failed",
+        "incident_id": stable_id("enforcement_failed", entry.id, now),  # a retried entry that fails again alerts again
+        "summary": (
+            f"The {action} of decision {decision.decision_id} did not reach {entry.destination}: {error}. "
+            f"The gateway may still {what} {label}: lift it there, or fix the cause and run "
+            f"`gatewatch deliveries retry {entry.id}`."
+        ),
+        "severity": "critical",
+        "subject": {"type": decision.subject_type, "id": decision.subject, "name": decision.subject_name},
+        "kind": "enforcement_failed",
+        "score": 0.0,
+        "max_score": 0.0,
+        "tier": decision.tier,
+        "decision": _decision_summary(decision),
+        "reasons": [],
+        "window": {"start": iso(decision.effective_from), "end": iso(decision.expires_at)},
+        "first_seen": iso(decision.effective_from),
+        "last_seen": iso(decision.expires_at),
+        "findings": 0,
+        "occurred_at": iso(now),
+        "dashboard_url": link if dashboard_url else "",
+        "enforcement": {
+            "action": action,
+            "target": entry.destination,
+            "target_type": entry.channel,
+            "decision_id": decision.decision_id,
+            "delivery_id": entry.id,
+            "attempts": entry.attempts + 1,
+            "error": error,
+        },
+    }
+    return _redact_all(doc, client_ip)  # type: ignore[return-value]
+
+
+class FailedLifts:
+    """Alert when a delivery that lifts a restriction is dead-lettered (the outbox sender's ``on_dead_letter``).
+
+    An expiry or a revert that never reaches the gateway leaves the block or
+    limit in force there while the decision says it is over: every alert
+    destination hears of it (its filters select incidents, and this is
+    none), and the log says so.
+    """
+
+    def __init__(self, control: ControlDB, alerts: AlertsConfig) -> None:
+        self.control = control
+        self.alerts = alerts
+
+    def __call__(self, entry: OutboxEntry, error: str, con) -> None:
+        if entry.payload.get("cause") not in LIFTS:
+            return  # an alert, or a delivery that restricts: the dead letter says it all
+        decision = self.control.decision(entry.ref_id)
+        if decision is None:
+            return
+        doc = failed_lift_document(
+            entry, error, decision, dashboard_url=self.alerts.dashboard_url, client_ip=self.alerts.client_ip,
+            now=time.time(),
+        )  # fmt: skip
+        log.emit(
+            "error", "enforcement_failed", doc["summary"], subject_type=decision.subject_type,
+            subject=doc["subject"]["id"], target=entry.destination, decision_id=decision.decision_id,
+            delivery_id=entry.id, error=doc["enforcement"]["error"],
+        )  # fmt: skip
+        alert_id = doc["incident_id"]
+        for dest in self.alerts.destinations:
+            self.control.enqueue(stable_id(alert_id, dest.name), dest.type, dest.name, alert_id, doc, con=con)
 
 
 def build_alerting(

@@ -22,6 +22,7 @@ EVENT_TYPES = {
     "escalated": "incident.escalated",
     "resolved": "incident.resolved",
     "test": "gatewatch.test",
+    "enforcement_failed": "enforcement.failed",
 }
 
 

@@ -38,6 +38,8 @@ def event_of(alert: dict, routing_key: str) -> dict:
         "incident_id": alert["incident_id"],
         "event": alert["event"],
     }
+    if "enforcement" in alert:  # a failed expiry or revert: which delivery, to where, and why
+        details["enforcement"] = alert["enforcement"]
     event = {
         "routing_key": routing_key,
         "event_action": "trigger",

@@ -43,7 +43,10 @@ def blocks_of(alert: dict) -> dict:
     subject = alert["subject"]
     name = subject["name"] or subject["id"]
     mark = {"resolved": "✅", "test": "🧪"}.get(event) or MARKS.get(alert["severity"], "")
-    if event == "resolved":
+    failed = alert.get("enforcement")
+    if failed:
+        head = f"{mark} ENFORCEMENT FAILED · {name}"
+    elif event == "resolved":
         head = f"{mark} RESOLVED · {name}"
     elif event == "test":
         head = f"{mark} TEST · gatewatch alert (no action needed)"
@@ -60,6 +63,13 @@ def blocks_of(alert: dict) -> dict:
         ("First seen", _when(alert["first_seen"])),
         ("Last seen", _when(alert["last_seen"])),
     ]
+    if failed:
+        fields = [
+            ("Failed", f"{failed['action']} of a {alert['tier']} decision"),
+            ("Target", f"{failed['target']} ({failed['target_type']})"),
+            ("Decision", failed["decision_id"]),
+            ("Delivery", f"{failed['delivery_id']} ({failed['attempts']} attempt{'s' if failed['attempts'] != 1 else ''})"),
+        ]
     blocks: list[dict] = [
         {"type": "header", "text": {"type": "plain_text", "text": head[:HEADER_CHARS], "emoji": True}},
         # names from the logs (the summary and the subject) go in plain text: mrkdwn has no escape
@@ -71,14 +81,14 @@ def blocks_of(alert: dict) -> dict:
         why = "\n".join(f"• {escape(r['text'])}" for r in alert["reasons"])
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"[:TEXT_CHARS]}})
     findings = alert["findings"]
+    about = f"{findings} finding{'s' if findings != 1 else ''}" if not failed else "the gateway may still enforce it"
     blocks.append(
         {
             "type": "context",
             "elements": [
                 {
                     "type": "plain_text",
-                    "text": f"{subject['type']} {subject['id']} · incident {alert['incident_id']} · "
-                    f"{findings} finding{'s' if findings != 1 else ''}",
+                    "text": f"{subject['type']} {subject['id']} · incident {alert['incident_id']} · {about}",
                     "emoji": False,
                 }
             ],

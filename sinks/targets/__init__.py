@@ -64,7 +64,9 @@ class GatewayPlanner:
                 continue
             control.supersede_pending(dest, decision.subject_type, decision.subject, con)
             entry_id = stable_id(decision.decision_id, decision.status, dest, json.dumps(wanted, sort_keys=True))
-            control.enqueue(entry_id, kind, dest, decision.decision_id, desired.__dict__, con=con)
+            # the cause tells an expiry or revert (an alert if it fails, see FailedLifts); channels ignore it
+            payload = {**desired.__dict__, "cause": decision.status}
+            control.enqueue(entry_id, kind, dest, decision.decision_id, payload, con=con)
             control.put_state(dest, key, wanted, con)
 
 
