@@ -144,7 +144,7 @@ def test_live_dashboard_in_a_browser(tmp_path, httpserver):
             # sign in as an operator, approve the pending decision with clicks, after a confirmation
             page.get_by_role("link", name=NAV["decisions"]).click()
             sign_in(page, OPERATOR_TOKEN)
-            expect(page.get_by_text("Signed in as browser-test")).to_be_visible()
+            expect(page.get_by_test_id("stSidebar").get_by_text("Signed in as browser-test")).to_be_visible()
             page.get_by_role("button", name="Approve…").click()
             expect(page.get_by_text("as browser-test?")).to_be_visible()
             page.get_by_role("button", name="Confirm approve").click()

@@ -304,5 +304,8 @@ def test_validate_names_a_missing_secret_then_checks_credentials_and_tiers(tmp_p
     # valid, but IPs can only be blocked: said before any restriction is skipped
     assert good.stderr.splitlines() == [
         "note: targets.wso2: IP restrictions are skipped, not sent: WSO2 limits an IP only with a custom rule, "
-        "and targets.wso2.ip_custom_policy is off (blocks still apply)"
+        "and targets.wso2.ip_custom_policy is off (blocks still apply)",
+        "note: dashboard: read-only, nobody can approve or revert decisions in it: no operators are configured "
+        "(dashboard.operators_env: environment variable GATEWATCH_OPERATORS is not set, and there is no "
+        "dashboard.operators_file)",
     ]
