@@ -185,6 +185,14 @@ class PipelineConfig(_Section):
         50_000, ge=10, le=100_000_000,
         description="Client IPs with a cell of their own per IP shard and window; past it, IPs without baselines share one (subject \"(untracked)\") unless they send again.",
     )  # fmt: skip
+    max_consumers_per_window: int = Field(
+        50_000, ge=10, le=100_000_000,
+        description="(API, consumer) cells per consumer shard and window; past it, consumers without baselines share one per API (traffic rows for the consumer \"~overflow\", not scored) unless they send again.",
+    )  # fmt: skip
+    max_endpoints_per_window: int = Field(
+        50_000, ge=10, le=100_000_000,
+        description="Endpoints with a cell of their own per API shard and window; past it, endpoints without baselines are counted together (subject \"(untracked)\") unless they are called again.",
+    )  # fmt: skip
     snapshot_interval_s: int = Field(
         10, ge=1, le=3_600, description="How often `run` snapshots its positions and state for restart."
     )

@@ -36,6 +36,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from gatewatch.flows.config import Config
 from gatewatch.flows.events import Chunk, Event, Finding
+from gatewatch.flows.features import OVERFLOW_CONSUMER
 from gatewatch.flows.parsers import ChunkParser
 from gatewatch.flows.shard import FAMILIES, SHARDS, Output, ShardProcessor
 from gatewatch.flows.sources import KafkaInput, LogSource
@@ -368,8 +369,9 @@ class _StorePartition(StatefulSinkPartition):
         if self.writer.held_rows >= self.hold_rows:
             self.writer.write_held()
         # the findings are durable before the controller may act on them
-        if "traffic" in by_table:  # the blast radius counts the consumers with traffic
-            self.control.record_consumers({(row[1], row[3]) for row in by_table["traffic"]})
+        if "traffic" in by_table:  # the blast radius counts the consumers with traffic (one by one)
+            traffic = by_table["traffic"]
+            self.control.record_consumers({(row[1], row[3]) for row in traffic if row[3] != OVERFLOW_CONSUMER})
         if "findings" in by_table:
             self.control.record_findings(Finding(*row) for row in by_table["findings"])
         for shard, closed_until in progress:
@@ -500,7 +502,11 @@ def build_flow(
 
     def shard_builder(family: str):
         def build_shard(resume: bytes | None) -> _ShardLogic:
-            proc = pickle.loads(resume) if resume else SHARDS[family](cfg)
+            if resume:
+                proc = pickle.loads(resume)
+                proc.apply_caps(cfg)
+            else:
+                proc = SHARDS[family](cfg)
             return _ShardLogic(proc, follow=follow, tick_s=1.0, snapshots=snapshots)
 
         return build_shard

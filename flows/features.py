@@ -5,10 +5,15 @@ each by its own shard family (``flows/dataflow.py`` routes them):
 
 - **consumer** (the application / API key / basic-auth user): one cell per
   (window, API, consumer), which is also a ``traffic`` row;
-- **ip** (the client address): one cell per (window, IP), up to a cap per
-  window (:class:`IpWindows`; the rest are counted together);
+- **ip** (the client address): one cell per (window, IP);
 - **api** (an endpoint: API, method and resource, concrete ids folded into
   ``{id}``): one cell per (window, endpoint).
+
+Each family has a cap on the cells of a window (``pipeline.max_ips_per_window``,
+``max_consumers_per_window``, ``max_endpoints_per_window``): past it, subjects
+new to the window are counted together (:class:`Overflow`, applied as the shard
+takes cells: :meth:`WindowTable._adopt`). The sets of attacker-chosen values a
+cell keeps (paths, user agents …) stop growing at ``MAX_CELL_VALUES``.
 
 A :class:`WindowTable` keeps one family's open tumbling windows as
 ``{window_start: {key: accumulator}}`` and closes a window once the watermark
@@ -96,7 +101,11 @@ MAX_SEEN = 1024  # subnets / UA families remembered per consumer
 MAX_QUERIES = 1024  # distinct path?query targets an IP cell keeps (enumeration, cache busting)
 EXACT_IPS = 4096  # distinct client IPs a consumer or endpoint cell keeps exactly; past it, an IpSketch
 EXAMPLE_IPS = 5  # client IPs a finding's context shows
-OVERFLOW = ""  # the key of a window's IpOverflow among its IP cells (no event without an IP has a cell)
+# distinct paths, user agents … a cell keeps per set: far above every detector's threshold, and an
+# attacker's flood of one-off values stops growing there (checked as cells merge, not per event)
+MAX_CELL_VALUES = 4096
+OVERFLOW = ""  # the key of a window's Overflow among its cells (no IP cell has it, other keys are tuples)
+OVERFLOW_CONSUMER = "~overflow"  # the consumer of a window's traffic rows for consumers past the cap
 
 # path flags; SERVABLE: sensitive by its extension only (a .sql, .bak, .db file): an app may serve
 # such files as its content, so one counts as probed only when refused or missing; ESCAPED: a
@@ -641,7 +650,13 @@ class TrafficAcc(_Slotted):
         add_counts(self.latencies, other.latencies)
         self.ips = merge_ips(self.ips, other.ips, MAX_SEEN)
         self.fail_ips = merge_ips(self.fail_ips, other.fail_ips)
-        self.uas |= other.uas
+        if len(self.uas) < MAX_CELL_VALUES:
+            self.uas |= other.uas
+
+    @property
+    def auth(self) -> int:
+        """``auth_failures`` by the name the other families' cells use (:class:`Overflow` counts it)."""
+        return self.auth_failures
 
     def latency_quantile(self, q: float) -> float | None:
         """Return the ``q`` quantile (nearest rank) of the latencies seen, if any."""
@@ -733,30 +748,34 @@ class IpAcc(_Slotted):
             self.early_posts += other.early_posts[: MAX_EARLY_POSTS - len(self.early_posts)]
         if other.page:
             self.page, self.page_ts = other.page, other.page_ts
-        self.probes |= other.probes
         if len(self.queries) < MAX_QUERIES:
             self.queries |= other.queries
-        self.paths |= other.paths
-        self.error_paths |= other.error_paths
-        self.sensitive |= other.sensitive
+        # a cell holds at most a batch's worth past MAX_CELL_VALUES: the router's batches are bounded
+        for name in ("probes", "paths", "error_paths", "sensitive", "login_paths", "uas"):
+            mine = getattr(self, name)
+            if len(mine) < MAX_CELL_VALUES:
+                mine |= getattr(other, name)
         self.login_ts += other.login_ts
-        self.login_paths |= other.login_paths
         room = MAX_TIMESTAMPS - len(self.ts)
         if room > 0:
             self.ts += other.ts[:room]
-        self.uas |= other.uas
 
 
-class IpOverflow(_Slotted):
-    """A window's client IPs past the per-window cap: counted together, not one by one.
+def _text(key: str | tuple[str, ...]) -> str:
+    """A cell key as one string, to hash (an IP is its own)."""
+    return key if type(key) is str else "\x1f".join(key)
+
+
+class Overflow(_Slotted):
+    """A window's subjects past the per-window cap of cells: counted together, not one by one.
 
     ``requests``, ``auth_failures`` and ``bytes_out`` are exact; ``ips`` estimates how many
-    distinct IPs they came from (:class:`HyperLogLog`). An IP that comes back in the window,
-    counted here before (``doorkeeper``: a Bloom filter of the IPs counted here, cleared every
-    262,144 of them) or with several requests in one batch, gets a cell of its own in place
-    of the oldest cell that still has a single request (``candidates``), which is folded in
-    here: a burst is not lost to a flood of one-off IPs, at the cost of at most its first
-    request.
+    distinct cells (IPs, API × consumer pairs, endpoints) they came from (:class:`HyperLogLog`).
+    A subject that comes back in the window, counted here before (``doorkeeper``: a Bloom filter
+    of the cells counted here, cleared every 262,144 of them) or with several requests in one
+    batch, gets a cell of its own in place of the oldest cell that still has a single request
+    (``candidates``), which is folded in here: a burst is not lost to a flood of one-off
+    subjects, at the cost of at most its first request.
     """
 
     __slots__ = (
@@ -770,16 +789,16 @@ class IpOverflow(_Slotted):
         "requests",
     )
 
-    def __init__(self, cells: dict[str, IpAcc], tracked: Container[str]) -> None:
+    def __init__(self, cells: dict, tracked: Container[str], subject: Callable[[object], str] = str) -> None:
         self.requests = self.auth_failures = self.bytes_out = self.folded = 0
         self.ips = HyperLogLog()
         self.doorkeeper = bytearray(_DOOR_BITS >> 3)
         self.door_count = 0
-        # cells that may make room, oldest first: a single request, from an IP without baselines
-        self.candidates = deque(ip for ip, acc in cells.items() if acc.requests == 1 and ip not in tracked)
+        # cells that may make room, oldest first: a single request, from a subject without baselines
+        self.candidates = deque(k for k, acc in cells.items() if acc.requests == 1 and subject(k) not in tracked)
 
     def returning(self, h: int) -> bool:
-        """Mark an IP (by its :func:`hash64`); tell whether it was marked already."""
+        """Mark a cell (by its :func:`hash64`); tell whether it was marked already."""
         door = self.doorkeeper
         a, b = h & (_DOOR_BITS - 1), (h >> 22) & (_DOOR_BITS - 1)
         ia, ma, ib, mb = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
@@ -793,31 +812,31 @@ class IpOverflow(_Slotted):
         self.door_count += 1
         return False
 
-    def count(self, h: int, acc: IpAcc) -> None:
-        """Count the events of an IP that gets no cell (``acc``: what one batch held of it)."""
+    def count(self, h: int, acc) -> None:
+        """Count the events of a cell that gets no place of its own (``acc``: what one batch held of it)."""
         self.requests += acc.requests
         self.auth_failures += acc.auth
         self.bytes_out += acc.bytes_out
         self.ips.add_hash(h)
 
-    def make_room(self, cells: dict, tracked: Container[str]) -> bool:
-        """Fold the oldest single-request cell into the overflow; False when there is none."""
+    def make_room(self, cells: dict, tracked: Container[str], subject: Callable[[object], str] = str):
+        """Fold the oldest single-request cell into the overflow and return (key, cell); None when there is none."""
         candidates = self.candidates
         while candidates:
-            ip = candidates.popleft()
-            acc = cells.get(ip)
-            if acc is None or acc.requests != 1 or ip in tracked:
+            key = candidates.popleft()
+            acc = cells.get(key)
+            if acc is None or acc.requests != 1 or subject(key) in tracked:
                 continue  # it grew, or gained baselines: it keeps its cell
-            del cells[ip]
-            h = hash64(ip)
-            self.requests += 1
-            self.auth_failures += acc.auth
-            self.bytes_out += acc.bytes_out
-            self.ips.add_hash(h)
+            del cells[key]
+            h = hash64(_text(key))
+            self.count(h, acc)
             self.returning(h)  # if it comes back, it gets a cell again
             self.folded += 1
-            return True
-        return False
+            return key, acc
+        return None
+
+
+IpOverflow = Overflow  # the name in recovery snapshots taken when only IPs had a cap
 
 
 class ApiAcc(_Slotted):
@@ -875,6 +894,13 @@ class WindowTable:
     [(0.0, True, 1)]
     """
 
+    # At most ``max_cells`` subjects get a cell of their own per window. Past it, a subject still
+    # gets one if it is in ``tracked`` (the shard keeps baselines for it) or comes back in the
+    # window (see :class:`Overflow`), in place of a single-request cell; every other one is
+    # counted in the window's :class:`Overflow` (key ``OVERFLOW``). The shard sets both.
+    max_cells: int = 1 << 62
+    tracked: Container[str] = frozenset()
+
     def __init__(self, window_s: int, lateness_s: int) -> None:
         self.window_s = window_s
         self.lateness_s = lateness_s
@@ -907,8 +933,36 @@ class WindowTable:
                 else:
                     mine.merge(acc)
 
+    @staticmethod
+    def subject(key) -> str:
+        """The subject of a cell key, as ``tracked`` and the detectors name it."""
+        return key
+
+    def _spill(self, cells: dict, key, acc) -> None:
+        """Count a cell that has no place of its own beside the window's :class:`Overflow` (a family's hook)."""
+
     def _adopt(self, cells: dict, key, acc) -> None:
-        """Give a subject new to the window its cell (a family with a cap may count it elsewhere)."""
+        """A new subject's cell: past the cap it takes a single-request cell's place, or goes to the overflow."""
+        over = cells.get(OVERFLOW)
+        if over is None:
+            if len(cells) < self.max_cells:
+                cells[key] = acc
+                return
+            over = cells[OVERFLOW] = Overflow(cells, self.tracked, self.subject)
+        tracked, subject = self.tracked, self.subject
+        if subject(key) in tracked:
+            folded = over.make_room(cells, tracked, subject)  # tracked subjects get a cell even without room
+        else:
+            h = hash64(_text(key))
+            # several requests in one batch: it came back already
+            folded = over.make_room(cells, tracked, subject) if over.returning(h) or acc.requests > 1 else None
+            if folded is None:
+                over.count(h, acc)
+                self._spill(cells, key, acc)
+                return
+            over.candidates.append(key)
+        if folded is not None:
+            self._spill(cells, *folded)
         cells[key] = acc
 
     def _cells(self, start: float) -> dict:
@@ -939,7 +993,22 @@ class WindowTable:
 
 
 class ConsumerWindows(WindowTable):
-    """Cells keyed by (API, consumer): the ``traffic`` rows."""
+    """Cells keyed by (API, consumer): the ``traffic`` rows.
+
+    Past the cap, the consumers without a cell of their own are counted per API in one
+    cell, the consumer ``OVERFLOW_CONSUMER``: ``traffic`` still counts every event.
+    """
+
+    @staticmethod
+    def subject(key: tuple[str, str]) -> str:
+        return key[1]
+
+    def _spill(self, cells: dict, key: tuple[str, str], acc: TrafficAcc) -> None:
+        spilled = (key[0], OVERFLOW_CONSUMER)
+        mine = cells.get(spilled)
+        if mine is None:
+            mine = cells[spilled] = TrafficAcc("consumers over capacity (counted together)", "")
+        mine.merge(acc)
 
     @staticmethod
     def collect(events: list[Event], window_s: int) -> dict[float, dict[tuple[str, str], TrafficAcc]]:
@@ -991,18 +1060,7 @@ class ConsumerWindows(WindowTable):
 
 
 class IpWindows(WindowTable):
-    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here).
-
-    At most ``max_cells`` IPs get a cell of their own per window. Past it, an IP still
-    gets one if it is in ``tracked`` (the shard keeps baselines for it) or comes back in
-    the window (see :class:`IpOverflow`), in place of a single-request cell; the requests
-    of every other IP are counted in the window's :class:`IpOverflow` (key ``OVERFLOW``).
-    The router counts each batch's cells (:meth:`collect`); the cap applies as the shard
-    takes them, cell by cell.
-    """
-
-    max_cells: int = 1 << 62  # the shard sets both from its config
-    tracked: Container[str] = frozenset()
+    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here)."""
 
     @staticmethod
     def collect(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc]]:
@@ -1082,32 +1140,17 @@ class IpWindows(WindowTable):
             acc.uas.add(e.user_agent)
         return windows
 
-    def _adopt(self, cells: dict, ip: str, acc: IpAcc) -> None:
-        """A new IP's cell: past the cap it takes a single-request cell's place, or goes to the overflow."""
-        over = cells.get(OVERFLOW)
-        if over is None:
-            if len(cells) < self.max_cells:
-                cells[ip] = acc
-                return
-            over = cells[OVERFLOW] = IpOverflow(cells, self.tracked)
-        tracked = self.tracked
-        if ip in tracked:
-            over.make_room(cells, tracked)  # tracked IPs get a cell even without room
-        else:
-            h = hash64(ip)
-            # several requests in one batch: it came back already
-            if not ((over.returning(h) or acc.requests > 1) and over.make_room(cells, tracked)):
-                over.count(h, acc)
-                return
-            over.candidates.append(ip)
-        cells[ip] = acc
-
 
 class ApiWindows(WindowTable):
     """Cells keyed by endpoint: (API, method, resource with ids folded).
 
-    Events that name no endpoint (WSO2 faults) are left to the consumer family.
+    Events that name no endpoint (WSO2 faults) are left to the consumer family. Past the cap,
+    the endpoints without a cell of their own are counted in the :class:`Overflow` only.
     """
+
+    @staticmethod
+    def subject(key: tuple[str, str, str]) -> str:
+        return endpoint_name(key)
 
     @staticmethod
     def collect(events: list[Event], window_s: int) -> dict[float, dict[tuple[str, str, str], ApiAcc]]:

@@ -18,7 +18,9 @@ Memory is bounded per shard, whatever the traffic: subjects idle for
 ``max_tracked_ips`` (consumers, endpoints: ``max_tracked_subjects``) the
 subjects seen in one window only lose it first, then the least recently seen
 (``last_seen`` is kept in recency order); past ``max_ips_per_window`` IPs
-share one overflow cell (:class:`~gatewatch.flows.features.IpWindows`). When a cap
+(``max_consumers_per_window`` consumers, ``max_endpoints_per_window`` endpoints)
+new to a window are counted together (:meth:`~gatewatch.flows.features.WindowTable._adopt`;
+consumers in ``traffic`` rows for the consumer ``~overflow``, not scored). When a cap
 bites, the window gets a ``subject_windows`` row for the subject
 ``(untracked)`` that says by how much. Policy does not live
 here: findings go to the control plane (flows/control/controller.py), which sees
@@ -46,14 +48,15 @@ from gatewatch.flows.config import HORIZONS, Config
 from gatewatch.flows.events import Event, Finding, stable_id
 from gatewatch.flows.features import (
     OVERFLOW,
+    OVERFLOW_CONSUMER,
     ApiAcc,
     ApiWindows,
     ClosedWindow,
     ConsumerWindow,
     ConsumerWindows,
     IpAcc,
-    IpOverflow,
     IpWindows,
+    Overflow,
     SeenMemory,
     WindowTable,
     api_features,
@@ -155,6 +158,7 @@ class ShardProcessor:
     # a subject new among established peers is judged against them (a new key, a new endpoint);
     # not IPs: a new client IP at volume (a NAT, a backend) says little by itself
     judges_newcomers: ClassVar[bool] = True
+    max_cells_key: ClassVar[str]  # the [pipeline] cap on the family's cells per window
 
     def __init__(self, cfg: Config) -> None:
         p, d = cfg.pipeline, cfg.detectors
@@ -179,6 +183,7 @@ class ShardProcessor:
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
         # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
+        self.apply_caps(cfg)
         self.first_seen: dict[str, float] = {}  # start of each subject's first window (judges_newcomers)
         self.typical = 0.0  # the median requests baseline of the last window's subjects with history
         self._probation: dict[str, None] = {}  # those seen in one window only, oldest first
@@ -186,6 +191,11 @@ class ShardProcessor:
         self.windows_closed = 0
         # per-input event-time progress (its wall times are not pickled: downtime is not quiet input)
         self.clock = InputClock(idle_s=p.idle_close_s, hold_s=_HOLD_S)
+
+    def apply_caps(self, cfg: Config) -> None:
+        """Cap the family's cells per window (again on restore: a snapshot may predate the cap)."""
+        self.table.max_cells = getattr(cfg.pipeline, self.max_cells_key)
+        self.table.tracked = self.last_seen  # subjects with baselines always get a cell (one object: pickled once)
 
     def ingest(self, events: list[Event], source: str, source_ts: float) -> list[Output]:
         """Add a batch of events; ``source_ts`` is the newest event time input ``source`` has reached."""
@@ -233,19 +243,15 @@ class ShardProcessor:
         """The distinct values of a subject's window its horizons count (``HorizonSpec.sets``)."""
         raise NotImplementedError
 
-    def _overflow(self, w: ClosedWindow) -> IpOverflow | None:
-        """Take the window's events that have no cell of their own out of its cells."""
-        return None
-
     # -----------------------------------------------------------------------------
 
     def _emit(self, windows: Iterable[ClosedWindow]) -> list[Output]:
         out: dict[str, list[tuple]] = {"traffic": [], "findings": [], "subject_windows": []}
         for w in windows:
+            over = w.cells.pop(OVERFLOW, None)  # a late window's is dropped: its rows are not scored
             out["traffic"].extend(self._traffic(w))
             if w.late:  # late rows were after the fact: counted, not scored
                 continue
-            over = self._overflow(w)
             self._detect(w, self._subjects(w), out)
             if self.trails is not None:
                 self.trails.expire(w.end)
@@ -463,25 +469,25 @@ class ShardProcessor:
             json.dumps(x),
         )  # fmt: skip
 
-    def _capacity_row(self, w: ClosedWindow, over: IpOverflow | None, evicted: int) -> tuple:
+    def _capacity_row(self, w: ClosedWindow, over: Overflow | None, evicted: int) -> tuple:
         """The ``(untracked)`` row of a window in which a memory cap bit."""
         requests = over.requests if over is not None else 0
-        untracked_ips = len(over.ips) if over is not None else 0
+        untracked = len(over.ips) if over is not None else 0
         features = {
-            "untracked_requests": requests,  # exact: events of IPs without a cell of their own
-            "untracked_ips": untracked_ips,  # estimated (HyperLogLog, 3.3 % standard error)
+            "untracked_requests": requests,  # exact: events of subjects without a cell of their own
+            # estimated (HyperLogLog, 3.3 % standard error): IPs, API × consumer pairs, endpoints
+            "untracked_ips" if self.family == "ip" else "untracked_subjects": untracked,
             "untracked_auth_failures": over.auth_failures if over is not None else 0,
             "folded_cells": over.folded if over is not None else 0,  # single-request cells that made room
             "evicted_subjects": evicted,  # baselines dropped at the end of this window by max_tracked
             "tracked_subjects": len(self.last_seen),
             "max_tracked": self.max_tracked,
+            self.max_cells_key: self.table.max_cells,
         }
-        if self.family == "ip":
-            features["max_ips_per_window"] = self.table.max_cells
-        name = "IPs over capacity (counted together)" if self.family == "ip" else "subjects over capacity"
+        name = {"ip": "IPs", "consumer": "consumers", "api": "endpoints"}[self.family] + " over capacity"
         return (
-            w.start, w.end, self.family, UNTRACKED, name, requests, None, None, None,
-            untracked_ips if over is not None else None, None,
+            w.start, w.end, self.family, UNTRACKED, name + (" (counted together)" if over is not None else ""),
+            requests, None, None, None, untracked if over is not None and self.family == "ip" else None, None,
             (over.auth_failures / requests) if requests else 0.0, None, 0.0, 0.0, json.dumps(features),
         )  # fmt: skip
 
@@ -525,6 +531,7 @@ class ConsumerShard(ShardProcessor):
 
     family = "consumer"
     table_type = ConsumerWindows
+    max_cells_key = "max_consumers_per_window"
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
@@ -545,6 +552,8 @@ class ConsumerShard(ShardProcessor):
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         out = {}
         for consumer, cw in consumer_windows(w.cells).items():
+            if consumer == OVERFLOW_CONSUMER:  # many consumers, counted together: not one to score
+                continue
             x, subnets, families = cw.features()
             x["new_subnets"], x["new_ua_families"] = map(float, self.seen.unseen(consumer, subnets, families))
             context = partial(_consumer_context, cw)
@@ -577,16 +586,9 @@ class IpShard(ShardProcessor):
 
     family = "ip"
     table_type = IpWindows
+    max_cells_key = "max_ips_per_window"
     all_rows = False
     judges_newcomers = False
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__(cfg)
-        self.table.max_cells = cfg.pipeline.max_ips_per_window
-        self.table.tracked = self.last_seen  # IPs with baselines always get a cell (one object: pickled once)
-
-    def _overflow(self, w: ClosedWindow) -> IpOverflow | None:
-        return w.cells.pop(OVERFLOW, None)
 
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         return {
@@ -609,6 +611,7 @@ class ApiShard(ShardProcessor):
 
     family = "api"
     table_type = ApiWindows
+    max_cells_key = "max_endpoints_per_window"
 
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         out = {}

@@ -19,6 +19,11 @@ times as many windows (the plateau, once the tracked IPs' dicts and the
 allocator have settled, which takes more windows than the default run has).
 Each flood is a fresh interpreter, so RSS is its own; ``--traced`` adds the
 traced heap (tracemalloc; several times slower). Run by ``make bench``.
+
+Then a flood of ``--flood-names`` distinct basic-auth user names (credential
+stuffing from 3 IPs) and one of as many distinct paths (a scanner: one IP, a new
+endpoint and user agent each request), in one window with the default caps: the
+traced heap each shard holds per extra name or path over the second half.
 """
 
 from __future__ import annotations
@@ -185,6 +190,51 @@ def flood(ips: int, per_window: int, caps: tuple[int, int], every: int, *, trace
             )
 
 
+def _word(i: int) -> str:
+    """Letters only: a path of them is never folded as an id."""
+    out, i = "", i + 26**3
+    while i:
+        i, r = divmod(i, 26)
+        out += chr(97 + r)
+    return out
+
+
+def _names_and_paths(kind: str, n: int) -> list[Event]:
+    out = []
+    for i in range(n):
+        ts = FLOOD_T0 + 50.0 * i / n
+        if kind == "user names":
+            user = f"user-{_word(i)}"
+            out.append(Event(ts, "ShopAPI:1.0.0", user, user, "", user, f"10.5.5.{i % 3}", "POST", "/login",
+                             "/login", 401, True, False, 512, 20, "curl/8"))  # fmt: skip
+        else:
+            path = f"/{_word(i)}/{_word(7 * i)}"
+            out.append(Event(ts, "ShopAPI:1.0.0", "", "", "", "", "10.5.5.9", "GET", path, path, 404,
+                             False, False, 512, 20, f"scan/{_word(i)}"))  # fmt: skip
+    return out
+
+
+def per_family(n: int) -> None:
+    """Print the heap each shard holds per extra user name and path, past the default caps."""
+    print(f"\n{n:,} distinct user names, then paths, in one window (default caps): heap B per extra one")
+    print(f"{'flood':>10}  " + "  ".join(f"{family:>9}" for family in SHARDS))
+    for kind in ("user names", "paths"):
+        events = _names_and_paths(kind, n)
+        figures = []
+        for cls in SHARDS.values():
+            cls.table_type.collect(events, WINDOW_S)  # the process-wide caches of path flags: filled first
+            shard = cls(Config())
+            gc.collect()
+            tracemalloc.start()
+            for first in range(0, n, FLOOD_BATCH):
+                if first == n // 2:
+                    half = tracemalloc.get_traced_memory()[0]
+                shard.take(cls.table_type.collect(events[first : first + FLOOD_BATCH], WINDOW_S), "f", FLOOD_T0 + 40)
+            figures.append((tracemalloc.get_traced_memory()[0] - half) / (n - n // 2))
+            tracemalloc.stop()
+        print(f"{kind:>10}  " + "  ".join(f"{f:>9,.0f}" for f in figures), flush=True)
+
+
 _LIFTED = 100_000_000  # the largest caps the config allows
 
 
@@ -203,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--uncapped-ips", type=int, default=1_000_000, help="0 skips the flood without caps")
     parser.add_argument("--every", type=int, default=1_000_000, help="IPs between two memory lines")
     parser.add_argument("--traced", action="store_true", help="add the traced heap (tracemalloc, slower)")
+    parser.add_argument("--flood-names", type=int, default=200_000, help="0 skips the user names and paths")
     # one flood, in the child process
     parser.add_argument("--flood-run", action="store_true", help=argparse.SUPPRESS)
     defaults = Config()
@@ -220,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
         for family in SHARDS:
             heap, snap, n = measure(family, args.subjects, args.windows)
             print(f"{family:>9}  {n:>9,}  {heap:>15,.0f}  {snap:>19,.0f}", flush=True)
+    if args.flood_names:
+        per_family(args.flood_names)
     if not args.flood_ips:
         return
 

@@ -1,10 +1,12 @@
-"""Bounded memory under a flood of one-off client IPs.
+"""Bounded memory under a flood of one-off client IPs, user names or paths.
 
 The sketch of distinct IPs (exact up to ``EXACT_IPS`` per cell, then a
-HyperLogLog), the cap on IP cells per window (``pipeline.max_ips_per_window``)
-and the cap on tracked subjects (``detectors.max_tracked_ips`` /
-``max_tracked_subjects``): what each keeps exact, that memory stops growing,
-and that an attacker is still found in a flood.
+HyperLogLog), the caps on cells per window (``pipeline.max_ips_per_window``,
+``max_consumers_per_window``, ``max_endpoints_per_window``), the cap on the
+values a cell keeps per set (``MAX_CELL_VALUES``) and the cap on tracked
+subjects (``detectors.max_tracked_ips`` / ``max_tracked_subjects``): what each
+keeps exact, that memory stops growing, and that an attacker is still found in
+a flood.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ import json
 import pickle
 import random
 import sys
+import tracemalloc
+
+from msgspec.structs import astuple
 
 from gatewatch.flows.config import Config
 from gatewatch.flows.events import Event
 from gatewatch.flows.features import (
     EXACT_IPS,
+    MAX_CELL_VALUES,
     OVERFLOW,
+    OVERFLOW_CONSUMER,
     ApiWindows,
     ConsumerWindows,
     HyperLogLog,
@@ -29,6 +36,7 @@ from gatewatch.flows.features import (
     endpoint_of,
     example_ips,
     hash64,
+    ip_features,
     ip_union,
     subnets_of,
 )
@@ -49,10 +57,13 @@ def one_off(n, start=0):
     return [f"100.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}" for i in range(start, start + n)]
 
 
+_PER_WINDOW = ("max_ips_per_window", "max_consumers_per_window", "max_endpoints_per_window")
+
+
 def _cfg(**caps):
     cfg = Config()
-    pipeline = {k: v for k, v in caps.items() if k == "max_ips_per_window"}
-    detectors = {k: v for k, v in caps.items() if k != "max_ips_per_window"}
+    pipeline = {k: v for k, v in caps.items() if k in _PER_WINDOW}
+    detectors = {k: v for k, v in caps.items() if k not in _PER_WINDOW}
     return cfg.model_copy(
         update={
             "pipeline": cfg.pipeline.model_copy(update=pipeline),
@@ -347,3 +358,165 @@ def _caddy(ts, ip, method, uri, status):
             "user_id": "", "size": 100, "status": status,
         }  # fmt: skip
     )
+
+
+# -- floods of user names and paths ------------------------------------------------------
+
+
+def _word(i):
+    """A name of letters only: never folded as an id (a distinct endpoint per path)."""
+    out, i = "", i + 26**3
+    while i:
+        i, r = divmod(i, 26)
+        out += chr(97 + r)
+    return out
+
+
+def _user_names(n, start=0, *, window=0, ips=("10.5.5.1", "10.5.5.2", "10.5.5.3")):
+    """Credential stuffing: ``n`` distinct basic-auth user names failing from a few IPs, in one window."""
+    t = T0 + 60 * window
+    return [Event(t + 50 * k / n, "Shop:1", f"user-{_word(i)}", f"user-{_word(i)}", "", f"user-{_word(i)}",
+                  ips[i % len(ips)], "POST", "/login", "/login", 401, True, False, 100, 5, "curl/8")
+            for k, i in enumerate(range(start, start + n))]  # fmt: skip
+
+
+def _paths(n, start=0, *, ip="10.5.5.9"):
+    """A scanner: ``n`` distinct paths (and user agents) from one IP, answered 404, in one window."""
+    out = []
+    for k, i in enumerate(range(start, start + n)):
+        path = f"/{_word(i)}/{_word(7 * i)}"
+        out.append(Event(T0 + 50 * k / n, "Shop:1", "", "", "", "", ip, "GET", path, endpoint_of(path), 404,
+                         False, False, 100, 5, f"scan/{_word(i)}"))  # fmt: skip
+    return out
+
+
+def _growth(cls, cfg, events, n1, n2):
+    """Bytes per extra subject, from the ``n1``-th to the ``n2``-th event of one open window.
+
+    The router's cells of 1,000 events at a time, as the shard takes them: the traced heap it
+    holds, and its recovery snapshot. The process-wide caches of path flags are filled first.
+    """
+    cls.table_type.collect(events[:n2], 60)
+    shard = _shard(cls, cfg)
+    sizes = []
+    tracemalloc.start()
+    try:
+        for i in range(1_000, n2 + 1, 1_000):
+            shard.take(cls.table_type.collect(events[i - 1_000 : i], 60), "src", T0 + 40)  # the window stays open
+            if i in (n1, n2):
+                sizes.append((tracemalloc.get_traced_memory()[0], len(pickle.dumps(shard))))
+    finally:
+        tracemalloc.stop()
+    (heap1, snap1), (heap2, snap2) = sizes
+    return (heap2 - heap1) / (n2 - n1), (snap2 - snap1) / (n2 - n1), shard
+
+
+def test_memory_stops_growing_past_each_familys_cap():
+    # before the caps: 1.1 KiB of heap per user name (a traffic row), 0.9 KiB per endpoint, 150 B per
+    # path and user agent in an IP's cell, for as long as the flood lasts
+    caps = _cfg(max_consumers_per_window=100, max_endpoints_per_window=100)
+    users, paths = _user_names(12_000), _paths(12_000)
+    for cls, events in ((ConsumerShard, users), (ApiShard, paths), (IpShard, paths)):
+        heap, snapshot, shard = _growth(cls, caps, events, 6_000, 12_000)
+        assert heap < 8 and snapshot < 2, (cls.family, heap, snapshot)
+        (cells,) = shard.table.open.values()
+        assert len(cells) <= 100 + 2  # + the overflow, and the consumers' ~overflow row
+    (acc,) = (a for k, a in cells.items() if k != OVERFLOW)  # the scanner's IP cell
+    assert acc.requests == 12_000
+    assert MAX_CELL_VALUES <= len(acc.paths) <= MAX_CELL_VALUES + 1_000  # + at most one batch
+    assert MAX_CELL_VALUES <= len(acc.uas) <= MAX_CELL_VALUES + 1_000
+    assert ip_features(acc)["error_paths"] >= MAX_CELL_VALUES  # far above the probing thresholds
+
+
+def test_a_flood_of_user_names_counts_every_event_in_an_overflow_row_per_api():
+    shard = _shard(ConsumerShard, _cfg(max_consumers_per_window=50))
+    events = _user_names(3_000) + [ev(T0 + 55, "10.0.0.1", consumer="other", api="Blog:1")]
+    out = []
+    for i in range(0, len(events), 500):
+        out += shard.ingest(events[i : i + 500], "src", T0 + 40)
+    out += shard.flush()
+    traffic = _table(out, "traffic")
+    assert sum(r[6] for r in traffic) == len(events)
+    assert len(traffic) == 50 + 2  # the first 50 user names, and an overflow row per API
+    overflow = {r[2]: r for r in traffic if r[3] == OVERFLOW_CONSUMER}
+    assert overflow["Shop:1"][6] == 3_000 - 50 == overflow["Shop:1"][11]  # requests, auth failures
+    assert overflow["Shop:1"][16] == 3 and overflow["Blog:1"][6] == 1  # distinct IPs; a late newcomer
+    # not a subject: no baselines, no finding, no row of its own; the capacity row says how many
+    assert OVERFLOW_CONSUMER not in shard.last_seen and len(shard.last_seen) == 50
+    windows = _table(out, "subject_windows")
+    assert OVERFLOW_CONSUMER not in {r[3] for r in windows} | {f[2] for f in _table(out, "findings")}
+    (capacity,) = (json.loads(r[15]) for r in windows if r[3] == UNTRACKED)
+    assert capacity["untracked_requests"] == 3_000 - 50 + 1 and capacity["max_consumers_per_window"] == 50
+    assert abs(capacity["untracked_subjects"] - 2_951) <= ERR * 2_951
+
+
+def test_credential_stuffing_with_a_flood_of_user_names_is_still_found():
+    # 12 quiet windows, then 20,000 user names from 3 IPs in one window, consumers capped at 100: the
+    # IPs are flagged (their cells count every failure), and so is a known consumer attacked from 40 IPs
+    # once the flood has filled the window (it has baselines: it keeps its cell)
+    cfg = _cfg(max_consumers_per_window=100, max_tracked_subjects=500)
+    consumer, ip = _shard(ConsumerShard, cfg), _shard(IpShard, cfg)
+    out = []
+    for w in range(14):
+        start = T0 + 60 * w
+        events = [ev(start + i, f"10.0.{i}.1", consumer="alice") for i in range(5)]
+        if w == 13:
+            events = _user_names(20_000, window=w) + [
+                ev(start + 51 + i / 10, f"10.{i}.0.9", consumer="alice", method="POST", resource="/login", status=401)
+                for i in range(40)
+            ]  # fmt: skip
+        for i in range(0, len(events), 5_000):
+            batch = events[i : i + 5_000]
+            out += consumer.ingest(batch, "src", batch[-1].ts) + ip.ingest(batch, "src", batch[-1].ts)
+    out += consumer.flush() + ip.flush()
+    found = {(f[1], f[2], f[6]) for f in _table(out, "findings")}
+    for stuffer in ("10.5.5.1", "10.5.5.2", "10.5.5.3"):
+        assert ("ip", stuffer, "brute_force") in found
+    assert ("consumer", "alice", "credential_stuffing") in found
+    assert sum(r[6] for r in _table(out, "traffic")) == 13 * 5 + 20_040
+    assert len(consumer.last_seen) <= 100 + 1  # the window's cells and alice
+    flagged = {r[3]: json.loads(r[15]) for r in _table(out, "subject_windows") if r[2] == "ip"}
+    assert flagged["10.5.5.1"]["auth_failures"] == 20_000 // 3 + 1  # exact
+
+
+def test_a_brute_forcer_hidden_in_a_flood_of_paths_is_still_found():
+    # a scanner's 10,000 one-off paths fill the api family's window; the login endpoint, known for 12
+    # windows, is stuffed from 40 IPs after them and keeps its cell; the IP that brute-forces it too
+    cfg = _cfg(max_endpoints_per_window=100)
+    api, ip = _shard(ApiShard, cfg), _shard(IpShard, cfg)
+    out, fed = [], 0
+    for w in range(14):
+        start = T0 + 60 * w
+        events = [ev(start + i, f"10.0.{i}.1", method="POST", resource="/login") for i in range(5)]
+        if w == 13:
+            events = [Event(e.ts + 60 * w, *astuple(e)[1:]) for e in _paths(10_000)]
+            events += [ev(start + 51 + i / 10, f"10.{i}.0.9", method="POST", resource="/login", status=401)
+                       for i in range(40)]  # fmt: skip
+            events += [ev(start + 52 + i / 2, "10.6.6.6", method="POST", resource="/wp-login.php", status=401)
+                       for i in range(9)]  # fmt: skip
+        fed += len(events)
+        for i in range(0, len(events), 2_000):
+            batch = events[i : i + 2_000]
+            out += api.ingest(batch, "src", batch[-1].ts) + ip.ingest(batch, "src", batch[-1].ts)
+    out += api.flush() + ip.flush()
+    found = {(f[1], f[2], f[6]) for f in _table(out, "findings")}
+    assert ("api", "Shop:1 POST /login", "credential_stuffing") in found
+    assert ("ip", "10.6.6.6", "brute_force") in found
+    assert ("ip", "10.5.5.9", "probing") in found  # the scanner itself
+    windows = [r for r in _table(out, "subject_windows") if r[2] == "api"]
+    assert sum(r[5] for r in windows) == fed  # every event: the endpoints' rows and the capacity row
+    (capacity,) = (json.loads(r[15]) for r in windows if r[3] == UNTRACKED)
+    assert capacity["untracked_requests"] >= 10_000 - 100 and len(api.last_seen) <= 100 + 1
+
+
+def test_a_consumer_shard_with_an_overflowing_window_survives_a_snapshot():
+    shard = _shard(ConsumerShard, _cfg(max_consumers_per_window=20))
+    events = _user_names(400)
+    shard.ingest(events[:300], "src", T0 + 40)
+    restored = pickle.loads(pickle.dumps(shard, protocol=pickle.HIGHEST_PROTOCOL))
+    restored.clock.hold_s = 0
+    assert restored.table.tracked is restored.last_seen and restored.table.max_cells == 20
+    a = shard.ingest(events[300:], "src", T0 + 75) + shard.flush()
+    b = restored.ingest(events[300:], "src", T0 + 75) + restored.flush()
+    assert _table(a, "traffic") == _table(b, "traffic") != []
+    assert sum(r[6] for r in _table(b, "traffic")) == 400
