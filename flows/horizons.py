@@ -29,7 +29,10 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable
 from typing import NamedTuple
 
+import numpy as np
+
 from gatewatch.detectors.base import subnet
+from gatewatch.detectors.baselines import Columns
 from gatewatch.flows.features import sequential_ids
 
 MAX_DISTINCT = 1024
@@ -44,7 +47,8 @@ class HorizonSpec(NamedTuple):
     counts: tuple[str, ...]  # features summed over the horizon
     shares: tuple[str, ...]  # ratios of ``requests``: their numerators are summed
     sets: tuple[str, ...]  # distinct-value sets each window gives (see ``ShardProcessor._trail_sets``)
-    starts: Callable[[dict[str, float]], bool]  # a window that starts a trail
+    # the windows, of a closed window's subjects (a column per feature), that start a trail
+    starts: Callable[[Columns], np.ndarray]
     # fill the set-based features; the float: ids in sequence below it are not counted (a screen),
     # and below 0 are bounded by the paths
     derive: Callable[[dict[str, float], dict[str, Collection[str]], float], None]
@@ -56,17 +60,17 @@ class HorizonSpec(NamedTuple):
 MIN_SHARE = 0.2
 
 
-def _ip_starts(x: dict[str, float]) -> bool:
+def _ip_starts(X: Columns) -> np.ndarray:
     # not volume, nor the odd 4xx of a busy reader: trailing every active IP would cost more
     # than the rest of the IP family
-    return bool(
-        (x["auth_failures"] and x["auth_failure_ratio"] >= MIN_SHARE)
-        or (x["errors"] >= 2 and x["error_ratio"] >= MIN_SHARE)
-        or (x["login_requests"] >= 2 and x["login_share"] >= MIN_SHARE)  # a user logs in once
-        or x["sensitive_paths"]
-        or x["payload_requests"]
-        or x["bad_requests"]
-        or x["hasty_posts"]
+    return (
+        ((X["auth_failures"] != 0) & (X["auth_failure_ratio"] >= MIN_SHARE))
+        | ((X["errors"] >= 2) & (X["error_ratio"] >= MIN_SHARE))
+        | ((X["login_requests"] >= 2) & (X["login_share"] >= MIN_SHARE))  # a user logs in once
+        | (X["sensitive_paths"] != 0)
+        | (X["payload_requests"] != 0)
+        | (X["bad_requests"] != 0)
+        | (X["hasty_posts"] != 0)
     )
 
 
@@ -89,8 +93,8 @@ def _ip_derive(x: dict[str, float], sets: dict[str, Collection[str]], min_sequen
     x["login_burst"] = x["regularity"] = x["scanner_requests"] = x["max_queries_per_path"] = 0.0
 
 
-def _failing_starts(x: dict[str, float]) -> bool:
-    return x["auth_failures"] > 0
+def _failing_starts(X: Columns) -> np.ndarray:
+    return X["auth_failures"] > 0
 
 
 def _failing_derive(x: dict[str, float], sets: dict[str, Collection[str]], min_sequential: float) -> None:
@@ -159,16 +163,28 @@ class Trails:
     def __len__(self) -> int:
         return len(self.trails)
 
+    def __contains__(self, subject: str) -> bool:
+        return subject in self.trails
+
+    def starting(self, X: Columns) -> list[bool]:
+        """Which of a closed window's subjects (a column per feature) show what starts a trail."""
+        return self.spec.starts(X).tolist()
+
     def record(
-        self, start: float, subject: str, x: dict[str, float], sets: Callable[[], dict[str, Iterable[str]]]
+        self,
+        start: float,
+        subject: str,
+        x: dict[str, float],
+        sets: Callable[[], dict[str, Iterable[str]]],
+        signal: bool,
     ) -> bool:
         """Add one closed window of ``subject`` (``sets`` gives its distinct values) to its trail.
 
-        Tell whether its horizons are to be judged: it has a trail and this window shows
-        what starts one. A window that shows nothing adds nothing a threshold counts, so
-        its horizons can only have fallen since the last window judged.
+        ``signal``: the window shows what starts a trail (:meth:`starting`); without it, only
+        a subject that has one is recorded. Tell whether its horizons are to be judged: it
+        has a trail and ``signal``. A window that shows nothing adds nothing a threshold
+        counts, so its horizons can only have fallen since the last window judged.
         """
-        signal = self.spec.starts(x)
         trail = self.trails.pop(subject, None)
         if trail is None:
             if not signal:
@@ -185,7 +201,7 @@ class Trails:
             for i, v in enumerate(trail.windows.popleft()[1]):
                 totals[i] -= v
         for name, values in sets().items():
-            seen = trail.distinct[name]
+            seen = trail.distinct[name]  # in the order last seen: windows are recorded in time order
             for v in values:
                 seen.pop(v, None)
                 seen[v] = start
@@ -230,9 +246,7 @@ class Trails:
         n = x["requests"] or 1.0
         for name, total in zip(spec.shares, totals[len(spec.counts) :], strict=True):
             x[name] = total / n
-        inside = {
-            name: [v for v, t in seen.items() if since <= t < until] for name, seen in trail.distinct.items()
-        }
+        inside = {name: _seen_within(seen, since, until) for name, seen in trail.distinct.items()}
         spec.derive(x, inside, self.min_sequential)
         x["peer_shift"] = peer_shift
         return x
@@ -252,3 +266,14 @@ class Trails:
 
     def forget(self, subject: str) -> None:
         self.trails.pop(subject, None)
+
+
+def _seen_within(seen: dict[str, float], since: float, until: float) -> list[str]:
+    """The values last seen at or after ``since``, before ``until``, of a dict in the order last seen."""
+    out = []
+    for v, t in reversed(seen.items()):  # newest first: the older ones need not be looked at
+        if t < since:
+            break
+        if t < until:
+            out.append(v)
+    return out

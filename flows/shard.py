@@ -325,7 +325,7 @@ class ShardProcessor:
                 for k in np.flatnonzero(scores[:, j] >= self.min_score)
             }
             rowed = top >= self.min_score
-            self._judge_horizons(w, names, subjects, learn, rowed, shift, fired, out, now)
+            self._judge_horizons(w, names, subjects, X, learn, rowed, shift, fired, out, now)
         for j, det in enumerate(self.detectors):
             det.learn_many(names, X, scores[:, j], learn)
         self.baselines.learn_many(names, X, learn)
@@ -337,6 +337,7 @@ class ShardProcessor:
         w: ClosedWindow,
         names: list[str],
         subjects: dict[str, _Subject],
+        X: Columns,
         learn: np.ndarray,
         rowed: np.ndarray,
         shift: float,
@@ -358,11 +359,13 @@ class ShardProcessor:
         ``subject_windows`` row all the same (IPs have rows only when flagged).
         """
         trails = self.trails
-        trailed = [  # the subjects whose horizons this window is to judge
-            k
-            for k, name in enumerate(names)
-            if trails.record(w.start, name, subjects[name].x, partial(self._trail_sets, subjects[name]))
-        ]
+        trailed = []  # the subjects whose horizons this window is to judge
+        for k, (name, signal) in enumerate(zip(names, trails.starting(X), strict=True)):
+            # most subjects neither have a trail nor start one: nothing to record
+            if signal or name in trails:
+                s = subjects[name]
+                if trails.record(w.start, name, s.x, partial(self._trail_sets, s), signal):
+                    trailed.append(k)
         if not trailed:
             return
         bounds = _columns([trails.bound(names[k]) for k in trailed])

@@ -107,7 +107,7 @@ def test_trails_count_distinct_values_inside_the_horizon_only_and_stay_bounded()
     x = {"requests": 2.0, "auth_failures": 2.0, "throttled": 0.0}
     for minute in range(30):
         ips = [f"10.{minute}.{i // 250}.{i % 250}" for i in range(100)]
-        assert trails.record(T0 + 60 * minute, "c", x, lambda ips=ips: {"failing_ips": ips})
+        assert trails.record(T0 + 60 * minute, "c", x, lambda ips=ips: {"failing_ips": ips}, signal=True)
     last = T0 + 29 * 60
     assert trails.features("c", last, 0.0)["failing_ips"] == 100
     assert trails.features("c", last - 540, 0.0)["failing_ips"] == 1000
