@@ -245,15 +245,28 @@ class BaselineDetector:
         return scores
 
     def learn_many(self, subjects: Sequence[str], X: Columns, scores: np.ndarray, mask: np.ndarray) -> None:
-        """:meth:`learn_one` of every subject where ``mask`` holds, each with its score."""
-        n = len(subjects)
-        rows = self.baselines.rows(subjects)
+        """:meth:`learn_one` of every subject where ``mask`` holds, each with its score.
+
+        Only the subjects to learn that have a baseline of their own and a low score are
+        compared with it: the others' deviations decide nothing, and most windows have few.
+        """
+        picked = np.flatnonzero(mask)
+        if not len(picked):
+            return
+        rows = self.baselines.rows([subjects[k] for k in picked])
         established = self.baselines.histories(rows) >= self.min_history
-        protected = scores >= self.protect_score
-        shift = column(X, "peer_shift", n)
-        for f in self.FEATURES:
-            protected |= self.baselines.deviations(rows, f.name, X, shift)[2] >= self.z_onset
-        self.baselines.learn_many(subjects, X, mask & ~(established & protected))
+        low = scores[picked] < self.protect_score
+        protected = established & ~low
+        check = np.flatnonzero(established & low)
+        if len(check):
+            at = picked[check]
+            needed = {"peer_shift", *(f.name for f in self.FEATURES), *(f.of for f in self.FEATURES if f.of)}
+            sub = {name: X[name][at] for name in needed if name in X}
+            shift = column(sub, "peer_shift", len(at))
+            protected[check] = self.baselines.rises(rows[check], sub, shift, self.z_onset)
+        learn = np.array(mask, dtype=bool)
+        learn[picked[protected]] = False
+        self.baselines.learn_many(subjects, X, learn)
 
     def _protected(self, subject: str, x: dict[str, float], score: float | None = None) -> bool:
         """Tell whether a window must stay out of the subject's baseline.

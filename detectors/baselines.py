@@ -217,16 +217,30 @@ class Baselines:
 
     def histories(self, rows: np.ndarray) -> np.ndarray:
         """:meth:`history` of each of ``rows``."""
-        return self._gather(rows)[:, 0]
+        view = self._view()
+        if not len(view):
+            return np.zeros(len(rows))
+        return np.where(rows >= 0, view[rows, 0], 0.0)
 
     def deviations(
         self, rows: np.ndarray, name: str, X: Columns, shift: np.ndarray | float = 0.0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`deviation` of each of ``rows``: the compared value, mean, z, and own-baseline flag."""
-        i = self._index[name]
+        return self._deviations(self._gather(rows), rows, self._index[name], X, shift)
+
+    def rises(self, rows: np.ndarray, X: Columns, shift: np.ndarray | float, z: float) -> np.ndarray:
+        """Where any feature is ``z`` or more spreads above its baseline (the z of :meth:`deviations`)."""
+        stats = self._gather(rows)  # once for every feature
+        out = np.zeros(len(rows), dtype=bool)
+        for i in range(len(self.features)):
+            out |= self._deviations(stats, rows, i, X, shift)[2] >= z
+        return out
+
+    def _deviations(
+        self, stats: np.ndarray, rows: np.ndarray, i: int, X: Columns, shift: np.ndarray | float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         f = self.features[i]
         n = len(rows)
-        stats = self._gather(rows)
         own = (rows >= 0) & (stats[:, 0] >= self.min_history)
         if f.peers and self._peers[0] >= self.min_history:
             p_mean, p_sq = self._peers[1 + 2 * i], self._peers[2 + 2 * i]
@@ -241,7 +255,7 @@ class Baselines:
             np.maximum(np.sqrt(np.maximum(stats[:, 2 + 2 * i] - mean * mean, 0.0)), f.floor),
             fallback_spread,
         )
-        observed = column(X, name, n)
+        observed = column(X, f.name, n)
         if f.of:
             count = column(X, f.of, n)
             value = (observed * count + PSEUDO_REQUESTS * mean) / (count + PSEUDO_REQUESTS)
@@ -254,39 +268,49 @@ class Baselines:
         return value, mean, (value - mean) / spread, own
 
     def learn_many(self, subjects: Sequence[str], X: Columns, mask: np.ndarray) -> None:
-        """:meth:`learn` of every subject where ``mask`` holds, in order."""
+        """:meth:`learn` of every subject where ``mask`` holds, in order.
+
+        Every feature at once, as a column of a matrix: each value goes through the same
+        arithmetic as in :meth:`learn`, in far fewer NumPy calls.
+        """
         picked = np.flatnonzero(mask)
         if not len(picked):
             return
-        rows = np.fromiter((self._row(subjects[k]) for k in picked), np.int64, len(picked))
+        get, new_row = self._rows.get, self._row
+        learned = [subjects[k] for k in picked.tolist()]
+        rows = np.array([r if (r := get(s)) is not None else new_row(s) for s in learned], np.int64)
         view = self._view()
         stats = view[rows]
-        first = stats[:, 0] == 0
+        first = (stats[:, 0] == 0)[:, None]
+        features, n = self.features, len(mask)
+        raw = np.column_stack([column(X, f.name, n) for f in features])[picked]
+        mean, mean_sq = stats[:, 1::2], stats[:, 2::2]  # a column per feature
+        value = raw.copy()
+        shares = [i for i, f in enumerate(features) if f.of]
+        if shares:
+            counts = np.column_stack([column(X, features[i].of, n) for i in shares])[picked]
+            hits = raw[:, shares]
+            value[:, shares] = (hits * counts + PSEUDO_REQUESTS * np.where(first, hits, mean[:, shares])) / (
+                counts + PSEUDO_REQUESTS
+            )
+        logs = [i for i, f in enumerate(features) if f.log and not f.of]
+        if logs:
+            value[:, logs] = log1p(np.maximum(raw[:, logs], 0.0))
         a = self.fading_factor
-        raws, ns = [], []
-        for i, f in enumerate(self.features):
-            v = column(X, f.name, len(mask))[picked]
-            n = column(X, f.of, len(mask))[picked] if f.of else None
-            raws.append(v)
-            ns.append(n)
-            j = 1 + 2 * i
-            if f.of:
-                v = (v * n + PSEUDO_REQUESTS * np.where(first, v, stats[:, j])) / (n + PSEUDO_REQUESTS)
-            elif f.log:
-                v = log1p(np.maximum(v, 0.0))
-            stats[:, j] = np.where(first, v, stats[:, j] + a * (v - stats[:, j]))
-            stats[:, j + 1] = np.where(first, v * v, stats[:, j + 1] + a * (v * v - stats[:, j + 1]))
+        stats[:, 1::2] = np.where(first, value, mean + a * (value - mean))
+        stats[:, 2::2] = np.where(first, value * value, mean_sq + a * (value * value - mean_sq))
         stats[:, 0] += 1
         view[rows] = stats
         del view
         if self._pooled:  # the peers' EW statistics depend on the order: one subject after the other
-            raw, cnt = [0.0] * len(self.features), [0.0] * len(self.features)
-            columns = [(i, raws[i].tolist(), None if ns[i] is None else ns[i].tolist()) for i in self._pooled]
+            of = dict(zip(shares, counts.T.tolist(), strict=True)) if shares else {}
+            columns = [(i, raw[:, i].tolist(), of.get(i)) for i in self._pooled]
+            values, cnt = [0.0] * len(features), [0.0] * len(features)
             for k in range(len(picked)):
-                for i, values, counts in columns:
-                    raw[i] = values[k]
-                    cnt[i] = counts[k] if counts is not None else 0.0
-                self._update(self._peers, 0, raw, cnt, self._pooled)
+                for i, raws, ns in columns:
+                    values[i] = raws[k]
+                    cnt[i] = ns[k] if ns is not None else 0.0
+                self._update(self._peers, 0, values, cnt, self._pooled)
 
 
 Columns = dict[str, np.ndarray]  # a window's features, one array per feature, one entry per subject
@@ -298,9 +322,22 @@ def column(X: Columns, name: str, n: int) -> np.ndarray:
     return values if values is not None else np.zeros(n)
 
 
+_LOG1P_COUNTS = np.array([math.log1p(i) for i in range(4096)])  # math.log1p of the small counts
+_LOG1P_MIN_LOOKUP = 16  # values from which a table lookup beats one math.log1p each
+
+
 def log1p(values: np.ndarray) -> np.ndarray:
-    """``math.log1p`` of each value: NumPy's is 1 ulp off at times, and both paths must agree exactly."""
-    return np.fromiter(map(math.log1p, values.tolist()), np.float64, len(values))
+    """``math.log1p`` of each value: NumPy's is 1 ulp off at times, and both paths must agree exactly.
+
+    Most values are small counts: those are looked up in a table of ``math.log1p``'s (-0.0 is
+    not: its log1p keeps the sign).
+    """
+    flat = values.ravel()
+    if len(flat) >= _LOG1P_MIN_LOOKUP and flat.min() >= 0 and flat.max() < len(_LOG1P_COUNTS):
+        counts = flat.astype(np.int64)
+        if (counts == flat).all() and not np.signbit(flat).any():
+            return _LOG1P_COUNTS[counts].reshape(values.shape)
+    return np.fromiter(map(math.log1p, flat.tolist()), np.float64, len(flat)).reshape(values.shape)
 
 
 def row(X: Columns, k: int) -> dict[str, float]:
