@@ -750,11 +750,20 @@ class IpAcc(_Slotted):
             self.page, self.page_ts = other.page, other.page_ts
         if len(self.queries) < MAX_QUERIES:
             self.queries |= other.queries
-        # a cell holds at most a batch's worth past MAX_CELL_VALUES: the router's batches are bounded
-        for name in ("probes", "paths", "error_paths", "sensitive", "login_paths", "uas"):
-            mine = getattr(self, name)
-            if len(mine) < MAX_CELL_VALUES:
-                mine |= getattr(other, name)
+        # a set holds at most a batch's worth past MAX_CELL_VALUES: the router's batches are bounded
+        # (spelled out, not looped over names: this runs for every cell of every batch)
+        if len(self.paths) < MAX_CELL_VALUES:
+            self.paths |= other.paths
+        if len(self.uas) < MAX_CELL_VALUES:
+            self.uas |= other.uas
+        if other.probes and len(self.probes) < MAX_CELL_VALUES:
+            self.probes |= other.probes
+        if other.error_paths and len(self.error_paths) < MAX_CELL_VALUES:
+            self.error_paths |= other.error_paths
+        if other.sensitive and len(self.sensitive) < MAX_CELL_VALUES:
+            self.sensitive |= other.sensitive
+        if other.login_paths and len(self.login_paths) < MAX_CELL_VALUES:
+            self.login_paths |= other.login_paths
         self.login_ts += other.login_ts
         room = MAX_TIMESTAMPS - len(self.ts)
         if room > 0:
