@@ -1,10 +1,10 @@
 """Seeded WSO2 API-M 4.x ``apim_metrics.log`` traffic with an injected attack.
 
-The lines follow CONTRACTS.md §1 exactly: the log4j prefix
-``HH:mm:ss,SSS [-] [thread]  INFO ELKCounterMetric``, then
+The lines follow the format of API-M's log reporter (docs/formats.md, "WSO2 API-M"): the log4j
+prefix ``HH:mm:ss,SSS [-] [thread]  INFO ELKCounterMetric``, then
 ``apimMetrics: apim:response|apim:faulty, properties :{json}`` with the
-API-M 4.3+ field sets (response §1.3, fault §1.4). Key order is one fixed
-Gson-HashMap-like order, taken from the real sample line in §1.9.
+API-M 4.3+ field sets of a response and of a fault. Key order is one fixed
+Gson-HashMap-like order, taken from a real log line.
 
 Traffic: eight applications with stable client IPs, user agents and
 endpoint mixes over four APIs, Poisson arrivals whose rate follows a gentle
