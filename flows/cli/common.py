@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -122,3 +123,11 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, without brackets) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

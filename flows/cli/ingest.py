@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import ipaddress
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, TextOrJson, fail, load, version
+from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, TextOrJson, fail, is_loopback, load, version
 from gatewatch.flows.config import Config, ConfigError, check_paths
 from gatewatch.flows.parsers import FORMATS
 
@@ -333,11 +332,7 @@ def wait_for_local_peers(addresses: list[str]) -> None:
     for address in addresses:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
-        if loopback and port.isdigit():
+        if is_loopback(host) and port.isdigit():
             ports.add(int(port))
     while ports:
         listening = listening_ports()

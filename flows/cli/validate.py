@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from typing import Annotated
@@ -10,7 +9,7 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, fail
+from gatewatch.flows.cli.common import ConfigOpt, fail, is_loopback
 from gatewatch.flows.cli.ingest import RECOVERY_DIR, shards_problem
 from gatewatch.flows.cli.view import read_only_note
 from gatewatch.flows.config import ConfigError, check_paths, example_toml, load_config
@@ -61,7 +60,7 @@ def validate(
     for gap in limit_gaps(cfg, control):
         log.emit("note", "limit_gap", gap)
     acting = read_operators(dash.operators_env, dash.operators_file) is not None
-    if not _loopback(dash.address):
+    if not is_loopback(dash.address):
         if acting:
             exposed = (
                 "and operators can act in it: whoever reaches it reads every finding and decision, and "
@@ -73,14 +72,3 @@ def validate(
     elif not acting:
         log.emit("note", "dashboard_read_only", read_only_note(dash))
     typer.echo(f"{config or 'embedded defaults'}: OK")
-
-
-def _loopback(address: str) -> bool:
-    if address == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import ipaddress
 import json
 import os
@@ -46,7 +45,7 @@ import msgspec
 from gatewatch.detectors.base import subnet
 from gatewatch.flows.config import ApiConfig, Config
 from gatewatch.flows.control.policy import LIVE, RANK
-from gatewatch.flows.credentials import CredentialsError, read_named
+from gatewatch.flows.credentials import CredentialsError, name_of, read_named
 from gatewatch.flows.events import Decision, Finding
 from gatewatch.flows.features import endpoint_of
 from gatewatch.sinks.control import open_read_only
@@ -104,15 +103,6 @@ def read_keys(api: ApiConfig, environ: dict[str, str] | os._Environ = os.environ
         msg = "api.keys_env: no environment variable or file is configured"
         raise ApiKeysError(msg)
     return keys
-
-
-def caller_of(keys: dict[str, str], presented: str) -> str | None:
-    """The caller whose key was presented, compared in constant time; None for no match."""
-    found = None
-    for key, name in keys.items():
-        if hmac.compare_digest(key.encode(), presented.encode()):
-            found = name
-    return found
 
 
 # -- live state --------------------------------------------------------------
@@ -607,7 +597,7 @@ class DecisionApi:
         self, method: str, path: str, query: str, presented: str, body: bytes | None
     ) -> tuple[int, bytes]:
         """The status and JSON body for one request; ``presented`` is the key sent, ``body`` None if it was too large."""
-        caller = caller_of(self.keys, presented) if presented else None
+        caller = name_of(self.keys, presented) if presented else None
         if caller is None:
             self.counters.forbidden += 1
             return 403, _FORBIDDEN

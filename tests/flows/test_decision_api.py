@@ -11,12 +11,12 @@ from gatewatch.flows.config import ApiConfig
 from gatewatch.flows.control.decision_api import (
     ApiKeysError,
     LiveState,
-    caller_of,
     go_duration,
     numeric_id,
     parse_score_request,
     read_keys,
 )
+from gatewatch.flows.credentials import name_of
 from gatewatch.flows.events import Decision, Finding
 
 CASES = json.loads((Path(__file__).with_name("decision_api_cases.json")).read_text())
@@ -168,8 +168,8 @@ def test_keys_come_from_the_environment_or_a_file_and_are_checked(tmp_path):
     env = {"GW_KEYS": "bouncer:0123456789abcdef, idp:fedcba9876543210fedcba"}
     keys = read_keys(ApiConfig(keys_env="GW_KEYS"), env)
     assert keys == {"0123456789abcdef": "bouncer", "fedcba9876543210fedcba": "idp"}
-    assert caller_of(keys, "fedcba9876543210fedcba") == "idp"
-    assert caller_of(keys, "fedcba9876543210fedcbb") is None
+    assert name_of(keys, "fedcba9876543210fedcba") == "idp"
+    assert name_of(keys, "fedcba9876543210fedcbb") is None
     keyfile = tmp_path / "keys"
     keyfile.write_text("# callers\nnginx:aaaaaaaaaaaaaaaaaaaa\n")
     assert read_keys(ApiConfig(keys_env="", keys_file=str(keyfile)), {}) == {"aaaaaaaaaaaaaaaaaaaa": "nginx"}
