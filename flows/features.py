@@ -84,6 +84,7 @@ from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import pairwise
+from operator import attrgetter
 from pathlib import Path
 from typing import ClassVar
 
@@ -1267,45 +1268,77 @@ def consumer_windows(cells: dict[tuple[str, str], TrafficAcc]) -> dict[str, Cons
     return out
 
 
-def ip_features(acc: IpAcc) -> dict[str, float]:
-    """The features of one IP's window."""
-    n = acc.requests
-    scanner = any(_cached(_scanner_uas, ua, is_scanner) for ua in acc.uas if ua)
-    queries = acc.queries
+def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
+    """The features of many IP windows, one column each (in the order of ``accs``).
+
+    A window's IP cells are mostly one-off addresses: the counters become columns in
+    C-level passes, and only the features of sets and timestamps that can be nonzero are
+    computed cell by cell.
+    """
+    n = len(accs)
+
+    def counts(name: str) -> np.ndarray:
+        return np.fromiter(map(attrgetter(name), accs), np.float64, n)
+
+    def sizes(name: str) -> np.ndarray:
+        return np.fromiter(map(len, map(attrgetter(name), accs)), np.float64, n)
+
+    def where(test: Callable[[IpAcc], bool], feature: Callable[[IpAcc], float]) -> np.ndarray:
+        out = np.zeros(n)
+        for k, acc in enumerate(accs):
+            if test(acc):
+                out[k] = feature(acc)
+        return out
+
+    requests = counts("requests")
+    auth, errors, throttled = counts("auth"), counts("errors"), counts("throttled")
+    login_requests = sizes("login_ts")
+    distinct_uas = sizes("uas")
+    scanner = np.fromiter(
+        (any(_cached(_scanner_uas, ua, is_scanner) for ua in acc.uas if ua) for acc in accs), bool, n
+    )
     return {
-        "requests": float(n),
-        "auth_failures": float(acc.auth),
-        "auth_failure_ratio": acc.auth / n,
-        "errors": float(acc.errors),
-        "error_ratio": acc.errors / n,
-        "server_error_ratio": acc.s5xx / n,
-        "throttled": float(acc.throttled),
-        "throttled_ratio": acc.throttled / n,
-        "bytes_per_request": acc.bytes_out / n,
-        "read_ratio": acc.reads / n,
-        "write_ratio": acc.writes / n,
-        "detail_ratio": acc.detail / n,
-        "distinct_paths": float(len(acc.paths)),
-        "sequential_ids": float(max(sequential_ids(acc.paths), sequential_ids(queries))),
-        "regularity": regularity(acc.ts),
-        "error_paths": float(len(acc.error_paths)),
-        "sensitive_paths": float(len(acc.sensitive)),
-        "scanner_requests": float(n if scanner else 0),
-        "login_requests": float(len(acc.login_ts)),
-        "login_burst": float(max_in_span(acc.login_ts, BURST_S)),
-        "login_share": len(acc.login_ts) / n,
-        "hasty_posts": float(acc.hasty),
-        "payload_requests": float(acc.payloads),
-        "bad_requests": float(acc.bad),
-        "bad_versions": float(acc.bad_versions),
-        "max_queries_per_path": float(max_queries_per_path(queries)),
-        "probe_paths": float(len(acc.probes)),
-        "proxy_requests": float(acc.proxy),
-        "enumerated_users": float(enumerated_users(queries) if queries else 0),
-        "keyed": 1.0 if acc.consumer else 0.0,
-        "distinct_uas": float(len(acc.uas)),
-        "ua_share": len(acc.uas) / n,
+        "requests": requests,
+        "auth_failures": auth,
+        "auth_failure_ratio": auth / requests,
+        "errors": errors,
+        "error_ratio": errors / requests,
+        "server_error_ratio": counts("s5xx") / requests,
+        "throttled": throttled,
+        "throttled_ratio": throttled / requests,
+        "bytes_per_request": counts("bytes_out") / requests,
+        "read_ratio": counts("reads") / requests,
+        "write_ratio": counts("writes") / requests,
+        "detail_ratio": counts("detail") / requests,
+        "distinct_paths": sizes("paths"),
+        "sequential_ids": where(
+            lambda a: len(a.paths) > 1 or len(a.queries) > 1,
+            lambda a: max(sequential_ids(a.paths), sequential_ids(a.queries)),
+        ),
+        "regularity": where(lambda a: len(a.ts) > 10, lambda a: regularity(a.ts)),
+        "error_paths": sizes("error_paths"),
+        "sensitive_paths": sizes("sensitive"),
+        "scanner_requests": np.where(scanner, requests, 0.0),
+        "login_requests": login_requests,
+        "login_burst": where(attrgetter("login_ts"), lambda a: max_in_span(a.login_ts, BURST_S)),
+        "login_share": login_requests / requests,
+        "hasty_posts": counts("hasty"),
+        "payload_requests": counts("payloads"),
+        "bad_requests": counts("bad"),
+        "bad_versions": counts("bad_versions"),
+        "max_queries_per_path": where(attrgetter("queries"), lambda a: max_queries_per_path(a.queries)),
+        "probe_paths": sizes("probes"),
+        "proxy_requests": counts("proxy"),
+        "enumerated_users": where(attrgetter("queries"), lambda a: enumerated_users(a.queries)),
+        "keyed": np.fromiter(map(bool, map(attrgetter("consumer"), accs)), np.float64, n),
+        "distinct_uas": distinct_uas,
+        "ua_share": distinct_uas / requests,
     }
+
+
+def ip_features(acc: IpAcc) -> dict[str, float]:
+    """The features of one IP's window (:func:`ip_feature_columns` of one cell)."""
+    return {name: float(values[0]) for name, values in ip_feature_columns([acc]).items()}
 
 
 def enumerated_users(targets: Collection[str]) -> int:

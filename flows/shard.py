@@ -63,7 +63,7 @@ from gatewatch.flows.features import (
     consumer_windows,
     endpoint_name,
     example_ips,
-    ip_features,
+    ip_feature_columns,
     ip_union,
     known_ips,
 )
@@ -138,15 +138,29 @@ def build_horizons(cfg: Config, family: str) -> list[_Horizon]:
 class _Subject:
     """One subject's window: what detection needs and what a finding shows.
 
+    ``x`` is the features as a dict: given, or read from the window's feature columns
+    (:meth:`bind`) when first asked for, as only the flagged subjects' are.
     ``context`` builds the finding's context: only flagged subjects need one.
     """
 
-    __slots__ = ("context", "extra", "name", "owner", "x")
+    __slots__ = ("_at", "_x", "context", "extra", "name", "owner")
 
     def __init__(
-        self, name: str, owner: str, x: dict[str, float], context: Callable[[], dict], extra: object = None
+        self, name: str, owner: str, x: dict[str, float] | None, context: Callable[[], dict], extra: object = None
     ) -> None:
-        self.name, self.owner, self.x, self.context, self.extra = name, owner, x, context, extra
+        self.name, self.owner, self._x, self.context, self.extra = name, owner, x, context, extra
+        self._at: tuple[Columns, int] | None = None
+
+    def bind(self, X: Columns, k: int) -> None:
+        """Read the features from row ``k`` of ``X`` from now on (every column, in its order)."""
+        self._x, self._at = None, (X, k)
+
+    @property
+    def x(self) -> dict[str, float]:
+        if self._x is None:
+            X, k = self._at
+            self._x = {name: float(values[k]) for name, values in X.items()}
+        return self._x
 
 
 class ShardProcessor:
@@ -230,6 +244,10 @@ class ShardProcessor:
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         raise NotImplementedError
 
+    def _features(self, names: list[str], subjects: dict[str, _Subject]) -> Columns:
+        """The features of the window's subjects (``names``, in order), one column each."""
+        return _columns([subjects[name].x for name in names])  # every subject has the same features
+
     def _traffic(self, w: ClosedWindow) -> list[tuple]:
         return []
 
@@ -283,21 +301,18 @@ class ShardProcessor:
         n = len(names)
         if not n:
             return
-        xs = [subjects[name].x for name in names]
-        X = _columns(xs)  # one builder per family: every subject has the same features
+        X = self._features(names, subjects)
         shift, typical = self._peers(names, X)
         self.typical = typical
-        X["peer_shift"] = np.full(n, shift)
         last_seen, probation = self.last_seen, self._probation
         if self.judges_newcomers:
             window_s = self.table.window_s
             ages = [(w.end - self.first_seen.setdefault(name, w.start)) / window_s for name in names]
             X["age_windows"] = np.array(ages)
             X["peer_requests"] = np.full(n, typical)
-            for x, age in zip(xs, ages, strict=True):
-                x["age_windows"], x["peer_requests"] = age, typical
-        for name, x in zip(names, xs, strict=True):
-            x["peer_shift"] = shift
+        X["peer_shift"] = np.full(n, shift)
+        for k, name in enumerate(names):
+            subjects[name].bind(X, k)
             if last_seen.pop(name, None) is None:  # re-inserted: last_seen stays in recency order
                 probation[name] = None
             else:
@@ -594,10 +609,10 @@ class IpShard(ShardProcessor):
     judges_newcomers = False
 
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
-        return {
-            ip: _Subject(ip, "", ip_features(acc), partial(_ip_context, acc), acc)
-            for ip, acc in w.cells.items()
-        }
+        return {ip: _Subject(ip, "", None, partial(_ip_context, acc), acc) for ip, acc in w.cells.items()}
+
+    def _features(self, names: list[str], subjects: dict[str, _Subject]) -> Columns:
+        return ip_feature_columns([subjects[name].extra for name in names])
 
     def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
         acc = s.extra

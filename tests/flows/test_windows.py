@@ -26,6 +26,8 @@ from gatewatch.flows.features import (
     IpWindows,
     TrafficAcc,
     endpoint_of,
+    ip_feature_columns,
+    ip_features,
 )
 
 T0 = 1_700_000_040.0
@@ -87,6 +89,16 @@ def test_cells_merged_from_any_split_into_batches_equal_counting_every_event_at_
         expected = {(False, s): c for s, c in table_type.collect(on_time, 60).items()}
         expected |= {(True, s): c for s, c in table_type.collect(late, 60).items()}
         assert _state(state) == _state(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_events, min_size=1, max_size=80))
+def test_the_feature_columns_of_a_windows_ip_cells_hold_each_cells_own_features(events):
+    for cells in IpWindows.collect(events, 60).values():
+        accs = list(cells.values())
+        columns = ip_feature_columns(accs)
+        for k, acc in enumerate(accs):
+            assert {name: float(values[k]) for name, values in columns.items()} == ip_features(acc)
 
 
 def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
