@@ -20,8 +20,10 @@ A :class:`WindowTable` keeps one family's open tumbling windows as
 (newest event time minus the allowed lateness) passes its end. An event for a
 window already closed is not dropped: it is counted in a separate *late*
 cell for that window. The per-event loops do as little as possible (counters,
-set inserts); everything else is computed once per closed window by the
-``*_features`` functions, which return each subject's feature dict.
+set inserts); everything else is computed once per closed window: a
+subject's feature dict (``ConsumerWindow.features``, :func:`api_features`), or
+for IPs, whose cells are mostly one-off addresses, one column per feature over
+the whole window (:func:`ip_feature_columns`).
 
 Features, per window and subject (the detectors read what they need):
 
