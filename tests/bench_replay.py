@@ -6,7 +6,10 @@ Usage::
 
 For each format it generates a log of exactly ``--lines`` lines spanning about
 an hour of event time (reused from the workdir when it already has that many
-lines), then measures:
+lines): ``wso2`` and ``combined`` from the simulator's consumers, ``wso2-mobile``
+the same WSO2 traffic with every app's requests from ever-changing client IPs
+(about one IP per request, as carrier NAT gives mobile apps; replayed and
+floored as ``wso2``). Then it measures:
 
 - the parse floor, in this process, median of ``--runs`` before the replays,
   and once more just before each end-to-end run (see below): read the file in
@@ -77,7 +80,9 @@ from tests.conftest import free_ports, median_s  # noqa: E402
 CHUNK_BYTES = 1 << 20
 MINUTES = 60
 START = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
-FORMATS = ("wso2", "combined")
+FORMATS = ("wso2", "wso2-mobile", "combined")
+# a bench log's gatewatch format: wso2-mobile is WSO2 whose apps' requests come from ever-changing IPs
+PARSER_FORMAT = {"wso2-mobile": "wso2"}
 HEADROOM = 1.05  # generate 5 % more traffic than needed, cut at exactly the wanted number of lines
 START_LINES = 1_000  # a replay this short measures a run's fixed cost
 MIN_SCALE = 0.01  # the smallest `gatewatch simulate --scale`
@@ -133,6 +138,21 @@ def ensure_wso2_log(workdir: Path, lines: int) -> Path:
     t0 = time.perf_counter()
     scale = scale_for(lines, MINUTES) * HEADROOM
     generate_wso2(path, start=START, minutes=MINUTES, seed=1, scale=scale, max_lines=lines)
+    return _generated(path, lines, t0)
+
+
+def ensure_wso2_mobile_log(workdir: Path, lines: int) -> Path:
+    """Return a WSO2 log of exactly ``lines`` lines whose apps' requests come from ever-changing client IPs.
+
+    ``generate_wso2(mobile_ips=True)``: about one client IP per request, as carrier NAT and
+    roaming give mobile apps; every IP is a subject of its own for a window.
+    """
+    path = workdir / f"wso2_mobile_apim_metrics_{lines}.log"
+    if _cached(path, lines):
+        return path
+    t0 = time.perf_counter()
+    scale = scale_for(lines, MINUTES) * HEADROOM
+    generate_wso2(path, start=START, minutes=MINUTES, seed=1, scale=scale, max_lines=lines, mobile_ips=True)
     return _generated(path, lines, t0)
 
 
@@ -210,8 +230,16 @@ def combined_floor(path: Path) -> int:
     return n
 
 
-FLOORS: dict[str, Callable[[Path], int]] = {"wso2": wso2_floor, "combined": combined_floor}
-LOGS: dict[str, Callable[[Path, int], Path]] = {"wso2": ensure_wso2_log, "combined": ensure_combined_log}
+FLOORS: dict[str, Callable[[Path], int]] = {
+    "wso2": wso2_floor,
+    "wso2-mobile": wso2_floor,
+    "combined": combined_floor,
+}
+LOGS: dict[str, Callable[[Path, int], Path]] = {
+    "wso2": ensure_wso2_log,
+    "wso2-mobile": ensure_wso2_mobile_log,
+    "combined": ensure_combined_log,
+}
 
 
 def measure_parse_floor(fmt: str, path: Path, lines: int, runs: int) -> float:
@@ -312,7 +340,8 @@ def measure_replay(
         if floor is not None:
             floors.append(floor())
         store = Path(tempfile.mkdtemp(prefix="store-", dir=workdir)) / "store"
-        cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt, "--store", str(store), "--config", str(config)]
+        fmt_arg = PARSER_FORMAT.get(fmt, fmt)
+        cmd = [str(exe), "replay", *map(str, inputs), "--format", fmt_arg, "--store", str(store), "--config", str(config)]
         if processes > 1:
             addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
             cmds = [[*cmd, "-i", str(i), "-a", addresses] for i in range(processes)]

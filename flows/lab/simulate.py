@@ -32,6 +32,7 @@ import json
 import math
 import random
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -117,7 +118,7 @@ class _Consumer:
     key_type: str
     user_agent: str
     platform: str
-    ips: tuple[str, ...]
+    ips: Sequence[str]  # drawn uniformly
     per_min: float  # mean request rate at scale 1
     amplitude: float  # of the hourly sinusoid, relative to per_min
     phase: float
@@ -600,6 +601,18 @@ def scale_for(lines: int, minutes: int) -> float:
     return max(lines - fixed, 0) / (scaled * minutes)
 
 
+class _CarrierIps(Sequence[str]):
+    """The 4,194,304 addresses of carrier-grade NAT space (100.64.0.0/10), drawn by index."""
+
+    def __len__(self) -> int:
+        return 1 << 22
+
+    def __getitem__(self, i: int) -> str:  # indexes only, no slices
+        if not 0 <= i < 1 << 22:
+            raise IndexError(i)
+        return f"100.{64 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}"
+
+
 def generate_wso2(
     out_path: str | Path,
     *,
@@ -609,6 +622,7 @@ def generate_wso2(
     attack: bool = True,
     scale: float = 1.0,
     max_lines: int | None = None,
+    mobile_ips: bool = False,
 ) -> Truth:
     """Write a synthetic WSO2 ``apim_metrics.log`` and return its ground truth.
 
@@ -626,6 +640,9 @@ def generate_wso2(
             ``PartnerPortal``, whose few requests/min baseline is kept so the
             attack's contrast is the same at every scale; the attack is not scaled either.
         max_lines: Stop after this many lines.
+        mobile_ips: Every scaled consumer's requests come from ever-changing client IPs
+            (one of carrier NAT's four million addresses each, as mobile apps' do): a
+            window holds about one IP per request.
 
     Returns:
         The run's span (epoch seconds), the number of lines written and the attack, if any.
@@ -643,8 +660,9 @@ def generate_wso2(
     start_ms = round(start.timestamp() * 1000)
     end_ms = start_ms + minutes * 60_000
     threads = [f"PassThroughMessageProcessor-{n}" for n in sorted(rng.sample(range(1, 400), 48))]
+    consumers = [replace(c, ips=_CarrierIps()) if mobile_ips and c.scaled else c for c in _CONSUMERS]
     sources = [
-        _Source(rng, c, start_ms, end_ms, c.per_min * (scale if c.scaled else 1.0)) for c in _CONSUMERS
+        _Source(rng, c, start_ms, end_ms, c.per_min * (scale if c.scaled else 1.0)) for c in consumers
     ]
     auth_templates = [_fault_template(api, None) for api in _APIS]
     truth_attack = None
