@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from hashlib import blake2b
@@ -62,6 +63,10 @@ _CHANGES_KEPT = 100_000  # stream changes remembered; a bouncer further behind g
 _ORIGIN = "gatewatch"
 _ENCODE = msgspec.json.encode
 _SCORED_KEPT = 4096  # /v1/score answers cached a snapshot
+_ENDPOINTS_KEPT = 4096  # /v1/score endpoint reasons cached a snapshot (concrete paths are many)
+Scored = tuple[tuple[float, str], ...]  # reasons for a /v1/score answer, each with its score
+# what /v1/score takes from a subject the snapshot knows nothing of
+_UNKNOWN: tuple[Scored, Scored, tuple, tuple] = ((), (), (), ())
 
 
 def go_duration(seconds: float) -> str:
@@ -158,27 +163,63 @@ class Snapshot:
     # what /v1/score takes from each subject asked about, worked out once a snapshot (only
     # subjects it knows are kept: at most as many as its signals, verdicts and pending ones)
     _subjects: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    # the reason a flagged subnet gives an IP of it that is not flagged itself, by subnet
+    _neighbours: dict[str, Scored] = field(default_factory=dict)
+    # the reason an endpoint under attack gives, by (api, method, resource) (at most _ENDPOINTS_KEPT)
+    _endpoints: dict[tuple[str, str, str], Scored] = field(default_factory=dict)
     # /v1/score answers given from this snapshot, by what they depend on (at most _SCORED_KEPT):
     # a gateway asks about the same consumer and IP for request after request
     scored: dict[tuple, bytes] = field(default_factory=dict)
 
-    def subject(
-        self, key: tuple[str, str]
-    ) -> tuple[list[tuple[float, str]], list[tuple[float, str]], list[Verdict], list[Verdict]]:
-        """A subject's finding as a scored reason, its decisions' scored reasons, its decisions and those awaiting review."""
+    def subject(self, key: tuple[str, str]) -> tuple[Scored, Scored, tuple[Verdict, ...], tuple[str, ...]]:
+        """A subject's finding as a scored reason, its decisions' scored reasons, its decisions and the reasons of those awaiting review."""
         known = self._subjects.get(key)
         if known is not None:
             return known
         s = self.signals.get(key)
-        decided, waiting = self.verdicts.get(key, []), self.pending.get(key, [])
-        said = [] if s is None else [(s.score, f"{key[0]} {s.kind} {s.score:.2f}: {s.because}")]
-        judged = [
+        decided, waiting = self.verdicts.get(key, ()), self.pending.get(key, ())
+        if s is None and not decided and not waiting:
+            return _UNKNOWN  # most IPs asked about: nothing to work out, nothing to keep
+        said = () if s is None else ((s.score, f"{key[0]} {s.kind} {s.score:.2f}: {s.because}"),)
+        judged = tuple(
             (v.score, f"{v.subject_type} {v.tier}: {v.reason}") for v in decided if v.tier != "elevated"
-        ]
-        known = (said, judged, decided, waiting)
-        if s is not None or decided or waiting:
-            self._subjects[key] = known
+        )
+        waits = tuple(f"{v.subject_type} {v.tier} waiting for review: {v.reason}" for v in waiting)
+        known = self._subjects[key] = (said, judged, tuple(decided), waits)
         return known
+
+    def neighbours(self, ip: str) -> Scored:
+        """The scored reason the other flagged IPs of ``ip``'s /24 (/64) give it, if there are any."""
+        net = subnet(ip)
+        flagged = self.subnets.get(net)
+        if not flagged:
+            return ()
+        if ip in flagged:  # rare: its own score is not its neighbours'
+            others = [score for other, score in flagged.items() if other != ip]
+            return _neighbours_reason(net, others) if others else ()
+        known = self._neighbours.get(net)
+        if known is None:  # every IP of the subnet not flagged itself gets the same reason
+            known = self._neighbours[net] = _neighbours_reason(net, flagged.values())
+        return known
+
+    def endpoint(self, api: str, method: str, resource: str) -> Scored:
+        """The scored reason the endpoint called gives if it is under attack (distributed stuffing, scraping)."""
+        key = (api, method, resource)
+        known = self._endpoints.get(key)
+        if known is not None:
+            return known
+        name = " ".join(p for p in (api, method.upper(), endpoint_of(resource)) if p)
+        s = self.signals.get(("api", name))
+        known = ()
+        if s is not None:
+            known = ((s.score * ENDPOINT_WEIGHT, f"endpoint {name} under {s.kind}: {s.because}"),)
+        if len(self._endpoints) < _ENDPOINTS_KEPT:
+            self._endpoints[key] = known
+        return known
+
+
+def _neighbours_reason(net: str, scores: Collection[float]) -> Scored:
+    return ((max(scores) * SUBNET_WEIGHT, f"{len(scores)} other IP(s) of {_net_text(net)} flagged"),)
 
 
 class LiveState:
@@ -331,7 +372,7 @@ class LiveState:
         ctx, cur = request.api_context, request.current_request
         parts: list[tuple[float, str]] = []  # (score, reason)
         decided: list[Verdict] = []
-        waiting: list[Verdict] = []
+        waiting: list[str] = []  # reasons of the decisions awaiting review
         judged: list[tuple[float, str]] = []  # what the decisions on the subjects say
         for key in (("ip", cur.ip), ("consumer", ctx.consumer)):
             if key[1]:
@@ -341,22 +382,9 @@ class LiveState:
                 decided += its_decided
                 waiting += its_waiting
         if cur.ip:
-            net = subnet(cur.ip)
-            flagged = snap.subnets.get(net)
-            if flagged:
-                others = [score for ip, score in flagged.items() if ip != cur.ip]
-                if others:
-                    parts.append(
-                        (
-                            max(others) * SUBNET_WEIGHT,
-                            f"{len(others)} other IP(s) of {_net_text(net)} flagged",
-                        )
-                    )
+            parts += snap.neighbours(cur.ip)
         if ctx.api and ctx.resource:
-            name = " ".join(p for p in (ctx.api, ctx.method.upper(), endpoint_of(ctx.resource)) if p)
-            s = snap.signals.get(("api", name))
-            if s is not None:
-                parts.append((s.score * ENDPOINT_WEIGHT, f"endpoint {name} under {s.kind}: {s.because}"))
+            parts += snap.endpoint(ctx.api, ctx.method, ctx.resource)
         hist = request.historical_metrics
         if hist is not None and hist.failed_logins >= CALLER_FAILED_LOGINS:
             span = f" in {hist.window_s} s" if hist.window_s else ""
@@ -371,13 +399,12 @@ class LiveState:
                 limit = 0
             elif tier == "restricted":
                 limit = min(d.limit_per_min for d in decided if d.tier == "restricted")
-        score = max(p[0] for p in parts) if parts else 0.0
+        parts.sort(key=_first, reverse=True)  # stable: equal scores keep their order
+        score = parts[0][0] if parts else 0.0  # the highest
         if tier == "normal" and score >= thresholds["elevated"]:
             tier = "elevated"  # no decision on these subjects: at most a second factor, never a block
-        if len(parts) > 1:
-            parts.sort(key=_first, reverse=True)  # stable: equal scores keep their order
         reasons = [r for _, r in parts]
-        reasons += [f"{v.subject_type} {v.tier} waiting for review: {v.reason}" for v in waiting]
+        reasons += waiting
         return {
             "score": round(min(score, 1.0), 4),
             "tier": tier,
@@ -608,7 +635,7 @@ class DecisionApi:
         return status, answer if type(answer) is bytes else _ENCODE(answer)
 
     def _score(self, request: ScoreRequest) -> bytes:
-        """The encoded /v1/score answer, from the snapshot's cache when the same question was asked of it."""
+        """The encoded /v1/score answer, from the snapshot's cache when a question with the same answer was asked of it."""
         snap = self.state.snapshot
         ctx, cur, hist = request.api_context, request.current_request, request.historical_metrics
         # what the answer depends on: the subjects, the endpoint, the caller's count if it counts
@@ -617,7 +644,12 @@ class DecisionApi:
             if hist and hist.failed_logins >= CALLER_FAILED_LOGINS
             else None
         )
-        key = (cur.ip, ctx.consumer, ctx.api, ctx.method, ctx.resource, reported)
+        # an IP the snapshot knows nothing of counts only by its flagged neighbours: a new client IP
+        # shares its answer with every other such IP of its subnet, and of every subnet flagged nowhere
+        ip: str | Scored = cur.ip
+        if ip and snap.subject(("ip", ip)) is _UNKNOWN:
+            ip = snap.neighbours(ip)
+        key = (ip, ctx.consumer, ctx.api, ctx.method, ctx.resource, reported)
         answer = snap.scored.get(key)
         if answer is None:
             answer = _ENCODE(self.state.score(request, self.thresholds, snap))
