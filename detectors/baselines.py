@@ -190,6 +190,25 @@ class Baselines:
             self._rows[subject] = r
         return r
 
+    def _rows_for(self, subjects: list[str]) -> np.ndarray:
+        """Each subject's row, as :meth:`_row` gives them one by one, the new ones zeroed at once.
+
+        A window of one-off subjects (mobile client IPs) has thousands of new ones: the
+        array grows once, not once a subject.
+        """
+        get = self._rows.get
+        rows = [get(s, -1) for s in subjects]
+        new = [k for k, r in enumerate(rows) if r < 0]
+        if new:
+            free = self._free
+            reused = [free.pop() for _ in range(min(len(free), len(new)))]
+            first = len(self._stats) // self._width
+            grown = len(new) - len(reused)
+            self._stats.frombytes(bytes(8 * self._width * grown))
+            for k, r in zip(new, [*reused, *range(first, first + grown)], strict=True):
+                rows[k] = self._rows[subjects[k]] = r
+        return np.array(rows, np.int64)
+
     def forget(self, subject: str) -> None:
         r = self._rows.pop(subject, None)
         if r is not None:
@@ -276,9 +295,7 @@ class Baselines:
         picked = np.flatnonzero(mask)
         if not len(picked):
             return
-        get, new_row = self._rows.get, self._row
-        learned = [subjects[k] for k in picked.tolist()]
-        rows = np.array([r if (r := get(s)) is not None else new_row(s) for s in learned], np.int64)
+        rows = self._rows_for([subjects[k] for k in picked.tolist()])
         view = self._view()
         stats = view[rows]
         first = (stats[:, 0] == 0)[:, None]

@@ -1270,6 +1270,13 @@ def consumer_windows(cells: dict[tuple[str, str], TrafficAcc]) -> dict[str, Cons
     return out
 
 
+_IP_COUNTER_NAMES = (
+    "requests", "auth", "errors", "throttled", "s5xx", "bytes_out", "reads", "writes", "detail",
+    "hasty", "payloads", "bad", "bad_versions", "proxy",
+)  # fmt: skip
+_IP_COUNTERS = attrgetter(*_IP_COUNTER_NAMES)
+
+
 def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
     """The features of many IP windows, one column each (in the order of ``accs``).
 
@@ -1278,9 +1285,9 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
     computed cell by cell.
     """
     n = len(accs)
-
-    def counts(name: str) -> np.ndarray:
-        return np.fromiter(map(attrgetter(name), accs), np.float64, n)
+    # the counters, in one pass over the cells
+    counters = np.array(list(map(_IP_COUNTERS, accs)), np.float64).reshape(n, len(_IP_COUNTER_NAMES))
+    column = dict(zip(_IP_COUNTER_NAMES, counters.T, strict=True))
 
     def sizes(name: str) -> np.ndarray:
         return np.fromiter(map(len, map(attrgetter(name), accs)), np.float64, n)
@@ -1292,8 +1299,8 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
                 out[k] = feature(acc)
         return out
 
-    requests = counts("requests")
-    auth, errors, throttled = counts("auth"), counts("errors"), counts("throttled")
+    requests = column["requests"]
+    auth, errors, throttled = column["auth"], column["errors"], column["throttled"]
     login_requests = sizes("login_ts")
     distinct_uas = sizes("uas")
     scanner = np.fromiter(
@@ -1305,13 +1312,13 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
         "auth_failure_ratio": auth / requests,
         "errors": errors,
         "error_ratio": errors / requests,
-        "server_error_ratio": counts("s5xx") / requests,
+        "server_error_ratio": column["s5xx"] / requests,
         "throttled": throttled,
         "throttled_ratio": throttled / requests,
-        "bytes_per_request": counts("bytes_out") / requests,
-        "read_ratio": counts("reads") / requests,
-        "write_ratio": counts("writes") / requests,
-        "detail_ratio": counts("detail") / requests,
+        "bytes_per_request": column["bytes_out"] / requests,
+        "read_ratio": column["reads"] / requests,
+        "write_ratio": column["writes"] / requests,
+        "detail_ratio": column["detail"] / requests,
         "distinct_paths": sizes("paths"),
         "sequential_ids": where(
             lambda a: len(a.paths) > 1 or len(a.queries) > 1,
@@ -1324,13 +1331,13 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
         "login_requests": login_requests,
         "login_burst": where(attrgetter("login_ts"), lambda a: max_in_span(a.login_ts, BURST_S)),
         "login_share": login_requests / requests,
-        "hasty_posts": counts("hasty"),
-        "payload_requests": counts("payloads"),
-        "bad_requests": counts("bad"),
-        "bad_versions": counts("bad_versions"),
+        "hasty_posts": column["hasty"],
+        "payload_requests": column["payloads"],
+        "bad_requests": column["bad"],
+        "bad_versions": column["bad_versions"],
         "max_queries_per_path": where(attrgetter("queries"), lambda a: max_queries_per_path(a.queries)),
         "probe_paths": sizes("probes"),
-        "proxy_requests": counts("proxy"),
+        "proxy_requests": column["proxy"],
         "enumerated_users": where(attrgetter("queries"), lambda a: enumerated_users(a.queries)),
         "keyed": np.fromiter(map(bool, map(attrgetter("consumer"), accs)), np.float64, n),
         "distinct_uas": distinct_uas,
@@ -1413,7 +1420,9 @@ class SeenMemory:
         if known is None:
             known = self._seen[consumer] = ({}, {})
         for values, memory in ((subnets, known[0]), (families, known[1])):
-            for v in values:
+            # sorted: past MAX_SEEN, which of one window's values are kept must not depend on
+            # the process's string hashing (a set's order)
+            for v in sorted(values):
                 memory.pop(v, None)
                 memory[v] = when
             while len(memory) > MAX_SEEN:

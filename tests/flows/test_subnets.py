@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from gatewatch.flows.features import IpSketch, subnets_of
 
 SIX_IN_ONE_64 = [
@@ -32,3 +36,26 @@ def test_ipv4_mapped_addresses_share_their_ipv4_24():
 def test_the_sketch_counts_subnets_the_same_way():
     sketch = IpSketch.of(SIX_IN_ONE_64 + ["203.0.113.1"], keep_subnets=16)
     assert subnets_of(sketch)[1] == 2
+
+
+_KEPT_SUBNETS = """
+from gatewatch.flows.features import MAX_SEEN, SeenMemory
+m = SeenMemory()
+m.remember("app", {f"100.{64 + i // 256}.{i % 256}" for i in range(MAX_SEEN + 500)}, set(), 0.0)
+fresh = {f"100.{64 + i // 256}.{i % 256}" for i in range(MAX_SEEN + 500)}
+print(m.unseen("app", fresh, set())[0], min(s for s in fresh if m.unseen("app", {s}, set())[0] == 0))
+"""
+
+
+def test_which_subnets_a_consumer_keeps_past_the_cap_does_not_depend_on_string_hashing():
+    # a window with more subnets than are kept: each process hashes strings with its own seed
+    answers = {
+        subprocess.run(
+            [sys.executable, "-c", _KEPT_SUBNETS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True, text=True, check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }  # fmt: skip
+    assert len(answers) == 1, answers
+    assert answers.pop().split()[0] == "500"  # MAX_SEEN kept, the rest unseen
