@@ -202,7 +202,8 @@ class Trails:
                 totals[i] -= v
         for name, values in sets().items():
             seen = trail.distinct[name]  # in the order last seen: windows are recorded in time order
-            for v in values:
+            # sorted within the window: past the cap, the values kept must not depend on a set's order
+            for v in sorted(values):
                 seen.pop(v, None)
                 seen[v] = start
             while len(seen) > (MAX_PATHS if name == "paths" else MAX_DISTINCT):
