@@ -483,9 +483,12 @@ def parse_score_request(body: bytes) -> ScoreRequest:
     except (msgspec.DecodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from None
     ip = req.current_request.ip
-    if ip and not _is_ip(ip):
-        msg = f"current_request.ip: not an IP address: {ip[:64]!r}"
-        raise ValueError(msg)
+    if ip:
+        canonical = canonical_ip(ip)
+        if canonical is None:
+            msg = f"current_request.ip: not an IP address: {ip[:64]!r}"
+            raise ValueError(msg)
+        req.current_request.ip = canonical  # as findings name it: "2001:DB8::5" is "2001:db8::5"
     if not (ip or req.api_context.consumer):
         msg = "give current_request.ip or api_context.consumer (or both)"
         raise ValueError(msg)
@@ -679,9 +682,9 @@ class DecisionApi:
             return 200, self._score(request)
         if path == "/v1/allow" and method in ("GET", "HEAD"):
             # nginx auth_request: any 2xx lets the request through, 403 refuses it
-            ip = params.get("ip", "")
-            if canonical_ip(ip) is None:
-                return 400, {"message": f"ip: not an IP address: {ip[:64]!r}"}
+            ip = canonical_ip(params.get("ip", ""))
+            if ip is None:
+                return 400, {"message": f"ip: not an IP address: {params.get('ip', '')[:64]!r}"}
             types = {d["type"] for d in self.state.matching({"ip": ip})}
             return (
                 (403, {"decision": "ban"}) if "ban" in types else (200, {"decision": next(iter(types), None)})
@@ -735,10 +738,6 @@ def canonical_ip(text: str) -> str | None:
         except ValueError:
             return None
     return text
-
-
-def _is_ip(text: str) -> bool:
-    return canonical_ip(text) is not None
 
 
 # -- the HTTP server -------------------------------------------------------------------

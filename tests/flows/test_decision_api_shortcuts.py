@@ -95,7 +95,7 @@ def test_client_ips_are_checked_and_cut_to_their_subnet_as_ipaddress_does(text):
             ):
                 parse_score_request(body)
         return
-    assert parse_score_request(body).current_request.ip == text
+    assert parse_score_request(body).current_request.ip == str(addr)  # as findings name it
     if addr.version == 6 and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     if addr.version == 4:  # the /24 without its ".0/24"
