@@ -136,19 +136,20 @@ SPECS["api"] = SPECS["consumer"]
 class Trail:
     """One subject's recent windows: their counts, and its distinct values with the window last seen."""
 
-    __slots__ = ("distinct", "first", "totals", "windows")
+    __slots__ = ("distinct", "first", "windows")
 
-    def __init__(self, first: float, sets: Iterable[str], width: int) -> None:
+    def __init__(self, first: float, sets: Iterable[str]) -> None:
         self.first = first  # start of the first window trailed
-        self.windows: deque[tuple[float, tuple[float, ...]]] = deque()
-        self.totals = [0.0] * width  # the sums of every window's values in ``windows``
+        self.windows: deque[tuple[float, list[float]]] = deque()
         self.distinct: dict[str, dict[str, float]] = {name: {} for name in sets}
 
     def __getstate__(self):
-        return self.first, self.windows, self.totals, self.distinct
+        return self.first, self.windows, self.distinct
 
     def __setstate__(self, state) -> None:
-        self.first, self.windows, self.totals, self.distinct = state
+        if len(state) == 4:  # pickled with the windows' running totals (0.x): they are summed when needed now
+            state = state[0], state[1], state[3]
+        self.first, self.windows, self.distinct = state
 
 
 class Trails:
@@ -170,15 +171,24 @@ class Trails:
         """Which of a closed window's subjects (a column per feature) show what starts a trail."""
         return self.spec.starts(X).tolist()
 
+    def window_values(self, X: Columns, at: list[int]) -> list[list[float]]:
+        """What a trail keeps of each of rows ``at`` of a closed window's columns: its counts, then
+        its shares times its requests (summed over a horizon, divided by the horizon's requests)."""
+        spec = self.spec
+        requests = X["requests"][at]
+        return np.column_stack(
+            [X[name][at] for name in spec.counts] + [X[name][at] * requests for name in spec.shares]
+        ).tolist()
+
     def record(
         self,
         start: float,
         subject: str,
-        x: dict[str, float],
-        sets: Callable[[], dict[str, Iterable[str]]],
+        values: list[float],
+        sets: dict[str, Iterable[str]],
         signal: bool,
     ) -> bool:
-        """Add one closed window of ``subject`` (``sets`` gives its distinct values) to its trail.
+        """Add one closed window of ``subject`` to its trail: its :meth:`window_values` and its distinct values.
 
         ``signal``: the window shows what starts a trail (:meth:`starting`); without it, only
         a subject that has one is recorded. Tell whether its horizons are to be judged: it
@@ -189,23 +199,18 @@ class Trails:
         if trail is None:
             if not signal:
                 return False
-            trail = Trail(start, self.spec.sets, len(self.spec.counts) + len(self.spec.shares))
+            trail = Trail(start, self.spec.sets)
         self.trails[subject] = trail  # re-inserted: least recently updated first
-        n = x["requests"]
-        values = tuple(x[c] for c in self.spec.counts) + tuple(x[s] * n for s in self.spec.shares)
-        trail.windows.append((start, values))
-        totals = trail.totals
-        for i, v in enumerate(values):
-            totals[i] += v
-        while trail.windows[0][0] <= start - self.keep_s:
-            for i, v in enumerate(trail.windows.popleft()[1]):
-                totals[i] -= v
-        for name, values in sets().items():
+        windows = trail.windows
+        windows.append((start, values))
+        while windows[0][0] <= start - self.keep_s:
+            windows.popleft()
+        for name, window_values in sets.items():
             seen = trail.distinct[name]  # in the order last seen: windows are recorded in time order
+            for v in seen.keys() & window_values:
+                del seen[v]
             # sorted within the window: past the cap, the values kept must not depend on a set's order
-            for v in sorted(values):
-                seen.pop(v, None)
-                seen[v] = start
+            seen.update(dict.fromkeys(sorted(window_values), start))
             while len(seen) > (MAX_PATHS if name == "paths" else MAX_DISTINCT):
                 del seen[next(iter(seen))]
         return signal
@@ -219,7 +224,8 @@ class Trails:
         """
         trail = self.trails[subject]
         spec = self.spec
-        x = dict(zip(spec.counts, trail.totals, strict=False))
+        totals = [sum(column) for column in zip(*(values for _, values in trail.windows), strict=True)]
+        x = dict(zip(spec.counts, totals, strict=False))
         for name in spec.shares:
             x[name] = 0.0 if name == "write_ratio" else 1.0
         spec.derive(x, trail.distinct, -1.0)

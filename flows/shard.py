@@ -374,13 +374,16 @@ class ShardProcessor:
         ``subject_windows`` row all the same (IPs have rows only when flagged).
         """
         trails = self.trails
+        starting = trails.starting(X)
+        # most subjects neither have a trail nor start one: nothing to record
+        recorded = [k for k, name in enumerate(names) if starting[k] or name in trails]
+        if not recorded:
+            return
         trailed = []  # the subjects whose horizons this window is to judge
-        for k, (name, signal) in enumerate(zip(names, trails.starting(X), strict=True)):
-            # most subjects neither have a trail nor start one: nothing to record
-            if signal or name in trails:
-                s = subjects[name]
-                if trails.record(w.start, name, s.x, partial(self._trail_sets, s), signal):
-                    trailed.append(k)
+        for k, values in zip(recorded, trails.window_values(X, recorded), strict=True):
+            name = names[k]
+            if trails.record(w.start, name, values, self._trail_sets(subjects[name]), starting[k]):
+                trailed.append(k)
         if not trailed:
             return
         bounds = _columns([trails.bound(names[k]) for k in trailed])

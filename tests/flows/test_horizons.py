@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
+
 from gatewatch.flows.config import Config
 from gatewatch.flows.horizons import MAX_DISTINCT, SPECS, Trails
 from gatewatch.flows.shard import ApiShard, ConsumerShard, IpShard
@@ -104,10 +106,11 @@ def test_horizon_windows_of_an_attack_are_not_learned_and_normal_full_ones_are()
 
 def test_trails_count_distinct_values_inside_the_horizon_only_and_stay_bounded():
     trails = Trails(SPECS["consumer"], keep_s=3600)
-    x = {"requests": 2.0, "auth_failures": 2.0, "throttled": 0.0}
+    X = {"requests": np.array([2.0]), "auth_failures": np.array([2.0]), "throttled": np.array([0.0])}
+    [values] = trails.window_values(X, [0])
     for minute in range(30):
         ips = [f"10.{minute}.{i // 250}.{i % 250}" for i in range(100)]
-        assert trails.record(T0 + 60 * minute, "c", x, lambda ips=ips: {"failing_ips": ips}, signal=True)
+        assert trails.record(T0 + 60 * minute, "c", values, {"failing_ips": ips}, signal=True)
     last = T0 + 29 * 60
     assert trails.features("c", last, 0.0)["failing_ips"] == 100
     assert trails.features("c", last - 540, 0.0)["failing_ips"] == 1000
