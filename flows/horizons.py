@@ -147,7 +147,7 @@ class Trail:
         return self.first, self.windows, self.distinct
 
     def __setstate__(self, state) -> None:
-        if len(state) == 4:  # pickled with the windows' running totals (0.x): they are summed when needed now
+        if len(state) == 4:  # an earlier version kept the windows' running totals: they are summed when needed now
             state = state[0], state[1], state[3]
         self.first, self.windows, self.distinct = state
 

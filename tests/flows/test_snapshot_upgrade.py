@@ -12,6 +12,7 @@ import pickle
 import pytest
 
 from gatewatch.flows.features import ApiAcc, IpAcc, ip_features
+from gatewatch.flows.horizons import SPECS, Trail, Trails
 
 # what an IP cell of each earlier version pickled: (slot, value) in its slot order
 EARLIER_IP_CELLS = {
@@ -48,6 +49,16 @@ def test_an_ip_cell_of_an_earlier_version_loads_and_counts_on(n):
 def test_an_endpoint_cell_of_an_earlier_version_loads_without_latencies():
     cell = _from_state(ApiAcc, (0, 100, set(), {"10.0.0.1"}, 4, 1, 0, 0))
     assert (cell.requests, cell.latencies) == (4, {})
+
+
+def test_a_trail_pickled_with_its_running_totals_loads_and_is_judged_on():
+    windows = [(0.0, [4.0, 3.0, 0.0]), (60.0, [6.0, 5.0, 1.0])]
+    earlier = (0.0, windows, [10.0, 8.0, 1.0], {"failing_ips": {"10.0.0.1": 0.0, "10.0.0.2": 60.0}})
+    trails = Trails(SPECS["consumer"], keep_s=3600)
+    trails.trails["c"] = _from_state(Trail, earlier)
+    assert trails.features("c", 60.0, 0.0)["auth_failures"] == 5.0
+    assert trails.bound("c")["auth_failures"] == 8.0
+    assert trails.bound("c")["failing_ips"] == 2.0
 
 
 def test_a_state_of_no_known_version_is_an_error():
