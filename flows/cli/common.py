@@ -62,11 +62,6 @@ def load(config: Path | None, fmt: str | None = None, store: Path | None = None)
     return cfg
 
 
-def store_path(store: Path | None, config: Path | None) -> Path:
-    """The store folder that --store, GATEWATCH_STORE or the config names."""
-    return load(config, store=store).store.path
-
-
 def existing_store(cfg: Config) -> Path:
     """The store's folder; a missing one is an error, not an empty answer."""
     root = cfg.store.path.resolve()

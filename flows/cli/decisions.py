@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, render, store_path
+from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, load, render
 from gatewatch.flows.control.decisions import DecisionError, approve, list_decisions, revert
 from gatewatch.flows.events import Decision
 
@@ -52,7 +52,7 @@ def list_command(
     if out not in ("table", "csv", "json"):
         msg = "choose table, csv or json"
         raise typer.BadParameter(msg, param_hint="--output")
-    _show(list_decisions(store_path(store, config), status), out)
+    _show(list_decisions(existing_store(load(config, store=store)), status), out)
 
 
 @decisions_app.command("approve")
@@ -79,7 +79,7 @@ def revert_command(
 
 def _run(change, decision_id: str, store: Path | None, config: Path | None, actor: str | None) -> None:
     try:
-        d = change(store_path(store, config), decision_id, _actor(actor))
+        d = change(existing_store(load(config, store=store)), decision_id, _actor(actor))
     except DecisionError as exc:
         log.emit("error", "error", str(exc))
         raise typer.Exit(1) from None

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, store_path
+from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, existing_store, load
 from gatewatch.sinks.control import CONTROL_FILE, ControlDB
 
 deliveries_app = typer.Typer(
@@ -24,7 +24,7 @@ deliveries_app = typer.Typer(
 
 
 def _control(store: Path | None, config: Path | None) -> ControlDB:
-    root = store_path(store, config)
+    root = existing_store(load(config, store=store))
     if not (root / CONTROL_FILE).exists():
         log.emit("error", "error", f"no control database in {root}: nothing was ever delivered there")
         raise typer.Exit(1)

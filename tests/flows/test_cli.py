@@ -168,24 +168,45 @@ def test_short_help_everywhere_and_shell_completion():
 
 
 def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
+    import msgspec
+
+    from gatewatch.flows.lab.simulate import GroundTruth
     from gatewatch.sinks.store import StoreWriter
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[policy]\nmode = \"yolo\"\n")
     empty = tmp_path / "empty"
     StoreWriter(empty).open()
-    truth = str(SAMPLE.with_name("wso2_apim_metrics.truth.json"))
+    not_simulated = str(SAMPLE.with_name("wso2_apim_metrics.truth.json"))  # the sample's, not simulate's
+    truth = tmp_path / "wso2.truth.json"
+    no_incidents = GroundTruth("wso2", 1, 0.0, 3600.0, 60, 0, "wso2.log", attacks=[], lookalikes=[])
+    truth.write_bytes(msgspec.json.encode(no_incidents))
     for args in [
         ("validate", "--config", str(bad)),
         ("replay", str(SAMPLE), "--config", str(bad)),
         ("alerts", "test", "--config", str(bad)),
         ("sql", "DROP TABLE traffic", "--store", str(empty)),
-        ("sql", "SELECT 1", "--store", str(tmp_path / "none")),
-        ("evaluate", "--truth", truth, "--store", str(empty)),
+        ("evaluate", "--truth", not_simulated, "--store", str(empty)),
+        ("evaluate", "--truth", str(truth), "--store", str(empty)),
     ]:
         proc = gatewatch(*args, check=False)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    # every command that reads a store: a missing one is an error, not an empty answer
+    missing = tmp_path / "none"
+    no_store = f"error: no store at {missing.resolve()}: gatewatch replay or run writes one (--store, GATEWATCH_STORE)"
+    for args in [
+        ("sql", "SELECT 1"),
+        ("evaluate", "--truth", str(truth)),
+        ("decisions", "list"),
+        ("decisions", "approve", "d1"),
+        ("decisions", "revert", "d1"),
+        ("deliveries", "list"),
+        ("deliveries", "retry", "--all"),
+    ]:
+        proc = gatewatch(*args, "--store", str(missing), check=False)
+        assert (proc.returncode, proc.stderr.splitlines(), proc.stdout) == (2, [no_store], ""), args
+    assert not missing.exists()
 
 
 def test_output_names_what_a_command_prints_and_the_old_format_still_works(tmp_path):
