@@ -6,7 +6,7 @@ Usage::
     python tests/bench_detection.py --seeds --held-out-seeds 201 202 203   # the held-out part only
 
 For each format and seed: ``gatewatch simulate``, ``gatewatch replay`` and
-``gatewatch evaluate --json`` through the real console script.
+``gatewatch evaluate --output json`` through the real console script.
 
 - **Standard scenario, tuning seeds** (``--seeds``, ``--minutes``): the one the
   detectors were tuned on. One row per format and attack kind (recall, median
@@ -73,7 +73,7 @@ def run_one(
     _run(*sim)
     _run("replay", str(out / f"{fmt}.log"), "--format", fmt, "--store", str(out / "store"))
     return json.loads(
-        _run("evaluate", "--truth", str(out / f"{fmt}.truth.json"), "--store", str(out / "store"), "--json")
+        _run("evaluate", "--truth", str(out / f"{fmt}.truth.json"), "--store", str(out / "store"), "--output", "json")
     )
 
 

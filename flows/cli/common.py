@@ -22,7 +22,7 @@ def version() -> str:
 
 
 class TextOrJson(str, Enum):
-    """What --log-format and run's --output write: text for a person, or a JSON object a line."""
+    """What --log-format, run's and evaluate's --output write: text for a person, or JSON."""
 
     text = "text"
     json = "json"
@@ -71,6 +71,8 @@ def existing_store(cfg: Config) -> Path:
 
 
 class SqlFormat(str, Enum):
+    """What --output writes in a command that prints rows: sql, decisions list, deliveries list."""
+
     table = "table"
     csv = "csv"
     json = "json"
@@ -106,6 +108,13 @@ def render(result, out: SqlFormat) -> str:
     with console.capture() as cap:
         console.print(table)
     return cap.get()
+
+
+def render_rows(rows: list[dict], columns: tuple[str, ...], out: SqlFormat) -> str:
+    """Rows, each a dict of ``columns``, as :func:`render` writes them; no rows still name the columns."""
+    import pyarrow as pa
+
+    return render(pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in columns}), out)
 
 
 def _cell(value: object) -> str:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, load, render
+from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, load, render_rows
 from gatewatch.flows.control.decisions import DecisionError, approve, list_decisions, revert
 from gatewatch.flows.events import Decision
 
@@ -25,14 +25,11 @@ ActorOpt = Annotated[
 COLUMNS = ("decision_id", "subject_type", "subject", "subject_name", "tier", "limit_per_min", "mode", "status", "actor", "expires_at", "reason")
 
 
-def _show(decisions: list[Decision], out: str) -> None:
-    import pyarrow as pa
-
+def _show(decisions: list[Decision], out: SqlFormat) -> None:
     rows = [{c: getattr(d, c) for c in COLUMNS} for d in decisions]
     for row in rows:
         row["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["expires_at"]))
-    table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in COLUMNS})
-    typer.echo(render(table, SqlFormat(out)), nl=False)
+    typer.echo(render_rows(rows, COLUMNS, out), nl=False)
 
 
 def _actor(actor: str | None) -> str:
@@ -45,13 +42,10 @@ def list_command(
     store: StoreOpt = None,
     config: ConfigOpt = None,
     out: Annotated[
-        str, typer.Option("--output", "-o", "--format", help="table | csv | json (--format is its older name)")
-    ] = "table",
+        SqlFormat, typer.Option("--output", "-o", "--format", help="Output format (--format is its older name).")
+    ] = SqlFormat.table,
 ) -> None:
     """List decisions with their current status."""
-    if out not in ("table", "csv", "json"):
-        msg = "choose table, csv or json"
-        raise typer.BadParameter(msg, param_hint="--output")
     _show(list_decisions(existing_store(load(config, store=store)), status), out)
 
 

@@ -15,12 +15,13 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, existing_store, load
+from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, load, render_rows
 from gatewatch.sinks.control import CONTROL_FILE, ControlDB
 
 deliveries_app = typer.Typer(
     help="List dead-lettered deliveries and retry them.", no_args_is_help=True, rich_markup_mode=None
 )
+COLUMNS = ("id", "destination", "attempts", "last_error")
 
 
 def _control(store: Path | None, config: Path | None) -> ControlDB:
@@ -32,14 +33,19 @@ def _control(store: Path | None, config: Path | None) -> ControlDB:
 
 
 @deliveries_app.command("list")
-def list_command(store: StoreOpt = None, config: ConfigOpt = None) -> None:
+def list_command(
+    store: StoreOpt = None,
+    config: ConfigOpt = None,
+    out: Annotated[SqlFormat, typer.Option("--output", "-o", help="Output format.")] = SqlFormat.table,
+) -> None:
     """List the dead letters: id, destination, attempts and the last error."""
     control = _control(store, config)
     try:
-        for e in control.outbox("dead_letter"):
-            typer.echo(f"{e.id}\t{e.destination}\t{e.attempts} attempts\t{e.last_error}")
+        dead = control.outbox("dead_letter")
     finally:
         control.close()
+    rows = [{c: getattr(e, c) for c in COLUMNS} for e in dead]
+    typer.echo(render_rows(rows, COLUMNS, out), nl=False)
 
 
 @deliveries_app.command("retry")

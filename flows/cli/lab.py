@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, existing_store, fail, load
+from gatewatch.flows.cli.common import ConfigOpt, StoreOpt, TextOrJson, existing_store, fail, load
 
 
 class SimFormat(str, Enum):
@@ -55,7 +55,9 @@ def evaluate(
     truth: Annotated[Path, typer.Option("--truth", metavar="FILE", help="Ground truth written by gatewatch simulate.")],
     store: StoreOpt = None,
     config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    out: Annotated[
+        TextOrJson, typer.Option("--output", "-o", help="text: tables for a person; json: the report as one object.")
+    ] = TextOrJson.text,
     check: Annotated[bool, typer.Option("--check", help="Exit 1 when a target is missed.")] = False,
 ) -> None:
     """Score the store's findings against the ground truth: recall, latency, precision, false positives."""
@@ -73,7 +75,7 @@ def evaluate(
     if not any((root / "traffic").glob("*.parquet")):
         raise fail([f"the store {root} holds no traffic: replay the simulated log into it first"])
     report = run_evaluation(ground, load_findings(root), restrict_score=cfg.policy.restrict_score)
-    if as_json:
+    if out is TextOrJson.json:
         typer.echo(msgspec.json.format(msgspec.json.encode(report), indent=2).decode())
     else:
         sys.stdout.write(render(report))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 from gatewatch.flows.lab.simulate import generate_wso2
 from tests.conftest import GATEWATCH, SAMPLE, gatewatch, scalar, terminal
@@ -167,10 +168,18 @@ def test_short_help_everywhere_and_shell_completion():
     assert "_gatewatch_completion()" in script and "complete " in script
 
 
-def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
+def truth_without_incidents(folder: Path) -> Path:
+    """A ground truth as ``simulate`` writes one, with no attack and no look-alike: every finding is a false positive."""
     import msgspec
 
     from gatewatch.flows.lab.simulate import GroundTruth
+
+    truth = folder / "wso2.truth.json"
+    truth.write_bytes(msgspec.json.encode(GroundTruth("wso2", 1, 0.0, 3600.0, 60, 0, "wso2.log", attacks=[], lookalikes=[])))
+    return truth
+
+
+def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
     from gatewatch.sinks.store import StoreWriter
 
     bad = tmp_path / "bad.toml"
@@ -178,9 +187,7 @@ def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
     empty = tmp_path / "empty"
     StoreWriter(empty).open()
     not_simulated = str(SAMPLE.with_name("wso2_apim_metrics.truth.json"))  # the sample's, not simulate's
-    truth = tmp_path / "wso2.truth.json"
-    no_incidents = GroundTruth("wso2", 1, 0.0, 3600.0, 60, 0, "wso2.log", attacks=[], lookalikes=[])
-    truth.write_bytes(msgspec.json.encode(no_incidents))
+    truth = truth_without_incidents(tmp_path)
     for args in [
         ("validate", "--config", str(bad)),
         ("replay", str(SAMPLE), "--config", str(bad)),
@@ -210,10 +217,19 @@ def test_configuration_and_usage_errors_exit_2_in_every_command(tmp_path):
 
 
 def test_output_names_what_a_command_prints_and_the_old_format_still_works(tmp_path):
-    from gatewatch.sinks.store import StoreWriter
-
     store = tmp_path / "s"
-    StoreWriter(store).open()
+    gatewatch("replay", str(SAMPLE), "--store", str(store))
     for flag in ("--output", "-o", "--format"):
         out = gatewatch("sql", "SELECT 42 AS answer", "--store", str(store), flag, "json").stdout
         assert json.loads(out) == [{"answer": 42}]
+        decisions = json.loads(gatewatch("decisions", "list", "--store", str(store), flag, "json").stdout)
+        assert len(decisions) == scalar(store, "SELECT count(DISTINCT decision_id) FROM decisions") > 0
+    truth = str(truth_without_incidents(tmp_path))
+    findings = scalar(store, "SELECT count(*) FROM findings")
+    for flag in ("--output", "-o"):
+        assert json.loads(gatewatch("deliveries", "list", "--store", str(store), flag, "json").stdout) == []
+        report = json.loads(gatewatch("evaluate", "--truth", truth, "--store", str(store), flag, "json").stdout)
+        assert len(report["false_positives"]) == findings > 0
+    text = gatewatch("evaluate", "--truth", truth, "--store", str(store)).stdout
+    assert text.startswith("evaluation: format=wso2 seed=1\n") and f"false positives: {findings}\n" in text
+    assert gatewatch("deliveries", "list", "--store", str(store), "-o", "csv").stdout == "id,destination,attempts,last_error\n"

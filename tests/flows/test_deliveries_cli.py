@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from werkzeug import Response
@@ -26,9 +27,12 @@ def test_dead_letters_are_listed_retried_and_sent_once_the_receiver_is_back(tmp_
     sender.step()
     assert {e.id: e.state for e in control.outbox()} == {"e1": "dead_letter", "e2": "dead_letter", "e3": "dead_letter", "e4": "sent"}
 
-    listed = gatewatch("deliveries", "list", "--store", str(tmp_path)).stdout
-    assert {line.split("\t")[0] for line in listed.splitlines()} == {"e1", "e2", "e3"}
-    assert "\tno such route" in listed
+    listed = json.loads(gatewatch("deliveries", "list", "--store", str(tmp_path), "--output", "json").stdout)
+    assert [(e["id"], e["destination"], e["attempts"]) for e in listed] == [("e1", "hook", 1), ("e2", "hook", 1), ("e3", "hook", 1)]
+    assert all("no such route" in e["last_error"] for e in listed)
+    table = gatewatch("deliveries", "list", "--store", str(tmp_path)).stdout
+    assert "┃ id ┃ destination ┃ attempts ┃ last_error" in table
+    assert [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")] == ["e1", "e2", "e3"]
 
     out = gatewatch("deliveries", "retry", "--all", "--store", str(tmp_path))
     assert "e1: pending again" in out.stdout and "e2: pending again" in out.stdout

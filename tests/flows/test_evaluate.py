@@ -68,7 +68,7 @@ def test_a_small_simulation_meets_the_targets(tmp_path, fmt):
     truth = str(out / f"{fmt}.truth.json")
     text = gatewatch("evaluate", "--truth", truth, "--store", str(store), "--check").stdout
     assert text.rstrip().endswith("targets: met"), text
-    report = json.loads(gatewatch("evaluate", "--truth", truth, "--store", str(store), "--json").stdout)
+    report = json.loads(gatewatch("evaluate", "--truth", truth, "--store", str(store), "--output", "json").stdout)
     assert all(k["recall"] == 1.0 and k["median_latency_windows"] <= 2 for k in report["kinds"])
     assert report["precision"] >= 0.95
     assert all(la["clean"] for la in report["lookalikes"])
@@ -173,7 +173,7 @@ def test_a_small_wide_run_replays_and_evaluates_with_clean_look_alikes(tmp_path)
     replay = gatewatch("replay", str(out / "combined.log"), "--store", str(store)).stdout
     assert " rejected=0 " in replay
     truth = str(out / "combined.truth.json")
-    report = json.loads(gatewatch("evaluate", "--truth", truth, "--store", str(store), "--json").stdout)
+    report = json.loads(gatewatch("evaluate", "--truth", truth, "--store", str(store), "--output", "json").stdout)
     assert report["scenario"] == "wide"
     assert {h["horizon_s"] for h in report["horizons"]} >= {60, 600}
     assert {k["kind"] for k in report["kinds"]} == {
