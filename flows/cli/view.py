@@ -33,6 +33,9 @@ def sql(
         refused = [st.type.name for st in statements if st.type.name not in _READ_STATEMENTS]
         if refused:
             raise fail([f"sql: only queries are allowed (SELECT, EXPLAIN), not {', '.join(refused)}"])
+        for st in statements:
+            if st.type.name == "EXPLAIN" and (problem := _explain_problem(st.query)):
+                raise fail([f"sql: {problem}"])
         con = duckdb.connect()
         # the store's files and nothing else: no other file, no database to attach, no extension
         con.execute(f"SET allowed_directories = ['{str(root).replace(chr(39), chr(39) * 2)}']")
@@ -45,6 +48,39 @@ def sql(
 
 
 _READ_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+_ANALYZE = frozenset({"ANALYZE", "ANALYSE"})
+
+
+def _explain_problem(statement: str) -> str | None:
+    """Why an EXPLAIN statement is refused, or None: ANALYZE runs the statement it explains, so only a SELECT may follow.
+
+    >>> _explain_problem("EXPLAIN SELECT 1") is None
+    True
+    >>> _explain_problem("EXPLAIN (FORMAT json, ANALYZE) SELECT 1")
+    'EXPLAIN ANALYZE is refused: it runs the statement it explains'
+    >>> _explain_problem("explain copy (SELECT 1) TO 'x.csv'")
+    'EXPLAIN is allowed of a SELECT only, not of COPY'
+    """
+    import duckdb
+
+    starts = [start for start, kind in duckdb.tokenize(statement) if kind != duckdb.token_type.comment]
+    ends = [*starts[1:], len(statement)]
+    words = [statement[a:b].strip().upper() for a, b in zip(starts, ends, strict=True)]
+    i = 1  # words[0] is EXPLAIN
+    analyze = False
+    if i < len(words) and words[i] == "(":  # options: EXPLAIN (FORMAT json, ANALYZE) ...
+        close = words.index(")", i) if ")" in words[i:] else len(words)
+        analyze = any(w in _ANALYZE for w in words[i:close])
+        i = close + 1
+    while i < len(words) and words[i] in _ANALYZE:
+        analyze, i = True, i + 1
+    if analyze:
+        return "EXPLAIN ANALYZE is refused: it runs the statement it explains"
+    explained = duckdb.extract_statements(statement[starts[i]:]) if i < len(starts) else []
+    kinds = [st.type.name for st in explained]
+    if kinds != ["SELECT"]:
+        return f"EXPLAIN is allowed of a SELECT only, not of {', '.join(kinds) or 'nothing'}"
+    return None
 
 
 def dashboard(store: StoreOpt = None, config: ConfigOpt = None) -> None:

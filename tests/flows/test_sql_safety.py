@@ -66,3 +66,27 @@ def test_sql_still_reads_every_table(tmp_path):
 def test_a_missing_store_is_an_error_not_an_empty_answer(tmp_path):
     proc = gatewatch("sql", "SELECT count(*) FROM traffic", "--store", str(tmp_path / "nope"), check=False)
     assert proc.returncode == 2 and "no store at" in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO '{store}/x.parquet'",
+        "/* a comment */ explain analyse COPY (SELECT 1) TO '{store}/x.parquet'",
+        "EXPLAIN (FORMAT json, ANALYZE) COPY (SELECT 1) TO '{store}/x.parquet'",
+        "EXPLAIN ANALYZE SELECT count(*) FROM traffic",
+        "EXPLAIN COPY (SELECT 1) TO '{store}/x.parquet'",
+    ],
+)
+def test_explain_is_refused_when_it_would_run_its_statement_or_explains_no_select(tmp_path, statement):
+    store = _store_with_users(tmp_path)
+    proc = gatewatch("sql", statement.format(store=store), "--store", str(store), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "EXPLAIN" in proc.stderr
+    assert not (store / "x.parquet").exists()
+
+
+def test_explain_of_a_select_is_still_answered(tmp_path):
+    store = _store_with_users(tmp_path)
+    out = gatewatch("sql", "EXPLAIN SELECT count(*) FROM traffic", "--store", str(store), "--format", "csv").stdout
+    assert "physical_plan" in out
