@@ -69,7 +69,7 @@ def send_test(
     from gatewatch.flows.cli.common import fail, load
     from gatewatch.flows.config import ConfigError
     from gatewatch.sinks.alerts import build_channels
-    from gatewatch.sinks.outbox import outcome_of
+    from gatewatch.sinks.outbox import outcome_of, scrub
     from gatewatch.sinks.store import StoreWriter
 
     cfg = load(config, store=store)
@@ -107,6 +107,7 @@ def send_test(
                 )
             except httpx.TransportError as exc:
                 status, answer = 0, f"{type(exc).__name__}: {exc}"
+            answer = scrub(answer, channel.secret_values())  # a receiver may echo its secret URL or key
             outcome = "sent" if outcome_of(status) == "sent" else "dead_letter"  # a test is never retried
             failed += outcome != "sent"
             op = channel.operation(doc)

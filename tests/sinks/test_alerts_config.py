@@ -167,3 +167,20 @@ def test_alerts_test_one_destination_and_failures(tmp_path, httpserver):
         "alerts", "test", "--config", str(cfg), env=_env(receiver, GW_SLACK_URL=""), check=False
     )
     assert missing.returncode == 2 and "GW_SLACK_URL is not set" in missing.stderr
+
+
+def test_alerts_test_neither_prints_nor_stores_a_secret_the_receiver_echoes(tmp_path, httpserver):
+    token = "XoXb9Secret4dWebhook7Token"  # a Slack webhook's secret is the last part of its path
+    path = f"/services/T000/B000/{token}"
+    httpserver.expect_request(path).respond_with_data(f"no_service: {path} (see {httpserver.url_for(path)})", 404)
+    cfg = tmp_path / "alerts.toml"
+    cfg.write_text('[[alerts.destinations]]\ntype = "slack"\nname = "ops-slack"\nurl_env = "GW_SLACK_URL"\n')
+    store = tmp_path / "store"
+    env = {**os.environ, "GW_SLACK_URL": httpserver.url_for(path)}
+    proc = gatewatch("alerts", "test", "--config", str(cfg), "--store", str(store), env=env, check=False)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("ops-slack (slack) POST slack incoming webhook: HTTP 404 NOT FOUND: no_service")
+    (stored,) = [r["error"] for r in rows(store, "SELECT error FROM deliveries")]
+    for text in (proc.stdout, proc.stderr, stored):
+        assert token not in text
+    assert "[secret]" in proc.stdout and "[secret]" in stored
