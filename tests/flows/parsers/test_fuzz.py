@@ -25,6 +25,16 @@ def _case_lines() -> list[bytes]:
 
 
 REAL = _case_lines()
+NESTING = 1000  # levels: msgspec refuses this deep, its recursion limit is lower
+
+
+def deeply_nested(line: bytes) -> bytes:
+    """``line`` with its JSON (from its first ``{``; all of it without one) replaced by arrays nested ``NESTING`` deep.
+
+    Cut at ``MAX_LINE``: after a prefix (WSO2's) not all the arrays are closed again.
+    """
+    prefix = line[: max(0, line.find(b"{"))]
+    return (prefix + b'{"a":' + b"[" * NESTING + b"]" * NESTING + b"}")[:MAX_LINE]
 
 
 @st.composite
@@ -32,7 +42,9 @@ def mutated_line(draw) -> bytes:
     """A real line from the case files, damaged in one of the ways real logs get damaged."""
     line = draw(st.sampled_from(REAL))
     how = draw(
-        st.sampled_from(["cut", "splice", "flip", "nul", "repeat", "invalid_utf8", "digits", "sizes", "as_is"])
+        st.sampled_from(
+            ["cut", "splice", "flip", "nul", "repeat", "invalid_utf8", "digits", "sizes", "deep", "as_is"]
+        )
     )
     at = draw(st.integers(0, max(0, len(line) - 1)))
     if how == "cut":
@@ -53,6 +65,8 @@ def mutated_line(draw) -> bytes:
     if how == "sizes":  # every number in the line: sizes past 2^63, infinities
         big = draw(st.sampled_from([b"9223372036854775808", b"1e999", b"18446744073709551616"]))
         return re.sub(rb"(?<=[ :])[0-9]{2,}(?=[ ,}])", big, line)
+    if how == "deep":
+        return deeply_nested(line)
     return line
 
 
@@ -87,6 +101,22 @@ def test_huge_json_and_very_long_lines_are_rejected_not_crashed(fmt):
     events, rejects = parser.parse(Chunk("fuzz", 1, 0, [huge, deep, REAL[0] * 200]))
     assert events == []
     assert [r.reason for r in rejects] == ["line_too_long"] * 3
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_json_nested_a_thousand_deep_is_a_reject_with_a_reason(fmt):
+    # one line of each case file, so every JSON-based parser (json, kong, wso2's properties) meets it
+    firsts = [next(x for x in path.read_bytes().split(b"\n") if x) for path in sorted(CASES.glob("*.log"))]
+    lines = [deeply_nested(line) for line in firsts]
+    events, rejects = ChunkParser(fmt, max_line_bytes=MAX_LINE, raw_max_bytes=256).parse(Chunk("fuzz", 1, 0, lines))
+    assert events == []
+    assert [r.line_no for r in rejects] == list(range(1, len(lines) + 1))
+    assert all(r.reason in REJECT_REASONS for r in rejects)
+    # where the format's JSON starts, the nesting is refused for its depth, not raised as a RecursionError
+    json_at = {"json": b"{", "kong": b"{", "wso2": b"08:"}.get(fmt)
+    if json_at:
+        depth_rejects = [r for line, r in zip(lines, rejects, strict=True) if line.startswith(json_at)]
+        assert depth_rejects and all(r.reason == "bad_json" and "depth" in r.detail for r in depth_rejects)
 
 
 # access-line pieces, quotes and brackets included, so the two regexes meet every alternative
