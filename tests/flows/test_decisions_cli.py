@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import json
 
+import msgspec
 import pytest
 
 from gatewatch.flows.control.decisions import DecisionError, approve, list_decisions
 from gatewatch.sinks.control import ControlDB
 from tests.conftest import SAMPLE, gatewatch, rows
+from tests.flows.test_decision_api import decision
 
 ATTACKER = "3f8a1c2e-7b4d-4e9a-8c6f-2d1e0b9a7c54"
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -75,3 +77,14 @@ def test_unknown_ids_and_missing_actors_are_clear_errors(store):
     assert bad.returncode == 1 and "no decision 'no-such-id'" in bad.stderr
     with pytest.raises(DecisionError, match="actor"):
         approve(store, pending(store)["decision_id"], " ")
+
+
+def test_list_prints_markup_in_names_and_reasons_as_text(tmp_path):
+    # a consumer's name and a finding's reasons come from the logs: Rich must not read them as markup
+    name, reason = "[/bold]", "[link=http://x]click[/link] [red]auth failures[/red]"
+    control = ControlDB(tmp_path).open()
+    control.put_decision(msgspec.structs.replace(decision("d1", "203.0.113.7"), subject_name=name, reason=reason))
+    control.close()
+    proc = gatewatch("decisions", "list", "--store", str(tmp_path), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert name in proc.stdout and "[link=http://x]click[/link]" in proc.stdout and "[red]auth" in proc.stdout
