@@ -998,6 +998,28 @@ def outbox_backlog(root: StoreRoot) -> pl.DataFrame:
     ).with_columns((pl.col("oldest") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC")))
 
 
+def retryable_dead_letters(root: StoreRoot) -> pl.DataFrame:
+    """The outbox's dead letters now, from the control database (read-only): what a retry can send again.
+
+    Returns:
+        Columns ``id``, ``channel``, ``destination``, ``ref_id``, ``attempts``
+        and ``last_error``, oldest first; empty without a control database.
+    """
+    rows = _control_rows(
+        root,
+        "SELECT id, channel, destination, ref_id, attempts, last_error FROM outbox "
+        "WHERE state = 'dead_letter' ORDER BY created_at, rowid",
+    )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String, "channel": pl.String, "destination": pl.String, "ref_id": pl.String,
+            "attempts": pl.Int64, "last_error": pl.String,
+        },
+        orient="row",
+    )  # fmt: skip
+
+
 def _control_rows(root: StoreRoot, sql: str) -> list[tuple]:
     """Run a read-only query on the control database; no rows when it or its tables do not exist yet."""
     con = open_read_only(root, timeout_s=10)

@@ -118,10 +118,10 @@ def read_only_reason(env: str, file: str) -> str:
     where = f"`${env}` is not set" if env else "no variable is named (`[dashboard] operators_env`)"
     return (
         f"Read-only: no operators are configured ({where}, and no `[dashboard] operators_file`), so nobody "
-        f"can approve or revert here. To allow it, give each operator a token of 16 characters or more: "
+        f"can approve, revert or retry deliveries here. To allow it, give each operator a token of 16 characters or more: "
         f"`{env or 'GATEWATCH_OPERATORS'}=alice:TOKEN,bob:TOKEN` in the dashboard's environment, or a file "
         f"named by `operators_file` with one `NAME:TOKEN` a line; then restart `gatewatch dashboard`. "
-        f"`gatewatch decisions approve|revert` still work."
+        f"`gatewatch decisions approve|revert` and `gatewatch deliveries retry` still work."
     )
 
 

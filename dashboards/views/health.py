@@ -1,12 +1,90 @@
-"""Pipeline health: throughput, lag, rejected lines, deliveries and dead letters."""
+"""Pipeline health: throughput, lag, rejected lines, deliveries and dead letters, which can be retried."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import streamlit as st
 
 from gatewatch.dashboards import queries, ui
+from gatewatch.sinks.control import CONTROL_FILE, ControlDB
+
+RETRY_RESULT = "retry_result"
+
+
+def _retry(root: Path, entry_ids: list[str]) -> None:
+    """Retry dead letters as ``gatewatch deliveries retry`` does, as the signed-in operator; keep the outcome to show.
+
+    Who that is, is checked here, when the change is made: a disabled button is only the browser's doing.
+    """
+    actor = ui.access().actor
+    if actor is None:
+        st.session_state[RETRY_RESULT] = ("error", "Retry refused: no operator is signed in. Nothing changed.")
+        return
+    if not entry_ids:  # retry_dead_letters takes no ids as all of them
+        st.session_state[RETRY_RESULT] = ("error", "Retry refused: no dead letter is picked. Nothing changed.")
+        return
+    if not (root / CONTROL_FILE).exists():  # opening it would create an empty one
+        st.session_state[RETRY_RESULT] = ("error", f"Retry failed: no control database in {root}.")
+        return
+    control = ControlDB(root)
+    try:
+        retried, stale = control.retry_dead_letters(entry_ids)
+    except sqlite3.Error as exc:
+        st.session_state[RETRY_RESULT] = ("error", f"Retry failed: {exc}")
+        return
+    finally:
+        control.close()
+    gone = sorted(set(entry_ids) - set(retried) - set(stale))
+    parts = [f"Retried by {actor}, pending again: {', '.join(retried)}." if retried else "Nothing retried."]
+    if stale:
+        parts.append(f"Not retried, a newer delivery to the same destination supersedes it: {', '.join(stale)}.")
+    if gone:
+        parts.append(f"No longer dead letters (retried meanwhile?): {', '.join(gone)}.")
+    st.session_state[RETRY_RESULT] = ("success" if retried else "warning", " ".join(parts))
+
+
+def _dead_letter_label(row: dict) -> str:
+    return f"{row['destination']} · {row['ref_id']} · {row['attempts']} attempts · {row['last_error'][:80]} · {row['id']}"
+
+
+def retry_panel(root: Path) -> None:
+    """Pick dead letters (all of them at first) and give them a fresh round of attempts."""
+    result = st.session_state.get(RETRY_RESULT)  # stays until the next retry: the page refreshes itself
+    if result:
+        {"success": st.success, "warning": st.warning, "error": st.error}[result[0]](result[1])
+    dead = queries.retryable_dead_letters(root)
+    if dead.is_empty():
+        return
+    access = ui.access()
+    with st.container(border=True):
+        st.markdown("**Retry** · the same path as `gatewatch deliveries retry`")
+        if access.read_only:
+            st.caption(access.why_not)
+        elif access.actor is None:
+            st.caption(f"Not signed in: {access.why_not}")
+        else:
+            st.caption(f"Signed in as **{ui.escape_md(access.actor)}**.")
+        labels = {row["id"]: _dead_letter_label(row) for row in dead.iter_rows(named=True)}
+        picked = st.multiselect(
+            "Dead letters to retry", list(labels), default=list(labels), format_func=labels.get, key="retry_pick"
+        )
+        if access.actor is None:
+            why = f"Disabled: {access.why_not[0].lower()}{access.why_not[1:]}"
+        elif not picked:
+            why = "Disabled: no dead letter is picked."
+        else:
+            why = "Each gets a fresh round of attempts, unless a newer delivery to its destination supersedes it."
+        st.button(
+            "Retry",
+            key="retry_dead_letters",
+            disabled=access.actor is None or not picked,
+            help=why,
+            on_click=_retry,
+            args=(root, picked),
+        )
 
 
 def render(view: ui.View) -> None:
@@ -153,6 +231,7 @@ def render(view: ui.View) -> None:
         },
         "No dead letters.",
     )
+    retry_panel(root)
 
 
 st.title("Pipeline health")

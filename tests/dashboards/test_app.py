@@ -584,6 +584,87 @@ def test_rates_read_the_newest_complete_minute_not_one_still_being_written(monke
         assert shown["Events/s"] == f"{minute_3 / 60:,.1f}"
 
 
+def _dead_letters(store: Path, *entry_ids: str) -> None:
+    """Queue a webhook delivery per id, each given up after 8 attempts."""
+    control = ControlDB(store).open()
+    for n, entry_id in enumerate(entry_ids):
+        control.enqueue(entry_id, "webhook", "hooks", f"d{n}", {"n": n})
+        control.settle(entry_id, state="dead_letter", attempts=8, next_at=0.0, last_error="HTTP 503")
+    control.close()
+
+
+def _outbox_states(store: Path) -> dict[str, str]:
+    control = ControlDB(store).open()
+    try:
+        return {e.id: e.state for e in control.outbox()}
+    finally:
+        control.close()
+
+
+def test_dead_letters_are_retried_from_the_health_page_by_a_signed_in_operator(monkeypatch, store_root):
+    _dead_letters(store_root, "o1", "o2", "o3")
+    control = ControlDB(store_root).open()
+    time.sleep(0.01)  # o3 is superseded: a newer delivery to the same destination for the same decision
+    control.enqueue("o4", "webhook", "hooks", "d2", {"n": 4})
+    control.close()
+    with_operators(monkeypatch)
+    app = open_page(monkeypatch, store_root, "health")
+    assert app.multiselect(key="retry_pick").value == ["o1", "o2", "o3"]  # every dead letter, at first
+    button = app.button(key="retry_dead_letters")
+    assert button.disabled and button.help == "Disabled: " + ui.SIGN_IN_FIRST
+
+    sign_in(app, TOKENS["carol"])
+    assert not app.button(key="retry_dead_letters").disabled
+    app.multiselect(key="retry_pick").set_value(["o1", "o3"]).run()
+    app.button(key="retry_dead_letters").click().run()
+    assert not app.exception
+    assert _outbox_states(store_root) == {"o1": "pending", "o2": "dead_letter", "o3": "dead_letter", "o4": "pending"}
+    assert app.warning == [] and app.success[0].value == (
+        "Retried by carol, pending again: o1. "
+        "Not retried, a newer delivery to the same destination supersedes it: o3."
+    )
+    assert app.multiselect(key="retry_pick").options == [
+        "hooks · d1 · 8 attempts · HTTP 503 · o2",
+        "hooks · d2 · 8 attempts · HTTP 503 · o3",
+    ]
+    assert app.multiselect(key="retry_pick").value == ["o3"]  # o1 is gone: nothing else was picked
+
+    app.multiselect(key="retry_pick").set_value(["o2"]).run()
+    app.button(key="retry_dead_letters").click().run()
+    assert _outbox_states(store_root)["o2"] == "pending"
+    assert app.success[0].value == "Retried by carol, pending again: o2."
+
+
+def test_without_an_operator_dead_letters_cannot_be_retried_and_it_says_why(monkeypatch, store_root):
+    _dead_letters(store_root, "o1")
+    app = open_page(monkeypatch, store_root, "health")
+    button = app.button(key="retry_dead_letters")
+    assert button.disabled and button.help.startswith("Disabled: read-only: no operators are configured")
+    assert _outbox_states(store_root) == {"o1": "dead_letter"}
+
+
+def test_a_retry_is_made_as_whoever_is_signed_in_when_it_is_pressed(monkeypatch, tmp_path, store_root):
+    _dead_letters(store_root, "o1")
+    tokens = tmp_path / "operators"
+    tokens.write_text(f"carol:{TOKENS['carol']}\n")
+    monkeypatch.setattr(sys, "argv", ["app.py", "--operators-env", "", "--operators-file", str(tokens)])
+    app = open_page(monkeypatch, store_root, "health")
+    sign_in(app, TOKENS["carol"])
+    assert not app.button(key="retry_dead_letters").disabled
+
+    tokens.write_text(f"dave:{TOKENS['dave']}\n")  # carol's token is taken away before she presses it
+    app.button(key="retry_dead_letters").click().run()
+    assert app.error[0].value == "Retry refused: no operator is signed in. Nothing changed."
+    assert _outbox_states(store_root) == {"o1": "dead_letter"}
+    assert app.button(key="retry_dead_letters").disabled
+
+
+def test_no_retry_is_offered_without_dead_letters(monkeypatch, store_root):
+    _dead_letters(store_root)  # a control database, but nothing in it given up
+    app = open_page(monkeypatch, store_root, "health")
+    assert not [b for b in app.button if b.key == "retry_dead_letters"]
+
+
 def test_health_page_shows_the_decision_api_callers(monkeypatch, store_root):
     now = time.time()
     stats = {
