@@ -600,6 +600,31 @@ def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes]:
     return packed, head
 
 
+def content_head(path: str, n: int) -> tuple[bytes, bool]:
+    """The first ``n`` bytes of the lines a replay reads from a file, and whether it is gzip.
+
+    A gzip file gives its decompressed bytes (up to a cut, for one cut short),
+    so a log and its compressed copy start alike.
+
+    Raises:
+        OSError: The file cannot be read, or starts like gzip but is none (``gzip.BadGzipFile``).
+        zlib.error: Its compressed data is damaged.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(n)
+        if not head.startswith(_GZIP_MAGIC):
+            return head, False
+        fh.seek(0)
+        packed = gzip.GzipFile(filename=path, fileobj=fh)
+        out = bytearray()
+        try:  # read1 in steps: a cut that raises keeps what the steps before it gave
+            while len(out) < n and (piece := packed.read1(n - len(out))):
+                out += piece
+        except EOFError:
+            pass
+        return bytes(out), True
+
+
 def _close(fh: Any) -> None:
     raw = fh.fileobj if isinstance(fh, gzip.GzipFile) else None  # a GzipFile leaves the file it reads open
     fh.close()

@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -97,6 +97,7 @@ def _run_flow(
     process_id: int | None = None,
     addresses: list[str] | None = None,
     live=None,
+    before_reading: Callable[[], None] | None = None,
 ):
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
@@ -216,6 +217,8 @@ def _run_flow(
     # collector ran 1,600 times on 1M nginx lines, 7 % of the run (full passes walk every baseline)
     gc.set_threshold(*_GC_THRESHOLDS)
     try:
+        if before_reading is not None:
+            before_reading()
         cli_main(
             flow,
             workers_per_process=cfg.pipeline.workers,
@@ -257,6 +260,37 @@ def _report_pending(control) -> None:
 RECOVERY_DIR = "_recovery"  # in the store: the Bytewax recovery partitions of `run`
 _BASE_SEQ = "store_base_seq"
 _SHARDS = "pipeline_shards"
+_READ_STEP = "gatewatch.read"  # the input step of dataflow.build_flow, whose state is LineReader.snapshot's
+
+
+def _resumed_files(recovery: Path) -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of every file in ``run``'s saved input state: a restart resumes them where they were.
+
+    Read from the input step's snapshots in the Bytewax recovery partitions (SQLite).
+    """
+    import pickle
+    import sqlite3
+
+    files = set()
+    for part in sorted(recovery.glob("part-*.sqlite3")):
+        con = sqlite3.connect(f"{part.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            saved = con.execute("SELECT ser_change FROM snaps WHERE step_id = ? AND ser_change IS NOT NULL", (_READ_STEP,))
+            for (state,) in saved:
+                position = pickle.loads(state)
+                if isinstance(position, dict):  # a Kafka run's saved offsets hold no files
+                    files.update((f["dev"], f["ino"]) for f in position.get("files", ()))
+        finally:
+            con.close()
+    return files
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def shards_problem(recovery: Path, shards: int) -> str:
@@ -387,8 +421,8 @@ def replay(
     cluster = _cluster(process_id, addresses)
     inputs = _inputs([str(f) for f in files], follow=False)
     # a cluster's process 0 keeps the ledger: the others would find the files it just recorded
-    heads = {} if process_id else _file_heads(_expand_globs(inputs))
-    if problems := _replayed_before(cfg.store.path, heads):
+    heads = {} if process_id else _file_heads(_expand_globs(inputs), follow=False)
+    if problems := _replayed_before(cfg.store.path, heads, follow=False):
         raise fail(problems)
     stats = RunStats()
     done = threading.Event()
@@ -396,10 +430,14 @@ def replay(
         total = sum(Path(p).stat().st_size for p in _expand_globs(inputs))
         threading.Thread(target=_progress, args=(stats, total, done), daemon=True).start()
     try:
-        _run_flow(cfg, inputs, stats, follow=False, stop=threading.Event(), recovery=None, **cluster)
+        # recorded before the first line is read: a replay killed part-way has written some of its rows
+        _run_flow(
+            cfg, inputs, stats, follow=False, stop=threading.Event(), recovery=None,
+            before_reading=lambda: _record_replayed(cfg.store.path, heads, finished=False), **cluster,
+        )  # fmt: skip
     finally:
         done.set()
-    _record_replayed(cfg.store.path, heads)
+    _record_replayed(cfg.store.path, heads, finished=True)
     _summarize("replay", stats, cfg)
 
 
@@ -410,24 +448,42 @@ def _summarize(command: str, stats, cfg: Config) -> None:
         log.emit("warning", "mostly_rejected", warning)
 
 
-_HEAD_BYTES = 1 << 16  # a file is known by the hash of its first 64 KiB: a grown log is the same log
+_HEAD_BYTES = 1 << 16  # a file is known by the hash of its first 64 KiB of lines: a grown log is the same log
 
 
-def _file_heads(paths: list[str]) -> dict[str, str]:
-    """``{path: ledger key}`` of the regular, non-empty files among ``paths``."""
+def _file_heads(paths: list[str], *, follow: bool) -> dict[str, str]:
+    """``{path: ledger key}`` of the regular files among ``paths`` that hold lines.
+
+    A gzip file is known by its lines, so a log and its compressed copy are one.
+    ``follow``: only the files ``run`` reads from their start, which no gzip file
+    is (one is a rotated copy, read as its log grew); one it cannot read is left
+    to ``run``, which skips it.
+    """
     import hashlib
+    import zlib
+
+    from gatewatch.flows.sources import content_head
 
     out = {}
     for p in paths:
-        path = Path(p)
-        if path.is_file() and path.stat().st_size:
-            with path.open("rb") as f:
-                out[p] = "replayed:" + hashlib.sha256(f.read(_HEAD_BYTES)).hexdigest()
+        if not Path(p).is_file():
+            continue
+        try:
+            head, packed = content_head(p, _HEAD_BYTES)
+        except (OSError, zlib.error) as exc:
+            if follow:
+                continue
+            raise fail([f"input {p!r}: cannot be read ({exc}); fix it or leave it out"]) from None
+        if head and not (follow and packed):
+            out[p] = "replayed:" + hashlib.sha256(head).hexdigest()
     return out
 
 
-def _replayed_before(store: Path, heads: dict[str, str]) -> list[str]:
-    """Why replaying ``heads`` into ``store`` would count lines it already holds (one line per file)."""
+def _replayed_before(store: Path, heads: dict[str, str], *, follow: bool) -> list[str]:
+    """Why reading ``heads`` into ``store`` would count lines a replay already put there (one line per file).
+
+    ``follow``: for ``run``, which reads a file from its start as replay does.
+    """
     from gatewatch.sinks.control import CONTROL_FILE, ControlDB
 
     if not heads or not (store / CONTROL_FILE).exists():
@@ -436,18 +492,33 @@ def _replayed_before(store: Path, heads: dict[str, str]) -> list[str]:
     try:
         problems = []
         for path, key in heads.items():
-            if (seen := control.get_meta(key)) is not None:
-                earlier = json.loads(seen)
+            if (seen := control.get_meta(key)) is None:
+                continue
+            earlier = json.loads(seen)
+            finished = earlier.get("finished", True)  # the ledger once recorded finished replays only
+            replayed = f"({earlier['path']}, {earlier['at']})"
+            if follow:
                 problems.append(
-                    f"{path} was already replayed into {store} ({earlier['path']}, {earlier['at']}): "
+                    f"{path} was {'' if finished else 'partly '}replayed into {store} {replayed}: run would read it from its start "
+                    "and count its lines again; give another --store, or leave it out"
+                )
+            elif finished:
+                problems.append(
+                    f"{path} was already replayed into {store} {replayed}: "
                     "a second replay would count every line again; give another --store"
+                )
+            else:
+                problems.append(
+                    f"{path}: its replay into {store} {replayed} was interrupted, so part of its lines "
+                    "are in the store and another replay would count them again; replay it into a new --store"
                 )
         return problems
     finally:
         control.close()
 
 
-def _record_replayed(store: Path, heads: dict[str, str]) -> None:
+def _record_replayed(store: Path, heads: dict[str, str], *, finished: bool) -> None:
+    """Note in ``store``'s ledger that ``heads`` are being replayed, or (``finished``) were replayed to their end."""
     from gatewatch.sinks.control import ControlDB
 
     if not heads:
@@ -456,7 +527,7 @@ def _record_replayed(store: Path, heads: dict[str, str]) -> None:
     at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     try:
         for path, key in heads.items():
-            control.set_meta(key, json.dumps({"path": str(Path(path).resolve()), "at": at}))
+            control.set_meta(key, json.dumps({"path": str(Path(path).resolve()), "at": at, "finished": finished}))
     finally:
         control.close()
 
@@ -538,6 +609,11 @@ def run(
     else:
         source = _inputs(inputs, follow=True)
         described = ", ".join(source)
+        # a file this store's run followed before a restart is resumed where it was, not read again
+        resumed = _resumed_files(cfg.store.path / RECOVERY_DIR)
+        paths = [p for p in _expand_globs([spec for spec in source if spec != "-"]) if _file_id(p) not in resumed]
+        if problems := _replayed_before(cfg.store.path, _file_heads(paths, follow=True), follow=True):
+            raise fail(problems)
     stop = threading.Event()
     # stdin cannot be re-read after a restart, so it runs without recovery
     recovery = None if source == ["-"] else cfg.store.path / RECOVERY_DIR

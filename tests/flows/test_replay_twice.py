@@ -1,10 +1,18 @@
-"""Replaying a file into a store that already holds it is refused: every count would double."""
+"""Reading a file into a store that already holds it is refused: every count would double."""
 
 from __future__ import annotations
 
+import gzip
 import shutil
+import signal
+from datetime import datetime, timezone
 
-from tests.conftest import SAMPLE, gatewatch, scalar
+import pytest
+
+from gatewatch.flows.lab.simulate import generate_wso2
+from tests.conftest import SAMPLE, gatewatch, scalar, start_gatewatch, stop, wait_for
+
+TOTAL = "SELECT coalesce(sum(requests), 0) FROM traffic"
 
 
 def test_a_second_replay_of_the_same_file_is_refused_and_changes_nothing(tmp_path):
@@ -33,3 +41,86 @@ def test_another_file_goes_into_the_same_store(tmp_path):
     gatewatch("replay", str(second), "--store", str(store))
     assert scalar(store, "SELECT count(*) FROM rejected") == 0
     assert scalar(store, "SELECT sum(requests) FROM traffic") == len(lines)
+
+
+@pytest.mark.parametrize("first", ["plain", "gzip"])
+def test_a_log_and_its_gzip_copy_are_the_same_file(tmp_path, first):
+    plain = tmp_path / "apim_metrics.log"
+    shutil.copy(SAMPLE, plain)
+    packed = tmp_path / "apim_metrics.log.1.gz"
+    packed.write_bytes(gzip.compress(SAMPLE.read_bytes()))
+    replayed, other = (plain, packed) if first == "plain" else (packed, plain)
+    store = tmp_path / "store"
+    gatewatch("replay", str(replayed), "--store", str(store))
+
+    again = gatewatch("replay", str(other), "--store", str(store), check=False)
+
+    assert again.returncode == 2, again.stderr
+    assert f"{other} was already replayed into {store} ({replayed}," in again.stderr
+    assert scalar(store, TOTAL) == len(SAMPLE.read_bytes().splitlines())
+
+
+def test_a_replay_killed_part_way_is_refused_again_as_interrupted(tmp_path):
+    log = tmp_path / "apim_metrics.log"
+    generate_wso2(log, start=datetime(2026, 11, 2, 9, tzinfo=timezone.utc), minutes=360, seed=11, scale=2)
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text("[input]\nmax_batch_bytes = 4096\n")  # small reads: the findings are written as it goes
+    store = tmp_path / "store"
+    args = ("replay", str(log), "--store", str(store), "--config", str(cfg))
+    proc = start_gatewatch(*args)
+    wait_for(lambda: scalar(store, "SELECT count(*) FROM findings"), interval=0.05, what="the first findings")
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the replay finished before it was killed"
+    findings = scalar(store, "SELECT count(*) FROM findings")
+
+    again = gatewatch(*args, check=False)
+
+    assert again.returncode == 2, again.stderr
+    assert f"{log}: its replay into {store} ({log}," in again.stderr
+    assert "was interrupted, so part of its lines are in the store" in again.stderr
+    assert "replay it into a new --store" in again.stderr
+    assert scalar(store, "SELECT count(*) FROM findings") == findings
+
+
+def test_run_refuses_a_file_replayed_into_its_store(tmp_path):
+    log = tmp_path / "apim_metrics.log"
+    shutil.copy(SAMPLE, log)
+    store = tmp_path / "store"
+    gatewatch("replay", str(log), "--store", str(store))
+    grown = tmp_path / "live" / "apim_metrics.log"  # the live log the replayed one was copied from
+    grown.parent.mkdir()
+    grown.write_bytes(SAMPLE.read_bytes() + SAMPLE.read_bytes().splitlines(keepends=True)[0])
+
+    refused = gatewatch("run", str(tmp_path / "live" / "*.log"), "--store", str(store), check=False, timeout=60)
+
+    assert refused.returncode == 2, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, refused.stderr
+    assert errors[0].startswith(f"error: {grown} was replayed into {store} ({log}, ")
+    assert errors[0].endswith("run would read it from its start and count its lines again; give another --store, or leave it out")
+    assert scalar(store, TOTAL) == len(SAMPLE.read_bytes().splitlines())
+    assert not (store / "_recovery").exists()  # refused before anything was read
+
+
+def test_run_resumes_a_file_it_followed_though_a_replay_since_holds_its_lines(tmp_path, small_windows_config):
+    log = tmp_path / "apim_metrics.log"
+    shutil.copy(SAMPLE, log)
+    lines = len(SAMPLE.read_bytes().splitlines())
+    store = tmp_path / "store"
+    args = ("--store", str(store), "--config", str(small_windows_config))
+    proc = start_gatewatch("run", str(log), *args)
+    wait_for(lambda: scalar(store, TOTAL) == lines, what="every line counted")
+    stop(proc)
+    copy = tmp_path / "copy.log"  # replay knows nothing of run's files: this counts every line again
+    shutil.copy(log, copy)
+    gatewatch("replay", str(copy), *args)
+    assert scalar(store, TOTAL) == 2 * lines
+
+    out, err = stop(start_gatewatch("run", str(log), *args))
+
+    assert f"resuming {log} at line {lines + 1:,}" in err  # at its end, not refused
+    assert out.startswith("run: lines=0 ")
+    refused = gatewatch("run", str(copy), *args, check=False, timeout=60)
+    assert refused.returncode == 2
+    assert f"{copy} was replayed into {store}" in refused.stderr
