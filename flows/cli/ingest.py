@@ -260,39 +260,6 @@ def _report_pending(control) -> None:
 RECOVERY_DIR = "_recovery"  # in the store: the Bytewax recovery partitions of `run`
 _BASE_SEQ = "store_base_seq"
 _SHARDS = "pipeline_shards"
-_READ_STEP = "gatewatch.read"  # the input step of dataflow.build_flow, whose state is LineReader.snapshot's
-
-
-def _resumed_files(recovery: Path) -> set[tuple[int, int]]:
-    """``(st_dev, st_ino)`` of every file in ``run``'s saved input state: a restart resumes them where they were.
-
-    Read from the input step's snapshots in the Bytewax recovery partitions (SQLite).
-    """
-    import pickle
-    import sqlite3
-
-    files = set()
-    for part in sorted(recovery.glob("part-*.sqlite3")):
-        con = sqlite3.connect(f"{part.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            saved = con.execute("SELECT ser_change FROM snaps WHERE step_id = ? AND ser_change IS NOT NULL", (_READ_STEP,))
-            for (state,) in saved:
-                position = pickle.loads(state)
-                if isinstance(position, dict):  # a Kafka run's saved offsets hold no files
-                    files.update((f["dev"], f["ino"]) for f in position.get("files", ()))
-        finally:
-            con.close()
-    return files
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def shards_problem(recovery: Path, shards: int) -> str:
     """The problem with resuming the state in ``recovery`` under ``shards`` shards per family, or "".
 
@@ -419,6 +386,12 @@ def replay(
 
     cfg = load(config, fmt, store)
     cluster = _cluster(process_id, addresses)
+    if (cfg.store.path / RECOVERY_DIR).exists():
+        raise fail([
+            f"{cfg.store.path} is followed by gatewatch run (its restart state is in {RECOVERY_DIR}/): "
+            "a restart of run rolls the store back to its own snapshot, which would drop a replay's rows; "
+            "replay into another --store"
+        ])  # fmt: skip
     inputs = _inputs([str(f) for f in files], follow=False)
     # a cluster's process 0 keeps the ledger: the others would find the files it just recorded
     heads = {} if process_id else _file_heads(_expand_globs(inputs), follow=False)
@@ -609,9 +582,8 @@ def run(
     else:
         source = _inputs(inputs, follow=True)
         described = ", ".join(source)
-        # a file this store's run followed before a restart is resumed where it was, not read again
-        resumed = _resumed_files(cfg.store.path / RECOVERY_DIR)
-        paths = [p for p in _expand_globs([spec for spec in source if spec != "-"]) if _file_id(p) not in resumed]
+        # a replayed file run has followed cannot be: replay refuses a store that run follows
+        paths = _expand_globs([spec for spec in source if spec != "-"])
         if problems := _replayed_before(cfg.store.path, _file_heads(paths, follow=True), follow=True):
             raise fail(problems)
     stop = threading.Event()

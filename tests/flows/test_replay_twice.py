@@ -103,7 +103,7 @@ def test_run_refuses_a_file_replayed_into_its_store(tmp_path):
     assert not (store / "_recovery").exists()  # refused before anything was read
 
 
-def test_run_resumes_a_file_it_followed_though_a_replay_since_holds_its_lines(tmp_path, small_windows_config):
+def test_a_replay_into_a_store_run_follows_is_refused_and_changes_nothing(tmp_path, small_windows_config):
     log = tmp_path / "apim_metrics.log"
     shutil.copy(SAMPLE, log)
     lines = len(SAMPLE.read_bytes().splitlines())
@@ -112,15 +112,15 @@ def test_run_resumes_a_file_it_followed_though_a_replay_since_holds_its_lines(tm
     proc = start_gatewatch("run", str(log), *args)
     wait_for(lambda: scalar(store, TOTAL) == lines, what="every line counted")
     stop(proc)
-    copy = tmp_path / "copy.log"  # replay knows nothing of run's files: this counts every line again
-    shutil.copy(log, copy)
-    gatewatch("replay", str(copy), *args)
-    assert scalar(store, TOTAL) == 2 * lines
+    other = tmp_path / "other.log"  # a file run never saw: its rows would be rolled back by run's next restart
+    other.write_bytes(b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:100]))
 
-    out, err = stop(start_gatewatch("run", str(log), *args))
+    refused = gatewatch("replay", str(other), *args, check=False, timeout=60)
 
-    assert f"resuming {log} at line {lines + 1:,}" in err  # at its end, not refused
-    assert out.startswith("run: lines=0 ")
-    refused = gatewatch("run", str(copy), *args, check=False, timeout=60)
     assert refused.returncode == 2
-    assert f"{copy} was replayed into {store}" in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "is followed by gatewatch run" in errors[0], refused.stderr
+    assert scalar(store, TOTAL) == lines
+    out, err = stop(start_gatewatch("run", str(log), *args))
+    assert f"resuming {log} at line {lines + 1:,}" in err
+    assert out.startswith("run: lines=0 ")
