@@ -1020,6 +1020,25 @@ def retryable_dead_letters(root: StoreRoot) -> pl.DataFrame:
     )  # fmt: skip
 
 
+def dead_letter_retries(root: StoreRoot, limit: int = 50) -> pl.DataFrame:
+    """Who retried which dead letters, and when, newest first, from the control database (read-only).
+
+    Returns:
+        Columns ``at`` (UTC), ``actor``, ``entry_id``, ``destination`` and ``ref_id``; empty
+        without a control database or retries.
+    """
+    rows = _control_rows(
+        root,
+        "SELECT r.at, r.actor, r.entry_id, o.destination, o.ref_id FROM retries r "
+        f"LEFT JOIN outbox o ON o.id = r.entry_id ORDER BY r.at DESC, r.rowid DESC LIMIT {int(limit)}",
+    )
+    return pl.DataFrame(
+        rows,
+        schema={"at": pl.Float64, "actor": pl.String, "entry_id": pl.String, "destination": pl.String, "ref_id": pl.String},
+        orient="row",
+    ).with_columns((pl.col("at") * 1e6).cast(pl.Int64).cast(pl.Datetime("us", "UTC")))
+
+
 def _control_rows(root: StoreRoot, sql: str) -> list[tuple]:
     """Run a read-only query on the control database; no rows when it or its tables do not exist yet."""
     con = open_read_only(root, timeout_s=10)

@@ -72,6 +72,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
+CREATE TABLE IF NOT EXISTS retries (entry_id TEXT NOT NULL, actor TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS target_state (
     destination TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -384,10 +385,10 @@ class ControlDB:
         ).fetchall()
         return [_entry(r) for r in rows]
 
-    def retry_dead_letters(self, entry_ids: list[str] | None = None) -> tuple[list[str], list[str]]:
+    def retry_dead_letters(self, entry_ids: list[str] | None, actor: str) -> tuple[list[str], list[str]]:
         """Give dead letters (these, or all) a fresh round of attempts; return (retried, stale).
 
-        A dead letter is stale when the same destination has a newer entry for the same
+        Each retry is recorded with ``actor``, who asked for it (``retries``). A dead letter is stale when the same destination has a newer entry for the same
         incident or the same subject's decisions: it carries an older state (a block since
         lifted, an alert since resolved), and sending it now would undo the newer one.
         """
@@ -409,11 +410,13 @@ class ControlDB:
                 if newer:
                     stale.append(entry_id)
                     continue
+                now = time.time()
                 con.execute(
                     "UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, last_error = '', updated_at = ? "
                     "WHERE id = ?",
-                    (time.time(), time.time(), entry_id),
+                    (now, now, entry_id),
                 )
+                con.execute("INSERT INTO retries (entry_id, actor, at) VALUES (?, ?, ?)", (entry_id, actor, now))
                 retried.append(entry_id)
         return retried, stale
 

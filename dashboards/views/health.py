@@ -31,7 +31,7 @@ def _retry(root: Path, entry_ids: list[str]) -> None:
         return
     control = ControlDB(root)
     try:
-        retried, stale = control.retry_dead_letters(entry_ids)
+        retried, stale = control.retry_dead_letters(entry_ids, actor)
     except sqlite3.Error as exc:
         st.session_state[RETRY_RESULT] = ("error", f"Retry failed: {exc}")
         return
@@ -232,6 +232,21 @@ def render(view: ui.View) -> None:
         "No dead letters.",
     )
     retry_panel(root)
+    retries = queries.dead_letter_retries(root)
+    if not retries.is_empty():
+        st.caption("Dead letters retried, newest first")
+        ui.table(
+            retries,
+            "dead_letter_retries",
+            {
+                "at": ui.time_column("Retried", "YYYY-MM-DD HH:mm:ss"),
+                "actor": "By",
+                "entry_id": "Delivery",
+                "destination": "Destination",
+                "ref_id": "Decision / incident",
+            },
+            "",
+        )
 
 
 st.title("Pipeline health")

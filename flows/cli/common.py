@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -68,6 +69,16 @@ def existing_store(cfg: Config) -> Path:
     if not root.is_dir():
         raise fail([f"no store at {root}: gatewatch replay or run writes one (--store, GATEWATCH_STORE)"])
     return root
+
+
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", metavar="NAME", help="Who makes the change (default: $USER).")
+]
+
+
+def actor_name(actor: str | None) -> str:
+    """Who makes a change: ``--actor``, else the user running the command."""
+    return actor or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
 
 
 class SqlFormat(str, Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +9,16 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, load, render_rows
+from gatewatch.flows.cli.common import (
+    ActorOpt,
+    ConfigOpt,
+    SqlFormat,
+    StoreOpt,
+    actor_name,
+    existing_store,
+    load,
+    render_rows,
+)
 from gatewatch.flows.control.decisions import DecisionError, approve, list_decisions, revert
 from gatewatch.flows.events import Decision
 
@@ -19,9 +27,6 @@ decisions_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-ActorOpt = Annotated[
-    str | None, typer.Option("--actor", metavar="NAME", help="Who makes the change (default: $USER).")
-]
 COLUMNS = ("decision_id", "subject_type", "subject", "subject_name", "tier", "limit_per_min", "mode", "status", "actor", "expires_at", "reason")
 
 
@@ -30,10 +35,6 @@ def _show(decisions: list[Decision], out: SqlFormat) -> None:
     for row in rows:
         row["expires_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["expires_at"]))
     typer.echo(render_rows(rows, COLUMNS, out), nl=False)
-
-
-def _actor(actor: str | None) -> str:
-    return actor or os.environ.get("USER") or os.environ.get("LOGNAME") or ""
 
 
 @decisions_app.command("list")
@@ -73,7 +74,7 @@ def revert_command(
 
 def _run(change, decision_id: str, store: Path | None, config: Path | None, actor: str | None) -> None:
     try:
-        d = change(existing_store(load(config, store=store)), decision_id, _actor(actor))
+        d = change(existing_store(load(config, store=store)), decision_id, actor_name(actor))
     except DecisionError as exc:
         log.emit("error", "error", str(exc))
         raise typer.Exit(1) from None

@@ -15,7 +15,16 @@ from typing import Annotated
 import typer
 
 from gatewatch.flows import log
-from gatewatch.flows.cli.common import ConfigOpt, SqlFormat, StoreOpt, existing_store, load, render_rows
+from gatewatch.flows.cli.common import (
+    ActorOpt,
+    ConfigOpt,
+    SqlFormat,
+    StoreOpt,
+    actor_name,
+    existing_store,
+    load,
+    render_rows,
+)
 from gatewatch.sinks.control import CONTROL_FILE, ControlDB
 
 deliveries_app = typer.Typer(
@@ -54,14 +63,15 @@ def retry_command(
     all_dead: Annotated[bool, typer.Option("--all", help="Retry every dead letter.")] = False,
     store: StoreOpt = None,
     config: ConfigOpt = None,
+    actor: ActorOpt = None,
 ) -> None:
-    """Give dead letters a fresh round of attempts."""
+    """Give dead letters a fresh round of attempts, recorded as the actor's."""
     if bool(entry_ids) == all_dead:
         log.emit("error", "error", "give dead-letter IDs or --all")
         raise typer.Exit(2)
     control = _control(store, config)
     try:
-        retried, stale = control.retry_dead_letters(None if all_dead else entry_ids)
+        retried, stale = control.retry_dead_letters(None if all_dead else entry_ids, actor_name(actor))
     finally:
         control.close()
     for entry_id in retried:

@@ -633,6 +633,8 @@ def test_dead_letters_are_retried_from_the_health_page_by_a_signed_in_operator(m
     app.button(key="retry_dead_letters").click().run()
     assert _outbox_states(store_root)["o2"] == "pending"
     assert app.success[0].value == "Retried by carol, pending again: o2."
+    retried = app.dataframe[-1].value  # who retried what stays on the page, and in the control database
+    assert list(retried["actor"]) == ["carol", "carol"] and list(retried["entry_id"]) == ["o2", "o1"]
 
 
 def test_without_an_operator_dead_letters_cannot_be_retried_and_it_says_why(monkeypatch, store_root):

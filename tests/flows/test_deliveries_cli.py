@@ -34,8 +34,10 @@ def test_dead_letters_are_listed_retried_and_sent_once_the_receiver_is_back(tmp_
     assert "┃ id ┃ destination ┃ attempts ┃ last_error" in table
     assert [line.split("│")[1].strip() for line in table.splitlines() if line.startswith("│")] == ["e1", "e2", "e3"]
 
-    out = gatewatch("deliveries", "retry", "--all", "--store", str(tmp_path))
+    out = gatewatch("deliveries", "retry", "--all", "--store", str(tmp_path), "--actor", "ops-on-call")
     assert "e1: pending again" in out.stdout and "e2: pending again" in out.stdout
+    retries = control.con.execute("SELECT entry_id, actor FROM retries ORDER BY rowid").fetchall()
+    assert retries == [("e1", "ops-on-call"), ("e2", "ops-on-call")]  # who asked, for each entry retried
     assert "e3: not retried: a newer delivery" in out.stderr
     sender.step()
     assert {e.id: e.state for e in control.outbox()} == {"e1": "sent", "e2": "sent", "e3": "dead_letter", "e4": "sent"}
