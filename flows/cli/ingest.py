@@ -402,14 +402,30 @@ def replay(
     if sys.stderr.isatty():
         total = sum(Path(p).stat().st_size for p in _expand_globs(inputs))
         threading.Thread(target=_progress, args=(stats, total, done), daemon=True).start()
+    stop = threading.Event()
+
+    def on_interrupt(_signum, _frame):
+        if stop.is_set():  # a second Ctrl-C: give up on the clean stop
+            raise SystemExit(130)
+        stop.set()  # the reader ends at its next batch; what was read is judged and stored
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         # recorded before the first line is read: a replay killed part-way has written some of its rows
         _run_flow(
-            cfg, inputs, stats, follow=False, stop=threading.Event(), recovery=None,
+            cfg, inputs, stats, follow=False, stop=stop, recovery=None,
             before_reading=lambda: _record_replayed(cfg.store.path, heads, finished=False), **cluster,
         )  # fmt: skip
     finally:
+        signal.signal(signal.SIGINT, previous)
         done.set()
+    if stop.is_set():
+        log.emit(
+            "error", "interrupted",
+            f"replay interrupted after {stats.lines:,} lines: the store holds them, and the files are marked "
+            "as interrupted in it; replay them into a new --store",
+        )  # fmt: skip
+        raise typer.Exit(130)
     _record_replayed(cfg.store.path, heads, finished=True)
     _summarize("replay", stats, cfg)
 

@@ -60,7 +60,8 @@ def test_a_log_and_its_gzip_copy_are_the_same_file(tmp_path, first):
     assert scalar(store, TOTAL) == len(SAMPLE.read_bytes().splitlines())
 
 
-def test_a_replay_killed_part_way_is_refused_again_as_interrupted(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_replay_stopped_part_way_is_refused_again_as_interrupted(tmp_path, sig):
     log = tmp_path / "apim_metrics.log"
     generate_wso2(log, start=datetime(2026, 11, 2, 9, tzinfo=timezone.utc), minutes=360, seed=11, scale=2)
     cfg = tmp_path / "gatewatch.toml"
@@ -69,9 +70,14 @@ def test_a_replay_killed_part_way_is_refused_again_as_interrupted(tmp_path):
     args = ("replay", str(log), "--store", str(store), "--config", str(cfg))
     proc = start_gatewatch(*args)
     wait_for(lambda: scalar(store, "SELECT count(*) FROM findings"), interval=0.05, what="the first findings")
-    proc.kill()
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, "the replay finished before it was killed"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, "the replay finished before it was killed"
+    else:  # Ctrl-C: one line says what happened, no traceback
+        assert proc.returncode == 130, err
+        errors = [line for line in err.splitlines() if line.strip()]
+        assert len(errors) == 1 and errors[0].startswith("error: replay interrupted after "), err
     findings = scalar(store, "SELECT count(*) FROM findings")
 
     again = gatewatch(*args, check=False)
