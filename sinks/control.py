@@ -388,9 +388,10 @@ class ControlDB:
     def retry_dead_letters(self, entry_ids: list[str] | None, actor: str) -> tuple[list[str], list[str]]:
         """Give dead letters (these, or all) a fresh round of attempts; return (retried, stale).
 
-        Each retry is recorded with ``actor``, who asked for it (``retries``). A dead letter is stale when the same destination has a newer entry for the same
-        incident or the same subject's decisions: it carries an older state (a block since
-        lifted, an alert since resolved), and sending it now would undo the newer one.
+        Each retry is recorded with ``actor``, who asked for it (``retries``). A dead letter
+        is stale when the same destination has a newer entry for the same incident or the
+        same subject's decisions: it carries an older state (a block since lifted, an alert
+        since resolved), and sending it now would undo the newer one.
         """
         with self.transaction() as con:
             dead = con.execute(

@@ -260,6 +260,8 @@ def _report_pending(control) -> None:
 RECOVERY_DIR = "_recovery"  # in the store: the Bytewax recovery partitions of `run`
 _BASE_SEQ = "store_base_seq"
 _SHARDS = "pipeline_shards"
+
+
 def shards_problem(recovery: Path, shards: int) -> str:
     """The problem with resuming the state in ``recovery`` under ``shards`` shards per family, or "".
 
