@@ -253,7 +253,7 @@ class BaselineDetector:
         picked = np.flatnonzero(mask)
         if not len(picked):
             return
-        rows = self.baselines.rows([subjects[k] for k in picked])
+        rows = self.baselines.rows(subjects)[picked]
         established = self.baselines.histories(rows) >= self.min_history
         low = scores[picked] < self.protect_score
         protected = established & ~low

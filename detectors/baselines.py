@@ -71,12 +71,121 @@ def _compare(f: Feature, value: float, n: float, base: float) -> float:
     return math.log1p(max(value, 0.0)) if f.log else value
 
 
+class SubjectRows:
+    """Which row of the statistics arrays holds each subject: one index for several :class:`Baselines`.
+
+    A shard's family baselines and its detectors' keep a subject in the same row of their
+    arrays, so a closed window's subjects are looked up once for all of them (:meth:`lookup`
+    remembers its answer for the last tuple of subjects it was given, until a subject is
+    forgotten) and a forgotten subject's row is freed once, in every member at once. Every
+    member's array has every row handed out: zeros (no history) until it learns the subject.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}  # subject -> row
+        self.free: list[int] = []  # rows of forgotten subjects, reused
+        self.size = 0  # rows handed out, free ones included
+        self.members: list[Baselines] = []
+        self._memo: tuple[tuple[str, ...], np.ndarray] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_memo": None}
+
+    def join(self, member: Baselines) -> None:
+        """Keep ``member``'s statistics in these rows (its array grows to hold them all)."""
+        member._stats.frombytes(bytes(8 * member._width * (self.size - len(member._stats) // member._width)))
+        self.members.append(member)
+
+    def lookup(self, subjects: Sequence[str]) -> np.ndarray:
+        """Each subject's row, -1 for those without one."""
+        memo = self._memo
+        if memo is not None and memo[0] is subjects:  # a tuple: it cannot have changed since
+            return memo[1].copy()
+        get = self.rows.get
+        rows = np.fromiter((get(s, -1) for s in subjects), np.int64, len(subjects))
+        if type(subjects) is tuple:
+            self._memo = (subjects, rows)
+        return rows.copy()
+
+    def row(self, subject: str) -> int:
+        """The subject's row, handing it one if it has none."""
+        r = self.rows.get(subject)
+        if r is None:
+            r = self.rows[subject] = self._take(1)[0]
+            self._memo = None
+        return r
+
+    def allocate(self, subjects: Sequence[str], picked: np.ndarray) -> np.ndarray:
+        """The rows of ``subjects[picked]``, handing one to those without (as :meth:`row` one by one).
+
+        A window of one-off subjects (mobile client IPs) has thousands of new ones: the
+        arrays grow once, not once a subject.
+        """
+        out = self.lookup(subjects)[picked]
+        new = np.flatnonzero(out < 0)
+        if len(new):
+            taken = self._take(len(new))
+            for k, r in zip(picked[new].tolist(), taken, strict=True):
+                self.rows[subjects[k]] = r
+            out[new] = taken
+            memo = self._memo
+            if memo is not None and memo[0] is subjects:
+                memo[1][picked[new]] = taken
+        return out
+
+    def _take(self, n: int) -> list[int]:
+        free = self.free
+        reused = [free.pop() for _ in range(min(len(free), n))]
+        grown = n - len(reused)
+        if grown:
+            for m in self.members:
+                m._stats.frombytes(bytes(8 * m._width * grown))
+            self.size += grown
+        return [*reused, *range(self.size - grown, self.size)]
+
+    def forget(self, subject: str) -> None:
+        """Drop the subject from every member."""
+        if subject in self.rows:
+            self.forget_many((subject,))
+
+    def forget_many(self, subjects: Iterable[str]) -> None:
+        """Drop the subjects from every member (in order: their rows are reused last first)."""
+        pop = self.rows.pop
+        rows = [r for r in (pop(s, None) for s in subjects) if r is not None]
+        if rows:
+            for m in self.members:
+                m._view()[rows] = 0.0
+            self.free += rows
+            self._memo = None
+
+    @classmethod
+    def unite(cls, members: Sequence[Baselines]) -> SubjectRows:
+        """One index for baselines that each kept their own (a recovery snapshot of an earlier version)."""
+        shared = cls()
+        for m in members:
+            for subject in m.index.rows:
+                shared.rows.setdefault(subject, len(shared.rows))
+        shared.size = len(shared.rows)
+        for m in members:
+            own = m.index.rows
+            stats = np.zeros((shared.size, m._width))
+            if own:
+                at = np.fromiter(own.values(), np.int64, len(own))
+                to = np.fromiter(map(shared.rows.__getitem__, own), np.int64, len(own))
+                stats[to] = m._view()[at]
+            m._stats = array("d", stats.tobytes())
+            m.index = shared
+            shared.members.append(m)
+        return shared
+
+
 class Baselines:
     """EW mean and variance of ``features`` per subject, and pooled over all subjects.
 
     Every subject's statistics are one row of a flat ``array('d')``: scalar reads stay
     Python floats, and the ``*_many`` methods see all rows at once as a NumPy view
-    (a closed window's subjects are scored and learned together).
+    (a closed window's subjects are scored and learned together). Which row is a
+    subject's is kept by a :class:`SubjectRows`: its own, or one it shares (:meth:`share`).
 
     >>> b = Baselines((Feature("requests", "requests"),), fading_factor=0.5, min_history=2)
     >>> for n in (10, 10, 10):
@@ -96,11 +205,20 @@ class Baselines:
         self._width = 1 + 2 * len(features)
         # row r: [windows seen, mean_0, mean_sq_0, mean_1, mean_sq_1, ...] in compared space
         self._stats = array("d")
-        self._rows: dict[str, int] = {}  # subject -> row
-        self._free: list[int] = []  # rows of forgotten subjects, reused
+        self.index = SubjectRows()
+        self.index.join(self)
         self._peers = array("d", bytes(8 * self._width))
         # the peers' statistics, kept only for the features that use them
         self._pooled = tuple(i for i, f in enumerate(features) if f.peers)
+
+    def share(self, index: SubjectRows) -> None:
+        """Keep the subjects in the rows of ``index``, with its other members (before learning any)."""
+        if self.index.rows:
+            msg = "share an index before learning any subject"
+            raise ValueError(msg)
+        self._stats = array("d")
+        self.index = index
+        index.join(self)
 
     def __setstate__(self, state: dict) -> None:
         # a recovery snapshot from before one array held every subject: an array per subject
@@ -111,16 +229,23 @@ class Baselines:
             state["_stats"] = array("d", b"".join(stats.tobytes() for stats in subjects.values()))
             state["_free"] = []
             state["_pooled"] = tuple(i for i, f in enumerate(state["features"]) if f.peers)
+        # and from before the rows were kept by a SubjectRows (a shard then unites them)
+        rows = state.pop("_rows", None)
+        if rows is not None:
+            index = state["index"] = SubjectRows()
+            index.rows, index.free = rows, state.pop("_free")
+            index.size = len(state["_stats"]) // state["_width"]
+            index.members.append(self)
         self.__dict__.update(state)
 
     def history(self, subject: str) -> int:
         """Windows learned for ``subject``."""
-        r = self._rows.get(subject)
+        r = self.index.rows.get(subject)
         return int(self._stats[r * self._width]) if r is not None else 0
 
     def subjects(self) -> int:
         """Number of subjects with a baseline."""
-        return len(self._rows)
+        return int(np.count_nonzero(self._view()[:, 0]))
 
     def deviation(self, subject: str, name: str, x: dict[str, float], shift: float = 0.0) -> Deviation:
         """Compare feature ``name`` of window ``x`` with the subject's baseline.
@@ -130,7 +255,7 @@ class Baselines:
         """
         i = self._index[name]
         f = self.features[i]
-        r = self._rows.get(subject)
+        r = self.index.rows.get(subject)
         if r is not None and self._stats[r * self._width] >= self.min_history:
             stats, o, source = self._stats, r * self._width, "own"
         elif f.peers and self._peers[0] >= self.min_history:
@@ -157,7 +282,7 @@ class Baselines:
         get = x.get
         raw = [float(get(f.name, 0.0)) for f in self.features]
         ns = [float(get(f.of, 0.0)) if f.of else 0.0 for f in self.features]
-        self._update(self._stats, self._row(subject) * self._width, raw, ns, range(len(self.features)))
+        self._update(self._stats, self.index.row(subject) * self._width, raw, ns, range(len(self.features)))
         if self._pooled:
             self._update(self._peers, 0, raw, ns, self._pooled)
 
@@ -179,42 +304,9 @@ class Baselines:
                 stats[j + 1] += a * (v * v - stats[j + 1])
         stats[o] += 1
 
-    def _row(self, subject: str) -> int:
-        r = self._rows.get(subject)
-        if r is None:
-            if self._free:
-                r = self._free.pop()
-            else:
-                r = len(self._stats) // self._width
-                self._stats.frombytes(bytes(8 * self._width))
-            self._rows[subject] = r
-        return r
-
-    def _rows_for(self, subjects: list[str]) -> np.ndarray:
-        """Each subject's row, as :meth:`_row` gives them one by one, the new ones zeroed at once.
-
-        A window of one-off subjects (mobile client IPs) has thousands of new ones: the
-        array grows once, not once a subject.
-        """
-        get = self._rows.get
-        rows = [get(s, -1) for s in subjects]
-        new = [k for k, r in enumerate(rows) if r < 0]
-        if new:
-            free = self._free
-            reused = [free.pop() for _ in range(min(len(free), len(new)))]
-            first = len(self._stats) // self._width
-            grown = len(new) - len(reused)
-            self._stats.frombytes(bytes(8 * self._width * grown))
-            for k, r in zip(new, [*reused, *range(first, first + grown)], strict=True):
-                rows[k] = self._rows[subjects[k]] = r
-        return np.array(rows, np.int64)
-
     def forget(self, subject: str) -> None:
-        r = self._rows.pop(subject, None)
-        if r is not None:
-            o = r * self._width
-            self._stats[o : o + self._width] = array("d", bytes(8 * self._width))
-            self._free.append(r)
+        """Drop the subject (from every baselines sharing this one's index)."""
+        self.index.forget(subject)
 
     # -- many subjects at once (a closed window's) ------------------------------------
 
@@ -223,9 +315,8 @@ class Baselines:
         return np.frombuffer(self._stats, dtype=np.float64).reshape(-1, self._width)
 
     def rows(self, subjects: Sequence[str]) -> np.ndarray:
-        """Each subject's row, -1 for those without a baseline."""
-        get = self._rows.get
-        return np.fromiter((get(s, -1) for s in subjects), np.int64, len(subjects))
+        """Each subject's row, -1 for those without one (:meth:`SubjectRows.lookup`)."""
+        return self.index.lookup(subjects)
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
         """A copy of ``rows`` (-1: a row of zeros)."""
@@ -295,7 +386,7 @@ class Baselines:
         picked = np.flatnonzero(mask)
         if not len(picked):
             return
-        rows = self._rows_for([subjects[k] for k in picked.tolist()])
+        rows = self.index.allocate(subjects, picked)
         view = self._view()
         stats = view[rows]
         first = (stats[:, 0] == 0)[:, None]

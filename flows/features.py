@@ -1292,20 +1292,25 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
     def sizes(name: str) -> np.ndarray:
         return np.fromiter(map(len, map(attrgetter(name), accs)), np.float64, n)
 
-    def where(test: Callable[[IpAcc], bool], feature: Callable[[IpAcc], float]) -> np.ndarray:
+    def where(mask: np.ndarray, feature: Callable[[IpAcc], float]) -> np.ndarray:
+        """``feature`` of the cells where ``mask`` holds, 0 elsewhere (most one-off cells are 0)."""
         out = np.zeros(n)
-        for k, acc in enumerate(accs):
-            if test(acc):
-                out[k] = feature(acc)
+        for k in np.flatnonzero(mask).tolist():
+            out[k] = feature(accs[k])
         return out
 
     requests = column["requests"]
     auth, errors, throttled = column["auth"], column["errors"], column["throttled"]
     login_requests = sizes("login_ts")
     distinct_uas = sizes("uas")
-    scanner = np.fromiter(
-        (any(_cached(_scanner_uas, ua, is_scanner) for ua in acc.uas if ua) for acc in accs), bool, n
-    )
+    distinct_paths = sizes("paths")
+    queries = sizes("queries")
+    # the window's scanner user agents, judged once each: most windows have none
+    uas = set().union(*map(attrgetter("uas"), accs))
+    scanner_uas = {ua for ua in uas if ua and _cached(_scanner_uas, ua, is_scanner)}
+    scanner = np.zeros(n, bool)
+    if scanner_uas:
+        scanner = np.fromiter((not acc.uas.isdisjoint(scanner_uas) for acc in accs), bool, n)
     return {
         "requests": requests,
         "auth_failures": auth,
@@ -1319,26 +1324,26 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
         "read_ratio": column["reads"] / requests,
         "write_ratio": column["writes"] / requests,
         "detail_ratio": column["detail"] / requests,
-        "distinct_paths": sizes("paths"),
+        "distinct_paths": distinct_paths,
         "sequential_ids": where(
-            lambda a: len(a.paths) > 1 or len(a.queries) > 1,
+            (distinct_paths > 1) | (queries > 1),
             lambda a: max(sequential_ids(a.paths), sequential_ids(a.queries)),
         ),
-        "regularity": where(lambda a: len(a.ts) > 10, lambda a: regularity(a.ts)),
+        "regularity": where(sizes("ts") > 10, lambda a: regularity(a.ts)),
         "error_paths": sizes("error_paths"),
         "sensitive_paths": sizes("sensitive"),
         "scanner_requests": np.where(scanner, requests, 0.0),
         "login_requests": login_requests,
-        "login_burst": where(attrgetter("login_ts"), lambda a: max_in_span(a.login_ts, BURST_S)),
+        "login_burst": where(login_requests > 0, lambda a: max_in_span(a.login_ts, BURST_S)),
         "login_share": login_requests / requests,
         "hasty_posts": column["hasty"],
         "payload_requests": column["payloads"],
         "bad_requests": column["bad"],
         "bad_versions": column["bad_versions"],
-        "max_queries_per_path": where(attrgetter("queries"), lambda a: max_queries_per_path(a.queries)),
+        "max_queries_per_path": where(queries > 0, lambda a: max_queries_per_path(a.queries)),
         "probe_paths": sizes("probes"),
         "proxy_requests": column["proxy"],
-        "enumerated_users": where(attrgetter("queries"), lambda a: enumerated_users(a.queries)),
+        "enumerated_users": where(queries > 0, lambda a: enumerated_users(a.queries)),
         "keyed": np.fromiter(map(bool, map(attrgetter("consumer"), accs)), np.float64, n),
         "distinct_uas": distinct_uas,
         "ua_share": distinct_uas / requests,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from itertools import islice
 from operator import itemgetter
@@ -43,7 +43,7 @@ import numpy as np
 from msgspec.structs import astuple
 
 from gatewatch.detectors import DETECTORS
-from gatewatch.detectors.baselines import Baselines, Columns, Feature
+from gatewatch.detectors.baselines import Baselines, Columns, Feature, SubjectRows
 from gatewatch.flows.config import HORIZONS, Config
 from gatewatch.flows.events import Event, Finding, stable_id
 from gatewatch.flows.features import (
@@ -195,6 +195,10 @@ class ShardProcessor:
             else None
         )
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
+        # one row per subject in the family's baselines and every detector's: looked up once a window
+        self.subject_rows = SubjectRows()
+        for b in self._all_baselines():
+            b.share(self.subject_rows)
         # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
         self.apply_caps(cfg)
@@ -205,6 +209,17 @@ class ShardProcessor:
         self.windows_closed = 0
         # per-input event-time progress (its wall times are not pickled: downtime is not quiet input)
         self.clock = InputClock(idle_s=p.idle_close_s, hold_s=_HOLD_S)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "subject_rows" not in state:  # a recovery snapshot from before the family's baselines shared their rows
+            self.subject_rows = SubjectRows.unite(list(self._all_baselines()))
+
+    def _all_baselines(self) -> Iterable[Baselines]:
+        yield self.baselines
+        for det in self.detectors:
+            if isinstance(getattr(det, "baselines", None), Baselines):
+                yield det.baselines
 
     def apply_caps(self, cfg: Config) -> None:
         """Cap the family's cells per window (again on restore: a snapshot may predate the cap)."""
@@ -244,7 +259,7 @@ class ShardProcessor:
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         raise NotImplementedError
 
-    def _features(self, names: list[str], subjects: dict[str, _Subject]) -> Columns:
+    def _features(self, names: Sequence[str], subjects: dict[str, _Subject]) -> Columns:
         """The features of the window's subjects (``names``, in order), one column each."""
         return _columns([subjects[name].x for name in names])  # every subject has the same features
 
@@ -281,7 +296,7 @@ class ShardProcessor:
                 self._evict(w.end)
         return [(table, rows) for table, rows in out.items() if rows]
 
-    def _peers(self, subjects: list[str], X: Columns) -> tuple[float, float]:
+    def _peers(self, subjects: Sequence[str], X: Columns) -> tuple[float, float]:
         """The subjects with history: their median rise of requests (log space), and their median baseline.
 
         Both are 0 below ``_MIN_PEERS`` such subjects.
@@ -297,7 +312,7 @@ class ShardProcessor:
         Each subject is compared with the baselines as they stood before the window, so
         the order of the subjects changes nothing.
         """
-        names = sorted(subjects)
+        names = tuple(sorted(subjects))  # a tuple: the family's SubjectRows looks it up once for all
         n = len(names)
         if not n:
             return
@@ -350,7 +365,7 @@ class ShardProcessor:
     def _judge_horizons(
         self,
         w: ClosedWindow,
-        names: list[str],
+        names: Sequence[str],
         subjects: dict[str, _Subject],
         X: Columns,
         learn: np.ndarray,
@@ -512,28 +527,31 @@ class ShardProcessor:
             (over.auth_failures / requests) if requests else 0.0, None, 0.0, 0.0, json.dumps(features),
         )  # fmt: skip
 
-    def _drop(self, subject: str) -> None:
-        del self.last_seen[subject]
-        self.first_seen.pop(subject, None)
-        self._probation.pop(subject, None)
-        for det in self.detectors:
-            det.forget(subject)
-        self.baselines.forget(subject)
-        if self.trails is not None:
-            self.trails.forget(subject)
-        self._forget(subject)
+    def _drop(self, subjects: list[str]) -> None:
+        """Forget the subjects' state, everywhere the shard keeps it."""
+        last_seen, first_seen, probation = self.last_seen, self.first_seen, self._probation
+        for subject in subjects:
+            del last_seen[subject]
+            first_seen.pop(subject, None)
+            probation.pop(subject, None)
+        self.subject_rows.forget_many(subjects)  # every shared baselines at once: the rest finds them gone
+        for subject in subjects:
+            for det in self.detectors:
+                det.forget(subject)
+            self.baselines.forget(subject)
+            if self.trails is not None:
+                self.trails.forget(subject)
+            self._forget(subject)
 
     def _cap_tracked(self) -> int:
         """Drop subjects past ``max_tracked``: seen in one window only first, then least recently seen."""
         excess = len(self.last_seen) - self.max_tracked
         if excess <= 0:
             return 0
-        for subject in list(islice(self._probation, excess)):
-            self._drop(subject)
+        self._drop(list(islice(self._probation, excess)))
         rest = len(self.last_seen) - self.max_tracked  # the probation ran out
         if rest > 0:
-            for subject in list(islice(self.last_seen, rest)):
-                self._drop(subject)
+            self._drop(list(islice(self.last_seen, rest)))
         self.evicted_over_cap += excess
         return excess
 
@@ -543,8 +561,7 @@ class ShardProcessor:
             if now - seen <= self.forget_idle_s:
                 break
             idle.append(subject)
-        for subject in idle:
-            self._drop(subject)
+        self._drop(idle)
 
 
 class ConsumerShard(ShardProcessor):
@@ -614,7 +631,7 @@ class IpShard(ShardProcessor):
     def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
         return {ip: _Subject(ip, "", None, partial(_ip_context, acc), acc) for ip, acc in w.cells.items()}
 
-    def _features(self, names: list[str], subjects: dict[str, _Subject]) -> Columns:
+    def _features(self, names: Sequence[str], subjects: dict[str, _Subject]) -> Columns:
         return ip_feature_columns([subjects[name].extra for name in names])
 
     def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:

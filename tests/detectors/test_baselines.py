@@ -3,9 +3,10 @@ import pickle
 import random
 
 import numpy as np
+import pytest
 from river import stats
 
-from gatewatch.detectors.baselines import Baselines, Feature
+from gatewatch.detectors.baselines import Baselines, Feature, SubjectRows
 from tests.conftest import columns
 
 REQUESTS = Feature("requests", "requests", floor=0.4, volume=True)
@@ -22,7 +23,7 @@ def test_ew_statistics_equal_rivers():
         b.learn("c", {"requests": float(n)})
         mean.update(math.log1p(n))
         var.update(math.log1p(n))
-    o = b._rows["c"] * b._width
+    o = b.index.rows["c"] * b._width
     own = b._stats[o : o + b._width]
     assert math.isclose(own[1], mean.get(), rel_tol=1e-12)
     assert math.isclose(own[2] - own[1] ** 2, var.get(), rel_tol=1e-9, abs_tol=1e-12)
@@ -109,8 +110,8 @@ def test_a_snapshot_with_an_array_per_subject_resumes():
         b.learn(subject, x)
     old = dict(vars(b))  # the same statistics, laid out as the older version pickled them
     w = old.pop("_width")
-    old["_subjects"] = {s: old["_stats"][r * w : (r + 1) * w] for s, r in old.pop("_rows").items()}
-    del old["_stats"], old["_free"]
+    old["_subjects"] = {s: old["_stats"][r * w : (r + 1) * w] for s, r in old.pop("index").rows.items()}
+    del old["_stats"]
     old["_pooled"] = True
     resumed = Baselines.__new__(Baselines)
     resumed.__setstate__(old)
@@ -122,4 +123,65 @@ def test_a_snapshot_with_an_array_per_subject_resumes():
     for base in (b, resumed):
         base.learn("s1", probe)
         base.forget("s2")
-    assert vars(resumed) == vars(b)
+    assert _state(resumed) == _state(b)
+
+
+def _state(b: Baselines) -> dict:
+    """What a Baselines holds: its statistics per subject, and the peers'."""
+    w = b._width
+    return {
+        "subjects": {s: b._stats[r * w : (r + 1) * w].tolist() for s, r in b.index.rows.items()},
+        "peers": b._peers.tolist(),
+    }
+
+
+def test_baselines_sharing_rows_learn_and_forget_as_apart():
+    """Baselines that share a SubjectRows hold what each would alone; forgetting frees the row in all."""
+    rng = random.Random(11)
+    apart = [Baselines((REQUESTS, RATIO), min_history=2), Baselines((RATIO,), min_history=2)]
+    together = [Baselines((REQUESTS, RATIO), min_history=2), Baselines((RATIO,), min_history=2)]
+    index = SubjectRows()
+    for b in together:
+        b.share(index)
+    for window in range(10):
+        subjects = tuple(sorted(rng.sample([f"s{i}" for i in range(8)], 5)))
+        X = columns([{"requests": float(rng.randint(1, 99)), "auth_failure_ratio": rng.random()} for _ in subjects])
+        for one, two in zip(apart, together, strict=True):
+            mask = np.array([rng.random() < 0.7 for _ in subjects])
+            assert (one.rows(subjects) >= 0).tolist() == [one.history(s) > 0 for s in subjects]
+            one.learn_many(subjects, X, mask)
+            two.learn_many(subjects, X, mask)
+        if window % 3 == 2:
+            for b in (*apart, *together):
+                b.forget(subjects[0])
+    for one, two in zip(apart, together, strict=True):
+        learned = {s: v for s, v in _state(two)["subjects"].items() if v[0]}
+        assert learned == {s: v for s, v in _state(one)["subjects"].items() if v[0]}
+        assert _state(one)["peers"] == _state(two)["peers"]
+    assert len(index.rows) + len(index.free) == index.size == len(together[1]._stats) // together[1]._width
+    with pytest.raises(ValueError, match="before learning"):
+        apart[0].share(index)
+
+
+def test_baselines_pickled_with_rows_of_their_own_are_united():
+    """A recovery snapshot from before baselines shared rows: each kept its own; a shard unites them."""
+    first, second = Baselines((REQUESTS,), min_history=2), Baselines((RATIO,), min_history=2)
+    for subject, n in (("a", 5.0), ("b", 9.0), ("a", 7.0)):
+        first.learn(subject, {"requests": n})
+    second.learn("c", {"requests": 10.0, "auth_failure_ratio": 0.3})
+    first.forget("b")
+    before = [_state(first), _state(second)]
+    old = []
+    for b in (first, second):  # laid out as the earlier version pickled them
+        state = dict(vars(b))
+        index = state.pop("index")
+        state["_rows"], state["_free"] = dict(index.rows), list(index.free)
+        resumed = Baselines.__new__(Baselines)
+        resumed.__setstate__(state)
+        old.append(resumed)
+    shared = SubjectRows.unite(old)
+    assert set(shared.rows) == {"a", "c"} and all(b.index is shared for b in old)
+    for b, expected in zip(old, before, strict=True):
+        learned = {s: v for s, v in _state(b)["subjects"].items() if v[0]}
+        assert learned == {s: v for s, v in expected["subjects"].items() if v[0]}
+    assert old[0].history("a") == 2 and old[1].history("a") == 0 and old[1].history("c") == 1

@@ -11,8 +11,11 @@ import pickle
 
 import pytest
 
+from gatewatch.detectors.baselines import SubjectRows
+from gatewatch.flows.config import Config
 from gatewatch.flows.features import ApiAcc, IpAcc, ip_features
 from gatewatch.flows.horizons import SPECS, Trail, Trails
+from gatewatch.flows.shard import IpShard
 
 # what an IP cell of each earlier version pickled: (slot, value) in its slot order
 EARLIER_IP_CELLS = {
@@ -64,3 +67,32 @@ def test_a_trail_pickled_with_its_running_totals_loads_and_is_judged_on():
 def test_a_state_of_no_known_version_is_an_error():
     with pytest.raises(KeyError):
         _from_state(IpAcc, (1, 2, 3))
+
+
+def test_a_shard_whose_baselines_kept_rows_of_their_own_unites_them_and_judges_on():
+    """Before a shard's baselines shared one SubjectRows, each detector's kept its own rows."""
+    from tests.flows.test_detection import T0, _feed, _table, ev
+
+    normal = [ev(T0 + 60 * w + i, ip=f"192.0.2.{i % 7}", resource=f"/items/{i}") for w in range(12) for i in range(20)]
+    later = [ev(e.ts + 60 * 13, ip=e.client_ip, resource=e.resource) for e in normal[:20]] + [
+        ev(T0 + 60 * 13 + i * 0.5, ip="192.0.2.3", method="POST", resource="/login", status=401) for i in range(60)
+    ]  # one of them guesses passwords
+    shard = IpShard(Config())
+    _feed(shard, normal)
+    old = pickle.loads(pickle.dumps(shard))
+    for b in old._all_baselines():  # laid out as before: the rows of the subjects each one learned
+        own = SubjectRows()
+        own.rows = {s: r for s, r in old.subject_rows.rows.items() if b.history(s)}
+        own.size, own.members = old.subject_rows.size, [b]
+        b.index = own
+    del old.subject_rows
+    resumed = pickle.loads(pickle.dumps(old))
+    assert all(b.index is resumed.subject_rows for b in resumed._all_baselines())
+    subjects = sorted(shard.subject_rows.rows)
+    for a, b in zip(shard._all_baselines(), resumed._all_baselines(), strict=True):
+        assert [a.history(s) for s in subjects] == [b.history(s) for s in subjects]
+
+    def judged(out):
+        return sorted((f[2], f[6], f[8], f[7]) for f in _table(out, "findings"))
+
+    assert judged(_feed(resumed, later)) == judged(_feed(shard, later)) != []
