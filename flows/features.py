@@ -81,6 +81,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass
@@ -666,6 +667,26 @@ class TrafficAcc(_Slotted):
         return quantile(self.latencies, q)
 
 
+NONE: tuple = ()  # an IP cell's empty set or list until it holds a value (see IpAcc)
+
+
+def _own(acc: IpAcc, name: str, kind: type[set] | type[list]) -> set | list:
+    """The cell's set or list ``name``, made its own if it was still the shared ``NONE``."""
+    values = getattr(acc, name)
+    if type(values) is not kind:
+        values = kind()
+        setattr(acc, name, values)
+    return values
+
+
+def _joined(mine: Collection[str], theirs: Collection[str]) -> set[str]:
+    """``mine`` with ``theirs`` added: in place if it is a set of its own already."""
+    if type(mine) is set:
+        mine |= theirs
+        return mine
+    return {*mine, *theirs}
+
+
 class IpAcc(_Slotted):
     """Counters of one (window, client IP) cell."""
 
@@ -717,16 +738,19 @@ class IpAcc(_Slotted):
         ) = self.hasty = 0
         self.page = ""  # the page this IP loaded last, and when: a form posted to it soon after is hasty
         self.page_ts = 0.0
+        # Most cells are one-off IPs that never fill these: each starts as the shared empty
+        # NONE and gets a set or list of its own when it first holds a value (_own, _joined).
+        # One object of its own fewer to allocate, and for the cyclic collector to walk.
         # pages posted before this cell loaded any: hasty if an earlier batch's cell loaded them
-        self.early_posts: list[tuple[str, float]] = []
-        self.queries: set[str] = set()  # "path?query", at most MAX_QUERIES
-        self.probes: set[str] = set()
+        self.early_posts: Collection[tuple[str, float]] = NONE
+        self.queries: Collection[str] = NONE  # "path?query", at most MAX_QUERIES
+        self.probes: Collection[str] = NONE
+        self.error_paths: Collection[str] = NONE
+        self.sensitive: Collection[str] = NONE
+        self.login_ts: Collection[float] = NONE
+        self.login_paths: Collection[str] = NONE
         self.paths: set[str] = set()
-        self.error_paths: set[str] = set()
-        self.sensitive: set[str] = set()
-        self.login_ts: list[float] = []
-        self.login_paths: set[str] = set()
-        self.ts: list[float] = []
+        self.ts = array("d")  # an array of floats: nothing for the cyclic collector to walk
         self.uas: set[str] = set()
 
     def merge(self, other: IpAcc) -> None:
@@ -747,12 +771,12 @@ class IpAcc(_Slotted):
         self.hasty += other.hasty
         if self.page:
             self.hasty += sum(res == self.page and ts - self.page_ts <= FORM_FILL_S for res, ts in other.early_posts)
-        elif len(self.early_posts) < MAX_EARLY_POSTS:
-            self.early_posts += other.early_posts[: MAX_EARLY_POSTS - len(self.early_posts)]
+        elif other.early_posts and len(self.early_posts) < MAX_EARLY_POSTS:
+            self.early_posts = [*self.early_posts, *list(other.early_posts)[: MAX_EARLY_POSTS - len(self.early_posts)]]
         if other.page:
             self.page, self.page_ts = other.page, other.page_ts
-        if len(self.queries) < MAX_QUERIES:
-            self.queries |= other.queries
+        if other.queries and len(self.queries) < MAX_QUERIES:
+            self.queries = _joined(self.queries, other.queries)
         # a set holds at most a batch's worth past MAX_CELL_VALUES: the router's batches are bounded
         # (spelled out, not looped over names: this runs for every cell of every batch)
         if len(self.paths) < MAX_CELL_VALUES:
@@ -760,17 +784,18 @@ class IpAcc(_Slotted):
         if len(self.uas) < MAX_CELL_VALUES:
             self.uas |= other.uas
         if other.probes and len(self.probes) < MAX_CELL_VALUES:
-            self.probes |= other.probes
+            self.probes = _joined(self.probes, other.probes)
         if other.error_paths and len(self.error_paths) < MAX_CELL_VALUES:
-            self.error_paths |= other.error_paths
+            self.error_paths = _joined(self.error_paths, other.error_paths)
         if other.sensitive and len(self.sensitive) < MAX_CELL_VALUES:
-            self.sensitive |= other.sensitive
+            self.sensitive = _joined(self.sensitive, other.sensitive)
         if other.login_paths and len(self.login_paths) < MAX_CELL_VALUES:
-            self.login_paths |= other.login_paths
-        self.login_ts += other.login_ts
+            self.login_paths = _joined(self.login_paths, other.login_paths)
+        if other.login_ts:
+            self.login_ts = [*self.login_ts, *other.login_ts]
         room = MAX_TIMESTAMPS - len(self.ts)
         if room > 0:
-            self.ts += other.ts[:room]
+            self.ts.extend(other.ts[:room])
 
 
 def _text(key: str | tuple[str, ...]) -> str:
@@ -1108,20 +1133,20 @@ class IpWindows(WindowTable):
             elif method and method != "OPTIONS":
                 acc.writes += 1
                 if flags & LOGIN:
-                    acc.login_ts.append(ts)
-                    acc.login_paths.add(res)
+                    _own(acc, "login_ts", list).append(ts)
+                    _own(acc, "login_paths", set).add(res)
                 elif flags & PAGE:
                     if res == acc.page and ts - acc.page_ts <= FORM_FILL_S:
                         acc.hasty += 1
                     elif not acc.page and len(acc.early_posts) < MAX_EARLY_POSTS:
-                        acc.early_posts.append((res, ts))
+                        _own(acc, "early_posts", list).append((res, ts))
             status = e.status
             if flags & SENSITIVE and (status >= 300 or not flags & SERVABLE):
-                acc.sensitive.add(res)
+                _own(acc, "sensitive", set).add(res)
             query = e.query
             if query:
                 if len(acc.queries) < MAX_QUERIES:
-                    acc.queries.add(f"{res}?{query}")
+                    _own(acc, "queries", set).add(f"{res}?{query}")
                 if payload_kind(res, query):
                     acc.payloads += 1
             elif flags & ESCAPED and payload_kind(res, ""):
@@ -1133,9 +1158,9 @@ class IpWindows(WindowTable):
             if status >= 400:
                 if status <= 405 and status not in {401, 402}:
                     acc.errors += 1
-                    acc.error_paths.add(res)
+                    _own(acc, "error_paths", set).add(res)
                     if status in {403, 404} and _cached(_probe_paths, res, is_probe_path):
-                        acc.probes.add(res)
+                        _own(acc, "probes", set).add(res)
                     elif status in {400, 405} and (
                         method == "CONNECT" or res.startswith(("http://", "https://"))
                     ):
