@@ -412,13 +412,24 @@ class Baselines:
         del view
         if self._pooled:  # the peers' EW statistics depend on the order: one subject after the other
             of = dict(zip(shares, counts.T.tolist(), strict=True)) if shares else {}
-            columns = [(i, raw[:, i].tolist(), of.get(i)) for i in self._pooled]
-            values, cnt = [0.0] * len(features), [0.0] * len(features)
-            for k in range(len(picked)):
-                for i, raws, ns in columns:
-                    values[i] = raws[k]
-                    cnt[i] = ns[k] if ns is not None else 0.0
-                self._update(self._peers, 0, values, cnt, self._pooled)
+            peers, seen = self._peers, self._peers[0]
+            for i in self._pooled:  # each feature on its own: _update's arithmetic, in locals
+                f, j = features[i], 1 + 2 * i
+                mean, mean_sq, first = peers[j], peers[j + 1], seen == 0
+                ns = of.get(i)
+                for k, x in enumerate(raw[:, i].tolist()):
+                    v = x
+                    if f.of:
+                        v = (x * ns[k] + PSEUDO_REQUESTS * (x if first else mean)) / (ns[k] + PSEUDO_REQUESTS)
+                    elif f.log:
+                        v = math.log1p(x) if x > 0 else 0.0
+                    if first:
+                        mean, mean_sq, first = v, v * v, False
+                    else:
+                        mean += a * (v - mean)
+                        mean_sq += a * (v * v - mean_sq)
+                peers[j], peers[j + 1] = mean, mean_sq
+            peers[0] = seen + len(picked)
 
 
 Columns = dict[str, np.ndarray]  # a window's features, one array per feature, one entry per subject

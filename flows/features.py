@@ -86,7 +86,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
-from itertools import pairwise
+from itertools import islice, pairwise
 from operator import attrgetter
 from pathlib import Path
 from typing import ClassVar
@@ -176,6 +176,7 @@ _ZERO_DIGITS = bytes.maketrans(b"123456789", b"000000000")
 _families: dict[str, str] = {}
 _scanner_uas: dict[str, bool] = {}
 _probe_paths: dict[str, bool] = {}
+_hashes: dict[str, int] = {}  # hash64 of IPs and subnets
 
 
 def _cached(cache: dict, key, compute):
@@ -538,9 +539,10 @@ class IpSketch(_Slotted):
         return sketch
 
     def add(self, ip: str) -> None:
-        self.ips.add_hash(hash64(ip))
+        # cached: the consumer and the endpoint families hash each IP, and subnets recur
+        self.ips.add_hash(_cached(_hashes, ip, hash64))
         net = subnet(ip)
-        self.subnets.add_hash(hash64(net))
+        self.subnets.add_hash(_cached(_hashes, net, hash64))
         if len(self.subnet_sample) < self.keep_subnets:
             self.subnet_sample.add(net)
 
@@ -1455,8 +1457,8 @@ class SeenMemory:
             for v in sorted(values):
                 memory.pop(v, None)
                 memory[v] = when
-            while len(memory) > MAX_SEEN:
-                del memory[next(iter(memory))]
+            for v in list(islice(memory, max(len(memory) - MAX_SEEN, 0))):  # the oldest, in one pass
+                del memory[v]
 
     def forget(self, consumer: str) -> None:
         self._seen.pop(consumer, None)

@@ -33,7 +33,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from itertools import islice
 from operator import itemgetter
@@ -163,6 +164,46 @@ class _Subject:
         return self._x
 
 
+class _Subjects(Mapping[str, _Subject]):
+    """A closed window's subjects by name, each made when first asked for.
+
+    ``units`` holds what each subject is made of (``make(name, unit)``): an IP window has
+    thousands of one-off IPs, and only the flagged or trailed few need a :class:`_Subject`.
+    Once :meth:`bind` gave the window's feature columns, every subject reads its features
+    from them.
+    """
+
+    def __init__(self, units: dict[str, object], make: Callable[[str, object], _Subject]) -> None:
+        self.units, self.make = units, make
+        self._made: dict[str, _Subject] = {}
+        self._columns: tuple[Columns, Sequence[str]] | None = None
+
+    def __getitem__(self, name: str) -> _Subject:
+        s = self._made.get(name)
+        if s is None:
+            s = self._made[name] = self.make(name, self.units[name])
+            if self._columns is not None:
+                X, names = self._columns
+                s.bind(X, bisect_left(names, name))
+        return s
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.units)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def bind(self, X: Columns, names: Sequence[str]) -> None:
+        """Read the features from ``X``, whose rows are ``names`` (sorted)."""
+        self._columns = (X, names)
+        for name, s in self._made.items():
+            s.bind(X, bisect_left(names, name))
+
+
+def _given(name: str, s: _Subject) -> _Subject:
+    return s
+
+
 class ShardProcessor:
     """Windows and detectors of one shard of one subject family."""
 
@@ -256,18 +297,18 @@ class ShardProcessor:
 
     # -- family hooks -------------------------------------------------------------
 
-    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+    def _subjects(self, w: ClosedWindow) -> _Subjects:
         raise NotImplementedError
 
-    def _features(self, names: Sequence[str], subjects: dict[str, _Subject]) -> Columns:
+    def _features(self, names: Sequence[str], subjects: _Subjects) -> Columns:
         """The features of the window's subjects (``names``, in order), one column each."""
         return _columns([subjects[name].x for name in names])  # every subject has the same features
 
     def _traffic(self, w: ClosedWindow) -> list[tuple]:
         return []
 
-    def _learned(self, subject: str, s: _Subject, w: ClosedWindow) -> None:
-        """Called when a window was learned as the subject's normal."""
+    def _learned(self, names: Sequence[str], subjects: _Subjects, learned: np.ndarray, w: ClosedWindow) -> None:
+        """Called with the subjects (``names[learned]``) whose window was learned as their normal."""
 
     def _forget(self, subject: str) -> None:
         """Drop family state kept outside the detectors."""
@@ -306,7 +347,7 @@ class ShardProcessor:
             return 0.0, 0.0
         return max(float(np.median((value - mean)[own])), 0.0), float(np.expm1(np.median(mean[own])))
 
-    def _detect(self, w: ClosedWindow, subjects: dict[str, _Subject], out: dict[str, list[tuple]]) -> None:
+    def _detect(self, w: ClosedWindow, subjects: _Subjects, out: dict[str, list[tuple]]) -> None:
         """Score every subject of the window, then learn those that scored low (River's ``*_many``).
 
         Each subject is compared with the baselines as they stood before the window, so
@@ -326,8 +367,8 @@ class ShardProcessor:
             X["age_windows"] = np.array(ages)
             X["peer_requests"] = np.full(n, typical)
         X["peer_shift"] = np.full(n, shift)
-        for k, name in enumerate(names):
-            subjects[name].bind(X, k)
+        subjects.bind(X, names)
+        for name in names:
             if last_seen.pop(name, None) is None:  # re-inserted: last_seen stays in recency order
                 probation[name] = None
             else:
@@ -359,14 +400,13 @@ class ShardProcessor:
         for j, det in enumerate(self.detectors):
             det.learn_many(names, X, scores[:, j], learn)
         self.baselines.learn_many(names, X, learn)
-        for k in np.flatnonzero(learn):
-            self._learned(names[k], subjects[names[k]], w)
+        self._learned(names, subjects, learn, w)
 
     def _judge_horizons(
         self,
         w: ClosedWindow,
         names: Sequence[str],
-        subjects: dict[str, _Subject],
+        subjects: _Subjects,
         X: Columns,
         learn: np.ndarray,
         rowed: np.ndarray,
@@ -587,7 +627,7 @@ class ConsumerShard(ShardProcessor):
             for (api, consumer), acc in w.cells.items()
         ]  # fmt: skip
 
-    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+    def _subjects(self, w: ClosedWindow) -> _Subjects:
         out = {}
         for consumer, cw in consumer_windows(w.cells).items():
             if consumer == OVERFLOW_CONSUMER:  # many consumers, counted together: not one to score
@@ -596,11 +636,12 @@ class ConsumerShard(ShardProcessor):
             x["new_subnets"], x["new_ua_families"] = map(float, self.seen.unseen(consumer, subnets, families))
             context = partial(_consumer_context, cw)
             out[consumer] = _Subject(cw.name, cw.owner, x, context, (subnets, families, cw))
-        return out
+        return _Subjects(out, _given)
 
-    def _learned(self, subject: str, s: _Subject, w: ClosedWindow) -> None:
-        subnets, families, _ = s.extra
-        self.seen.remember(subject, subnets, families, w.start)
+    def _learned(self, names: Sequence[str], subjects: _Subjects, learned: np.ndarray, w: ClosedWindow) -> None:
+        for k in np.flatnonzero(learned):
+            subnets, families, _ = subjects[names[k]].extra
+            self.seen.remember(names[k], subnets, families, w.start)
 
     def _forget(self, subject: str) -> None:
         self.seen.forget(subject)
@@ -628,15 +669,20 @@ class IpShard(ShardProcessor):
     all_rows = False
     judges_newcomers = False
 
-    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
-        return {ip: _Subject(ip, "", None, partial(_ip_context, acc), acc) for ip, acc in w.cells.items()}
+    def _subjects(self, w: ClosedWindow) -> _Subjects:
+        return _Subjects(w.cells, _ip_subject)
 
-    def _features(self, names: Sequence[str], subjects: dict[str, _Subject]) -> Columns:
-        return ip_feature_columns([subjects[name].extra for name in names])
+    def _features(self, names: Sequence[str], subjects: _Subjects) -> Columns:
+        cells = subjects.units
+        return ip_feature_columns([cells[name] for name in names])
 
     def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
         acc = s.extra
         return {"paths": acc.paths, "error_paths": acc.error_paths, "sensitive": acc.sensitive}
+
+
+def _ip_subject(ip: str, acc: IpAcc) -> _Subject:
+    return _Subject(ip, "", None, partial(_ip_context, acc), acc)
 
 
 def _ip_context(acc: IpAcc) -> dict:
@@ -651,12 +697,12 @@ class ApiShard(ShardProcessor):
     table_type = ApiWindows
     max_cells_key = "max_endpoints_per_window"
 
-    def _subjects(self, w: ClosedWindow) -> dict[str, _Subject]:
+    def _subjects(self, w: ClosedWindow) -> _Subjects:
         out = {}
         for key, acc in w.cells.items():
             name = endpoint_name(key)
             out[name] = _Subject(name, "", api_features(acc), partial(_api_context, acc), acc)
-        return out
+        return _Subjects(out, _given)
 
     def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
         return {"failing_ips": known_ips(s.extra.fail_ips)}
