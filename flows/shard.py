@@ -118,6 +118,11 @@ def build_detectors(cfg: Config, family: str, horizon: str = "") -> list:
     return out
 
 
+def _baselines_of(detectors: Iterable) -> list[Baselines]:
+    """The baselines of the detectors that keep them."""
+    return [det.baselines for det in detectors if isinstance(getattr(det, "baselines", None), Baselines)]
+
+
 class _Horizon(NamedTuple):
     key: str  # of HORIZONS: the finding ids and config sections name it
     length_s: int
@@ -238,8 +243,12 @@ class ShardProcessor:
         self.baselines = Baselines(_FAMILY_FEATURES, d.fading_factor, d.min_history)
         # one row per subject in the family's baselines and every detector's: looked up once a window
         self.subject_rows = SubjectRows()
-        for b in self._all_baselines():
+        for b in (self.baselines, *_baselines_of(self.detectors)):
             b.share(self.subject_rows)
+        # the horizons' detectors learn only the subjects judged over a horizon: rows of their own
+        self.horizon_rows = SubjectRows()
+        for b in _baselines_of(self._horizon_detectors()):
+            b.share(self.horizon_rows)
         # every subject the shard keeps state for: end of its latest window, least recent first
         self.last_seen: dict[str, float] = {}
         self.apply_caps(cfg)
@@ -253,14 +262,14 @@ class ShardProcessor:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        if "subject_rows" not in state:  # a recovery snapshot from before the family's baselines shared their rows
-            self.subject_rows = SubjectRows.unite(list(self._all_baselines()))
+        # a recovery snapshot from before the baselines shared their rows
+        if "subject_rows" not in state:
+            self.subject_rows = SubjectRows.unite([self.baselines, *_baselines_of(self.detectors)])
+        if "horizon_rows" not in state:
+            self.horizon_rows = SubjectRows.unite(_baselines_of(self._horizon_detectors()))
 
-    def _all_baselines(self) -> Iterable[Baselines]:
-        yield self.baselines
-        for det in self.detectors:
-            if isinstance(getattr(det, "baselines", None), Baselines):
-                yield det.baselines
+    def _horizon_detectors(self) -> list:
+        return [det for h in self.horizons for det in h.detectors]
 
     def apply_caps(self, cfg: Config) -> None:
         """Cap the family's cells per window (again on restore: a snapshot may predate the cap)."""
@@ -575,6 +584,7 @@ class ShardProcessor:
             first_seen.pop(subject, None)
             probation.pop(subject, None)
         self.subject_rows.forget_many(subjects)  # every shared baselines at once: the rest finds them gone
+        self.horizon_rows.forget_many(subjects)
         for subject in subjects:
             for det in self.detectors:
                 det.forget(subject)

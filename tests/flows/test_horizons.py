@@ -102,6 +102,9 @@ def test_horizon_windows_of_an_attack_are_not_learned_and_normal_full_ones_are()
     out = _run(shard, attack)
     assert any(f[1] == "brute_force" and f[2] == 600.0 for f in _findings(out))
     assert probing.baselines.history("192.0.2.60") <= learned + 5, "attack windows stay out of the baseline"
+    shard._drop(["192.0.2.60"])  # idle long enough, or past max_tracked_ips
+    assert all(d.baselines.history("192.0.2.60") == 0 for h in shard.horizons for d in h.detectors)
+    assert not shard.horizon_rows.rows, "its horizons' baselines are forgotten with it"
 
 
 def test_trails_count_distinct_values_inside_the_horizon_only_and_stay_bounded():

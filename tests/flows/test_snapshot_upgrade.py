@@ -80,17 +80,21 @@ def test_a_shard_whose_baselines_kept_rows_of_their_own_unites_them_and_judges_o
     shard = IpShard(Config())
     _feed(shard, normal)
     old = pickle.loads(pickle.dumps(shard))
-    for b in old._all_baselines():  # laid out as before: the rows of the subjects each one learned
-        own = SubjectRows()
-        own.rows = {s: r for s, r in old.subject_rows.rows.items() if b.history(s)}
-        own.size, own.members = old.subject_rows.size, [b]
-        b.index = own
-    del old.subject_rows
+    for group in ("subject_rows", "horizon_rows"):  # laid out as before: the rows of the subjects each one learned
+        shared = getattr(old, group)
+        for b in shared.members:
+            own = SubjectRows()
+            own.rows = {s: r for s, r in shared.rows.items() if b.history(s)}
+            own.size, own.members = shared.size, [b]
+            b.index = own
+        delattr(old, group)
     resumed = pickle.loads(pickle.dumps(old))
-    assert all(b.index is resumed.subject_rows for b in resumed._all_baselines())
     subjects = sorted(shard.subject_rows.rows)
-    for a, b in zip(shard._all_baselines(), resumed._all_baselines(), strict=True):
-        assert [a.history(s) for s in subjects] == [b.history(s) for s in subjects]
+    for group in ("subject_rows", "horizon_rows"):
+        members = getattr(resumed, group).members
+        assert members and all(b.index is getattr(resumed, group) for b in members)
+        for a, b in zip(getattr(shard, group).members, members, strict=True):
+            assert [a.history(s) for s in subjects] == [b.history(s) for s in subjects]
 
     def judged(out):
         return sorted((f[2], f[6], f[8], f[7]) for f in _table(out, "findings"))
