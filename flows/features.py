@@ -741,8 +741,8 @@ class IpAcc(_Slotted):
         self.page = ""  # the page this IP loaded last, and when: a form posted to it soon after is hasty
         self.page_ts = 0.0
         # Most cells are one-off IPs that never fill these: each starts as the shared empty
-        # NONE and gets a set or list of its own when it first holds a value (_own, _joined).
-        # One object of its own fewer to allocate, and for the cyclic collector to walk.
+        # NONE and gets a set or list of its own when it first holds a value (_own, _joined),
+        # so such a cell allocates three objects, not ten, for the cyclic collector to walk.
         # pages posted before this cell loaded any: hasty if an earlier batch's cell loaded them
         self.early_posts: Collection[tuple[str, float]] = NONE
         self.queries: Collection[str] = NONE  # "path?query", at most MAX_QUERIES
@@ -774,7 +774,7 @@ class IpAcc(_Slotted):
         if self.page:
             self.hasty += sum(res == self.page and ts - self.page_ts <= FORM_FILL_S for res, ts in other.early_posts)
         elif other.early_posts and len(self.early_posts) < MAX_EARLY_POSTS:
-            self.early_posts = [*self.early_posts, *list(other.early_posts)[: MAX_EARLY_POSTS - len(self.early_posts)]]
+            self.early_posts = [*self.early_posts, *other.early_posts[: MAX_EARLY_POSTS - len(self.early_posts)]]
         if other.page:
             self.page, self.page_ts = other.page, other.page_ts
         if other.queries and len(self.queries) < MAX_QUERIES:
