@@ -502,10 +502,35 @@ def main(argv: list[str] | None = None) -> None:
             if fail2ban is not None:
                 notes.append(f"{fmt}, {layout}: end to end / fail2ban-regex = {r.lines_per_s / fail2ban:.2f}")
         notes.extend(_cluster_notes(fmt, args.lines, measured))
+        notes.extend(_target_notes(fmt, measured, fail2ban))
     if table:
         _print_table(header, table)
     for line in notes:
         print(line)
+
+
+# what a replay should reach (docs/benchmarks.md): format -> (measure, its value, at least)
+TARGETS: dict[str, list[tuple[str, Callable[[dict[str, Replay], float | None], float | None], float]]] = {
+    "wso2-mobile": [
+        ("w1 lines/s / parse floor", lambda m, _: m["w1"].floor_ratio if "w1" in m else None, 0.5),
+        ("p2 / w1 lines/s", lambda m, _: m["p2"].lines_per_s / m["w1"].lines_per_s if {"w1", "p2"} <= m.keys() else None, 1.8),
+    ],
+    "combined": [
+        ("w1 lines/s / fail2ban-regex", lambda m, f2b: m["w1"].lines_per_s / f2b if "w1" in m and f2b else None, 5.0),
+    ],
+}  # fmt: skip
+
+
+def _target_notes(fmt: str, measured: dict[str, tuple[Replay, float]], fail2ban: float | None) -> list[str]:
+    """Each target of ``fmt`` with what was measured, and whether it is met."""
+    runs = {layout: r for layout, (r, _) in measured.items()}
+    out = []
+    for name, value_of, at_least in TARGETS.get(fmt, []):
+        value = value_of(runs, fail2ban)
+        if value is not None:
+            verdict = "met" if value >= at_least else "not met"
+            out.append(f"target: {fmt}, {name} at least {at_least:g}x: {value:.2f}x, {verdict}")
+    return out
 
 
 def _cluster_notes(fmt: str, lines: int, measured: dict[str, tuple[Replay, float]]) -> list[str]:
