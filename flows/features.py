@@ -676,17 +676,9 @@ def _own(acc: IpAcc, name: str, kind: type[set] | type[list]) -> set | list:
     """The cell's set or list ``name``, made its own if it was still the shared ``NONE``."""
     values = getattr(acc, name)
     if type(values) is not kind:
-        values = kind()
+        values = kind(values)
         setattr(acc, name, values)
     return values
-
-
-def _joined(mine: Collection[str], theirs: Collection[str]) -> set[str]:
-    """``mine`` with ``theirs`` added: in place if it is a set of its own already."""
-    if type(mine) is set:
-        mine |= theirs
-        return mine
-    return {*mine, *theirs}
 
 
 class IpAcc(_Slotted):
@@ -741,7 +733,7 @@ class IpAcc(_Slotted):
         self.page = ""  # the page this IP loaded last, and when: a form posted to it soon after is hasty
         self.page_ts = 0.0
         # Most cells are one-off IPs that never fill these: each starts as the shared empty
-        # NONE and gets a set or list of its own when it first holds a value (_own, _joined),
+        # NONE and gets a set or list of its own when it first holds a value (_own),
         # so such a cell allocates three objects, not ten, for the cyclic collector to walk.
         # pages posted before this cell loaded any: hasty if an earlier batch's cell loaded them
         self.early_posts: Collection[tuple[str, float]] = NONE
@@ -774,11 +766,11 @@ class IpAcc(_Slotted):
         if self.page:
             self.hasty += sum(res == self.page and ts - self.page_ts <= FORM_FILL_S for res, ts in other.early_posts)
         elif other.early_posts and len(self.early_posts) < MAX_EARLY_POSTS:
-            self.early_posts = [*self.early_posts, *other.early_posts[: MAX_EARLY_POSTS - len(self.early_posts)]]
+            _own(self, "early_posts", list).extend(other.early_posts[: MAX_EARLY_POSTS - len(self.early_posts)])
         if other.page:
             self.page, self.page_ts = other.page, other.page_ts
         if other.queries and len(self.queries) < MAX_QUERIES:
-            self.queries = _joined(self.queries, other.queries)
+            _own(self, "queries", set).update(other.queries)
         # a set holds at most a batch's worth past MAX_CELL_VALUES: the router's batches are bounded
         # (spelled out, not looped over names: this runs for every cell of every batch)
         if len(self.paths) < MAX_CELL_VALUES:
@@ -786,15 +778,15 @@ class IpAcc(_Slotted):
         if len(self.uas) < MAX_CELL_VALUES:
             self.uas |= other.uas
         if other.probes and len(self.probes) < MAX_CELL_VALUES:
-            self.probes = _joined(self.probes, other.probes)
+            _own(self, "probes", set).update(other.probes)
         if other.error_paths and len(self.error_paths) < MAX_CELL_VALUES:
-            self.error_paths = _joined(self.error_paths, other.error_paths)
+            _own(self, "error_paths", set).update(other.error_paths)
         if other.sensitive and len(self.sensitive) < MAX_CELL_VALUES:
-            self.sensitive = _joined(self.sensitive, other.sensitive)
+            _own(self, "sensitive", set).update(other.sensitive)
         if other.login_paths and len(self.login_paths) < MAX_CELL_VALUES:
-            self.login_paths = _joined(self.login_paths, other.login_paths)
+            _own(self, "login_paths", set).update(other.login_paths)
         if other.login_ts:
-            self.login_ts = [*self.login_ts, *other.login_ts]
+            _own(self, "login_ts", list).extend(other.login_ts)
         room = MAX_TIMESTAMPS - len(self.ts)
         if room > 0:
             self.ts.extend(other.ts[:room])

@@ -588,7 +588,6 @@ class ShardProcessor:
         for subject in subjects:
             for det in self.detectors:
                 det.forget(subject)
-            self.baselines.forget(subject)
             if self.trails is not None:
                 self.trails.forget(subject)
             self._forget(subject)
