@@ -36,7 +36,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from gatewatch.flows.config import Config
 from gatewatch.flows.events import Chunk, Event, Finding
-from gatewatch.flows.features import OVERFLOW_CONSUMER
+from gatewatch.flows.features import OVERFLOW_CONSUMER, pack_cells, unpack_cells
 from gatewatch.flows.parsers import ChunkParser
 from gatewatch.flows.shard import FAMILIES, SHARDS, Output, ShardProcessor
 from gatewatch.flows.sources import KafkaInput, LogSource
@@ -118,12 +118,14 @@ class _ShardBatch:
     def __reduce__(self):
         # between processes. Timely serializes a message twice (its size first), so the pickle is kept.
         if self._packed is None:
-            self._packed = pickle.dumps(self.batch, protocol=5)
+            columns = {start: pack_cells(cells) for start, cells in self.batch.items() if cells}
+            self._packed = pickle.dumps(columns, protocol=5)
         return (_unpack_batch, (self._packed, self.shard, self.source, self.source_ts))
 
 
 def _unpack_batch(packed: bytes, shard: str, source: str, source_ts: float) -> _ShardBatch:
-    return _ShardBatch(pickle.loads(packed), shard, source, source_ts)  # noqa: S301 - a peer's cells
+    columns = pickle.loads(packed)  # noqa: S301 - a peer's cells
+    return _ShardBatch({start: unpack_cells(c) for start, c in columns.items()}, shard, source, source_ts)
 
 
 _SHARD_CACHE_MAX = 100_000

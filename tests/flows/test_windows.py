@@ -7,15 +7,18 @@ those of counting every event at the shard.
 
 from __future__ import annotations
 
+import pickle
 import zlib
+from array import array
 from operator import attrgetter
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from gatewatch.detectors.base import subnet
 from gatewatch.flows.config import Config
-from gatewatch.flows.dataflow import RunStats, _Router, shard_keys
+from gatewatch.flows.dataflow import RunStats, _Router, _ShardBatch, shard_keys
 from gatewatch.flows.events import Event
 from gatewatch.flows.features import (
     EXACT_IPS,
@@ -25,6 +28,7 @@ from gatewatch.flows.features import (
     IpSketch,
     IpWindows,
     TrafficAcc,
+    _Slotted,
     endpoint_of,
     ip_feature_columns,
     ip_features,
@@ -134,3 +138,35 @@ def test_the_router_gives_each_shard_the_cells_of_its_own_subjects(events, shard
             assert _state({(False, s): c for s, c in batch.items()}) == _state(
                 {(False, s): c for s, c in expected.items()}
             )
+
+
+def _deep(value: object) -> object:
+    """A value with its nested sketches and arrays as plain, comparable values."""
+    if isinstance(value, _Slotted):
+        return (type(value).__name__, tuple(_deep(v) for v in value.__getstate__()))
+    if isinstance(value, array):
+        return (value.typecode, value.tolist())
+    return value
+
+
+def _sent_and_received(events: list[Event]) -> None:
+    for table_type in (ConsumerWindows, IpWindows, ApiWindows):
+        batch = table_type.collect(events, 60)
+        arrived = pickle.loads(pickle.dumps(_ShardBatch(batch, "shard", "src", T0), protocol=5))
+        assert (arrived.shard, arrived.source, arrived.source_ts) == ("shard", "src", T0)
+        cells = {s: {k: _deep(a) for k, a in c.items()} for s, c in batch.items()}
+        assert {s: {k: _deep(a) for k, a in c.items()} for s, c in arrived.batch.items()} == cells
+        assert [list(c) for c in arrived.batch.values()] == [list(c) for c in batch.values()]  # in order
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_events, max_size=80))
+def test_a_batch_of_cells_sent_to_another_process_arrives_as_it_was_counted(events):
+    _sent_and_received(events)
+
+
+def test_cells_holding_sketches_arrive_as_they_were_counted():
+    first = Event(T0, "shop", "c1", "C1", "owner", "c1", "10.0.0.1", "GET", "/items/1", "/items/{id}", 200,
+                  False, False, 10, 5, "curl/8.1")  # fmt: skip
+    # past EXACT_IPS, the consumer and endpoint cells hold sketches of their IPs
+    _sent_and_received([replace(first, client_ip=f"10.9.{i >> 8}.{i & 255}") for i in range(2 * EXACT_IPS)])
