@@ -44,6 +44,9 @@ class Chunk(msgspec.Struct, frozen=True, gc=False):
     first_offset: int
     lines: list[bytes]
     offsets: list[int] | None = None
+    # why the source could read no further in this file (a gzip stream cut short or corrupt);
+    # such a chunk has no lines and starts where reading stopped
+    unreadable: str = ""
 
     def line_offsets(self) -> list[int]:
         """The byte offset of each line in its file."""

@@ -14,6 +14,7 @@ import select
 import stat
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -254,6 +255,7 @@ class LineReader:
         self._stdin_eof = False
         self._files: dict[tuple[int, int], _File] = {}
         self._compressed: set[tuple[int, int]] = set()  # gzip files a follow skips, or has read
+        self._unreadable: list[Chunk] = []  # replay's gzip files that hold no line it can read
         # (head, lines) of logs truncated since the last scan: the next scan finds their copies
         self._truncated: list[tuple[bytes, _Lines]] = []
         self._started = False
@@ -292,7 +294,7 @@ class LineReader:
             self._scan()
         else:
             self._look()
-        chunks: list[Chunk] = []
+        chunks, self._unreadable = self._unreadable, []
         budget = self._max_batch
         for f in self._readers():
             if budget <= 0:
@@ -360,15 +362,17 @@ class LineReader:
 
     def _read_file(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
         """Read up to ``budget`` new bytes of one file; return how many were read."""
+        problem = ""
         if isinstance(f.fh, gzip.GzipFile):  # a stream, read to its end once
-            data = f.fh.read(budget)
-            finished = len(data) < budget  # a GzipFile reads short only at its end
+            data, problem = _read_gzip(f.fh, budget)
+            finished = len(data) < budget or bool(problem)
         else:
             data, finished = self._read_plain(f, budget)
         before = f.lines.offset
         fed = f.lines.feed(data)
         if finished:
-            fed = f.lines.finish(fed)
+            if not problem:  # a line the damage cut off is lost with the rest, not parsed torn
+                fed = f.lines.finish(fed)
             if isinstance(f.fh, gzip.GzipFile):
                 self._compressed.add(f.key)
             _close(f.fh)
@@ -378,6 +382,9 @@ class LineReader:
         self.consumed_bytes += f.lines.offset - before
         if fed[2]:
             chunks.append(Chunk(f.path, *fed))
+        if problem:  # the lines before the damage were read; a reject row says where it is
+            at = f.lines.offset
+            chunks.append(Chunk(f.path, f.lines.line_no, at, [], unreadable=_gzip_problem(problem, at)))
         return len(data)
 
     def _read_plain(self, f: _File, budget: int) -> tuple[bytes, bool]:
@@ -431,12 +438,11 @@ class LineReader:
             return  # too short to tell a log from a gzip file that is being written
         packed = isinstance(f.fh, gzip.GzipFile)
         if not packed and f.head.startswith(_GZIP_MAGIC):  # was empty when opened
-            try:
-                f.fh, f.head = _gunzip(f.fh, f.path)
-                packed = True
-            except (EOFError, OSError):
+            f.fh, head, problem = _gunzip(f.fh, f.path)
+            if problem:
                 self._drop(f)
                 return
+            f.head, packed = head, True
         best, maybe = None, False
         for head, lines in self._logs(f, truncated_only=packed):
             n = min(_HEAD_BYTES, max(lines.offset, f.lines.offset))
@@ -538,13 +544,15 @@ class LineReader:
             return None
         head = os.pread(fh.fileno(), _HEAD_BYTES, 0)
         if head.startswith(_GZIP_MAGIC):
-            try:
-                fh, head = _gunzip(fh, path)
-            except (EOFError, OSError):
-                if self.follow:  # cut short, or no gzip after all: nothing to read in it
-                    self._compressed.add(key)
-                    return None
-                raise
+            fh, head, problem = _gunzip(fh, path)
+            # run: cut short or no gzip after all, nothing to read in it (a copy may still be written);
+            # replay reads up to the damage, and a reject row says where it is
+            if problem and (self.follow or not head):
+                _close(fh)
+                self._compressed.add(key)
+                if not self.follow:
+                    self._unreadable.append(Chunk(path, 1, 0, [], unreadable=_gzip_problem(problem, 0)))
+                return None
         lines = _Lines(self._max_line)
         if entry is not None and (entry["dev"], entry["ino"]) == key:
             saved = _Lines(self._max_line, entry["offset"], entry["line_no"], entry["skip"])
@@ -583,21 +591,31 @@ class LineReader:
         return [Chunk(STDIN, *fed)] if fed[2] else []
 
 
-def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes]:
-    """Read ``fh`` through gzip; return that and its first decompressed bytes.
-
-    Raises:
-        EOFError: The stream is cut short before those bytes.
-        OSError: It is no gzip stream (``gzip.BadGzipFile``).
-    """
+def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes, str]:
+    """Read ``fh`` through gzip; return that, its first decompressed bytes, and what cut them short if anything."""
     packed = gzip.GzipFile(filename=path, fileobj=fh)
+    head, problem = _read_gzip(packed, _HEAD_BYTES)
+    packed.seek(0)
+    return packed, head, problem
+
+
+def _read_gzip(fh: gzip.GzipFile, budget: int) -> tuple[bytes, str]:
+    """Up to ``budget`` decompressed bytes, and what stopped them short if the stream is damaged.
+
+    Read a step at a time: a damaged stream keeps what the steps before the damage gave.
+    """
+    out = bytearray()
     try:
-        head = packed.read(_HEAD_BYTES)
-        packed.seek(0)
-    except (EOFError, OSError):
-        _close(packed)
-        raise
-    return packed, head
+        while len(out) < budget and (piece := fh.read1(budget - len(out))):
+            out += piece
+    except (EOFError, OSError, zlib.error) as exc:
+        return bytes(out), str(exc) or type(exc).__name__
+    return bytes(out), ""
+
+
+def _gzip_problem(problem: str, at: int) -> str:
+    """A reject row's detail for a gzip stream that cannot be read past ``at`` decompressed bytes."""
+    return f"gzip stream unreadable after {at:,} bytes of lines ({problem}); the rest of the file is lost"
 
 
 def content_head(path: str, n: int) -> tuple[bytes, bool]:

@@ -67,6 +67,8 @@ class ChunkParser:
         """Return the events and rejects of one chunk; their counts sum to its lines."""
         events: list[Event] = []
         rejects: list[Reject] = []
+        if chunk.unreadable:
+            return events, [Reject(chunk.source, chunk.first_line_no, chunk.first_offset, "unreadable_file", chunk.unreadable, "")]
         parser = self._by_source.get(chunk.source)
         start = 0
         if parser is None and self.fmt != "auto":

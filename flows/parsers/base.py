@@ -8,6 +8,7 @@ from gatewatch.flows.events import Chunk, Event, Reject
 
 REJECT_REASONS: dict[str, str] = {
     "empty_line": "the line is blank",
+    "unreadable_file": "the rest of the file cannot be read (a gzip stream cut short or corrupt)",
     "line_too_long": "the line is longer than input.max_line_bytes",
     "invalid_utf8": "the line is not valid UTF-8",
     "unknown_format": "no registered format recognises the line",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import re
 import threading
 import time
 from datetime import timedelta
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from gatewatch.flows.events import Chunk
 from gatewatch.flows.sources import LineReader, LogSource, expand_inputs
+from tests.conftest import SAMPLE, gatewatch, rows, scalar
 
 
 @pytest.fixture
@@ -383,6 +385,65 @@ def test_replay_reads_gzip_files_as_their_lines(tmp_path, reader):
     assert sorted(lines(got)) == sorted([b"p1", b"p2", *[b"z1", b"z2"] * 5000, b"last"])
     assert [n for source, n, _ in got if source == str(packed)] == list(range(1, 10_002))
     assert r.done
+
+
+def _read_damaged(r: LineReader) -> tuple[list[tuple[str, int, bytes]], list[Chunk]]:
+    rows, unreadable = [], []
+    while (chunks := r.read()) or not r.caught_up:
+        for c in chunks:
+            rows.extend(line_rows(c))
+            unreadable += [c] if c.unreadable else []
+    return rows, unreadable
+
+
+@pytest.mark.parametrize("damage", ["cut", "corrupt"])
+def test_replay_reads_a_damaged_gzip_file_up_to_the_damage_and_says_where_it_is(tmp_path, reader, damage):
+    original = b"".join(b"line %06d\n" % i for i in range(200_000))
+    packed = bytearray(gzip.compress(original))
+    if damage == "cut":
+        del packed[len(packed) // 2 :]
+    else:  # a run of bytes overwritten mid-stream: a bad block, or a bad checksum at its end
+        packed[len(packed) // 2 : len(packed) // 2 + 64] = bytes(64)
+    path = tmp_path / "app.log.gz"
+    path.write_bytes(packed)
+    r = reader(path, follow=False)
+    got, unreadable = _read_damaged(r)
+    assert r.done
+    read = lines(got)
+    if damage == "cut":  # whole lines only, none torn at the cut (a corrupt block may decode to garbage
+        # before the stream's checksum says so, as with zcat: those lines reach the parser)
+        assert read == original.split(b"\n")[: len(read)]
+        assert len(read) > 50_000  # everything before the cut, not just the first batch
+    (where,) = unreadable
+    assert where.lines == [] and where.source == str(path)
+    assert where.first_line_no == len(read) + 1
+    assert where.first_offset == sum(len(line) + 1 for line in read)
+    assert where.unreadable.startswith(f"gzip stream unreadable after {where.first_offset:,} bytes of lines (")
+
+
+def test_replay_reports_a_gzip_file_cut_inside_its_header_and_reads_the_others(tmp_path, reader):
+    (tmp_path / "a.log.1").write_bytes(b"p1\np2\n")
+    (tmp_path / "a.log.2.gz").write_bytes(gzip.compress(b"z1\n")[:6])
+    r = reader(tmp_path / "a.log*", follow=False)
+    got, unreadable = _read_damaged(r)
+    assert r.done
+    assert lines(got) == [b"p1", b"p2"]
+    assert [(c.source, c.first_line_no, c.first_offset) for c in unreadable] == [(str(tmp_path / "a.log.2.gz"), 1, 0)]
+
+
+def test_a_replay_of_a_damaged_gzip_file_stores_its_lines_and_a_reject_row_for_the_rest(tmp_path):
+    log = SAMPLE.read_bytes()
+    packed = tmp_path / "wso2.log.gz"
+    packed.write_bytes(gzip.compress(log)[: len(gzip.compress(log)) * 2 // 3])
+    store = tmp_path / "store"
+    out = gatewatch("replay", str(packed), "--store", str(store)).stdout
+    read = int(re.search(r"lines=(\d+)", out).group(1))
+    assert 0 < read < log.count(b"\n")
+    assert f"events={read} rejected=1 " in out
+    (row,) = rows(store, "SELECT line_no, reason, detail FROM rejected")
+    assert row["line_no"] == read + 1 and row["reason"] == "unreadable_file"
+    assert "the rest of the file is lost" in row["detail"]
+    assert scalar(store, "SELECT sum(requests) FROM traffic") == read
 
 
 def test_follow_skips_compressed_rotated_copies_under_a_glob(tmp_path, reader):
