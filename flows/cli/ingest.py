@@ -234,12 +234,15 @@ def _run_flow(
                 raise fail([], 3)
             loop.stop()
             stats.add_rows("decisions", controller.decisions_made)
-            _report_pending(control)
+            _report_pending(control, replayable=not (cfg.store.path / RECOVERY_DIR).exists())
             control.close()
 
 
-def _report_pending(control) -> None:
-    """Say what the outbox still holds: a run can end while deliveries back off, and they stay for the next one."""
+def _report_pending(control, *, replayable: bool) -> None:
+    """Say what the outbox still holds: a run can end while deliveries back off, and they stay for the next one.
+
+    ``replayable``: replay takes the store (it refuses one that run follows).
+    """
     pending = control.outbox("pending")
     if not pending:
         return
@@ -252,7 +255,7 @@ def _report_pending(control) -> None:
     log.emit(
         "info", "outbox_pending",
         f"{len(pending)} deliveries still pending in the outbox ({counts}), the next due in "
-        f"{max(first.next_at - time.time(), 0.0):.0f} s{error}; the next run or replay with this store sends them",
+        f"{max(first.next_at - time.time(), 0.0):.0f} s{error}; the next {'run or replay' if replayable else 'run'} with this store sends them",
         pending=len(pending),
     )  # fmt: skip
 

@@ -245,3 +245,20 @@ def test_output_names_what_a_command_prints_and_the_old_format_still_works(tmp_p
     text = gatewatch("evaluate", "--truth", truth, "--store", str(store)).stdout
     assert text.startswith("evaluation: format=wso2 seed=1\n") and f"false positives: {findings}\n" in text
     assert gatewatch("deliveries", "list", "--store", str(store), "-o", "csv").stdout == "id,destination,attempts,last_error\n"
+
+
+def test_pending_deliveries_are_promised_to_the_command_that_takes_the_store(tmp_path, capsys):
+    from gatewatch.flows.cli.ingest import _report_pending
+    from gatewatch.sinks.control import ControlDB
+
+    control = ControlDB(tmp_path).open()
+    try:
+        control.enqueue("d1", "enforce", "kong", "dec-1", {"op": "block"})
+        _report_pending(control, replayable=True)
+        err = capsys.readouterr().err
+        assert "1 deliveries still pending in the outbox (kong: 1)" in err
+        assert err.rstrip().endswith("; the next run or replay with this store sends them")
+        _report_pending(control, replayable=False)  # the store of a run: replay refuses it
+        assert capsys.readouterr().err.rstrip().endswith("; the next run with this store sends them")
+    finally:
+        control.close()
