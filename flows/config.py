@@ -588,6 +588,10 @@ class ApiConfig(_Section):
         3600, ge=60, le=7 * 86_400, description="POST /v1/score counts a subject's findings from this much event time back."
     )
     max_body_bytes: int = Field(16_384, ge=256, le=1 << 20, description="Larger request bodies are refused (413).")
+    max_connections: int = Field(
+        512, ge=1, le=100_000,
+        description="Client connections open at once; past it a new one is answered 503 and closed (counted).",
+    )  # fmt: skip
 
 
 SEVERITIES = ("info", "warning", "error", "critical")  # PagerDuty's names, lowest first

@@ -93,6 +93,11 @@ class RunCollector:
         yield CounterMetricFamily(
             "gatewatch_api_forbidden", "Decision API requests refused for want of a valid key.", value=stats["forbidden"]
         )
+        yield CounterMetricFamily(
+            "gatewatch_api_refused_connections",
+            "Decision API connections refused (503) past api.max_connections.",
+            value=stats.get("refused_connections", 0),  # counters written by an earlier version lack it
+        )
 
     def _control_metrics(self, newest: float | None) -> Iterator[Metric]:
         decisions = GaugeMetricFamily("gatewatch_decisions", "Decisions by current status.", labels=["status"])

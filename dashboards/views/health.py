@@ -200,7 +200,8 @@ def render(view: ui.View) -> None:
         st.subheader("Decision API")
         st.caption(
             f"{ui.count(stats['requests'])} requests from callers with a key since {ui.when(stats['started_at'])}; "
-            f"{ui.count(stats['forbidden'])} refused for want of a valid key; {ui.count(stats['bad_requests'])} malformed. "
+            f"{ui.count(stats['forbidden'])} refused for want of a valid key; {ui.count(stats['bad_requests'])} malformed; "
+            f"{ui.count(stats.get('refused_connections', 0))} connections refused past api.max_connections. "
             f"Counted by the API process, updated {ui.age(stats['updated_at'])} ago."
         )
         ui.table(

@@ -545,6 +545,7 @@ class Counters:
     callers: dict[str, dict[str, float]] = field(default_factory=dict)
     forbidden: int = 0
     bad_requests: int = 0
+    refused_connections: int = 0  # past api.max_connections
     requests: int = 0
 
     def count(self, caller: str, status: int) -> None:
@@ -562,6 +563,7 @@ class Counters:
             "requests": self.requests,
             "forbidden": self.forbidden,
             "bad_requests": self.bad_requests,
+            "refused_connections": self.refused_connections,
             "callers": self.callers,
         }
         tmp = store / (STATS_FILE + ".tmp")
@@ -590,6 +592,7 @@ class DecisionApi:
         self.keys = keys
         self.refresh_s = api.refresh_ms / 1000
         self.max_body = api.max_body_bytes
+        self.max_connections = api.max_connections
         p = cfg.policy
         self.thresholds = {
             "elevated": p.elevate_score,
@@ -755,7 +758,7 @@ _LINGER_S = 5.0  # a connection answered with an error is closed this long after
 _REASONS = {
     200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",
     408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
+    500: b"Internal Server Error", 503: b"Service Unavailable",
 }  # fmt: skip
 
 
@@ -791,6 +794,16 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if len(self.connections) >= self.api.max_connections:
+            # each connection holds a descriptor: past the cap, a flood of idle ones would take the
+            # last of them from the callers already served; this one is told why and closed at once
+            # (not left to linger as an answered one is: the sweeper does not know it)
+            self.api.counters.refused_connections += 1
+            message = f"too many connections (api.max_connections = {self.api.max_connections}); retry later"
+            transport.write(_response(503, _ENCODE({"message": message}), close=True))
+            transport.close()
+            self.transport, self.refused = None, True
+            return
         self.connections.add(self)
 
     def connection_lost(self, exc) -> None:

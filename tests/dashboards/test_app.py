@@ -671,7 +671,7 @@ def test_health_page_shows_the_decision_api_callers(monkeypatch, store_root):
     now = time.time()
     stats = {
         "started_at": now - 100, "updated_at": now, "requests": 250, "forbidden": 7, "bad_requests": 3,
-        "callers": {
+        "refused_connections": 4, "callers": {
             "nginx-bouncer": {"requests": 200, "errors": 0, "last_seen": now - 1},
             "wso2-is": {"requests": 50, "errors": 3, "last_seen": now - 2},
         },
@@ -683,7 +683,10 @@ def test_health_page_shows_the_decision_api_callers(monkeypatch, store_root):
     callers = table(app, "per_s")
     assert callers[["caller", "requests", "errors"]].values.tolist() == [["nginx-bouncer", 200, 0], ["wso2-is", 50, 3]]
     assert callers["per_s"].tolist() == [2.0, 0.5]
-    assert any("250 requests" in c and "7 refused" in c and "3 malformed" in c for c in captions(app))
+    assert any(
+        "250 requests" in c and "7 refused" in c and "3 malformed" in c and "4 connections refused" in c
+        for c in captions(app)
+    )
 
 
 def test_health_page_has_no_api_section_when_the_api_never_ran(monkeypatch, store_root):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from gatewatch.flows.control.decision_api import (
 )
 from gatewatch.flows.credentials import name_of
 from gatewatch.flows.events import Decision, Finding
+from tests.conftest import free_ports, wait_for
 
 CASES = json.loads((Path(__file__).with_name("decision_api_cases.json")).read_text())
 THRESHOLDS = {"elevated": 0.6, "restricted": 0.8, "blocked": 0.97}
@@ -252,3 +254,48 @@ def test_respond_answers_from_the_snapshot_and_caches_scores_only_within_one(tmp
     api.state.update([], [], mark + 60, now=mark + 60)  # the block reverted: a new snapshot, a new answer
     assert ask("POST", "/v1/score", "", key, score)[1]["tier"] == "normal"
     assert ask("GET", "/v1/decisions", "ip=198.51.100.7", key, None) == (200, None)
+
+
+def _answer(sock: socket.socket, key: str) -> bytes:
+    """Send one GET /v1/decisions on ``sock``; return the answer's first bytes."""
+    sock.sendall(f"GET /v1/decisions HTTP/1.1\r\nHost: gw\r\nX-Api-Key: {key}\r\n\r\n".encode())
+    return sock.recv(4096)
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    out = b""
+    while piece := sock.recv(4096):
+        out += piece
+    return out
+
+
+def test_connections_past_the_cap_are_answered_503_and_closed_and_counted(tmp_path):
+    from gatewatch.flows.config import Config
+    from gatewatch.flows.control.decision_api import read_stats, start
+
+    (port,) = free_ports(1)
+    cfg = Config.model_validate({"store": {"path": str(tmp_path)}, "api": {"port": port, "max_connections": 2}})
+    key = "k" * 16
+    process = start(cfg, {key: "idp"})
+    held = []
+    try:
+        held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        assert all(_answer(s, key).startswith(b"HTTP/1.1 200 ") for s in held)  # both accepted and served
+        third = socket.create_connection(("127.0.0.1", port), timeout=10)
+        refused = _until_closed(third)
+        assert refused.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        assert b"too many connections (api.max_connections = 2)" in refused
+        assert _answer(held[0], key).startswith(b"HTTP/1.1 200 ")  # the ones held are still served
+        held.pop().close()  # room for one more
+
+        def served_again() -> bool:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                return _answer(s, key).startswith(b"HTTP/1.1 200 ")
+
+        wait_for(served_again, timeout=10, what="a new connection served once one closed")
+    finally:
+        for s in held:
+            s.close()
+        process.terminate()
+        process.join(timeout=10)
+    assert read_stats(tmp_path)["refused_connections"] >= 1  # written as the API process stops
