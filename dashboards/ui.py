@@ -15,6 +15,8 @@ import math
 import os
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -97,6 +99,48 @@ READ_ONLY_UNUSABLE = "Read-only: the operators' tokens cannot be used"
 SIGN_IN_FIRST = "sign in with your operator token first (sidebar); your name is recorded as who did it."
 
 
+class SignInLimit:
+    """Failed sign-ins per client address: past ``max_failures`` within ``window_s``, that address
+    must wait until the oldest of them is ``window_s`` old, whatever token it tries.
+
+    Tokens are long enough that guessing one is hopeless; this keeps a script from trying at the
+    dashboard's speed all the same. Behind a reverse proxy every client has the proxy's address,
+    so they share one allowance. Module state: one per dashboard process, across its sessions.
+    """
+
+    MAX_CLIENTS = 10_000  # addresses remembered; past it the oldest are forgotten
+
+    def __init__(self, max_failures: int = 5, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.clock = clock
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()  # sessions run in threads of their own
+
+    def wait_s(self, client: str) -> float:
+        """How long ``client`` must wait before its next try (0: it may try now)."""
+        with self._lock:
+            recent = self._recent(client)
+            return self.window_s - (self.clock() - recent[0]) if len(recent) >= self.max_failures else 0.0
+
+    def failed(self, client: str) -> None:
+        with self._lock:
+            self._failures[client] = [*self._recent(client), self.clock()]
+            while len(self._failures) > self.MAX_CLIENTS:
+                del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _recent(self, client: str) -> list[float]:
+        now = self.clock()
+        return [t for t in self._failures.get(client, ()) if now - t < self.window_s]
+
+
+SIGN_IN_LIMIT = SignInLimit()
+
+
 @dataclass(frozen=True)
 class Access:
     """Who may act in this session: the signed-in operator, else why nobody may."""
@@ -148,15 +192,25 @@ def _sign_in() -> None:
     """The sign-in form's callback: keep the token if it is an operator's; the field is emptied either way."""
     token = str(st.session_state.get(TOKEN_INPUT) or "").strip()
     st.session_state[TOKEN_INPUT] = ""
+    client = st.context.ip_address
+    client = client if isinstance(client, str) else ""  # None when unknown (and not a str in AppTest)
+    if wait_s := SIGN_IN_LIMIT.wait_s(client):
+        st.session_state.pop(TOKEN_KEY, None)
+        st.session_state[SIGN_IN_NOTE] = (
+            f"Too many failed sign-ins from your address: not signed in. Try again in {math.ceil(wait_s)} s."
+        )
+        return
     env, file = operator_sources()
     try:
         operators = read_operators(env, file) or {}
     except CredentialsError:
         operators = {}
     if token and name_of(operators, token) is not None:
+        SIGN_IN_LIMIT.succeeded(client)
         st.session_state[TOKEN_KEY] = token
         st.session_state.pop(SIGN_IN_NOTE, None)
     else:
+        SIGN_IN_LIMIT.failed(client)
         st.session_state.pop(TOKEN_KEY, None)
         st.session_state[SIGN_IN_NOTE] = "That token is no operator's: not signed in, and nothing can be changed."
 

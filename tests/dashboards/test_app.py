@@ -48,6 +48,7 @@ def _no_store_flag(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["app.py"])
     monkeypatch.delenv("GATEWATCH_REFRESH_S", raising=False)
     monkeypatch.delenv("GATEWATCH_OPERATORS", raising=False)  # read-only unless a test gives operators
+    monkeypatch.setattr(ui, "SIGN_IN_LIMIT", ui.SignInLimit())  # no test's failed sign-ins count in another
 
 
 # operators' tokens, as $GATEWATCH_OPERATORS holds them
@@ -990,6 +991,44 @@ def test_a_wrong_token_signs_nobody_in_and_changes_nothing(monkeypatch, review_c
     assert app.text_input(key="operator_token").value == ""
     assert TOKENS["carol"][:-1] not in str(app)  # the page never shows what was typed
     assert _current(review_copy) == before
+
+
+def test_failed_sign_ins_from_one_address_are_limited_and_the_limit_passes(monkeypatch, review_copy):
+    clock = [1000.0]
+    monkeypatch.setattr(ui, "SIGN_IN_LIMIT", ui.SignInLimit(max_failures=3, window_s=60, clock=lambda: clock[0]))
+    with_operators(monkeypatch)
+    app = open_page(monkeypatch, review_copy, "decisions")
+    for i in range(3):
+        clock[0] += 1
+        sign_in(app, f"guess-{i}-0123456789abc")
+        assert app.sidebar.error[0].value.startswith("That token is no operator's")
+    sign_in(app, TOKENS["carol"])  # the right token, while the address waits: refused all the same
+    assert app.sidebar.error[0].value == "Too many failed sign-ins from your address: not signed in. Try again in 58 s."
+    assert not app.sidebar.success and app.button(key="approve").disabled
+    clock[0] += 58  # the first failure is a window old
+    sign_in(app, TOKENS["carol"])
+    assert app.sidebar.success[0].value == "Signed in as **carol**"
+
+
+def test_the_sign_in_limit_counts_failures_per_address_within_its_window():
+    clock = [0.0]
+    limit = ui.SignInLimit(max_failures=2, window_s=10, clock=lambda: clock[0])
+    limit.failed("10.0.0.1")
+    clock[0] = 4
+    limit.failed("10.0.0.1")
+    assert limit.wait_s("10.0.0.1") == 6 and limit.wait_s("10.0.0.2") == 0
+    clock[0] = 10  # the first failure has left the window
+    assert limit.wait_s("10.0.0.1") == 0
+    limit.failed("10.0.0.1")
+    assert limit.wait_s("10.0.0.1") == 4
+    limit.succeeded("10.0.0.1")
+    assert limit.wait_s("10.0.0.1") == 0
+    monkeypatch = pytest.MonkeyPatch()
+    with monkeypatch.context() as m:
+        m.setattr(ui.SignInLimit, "MAX_CLIENTS", 3)
+        for i in range(5):
+            limit.failed(f"10.0.1.{i}")
+        assert list(limit._failures) == ["10.0.1.2", "10.0.1.3", "10.0.1.4"]  # the oldest forgotten
 
 
 def test_the_confirmation_acts_as_whoever_is_signed_in_when_it_is_pressed(monkeypatch, tmp_path, review_copy):
