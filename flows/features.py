@@ -101,6 +101,7 @@ BURST_S = 10.0  # span of ``login_burst``
 FORM_FILL_S = 2.0  # a form posted this soon after its page loaded was not filled in by a person
 MAX_EARLY_POSTS = 64  # per IP cell: pages posted before the cell loaded one (see IpAcc.merge)
 MAX_TIMESTAMPS = 512  # per IP and window, for ``regularity``
+MAX_LOGIN_TIMES = 4096  # login timestamps an IP cell keeps, for ``login_burst``: far above its threshold
 MAX_SEEN = 1024  # subnets / UA families remembered per consumer
 MAX_QUERIES = 1024  # distinct path?query targets an IP cell keeps (enumeration, cache busting)
 EXACT_IPS = 4096  # distinct client IPs a consumer or endpoint cell keeps exactly; past it, an IpSketch
@@ -750,6 +751,7 @@ class IpAcc(_Cell):
         "hasty",
         "login_paths",
         "login_ts",
+        "logins",
         "page",
         "page_ts",
         "paths",
@@ -769,12 +771,15 @@ class IpAcc(_Cell):
     ARRAYS: ClassVar[tuple[str, ...]] = ("ts",)
     _V1 = "auth bytes_out consumer detail error_paths errors login_paths login_ts paths reads requests s5xx sensitive"
     _V2 = "auth bad bad_versions bytes_out consumer detail error_paths errors login_paths login_ts paths payloads probes"
+    _V3 = "auth bad bad_versions bytes_out consumer detail error_paths early_posts errors hasty login_paths login_ts"
     LEGACY_SLOTS: ClassVar[dict[int, tuple[str, ...]]] = {
         17: (*_V1.split(), "throttled", "ts", "uas", "writes"),
         23: (*_V2.split(), "proxy", "queries", "reads", "requests", "s5xx", "sensitive", "throttled", "ts", "uas", "writes"),
+        27: (*_V3.split(), "page", "page_ts", "paths", "payloads", "probes", "proxy", "queries", "reads", "requests",
+             "s5xx", "sensitive", "throttled", "ts", "uas", "writes"),
     }
     ADDED: ClassVar[dict[str, Callable[[], object]]] = {
-        **dict.fromkeys(("bad", "bad_versions", "payloads", "proxy", "hasty"), int),
+        **dict.fromkeys(("bad", "bad_versions", "payloads", "proxy", "hasty", "logins"), int),
         "probes": set, "queries": set, "early_posts": list, "page": str, "page_ts": float,
     }  # fmt: skip
 
@@ -783,7 +788,7 @@ class IpAcc(_Cell):
         self.requests = self.reads = self.writes = self.detail = self.auth = self.errors = 0
         self.s5xx = self.throttled = self.bytes_out = self.bad = self.bad_versions = self.payloads = (
             self.proxy
-        ) = self.hasty = 0
+        ) = self.hasty = self.logins = 0
         self.page = ""  # the page this IP loaded last, and when: a form posted to it soon after is hasty
         self.page_ts = 0.0
         # Most cells are one-off IPs that never fill these: each starts as the shared empty
@@ -801,6 +806,11 @@ class IpAcc(_Cell):
         self.ts = array("d")  # an array of floats: nothing for the cyclic collector to walk
         self.uas: set[str] = set()
 
+    def __setstate__(self, state: tuple) -> None:
+        super().__setstate__(state)
+        if len(state) < len(self.__slots__):  # before logins were counted, every one kept its timestamp
+            self.logins = len(self.login_ts)
+
     def merge(self, other: IpAcc) -> None:
         """Count ``other``'s events too (the same cell, counted elsewhere from later events)."""
         self.requests += other.requests
@@ -817,6 +827,7 @@ class IpAcc(_Cell):
         self.proxy += other.proxy
         self.payloads += other.payloads
         self.hasty += other.hasty
+        self.logins += other.logins
         if self.page:
             self.hasty += sum(res == self.page and ts - self.page_ts <= FORM_FILL_S for res, ts in other.early_posts)
         elif other.early_posts and len(self.early_posts) < MAX_EARLY_POSTS:
@@ -839,8 +850,8 @@ class IpAcc(_Cell):
             _own(self, "sensitive", set).update(other.sensitive)
         if other.login_paths and len(self.login_paths) < MAX_CELL_VALUES:
             _own(self, "login_paths", set).update(other.login_paths)
-        if other.login_ts:
-            _own(self, "login_ts", list).extend(other.login_ts)
+        if other.login_ts and (room := MAX_LOGIN_TIMES - len(self.login_ts)) > 0:
+            _own(self, "login_ts", list).extend(other.login_ts[:room])
         room = MAX_TIMESTAMPS - len(self.ts)
         if room > 0:
             self.ts.extend(other.ts[:room])
@@ -1181,7 +1192,9 @@ class IpWindows(WindowTable):
             elif method and method != "OPTIONS":
                 acc.writes += 1
                 if flags & LOGIN:
-                    _own(acc, "login_ts", list).append(ts)
+                    acc.logins += 1
+                    if len(acc.login_ts) < MAX_LOGIN_TIMES:
+                        _own(acc, "login_ts", list).append(ts)
                     _own(acc, "login_paths", set).add(res)
                 elif flags & PAGE:
                     if res == acc.page and ts - acc.page_ts <= FORM_FILL_S:
@@ -1345,7 +1358,7 @@ def consumer_windows(cells: dict[tuple[str, str], TrafficAcc]) -> dict[str, Cons
 
 _IP_COUNTER_NAMES = (
     "requests", "auth", "errors", "throttled", "s5xx", "bytes_out", "reads", "writes", "detail",
-    "hasty", "payloads", "bad", "bad_versions", "proxy",
+    "hasty", "payloads", "bad", "bad_versions", "proxy", "logins",
 )  # fmt: skip
 _IP_COUNTERS = attrgetter(*_IP_COUNTER_NAMES)
 
@@ -1374,7 +1387,7 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
 
     requests = column["requests"]
     auth, errors, throttled = column["auth"], column["errors"], column["throttled"]
-    login_requests = sizes("login_ts")
+    login_requests = column["logins"]
     distinct_uas = sizes("uas")
     distinct_paths = sizes("paths")
     queries = sizes("queries")

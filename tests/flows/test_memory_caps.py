@@ -22,8 +22,10 @@ from msgspec.structs import astuple
 from gatewatch.flows.config import Config
 from gatewatch.flows.events import Event
 from gatewatch.flows.features import (
+    BURST_S,
     EXACT_IPS,
     MAX_CELL_VALUES,
+    MAX_LOGIN_TIMES,
     OVERFLOW,
     OVERFLOW_CONSUMER,
     ApiWindows,
@@ -38,6 +40,7 @@ from gatewatch.flows.features import (
     hash64,
     ip_features,
     ip_union,
+    max_in_span,
     subnets_of,
 )
 from gatewatch.flows.shard import UNTRACKED, ApiShard, ConsumerShard, IpShard
@@ -426,6 +429,23 @@ def test_memory_stops_growing_past_each_familys_cap():
     assert MAX_CELL_VALUES <= len(acc.paths) <= MAX_CELL_VALUES + 1_000  # + at most one batch
     assert MAX_CELL_VALUES <= len(acc.uas) <= MAX_CELL_VALUES + 1_000
     assert ip_features(acc)["error_paths"] >= MAX_CELL_VALUES  # far above the probing thresholds
+
+
+def test_a_login_flood_from_one_ip_keeps_its_timestamps_bounded_and_counts_every_login():
+    events = _user_names(3 * MAX_LOGIN_TIMES, ips=("10.5.5.1",))  # 246 logins a second for 50 s
+    (whole,) = IpWindows.collect(events, 60)[T0].values()  # counted in one batch
+    merged = None
+    for i in range(0, len(events), 1_000):  # and as the router's batches, merged at the shard
+        (part,) = IpWindows.collect(events[i : i + 1_000], 60)[T0].values()
+        merged = merged or part
+        if merged is not part:
+            merged.merge(part)
+    for cell in (whole, merged):
+        assert cell.logins == len(events) and len(cell.login_ts) == MAX_LOGIN_TIMES
+        x = ip_features(cell)
+        assert x["login_requests"] == len(events) and x["login_share"] == 1.0
+        # the most in 10 s among the first MAX_LOGIN_TIMES, which span more than 10 s: the flood's own rate
+        assert x["login_burst"] == max_in_span([e.ts for e in events], BURST_S)
 
 
 def test_a_flood_of_user_names_counts_every_event_in_an_overflow_row_per_api():

@@ -8,6 +8,7 @@ kept in ``LEGACY_SLOTS``), giving each added slot its empty value.
 from __future__ import annotations
 
 import pickle
+from array import array
 
 import pytest
 
@@ -26,6 +27,10 @@ EARLIER_IP_CELLS = {
              login_paths={"/login"}, login_ts=[1.0, 2.0], paths={"/a", "/items/1"}, payloads=1, probes=set(), proxy=0,
              queries={"/a?q=1"}, reads=3, requests=5, s5xx=0, sensitive=set(), throttled=0,
              ts=[1.0, 2.0, 3.0, 4.0, 5.0], uas={"curl/8"}, writes=2),
+    27: dict(auth=2, bad=0, bad_versions=0, bytes_out=900, consumer="", detail=1, error_paths={"/x"}, early_posts=(),
+             errors=1, hasty=0, login_paths={"/login"}, login_ts=[1.0, 2.0], page="", page_ts=0.0,
+             paths={"/a", "/items/1"}, payloads=1, probes=(), proxy=0, queries={"/a?q=1"}, reads=3, requests=5, s5xx=0,
+             sensitive=(), throttled=0, ts=array("d", [1.0, 2.0, 3.0, 4.0, 5.0]), uas={"curl/8"}, writes=2),
 }  # fmt: skip
 
 
@@ -41,12 +46,14 @@ def test_an_ip_cell_of_an_earlier_version_loads_and_counts_on(n):
     assert tuple(earlier) == IpAcc.LEGACY_SLOTS[n]
     cell = _from_state(IpAcc, tuple(earlier.values()))
     assert (cell.requests, cell.auth, cell.paths) == (5, 2, {"/a", "/items/1"})
-    assert (cell.hasty, cell.page, cell.early_posts) == (0, "", [])
+    assert (cell.hasty, cell.page, list(cell.early_posts)) == (0, "", [])
+    assert cell.logins == 2  # every login of an earlier version kept its timestamp
     newer = IpAcc("")
-    newer.requests, newer.hasty = 1, 1
+    newer.requests, newer.hasty, newer.logins, newer.login_ts = 1, 1, 1, [3.0]
     cell.merge(newer)
     x = ip_features(cell)
     assert x["requests"] == 6 and x["hasty_posts"] == 1 and x["auth_failures"] == 2
+    assert x["login_requests"] == 3 and x["login_burst"] == 3
 
 
 def test_an_endpoint_cell_of_an_earlier_version_loads_without_latencies():
