@@ -33,12 +33,10 @@ deliveries_app = typer.Typer(
 COLUMNS = ("id", "destination", "attempts", "last_error")
 
 
-def _control(store: Path | None, config: Path | None) -> ControlDB:
+def _control(store: Path | None, config: Path | None) -> ControlDB | None:
+    """The store's control database; None for a store without one (nothing was ever delivered there)."""
     root = existing_store(load(config, store=store))
-    if not (root / CONTROL_FILE).exists():
-        log.emit("error", "error", f"no control database in {root}: nothing was ever delivered there")
-        raise typer.Exit(1)
-    return ControlDB(root).open()
+    return ControlDB(root).open() if (root / CONTROL_FILE).exists() else None
 
 
 @deliveries_app.command("list")
@@ -48,11 +46,12 @@ def list_command(
     out: Annotated[SqlFormat, typer.Option("--output", "-o", help="Output format.")] = SqlFormat.table,
 ) -> None:
     """List the dead letters: id, destination, attempts and the last error."""
-    control = _control(store, config)
-    try:
-        dead = control.outbox("dead_letter")
-    finally:
-        control.close()
+    dead = []
+    if control := _control(store, config):
+        try:
+            dead = control.outbox("dead_letter")
+        finally:
+            control.close()
     rows = [{c: getattr(e, c) for c in COLUMNS} for e in dead]
     typer.echo(render_rows(rows, COLUMNS, out), nl=False)
 
@@ -69,11 +68,12 @@ def retry_command(
     if bool(entry_ids) == all_dead:
         log.emit("error", "error", "give dead-letter IDs or --all")
         raise typer.Exit(2)
-    control = _control(store, config)
-    try:
-        retried, stale = control.retry_dead_letters(None if all_dead else entry_ids, actor_name(actor))
-    finally:
-        control.close()
+    retried, stale = [], []
+    if control := _control(store, config):
+        try:
+            retried, stale = control.retry_dead_letters(None if all_dead else entry_ids, actor_name(actor))
+        finally:
+            control.close()
     for entry_id in retried:
         typer.echo(f"{entry_id}: pending again")
     for entry_id in stale:

@@ -44,3 +44,15 @@ def test_dead_letters_are_listed_retried_and_sent_once_the_receiver_is_back(tmp_
 
     unknown = gatewatch("deliveries", "retry", "e1", "nope", "--store", str(tmp_path), check=False)
     assert unknown.returncode == 1 and "nope is not a dead letter" in unknown.stderr
+
+
+def test_a_store_without_a_control_database_has_no_dead_letters(tmp_path):
+    # a replay with nothing to deliver writes none: the store is valid, its outbox empty
+    store = tmp_path / "store"
+    StoreWriter(store).open()
+    listed = gatewatch("deliveries", "list", "-o", "json", "--store", str(store))
+    assert (listed.returncode, json.loads(listed.stdout), listed.stderr) == (0, [], "")
+    assert gatewatch("deliveries", "retry", "--all", "--store", str(store)).returncode == 0
+    unknown = gatewatch("deliveries", "retry", "d1", "--store", str(store), check=False)
+    assert (unknown.returncode, unknown.stderr) == (1, "error: d1 is not a dead letter\n")
+    assert not (store / "control.sqlite").exists()  # reading made none
