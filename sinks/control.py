@@ -445,8 +445,8 @@ class ControlDB:
             (destination, key, json.dumps(value, sort_keys=True)),
         )
 
-    def delete_state(self, destination: str, key: str) -> None:
-        self.con.execute("DELETE FROM target_state WHERE destination = ? AND key = ?", (destination, key))
+    def delete_state(self, destination: str, key: str, con: sqlite3.Connection | None = None) -> None:
+        (con or self.con).execute("DELETE FROM target_state WHERE destination = ? AND key = ?", (destination, key))
 
     def state_items(self, destination: str, prefix: str) -> list[tuple[str, dict]]:
         """Every ``(key, value)`` a channel recorded under keys starting with ``prefix``."""

@@ -137,6 +137,8 @@ class Sender:
     seed: int = 0
     # told of each entry dead-lettered, with its error, in the transaction that records it
     on_dead_letter: Callable[[OutboxEntry, str, sqlite3.Connection], None] | None = None
+    # told of each entry sent, in the transaction that records it
+    on_sent: Callable[[OutboxEntry, sqlite3.Connection], None] | None = None
     _rng: random.Random = field(init=False, repr=False)
     _breakers: dict[str, _Breaker] = field(init=False, default_factory=dict, repr=False)
 
@@ -220,6 +222,8 @@ class Sender:
                 self.control.settle(**settle, con=con)
                 if settle["state"] == "dead_letter" and self.on_dead_letter is not None:
                     self.on_dead_letter(entry, settle["last_error"], con)  # what it queues commits with it
+                elif settle["state"] == "sent" and self.on_sent is not None:
+                    self.on_sent(entry, con)
                 self.control.acknowledge_store(self.writer.last_seq, con)
             attempts += 1
         return attempts

@@ -180,8 +180,11 @@ def _run_flow(
             on_decisions=live.on_decisions if live else None,
         )  # fmt: skip
         sender = None
-        if channels:  # a failed expiry or revert alerts through the alert destinations
-            sender = Sender(control, writer, channels, on_dead_letter=FailedLifts(control, cfg.alerts), **sender_options(cfg))
+        if channels:  # a failed expiry or revert alerts through the alert destinations, and its retry resolves it
+            lifts = FailedLifts(control, cfg.alerts)
+            sender = Sender(
+                control, writer, channels, on_dead_letter=lifts, on_sent=lifts.delivered, **sender_options(cfg)
+            )
 
         def control_failed(exc: BaseException) -> None:
             log.emit(

@@ -461,18 +461,53 @@ def failed_lift_document(
     return _redact_all(doc, client_ip)  # type: ignore[return-value]
 
 
+def lift_delivered_document(failed: dict, entry: OutboxEntry, *, now: float) -> dict:
+    """The ``resolved`` alert for an ``enforcement_failed`` one: the lift reached the gateway on a retry."""
+    enforcement = failed["enforcement"]
+    label = f"{failed['subject']['name'] or failed['subject']['id']} ({failed['subject']['type']})"
+    return {
+        **failed,
+        "event": "resolved",
+        "summary": (
+            f"Resolved: the {enforcement['action']} of decision {enforcement['decision_id']} reached "
+            f"{enforcement['target']} on a retry; the gateway no longer restricts {label} for it."
+        ),
+        "occurred_at": iso(now),
+        "enforcement": {**enforcement, "attempts": entry.attempts + 1, "error": ""},
+    }
+
+
+_FAILED_LIFTS = "~failed_lifts"  # control-plane state of the alerts still open (no destination's name has ~)
+
+
 class FailedLifts:
     """Alert when a delivery that lifts a restriction is dead-lettered (the outbox sender's ``on_dead_letter``).
 
     An expiry or a revert that never reaches the gateway leaves the block or
     limit in force there while the decision says it is over: every alert
     destination hears of it (its filters select incidents, and this is
-    none), and the log says so.
+    none), and the log says so. Once a retry delivers it (:meth:`delivered`,
+    the sender's ``on_sent``), every destination hears that it is resolved:
+    PagerDuty closes the alert it opened.
     """
 
     def __init__(self, control: ControlDB, alerts: AlertsConfig) -> None:
         self.control = control
         self.alerts = alerts
+
+    def delivered(self, entry: OutboxEntry, con) -> None:
+        failed = self.control.get_state(_FAILED_LIFTS, entry.id, con=con)
+        if failed is None:
+            return  # never dead-lettered, or its alert was resolved already
+        doc = lift_delivered_document(failed, entry, now=time.time())
+        log.emit(
+            "info", "enforcement_restored", doc["summary"], subject_type=doc["subject"]["type"],
+            subject=doc["subject"]["id"], target=entry.destination, delivery_id=entry.id,
+        )  # fmt: skip
+        alert_id = doc["incident_id"]
+        for dest in self.alerts.destinations:
+            self.control.enqueue(stable_id(alert_id, dest.name, "resolved"), dest.type, dest.name, alert_id, doc, con=con)
+        self.control.delete_state(_FAILED_LIFTS, entry.id, con=con)
 
     def __call__(self, entry: OutboxEntry, error: str, con) -> None:
         if entry.payload.get("cause") not in LIFTS:
@@ -492,6 +527,7 @@ class FailedLifts:
         alert_id = doc["incident_id"]
         for dest in self.alerts.destinations:
             self.control.enqueue(stable_id(alert_id, dest.name), dest.type, dest.name, alert_id, doc, con=con)
+        self.control.put_state(_FAILED_LIFTS, entry.id, doc, con=con)  # for the alert that resolves it
 
 
 def build_alerting(

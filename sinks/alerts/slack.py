@@ -44,7 +44,7 @@ def blocks_of(alert: dict) -> dict:
     name = subject["name"] or subject["id"]
     mark = {"resolved": "✅", "test": "🧪"}.get(event) or MARKS.get(alert["severity"], "")
     failed = alert.get("enforcement")
-    if failed:
+    if failed and event != "resolved":
         head = f"{mark} ENFORCEMENT FAILED · {name}"
     elif event == "resolved":
         head = f"{mark} RESOLVED · {name}"
@@ -65,7 +65,7 @@ def blocks_of(alert: dict) -> dict:
     ]
     if failed:
         fields = [
-            ("Failed", f"{failed['action']} of a {alert['tier']} decision"),
+            ("Delivered" if event == "resolved" else "Failed", f"{failed['action']} of a {alert['tier']} decision"),
             ("Target", f"{failed['target']} ({failed['target_type']})"),
             ("Decision", failed["decision_id"]),
             ("Delivery", f"{failed['delivery_id']} ({failed['attempts']} attempt{'s' if failed['attempts'] != 1 else ''})"),
@@ -81,7 +81,9 @@ def blocks_of(alert: dict) -> dict:
         why = "\n".join(f"• {escape(r['text'])}" for r in alert["reasons"])
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Why*\n{why}"[:TEXT_CHARS]}})
     findings = alert["findings"]
-    about = f"{findings} finding{'s' if findings != 1 else ''}" if not failed else "the gateway may still enforce it"
+    about = f"{findings} finding{'s' if findings != 1 else ''}"
+    if failed:
+        about = "lifted at the gateway" if event == "resolved" else "the gateway may still enforce it"
     blocks.append(
         {
             "type": "context",

@@ -19,6 +19,7 @@ from gatewatch.flows.control.controller import CONTROL_WRITER, Controller, build
 from gatewatch.flows.control.incidents import FailedLifts
 from gatewatch.flows.events import Decision
 from gatewatch.sinks.alerts.generic import GenericWebhook
+from gatewatch.sinks.alerts.pagerduty import event_of
 from gatewatch.sinks.control import ControlDB
 from gatewatch.sinks.outbox import Sender
 from gatewatch.sinks.store import StoreWriter, query
@@ -44,9 +45,11 @@ def gateway():
     server = HTTPServer(host="127.0.0.1", port=0)
 
     def handle(request: Request) -> Response:
-        if json.loads(request.get_data())["data"]["block"]:
+        if json.loads(request.get_data())["data"]["block"] or server.lifts_allowed:
             return Response("", 204)
         return Response(f"forbidden: token {GATEWAY_SECRET} may not lift blocks", 403)
+
+    server.lifts_allowed = False  # until a test says its operator fixed the cause
 
     server.expect_request("/gateway", method="POST").respond_with_handler(handle)
     server.start()
@@ -71,9 +74,8 @@ def _plane(tmp_path, gateway, receiver, monkeypatch) -> tuple[Controller, Sender
         "ops-hook": GenericWebhook("ops-hook", receiver.url("generic"), ALERT_SECRETS),
     }
     controller = Controller(control, writer, build_policy(Config()), planner=GatewayPlanner({"gw": "webhook"}))
-    sender = Sender(
-        control, writer, channels, breaker_failures=100, on_dead_letter=FailedLifts(control, alerts)
-    )
+    lifts = FailedLifts(control, alerts)
+    sender = Sender(control, writer, channels, breaker_failures=100, on_dead_letter=lifts, on_sent=lifts.delivered)
     return controller, sender
 
 
@@ -119,6 +121,38 @@ def test_a_dead_lettered_lift_alerts_with_subject_target_decision_and_scrubbed_e
     # once: more steps send nothing new
     sender.step()
     assert len(receiver.got["generic"]) == 1
+
+
+def test_a_lift_that_a_retry_delivers_resolves_its_alert(tmp_path, gateway, httpserver, monkeypatch, capfd):
+    receiver = Receiver(httpserver, ALERT_SECRETS)
+    controller, sender = _plane(tmp_path, gateway, receiver, monkeypatch)
+    controller.commit([BLOCK])
+    sender.step()
+    controller.commit([replace(BLOCK, status="expired", changed_at=T0 + 1800)])
+    sender.step()
+    sender.step()
+    (dead,) = sender.control.outbox("dead_letter")
+    (failed,) = receiver.got["generic"]
+    gateway.lifts_allowed = True  # the operator fixed the gateway's token, and retries the lift
+    assert sender.control.retry_dead_letters([dead.id], "alice") == ([dead.id], [])
+    sender.step()  # the lift reaches the gateway: the resolve is queued with it
+    sender.step()
+    assert receiver.errors == []
+    _, resolved = receiver.got["generic"]
+    assert resolved["body"]["type"] == "incident.resolved"
+    alert = resolved["body"]["data"]
+    opened = failed["body"]["data"]
+    assert (alert["event"], alert["incident_id"], alert["kind"]) == ("resolved", opened["incident_id"], "enforcement_failed")
+    assert alert["summary"] == (
+        f"Resolved: the expiry of decision {BLOCK.decision_id} reached gw on a retry; "
+        "the gateway no longer restricts PartnerPortal (consumer) for it."
+    )
+    assert alert["enforcement"] == {**opened["enforcement"], "attempts": 1, "error": ""}
+    assert event_of(alert, "rk") == {"routing_key": "rk", "event_action": "resolve", "dedup_key": opened["incident_id"]}
+    assert _deliveries(tmp_path)[-3:] == [("ops-hook", "sent"), ("gw", "sent"), ("ops-hook", "sent")]
+    assert "reached gw on a retry" in capfd.readouterr().err
+    sender.step()  # once
+    assert len(receiver.got["generic"]) == 2
 
 
 def test_a_dead_lettered_restriction_alerts_nothing(tmp_path, gateway, httpserver, monkeypatch):
