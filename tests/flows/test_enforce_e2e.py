@@ -20,6 +20,7 @@ from gatewatch.sinks.control import CONTROL_FILE
 from gatewatch.sinks.targets.kong import plugin_id
 from tests.conftest import SAMPLE, gatewatch, rows, start_gatewatch, stop, wait_for
 from tests.fakes.fixtures import WSO2_PASSWORD
+from tests.sinks.alerts_receiver import ROUTING_KEY, Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -230,3 +231,54 @@ def test_faults_and_kill_9_still_give_exactly_one_effect(tmp_path, gateways):
     assert counts.get("retry", 0) >= 3 and "dead_letter" not in counts and duplicates == 0
     latest = rows(store, "SELECT tier, arg_max(status, changed_at) AS status FROM decisions WHERE subject = ? GROUP BY tier", [ATTACKER])
     assert {r["tier"]: r["status"] for r in latest} == {"restricted": "applied", "blocked": "applied"}
+
+
+def test_a_lift_the_gateway_refuses_pages_and_its_retry_resolves_the_page(tmp_path, gateways, httpserver):
+    _, kong = gateways
+    receiver = Receiver(httpserver, [])
+    before, attack, after = split_sample()
+    log, store = tmp_path / "apim_metrics.log", tmp_path / "store"
+    log.write_bytes(before + attack)
+    cfg = tmp_path / "gatewatch.toml"
+    cfg.write_text(
+        "[input]\npoll_ms = 50\n[pipeline]\nidle_close_s = 1\nsnapshot_interval_s = 1\n"
+        '[policy]\nmode = "enforce"\nttl_s = 300\n'
+        f'[targets.kong]\nenabled = true\nadmin_url = "{kong.url}"\ntimeout_s = 1.0\n'
+        "[delivery]\nbackoff_base_s = 0.05\nbackoff_max_s = 0.5\nbreaker_failures = 50\ninterval_s = 0.1\n"
+        '[[alerts.destinations]]\ntype = "pagerduty"\nname = "ops-pager"\n'
+        f'url = "{receiver.url("pagerduty")}"\nrouting_key_env = "GW_E2E_PD_KEY"\n'
+    )
+    pages = lambda action: [p["body"] for p in receiver.got["pagerduty"] if p["body"]["event_action"] == action]  # noqa: E731
+
+    def dead_letters() -> list[str]:
+        con = sqlite3.connect(store / CONTROL_FILE)
+        try:
+            return [r[0] for r in con.execute("SELECT id FROM outbox WHERE state = 'dead_letter'")]
+        finally:
+            con.close()
+
+    proc = start_gatewatch(
+        "run", str(log), "--store", str(store), "--config", str(cfg), env={**env(), "GW_E2E_PD_KEY": ROUTING_KEY}
+    )
+    try:
+        wait_for(lambda: "rate-limiting" in kong.consumer_plugins(ATTACKER), what="the Kong rate limit")
+        kong.inject("status", times=1_000, status=403, method="DELETE", path_prefix="/consumers")  # lifts refused
+        with log.open("ab") as f:
+            f.write(after)  # every TTL passes: the expiry's lift is refused, and dead-lettered at once
+        (dead,) = wait_for(dead_letters, what="the refused lift dead-lettered")
+        failed = wait_for(
+            lambda: [p for p in pages("trigger") if p["payload"]["custom_details"]["kind"] == "enforcement_failed"],
+            what="the enforcement_failed page",
+        )
+        (page,) = failed
+        assert page["payload"]["severity"] == "critical" and dead in page["payload"]["summary"]
+        assert "rate-limiting" in kong.consumer_plugins(ATTACKER)  # the gateway still limits the consumer
+        with kong.lock:
+            kong.faults.clear()  # the operator fixes the cause, and retries the lift
+        gatewatch("deliveries", "retry", dead, "--store", str(store), "--actor", "alice")
+        wait_for(lambda: kong.consumer_plugins(ATTACKER) == {}, what="the retried lift at Kong")
+        wait_for(lambda: page["dedup_key"] in [p["dedup_key"] for p in pages("resolve")], what="the page resolved")
+    finally:
+        stop(proc)
+    assert receiver.errors == []
+    assert dead_letters() == []
