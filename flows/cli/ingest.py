@@ -403,7 +403,7 @@ def replay(
     inputs = _inputs([str(f) for f in files], follow=False)
     # a cluster's process 0 keeps the ledger: the others would find the files it just recorded
     heads = {} if process_id else _file_heads(_expand_globs(inputs), follow=False)
-    if problems := _replayed_before(cfg.store.path, heads, follow=False):
+    if problems := _same_lines(heads) or _replayed_before(cfg.store.path, heads, follow=False):
         raise fail(problems)
     stats = RunStats()
     done = threading.Event()
@@ -474,6 +474,19 @@ def _file_heads(paths: list[str], *, follow: bool) -> dict[str, str]:
         if head and not (follow and packed):
             out[p] = "replayed:" + hashlib.sha256(head).hexdigest()
     return out
+
+
+def _same_lines(heads: dict[str, str]) -> list[str]:
+    """Why one replay of ``heads`` would count lines twice: two of its files start with the same lines."""
+    first: dict[str, str] = {}
+    problems = []
+    for path, key in heads.items():
+        if (earlier := first.setdefault(key, path)) != path:
+            problems.append(
+                f"{path} and {earlier} start with the same lines (the same log, a copy, or a gzip of it): "
+                "replaying both would count those lines twice; give one of them"
+            )
+    return problems
 
 
 def _replayed_before(store: Path, heads: dict[str, str], *, follow: bool) -> list[str]:

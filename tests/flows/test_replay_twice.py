@@ -31,6 +31,21 @@ def test_a_second_replay_of_the_same_file_is_refused_and_changes_nothing(tmp_pat
     assert scalar(store, "SELECT sum(requests) FROM traffic") == requests
 
 
+def test_one_replay_of_a_log_and_its_copy_is_refused_and_writes_nothing(tmp_path):
+    plain = tmp_path / "apim_metrics.log"
+    shutil.copy(SAMPLE, plain)
+    packed = tmp_path / "apim_metrics.log.1.gz"
+    packed.write_bytes(gzip.compress(SAMPLE.read_bytes()))
+    store = tmp_path / "store"
+    both = gatewatch("replay", str(tmp_path / "apim_metrics.log*"), "--store", str(store), check=False)
+    assert (both.returncode, both.stdout) == (2, "")
+    assert both.stderr == (
+        f"error: {packed} and {plain} start with the same lines (the same log, a copy, or a gzip of it): "
+        "replaying both would count those lines twice; give one of them\n"
+    )
+    assert not store.exists()
+
+
 def test_another_file_goes_into_the_same_store(tmp_path):
     store = tmp_path / "store"
     lines = SAMPLE.read_bytes().splitlines(keepends=True)
