@@ -64,7 +64,10 @@ class ChunkParser:
         return p
 
     def parse(self, chunk: Chunk) -> tuple[list[Event], list[Reject]]:
-        """Return the events and rejects of one chunk; their counts sum to its lines."""
+        """Return the events and rejects of one chunk; their counts sum to its lines.
+
+        A chunk saying its file cannot be read past a point has no lines and gives one reject.
+        """
         events: list[Event] = []
         rejects: list[Reject] = []
         if chunk.unreadable:
