@@ -362,16 +362,16 @@ class LineReader:
 
     def _read_file(self, f: _File, budget: int, chunks: list[Chunk]) -> int:
         """Read up to ``budget`` new bytes of one file; return how many were read."""
-        problem = ""
+        problem = None
         if isinstance(f.fh, gzip.GzipFile):  # a stream, read to its end once
             data, problem = _read_gzip(f.fh, budget)
-            finished = len(data) < budget or bool(problem)
+            finished = len(data) < budget or problem is not None
         else:
             data, finished = self._read_plain(f, budget)
         before = f.lines.offset
         fed = f.lines.feed(data)
         if finished:
-            if not problem:  # a line the damage cut off is lost with the rest, not parsed torn
+            if problem is None:  # a line the damage cut off is lost with the rest, not parsed torn
                 fed = f.lines.finish(fed)
             if isinstance(f.fh, gzip.GzipFile):
                 self._compressed.add(f.key)
@@ -382,7 +382,7 @@ class LineReader:
         self.consumed_bytes += f.lines.offset - before
         if fed[2]:
             chunks.append(Chunk(f.path, *fed))
-        if problem:  # the lines before the damage were read; a reject row says where it is
+        if problem is not None:  # the lines before the damage were read; a reject row says where it is
             at = f.lines.offset
             chunks.append(Chunk(f.path, f.lines.line_no, at, [], unreadable=_gzip_problem(problem, at)))
         return len(data)
@@ -439,7 +439,7 @@ class LineReader:
         packed = isinstance(f.fh, gzip.GzipFile)
         if not packed and f.head.startswith(_GZIP_MAGIC):  # was empty when opened
             f.fh, head, problem = _gunzip(f.fh, f.path)
-            if problem:
+            if problem is not None:
                 self._drop(f)
                 return
             f.head, packed = head, True
@@ -547,7 +547,7 @@ class LineReader:
             fh, head, problem = _gunzip(fh, path)
             # run: cut short or no gzip after all, nothing to read in it (a copy may still be written);
             # replay reads up to the damage, and a reject row says where it is
-            if problem and (self.follow or not head):
+            if problem is not None and (self.follow or not head):
                 _close(fh)
                 self._compressed.add(key)
                 if not self.follow:
@@ -591,7 +591,7 @@ class LineReader:
         return [Chunk(STDIN, *fed)] if fed[2] else []
 
 
-def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes, str]:
+def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes, Exception | None]:
     """Read ``fh`` through gzip; return that, its first decompressed bytes, and what cut them short if anything."""
     packed = gzip.GzipFile(filename=path, fileobj=fh)
     head, problem = _read_gzip(packed, _HEAD_BYTES)
@@ -599,8 +599,8 @@ def _gunzip(fh: Any, path: str) -> tuple[gzip.GzipFile, bytes, str]:
     return packed, head, problem
 
 
-def _read_gzip(fh: gzip.GzipFile, budget: int) -> tuple[bytes, str]:
-    """Up to ``budget`` decompressed bytes, and what stopped them short if the stream is damaged.
+def _read_gzip(fh: gzip.GzipFile, budget: int) -> tuple[bytes, Exception | None]:
+    """Up to ``budget`` decompressed bytes, and the error that stopped them short if the stream is damaged.
 
     Read a step at a time: a damaged stream keeps what the steps before the damage gave.
     """
@@ -609,13 +609,14 @@ def _read_gzip(fh: gzip.GzipFile, budget: int) -> tuple[bytes, str]:
         while len(out) < budget and (piece := fh.read1(budget - len(out))):
             out += piece
     except (EOFError, OSError, zlib.error) as exc:
-        return bytes(out), str(exc) or type(exc).__name__
-    return bytes(out), ""
+        return bytes(out), exc
+    return bytes(out), None
 
 
-def _gzip_problem(problem: str, at: int) -> str:
+def _gzip_problem(problem: Exception, at: int) -> str:
     """A reject row's detail for a gzip stream that cannot be read past ``at`` decompressed bytes."""
-    return f"gzip stream unreadable after {at:,} bytes of lines ({problem}); the rest of the file is lost"
+    why = str(problem) or type(problem).__name__
+    return f"gzip stream unreadable after {at:,} bytes of lines ({why}); the rest of the file is lost"
 
 
 def content_head(path: str, n: int) -> tuple[bytes, bool]:
@@ -633,14 +634,10 @@ def content_head(path: str, n: int) -> tuple[bytes, bool]:
         if not head.startswith(_GZIP_MAGIC):
             return head, False
         fh.seek(0)
-        packed = gzip.GzipFile(filename=path, fileobj=fh)
-        out = bytearray()
-        try:  # read1 in steps: a cut that raises keeps what the steps before it gave
-            while len(out) < n and (piece := packed.read1(n - len(out))):
-                out += piece
-        except EOFError:
-            pass
-        return bytes(out), True
+        head, problem = _read_gzip(gzip.GzipFile(filename=path, fileobj=fh), n)
+        if problem is not None and not isinstance(problem, EOFError):  # a cut keeps what came before it
+            raise problem
+        return head, True
 
 
 def _close(fh: Any) -> None:
