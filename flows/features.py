@@ -82,16 +82,17 @@ import math
 import re
 import sys
 from array import array
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
-from itertools import islice, pairwise
-from operator import attrgetter
+from itertools import compress, islice, pairwise, repeat, starmap
+from operator import attrgetter, is_, not_
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from msgspec.structs import astuple
 
 from gatewatch.detectors.base import subnet
 from gatewatch.flows.events import Event
@@ -178,6 +179,7 @@ _families: dict[str, str] = {}
 _scanner_uas: dict[str, bool] = {}
 _probe_paths: dict[str, bool] = {}
 _hashes: dict[str, int] = {}  # hash64 of IPs and subnets
+_CLIENT_IP, _TS = attrgetter("client_ip"), attrgetter("ts")
 
 
 def _cached(cache: dict, key, compute):
@@ -451,35 +453,57 @@ class _Cell(_Slotted):
 
 
 def pack_cells(cells: dict) -> tuple:
-    """A window's cells, all of one :class:`_Cell` class, as columns to pickle.
+    """A window's cells as columns to pickle: their keys, and one group per class of cell.
 
-    Pickled one by one, each cell's state is built and applied in Python, and an IP cell's
-    timestamps go through the array reconstructor: 13 us a one-off IP's cell. As columns
-    (tuples read in C, one buffer per array slot) it is about 6 us.
+    Pickled one by one, each :class:`_Cell`'s state is built and applied in Python, and an IP
+    cell's timestamps go through the array reconstructor: 13 us a one-off IP's cell. As columns
+    (tuples read in C, one buffer per array slot) it is about 6 us. An IP window's one-event
+    cells (:class:`Event`) go as tuples of their fields.
     """
-    accs = cells.values()
-    cls = type(next(iter(accs)))
+    values = list(cells.values())
+    kinds = list(map(type, values))
+    classes = list(dict.fromkeys(kinds))
+    if len(classes) == 1:
+        return list(cells), None, [_pack_group(classes[0], values)]
+    groups = [_pack_group(cls, list(compress(values, map(is_, kinds, repeat(cls))))) for cls in classes]
+    return list(cells), list(map(classes.index, kinds)), groups
+
+
+def _pack_group(cls: type, values: list) -> tuple:
+    if not issubclass(cls, _Cell):
+        return cls, list(map(astuple, values)), None
     arrays = []
     for name in cls.ARRAYS:
-        column = list(map(attrgetter(name), accs))
+        column = list(map(attrgetter(name), values))
         arrays.append((list(map(len, column)), b"".join(map(array.tobytes, column))))
-    return cls, list(cells), list(map(cls._values, accs)), arrays
+    return cls, list(map(cls._values, values)), arrays
 
 
-def unpack_cells(packed: tuple) -> dict:
-    """The cells :func:`pack_cells` packed."""
-    cls, keys, values, arrays = packed
+def _unpack_group(cls: type, values: list, arrays: list | None) -> list:
+    if arrays is None:
+        return list(starmap(cls, values))
     new, assign = cls.__new__, cls._assign
-    cells = {}
-    for key, cell_values in zip(keys, values, strict=True):
-        cell = cells[key] = new(cls)
+    cells = []
+    for cell_values in values:
+        cell = new(cls)
         assign(cell, cell_values)
+        cells.append(cell)
     for name, (lengths, buffer) in zip(cls.ARRAYS, arrays, strict=True):
         column, start = array("d", buffer), 0
-        for cell, length in zip(cells.values(), lengths, strict=True):
+        for cell, length in zip(cells, lengths, strict=True):
             setattr(cell, name, column[start : start + length])
             start += length
     return cells
+
+
+def unpack_cells(packed: tuple) -> dict:
+    """The cells :func:`pack_cells` packed, in their order."""
+    keys, kinds, groups = packed
+    values = [_unpack_group(*group) for group in groups]
+    if kinds is None:
+        return dict(zip(keys, values[0], strict=True))
+    each = [iter(v) for v in values]
+    return dict(zip(keys, map(next, map(each.__getitem__, kinds)), strict=True))
 
 
 _HLL_P = 10  # 2**10 registers
@@ -1156,10 +1180,77 @@ class ConsumerWindows(WindowTable):
 
 
 class IpWindows(WindowTable):
-    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here)."""
+    """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here).
+
+    An IP with one event in a batch keeps that :class:`Event` as its cell, not an :class:`IpAcc`:
+    where carrier NAT and roaming give mobile apps a new client address at every request,
+    nearly every cell is such a one-off. A window's one-event cells get their features in
+    columns (:func:`ip_feature_columns`), with no Python per cell; one that hears from its IP
+    again, or that a finding or a trail needs, becomes the :class:`IpAcc` counting that event
+    (:func:`cell_of`), so every result is the one an :class:`IpAcc` per cell would give.
+    """
 
     @staticmethod
-    def collect(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc]]:
+    def collect(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc | Event]]:
+        ips = list(map(_CLIENT_IP, events))
+        counts = Counter(ips)
+        counts.pop("", None)
+        once = list(map((1).__eq__, map(counts.get, ips, repeat(0))))
+        if not any(once):
+            return IpWindows.count(events, window_s)
+        repeated = IpWindows.count(list(compress(events, map(not_, once))), window_s)
+        ts = np.fromiter(map(_TS, events), np.float64, len(events))
+        starts = ts - ts % window_s  # as float % int in Python: numpy's remainder takes the divisor's sign too
+        windows: dict[float, dict[str, IpAcc | Event]] = {}
+        first = float(starts[0])
+        if (starts == first).all():
+            spans: Iterable = ((first, ips, events),)
+        else:
+            with_ip = list(compress(starts.tolist(), map(bool, ips)))
+            spans = (
+                (start, list(compress(ips, mask)), list(compress(events, mask)))
+                for start in dict.fromkeys(with_ip)
+                for mask in [(starts == start).tolist()]
+            )
+        for start, window_ips, window_events in spans:
+            # in order of first appearance, as counting event by event gives: the order decides
+            # which single-request cells make room once the window is full (Overflow)
+            cells = dict(zip(window_ips, window_events, strict=True))
+            cells.pop("", None)
+            cells.update(repeated.get(start, ()))
+            if cells:
+                windows[start] = cells
+        return windows
+
+    def take(self, batch: dict[float, dict[str, IpAcc | Event]]) -> None:
+        for start, part in batch.items():
+            cells = self._cells(start)
+            if OVERFLOW not in cells and len(cells) + len(part) <= self.max_cells and cells.keys().isdisjoint(part):
+                cells.update(part)  # every IP new to the window, and room for all: the usual batch, in C
+                continue
+            for key, acc in part.items():
+                mine = cells.get(key)
+                if mine is None:
+                    self._adopt(cells, key, acc)
+                    continue
+                if type(mine) is not IpAcc:
+                    mine = cells[key] = cell_of(mine)
+                mine.merge(acc if type(acc) is IpAcc else cell_of(acc))
+
+    def _adopt(self, cells: dict, key, acc) -> None:
+        if OVERFLOW in cells or len(cells) >= self.max_cells:
+            # a full window picks the single-request cells that make room by their counts
+            if OVERFLOW not in cells:
+                for k, c in cells.items():
+                    if type(c) is not IpAcc:
+                        cells[k] = cell_of(c)
+            if type(acc) is not IpAcc:
+                acc = cell_of(acc)
+        super()._adopt(cells, key, acc)
+
+    @staticmethod
+    def count(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc]]:
+        """Count every event with a client IP into an :class:`IpAcc` of its (window, IP)."""
         windows: dict[float, dict[str, IpAcc]] = {}
         current_start, cells = None, {}
         flags_of = _flags.get
@@ -1237,6 +1328,13 @@ class IpWindows(WindowTable):
                 acc.ts.append(ts)
             acc.uas.add(e.user_agent)
         return windows
+
+
+
+def cell_of(e: Event) -> IpAcc:
+    """The :class:`IpAcc` of a one-event cell (see :class:`IpWindows`)."""
+    (cells,) = IpWindows.count([e], 1).values()
+    return cells[e.client_ip]
 
 
 class ApiWindows(WindowTable):
@@ -1363,8 +1461,31 @@ _IP_COUNTER_NAMES = (
 _IP_COUNTERS = attrgetter(*_IP_COUNTER_NAMES)
 
 
-def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
-    """The features of many IP windows, one column each (in the order of ``accs``).
+def ip_feature_columns(cells: list[IpAcc | Event]) -> dict[str, np.ndarray]:
+    """The features of many IP windows, one column each (in the order of ``cells``).
+
+    One-event cells (see :class:`IpWindows`) and the others are computed apart, each in
+    columns, and interleaved back.
+    """
+    n = len(cells)
+    single = np.fromiter(map(isinstance, cells, repeat(Event)), bool, n)
+    if not single.any():
+        return _acc_feature_columns(cells)
+    if single.all():
+        return _event_feature_columns(cells)
+    one, other = np.flatnonzero(single), np.flatnonzero(~single)
+    ones = _event_feature_columns(list(compress(cells, single.tolist())))
+    others = _acc_feature_columns(list(compress(cells, (~single).tolist())))
+    out = {}
+    for name, values in others.items():
+        column = out[name] = np.empty(n)
+        column[other] = values
+        column[one] = ones[name]
+    return out
+
+
+def _acc_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
+    """:func:`ip_feature_columns` of :class:`IpAcc` cells.
 
     A window's IP cells are mostly one-off addresses: the counters become columns in
     C-level passes, and only the features of sets and timestamps that can be nonzero are
@@ -1436,7 +1557,89 @@ def ip_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
     }
 
 
-def ip_features(acc: IpAcc) -> dict[str, float]:
+_READS = frozenset(("GET", "HEAD"))
+_EVENT_FIELDS = tuple(
+    map(attrgetter, (
+        "status", "method", "endpoint", "resource", "query", "user_agent", "auth_failure", "throttled", "bytes_out",
+        "bad_request", "consumer", "consumer_name",
+    ))
+)  # fmt: skip
+
+
+def _event_feature_columns(events: list[Event]) -> dict[str, np.ndarray]:
+    """:func:`ip_feature_columns` of one-event cells: what :meth:`IpWindows.count` makes of each
+    event, as columns (a test holds them equal to :func:`cell_of`'s features).
+    """
+    n = len(events)
+    # a list per field: no tuple per event for the cyclic collector to count
+    (statuses, methods, endpoints, resources, queries, uas, auth, throttled, bytes_out, bad, consumers,
+     names) = (list(map(field, events)) for field in _EVENT_FIELDS)  # fmt: skip
+    status = np.array(statuses, np.int64)
+    flag_of = {ep: _flags.get(ep) or _cached(_flags, ep, classify) for ep in set(endpoints)}
+    flags = np.fromiter(map(flag_of.__getitem__, endpoints), np.int64, n)
+    read = np.fromiter(map(_READS.__contains__, methods), bool, n)
+    has_method = np.fromiter(map(bool, methods), bool, n)
+    write = has_method & ~read & ~np.fromiter(map("OPTIONS".__eq__, methods), bool, n)
+    path_read = read & (flags & STATIC == 0)
+    login = write & (flags & LOGIN != 0)
+    sensitive = (flags & SENSITIVE != 0) & ((status >= 300) | (flags & SERVABLE == 0))
+    has_query = np.fromiter(map(bool, queries), bool, n)
+    error = (status >= 400) & (status <= 405) & (status != 401) & (status != 402)
+    payloads, probes, proxy, enumerated = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    for k in np.flatnonzero(has_query | (flags & ESCAPED != 0)).tolist():
+        payloads[k] = bool(payload_kind(resources[k], queries[k]))
+    for k in np.flatnonzero(has_query).tolist():
+        enumerated[k] = enumerated_users((f"{resources[k]}?{queries[k]}",))
+    for k in np.flatnonzero(error & ((status == 403) | (status == 404))).tolist():
+        probes[k] = _cached(_probe_paths, resources[k], is_probe_path)
+    for k in np.flatnonzero(error & ((status == 400) | (status == 405))).tolist():
+        proxy[k] = methods[k] == "CONNECT" or resources[k].startswith(("http://", "https://"))
+    scanner_of = {ua: bool(ua) and _cached(_scanner_uas, ua, is_scanner) for ua in set(uas)}
+    bad_requests = np.array(bad, np.float64)
+    auth_failures = np.array(auth, np.float64)
+    throttles = np.array(throttled, np.float64)
+    errors = error.astype(np.float64)
+    logins = login.astype(np.float64)
+    ones, zeros = np.ones(n), np.zeros(n)
+    return {
+        "requests": ones,
+        "auth_failures": auth_failures,
+        "auth_failure_ratio": auth_failures.copy(),
+        "errors": errors,
+        "error_ratio": errors.copy(),
+        "server_error_ratio": (status >= 500).astype(np.float64),
+        "throttled": throttles,
+        "throttled_ratio": throttles.copy(),
+        "bytes_per_request": np.array(bytes_out, np.float64),
+        "read_ratio": read.astype(np.float64),
+        "write_ratio": write.astype(np.float64),
+        "detail_ratio": (path_read & (flags & DETAIL != 0)).astype(np.float64),
+        "distinct_paths": path_read.astype(np.float64),
+        "sequential_ids": zeros,
+        "regularity": zeros.copy(),
+        "error_paths": errors.copy(),
+        "sensitive_paths": sensitive.astype(np.float64),
+        "scanner_requests": np.fromiter(map(scanner_of.__getitem__, uas), np.float64, n),
+        "login_requests": logins,
+        "login_burst": logins.copy(),
+        "login_share": logins.copy(),
+        "hasty_posts": zeros.copy(),  # a post is hasty only after its page loaded in the same cell
+        "payload_requests": payloads,
+        "bad_requests": bad_requests,
+        "bad_versions": bad_requests * has_method,
+        "max_queries_per_path": has_query.astype(np.float64),
+        "probe_paths": probes,
+        "proxy_requests": proxy,
+        "enumerated_users": enumerated,
+        "keyed": (np.fromiter(map(bool, names), bool, n) | np.fromiter(map(bool, consumers), bool, n)).astype(
+            np.float64
+        ),
+        "distinct_uas": ones.copy(),
+        "ua_share": ones.copy(),
+    }
+
+
+def ip_features(acc: IpAcc | Event) -> dict[str, float]:
     """The features of one IP's window (:func:`ip_feature_columns` of one cell)."""
     return {name: float(values[0]) for name, values in ip_feature_columns([acc]).items()}
 

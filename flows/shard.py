@@ -61,6 +61,7 @@ from gatewatch.flows.features import (
     SeenMemory,
     WindowTable,
     api_features,
+    cell_of,
     consumer_windows,
     endpoint_name,
     example_ips,
@@ -690,7 +691,9 @@ class IpShard(ShardProcessor):
         return {"paths": acc.paths, "error_paths": acc.error_paths, "sensitive": acc.sensitive}
 
 
-def _ip_subject(ip: str, acc: IpAcc) -> _Subject:
+def _ip_subject(ip: str, acc: IpAcc | Event) -> _Subject:
+    if type(acc) is not IpAcc:  # a one-event cell: only a flagged or trailed IP needs its sets
+        acc = cell_of(acc)
     return _Subject(ip, "", None, partial(_ip_context, acc), acc)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import zlib
 from array import array
+from itertools import product
 from operator import attrgetter
 
 from hypothesis import given, settings
@@ -29,6 +30,7 @@ from gatewatch.flows.features import (
     IpWindows,
     TrafficAcc,
     _Slotted,
+    cell_of,
     endpoint_of,
     ip_feature_columns,
     ip_features,
@@ -55,8 +57,13 @@ _events = st.builds(
 
 
 def _state(windows: dict[tuple[bool, float], dict]) -> dict:
-    """Cells as comparable values: dicts and sets compare regardless of order."""
-    return {at: {key: acc.__getstate__() for key, acc in c.items()} for at, c in windows.items() if c}
+    """Cells as comparable values: dicts and sets compare regardless of order; a one-event IP cell
+    (an Event) as the IpAcc it stands for."""
+    return {
+        at: {key: (cell_of(acc) if type(acc) is Event else acc).__getstate__() for key, acc in c.items()}
+        for at, c in windows.items()
+        if c
+    }
 
 
 def _split(events: list[Event], cuts: list[int]) -> list[list[Event]]:
@@ -103,6 +110,77 @@ def test_the_feature_columns_of_a_windows_ip_cells_hold_each_cells_own_features(
         columns = ip_feature_columns(accs)
         for k, acc in enumerate(accs):
             assert {name: float(values[k]) for name, values in columns.items()} == ip_features(acc)
+
+
+_METHODS = ["GET", "HEAD", "POST", "OPTIONS", "CONNECT", "PUT", ""]
+_RESOURCES = [
+    "", "/", "/items/42", "/items/43", "/contact", "/wp-login.php", "/.git/HEAD", "/backup.sql",
+    "/phpmyadmin/index.php", "http://elsewhere.example/", "example.com:443", "/a.js", "/api/v1/login",
+    "/static/..%2f..%2fetc/passwd",
+]  # fmt: skip
+_QUERIES = ["", "author=3", "id=1%27%20OR%20%271%27%3D%271", "page=2", "x"]
+_STATUSES = [200, 204, 302, 400, 401, 402, 403, 404, 405, 429, 500, 503]
+_UAS = ["", "curl/8.1", "sqlmap/1.7", "Mozilla/5.0 (Nikto/2.1.5)"]
+
+
+def _wild(ts, ip, method, resource, query, status, ua, bad, consumer) -> Event:  # noqa: PLR0913
+    return Event(
+        T0 + ts, "shop", consumer, consumer.upper(), "", "", ip, method, resource, endpoint_of(resource), status,
+        status in (401, 403), status == 429, 100, 5, ua, query, bad,
+    )  # fmt: skip
+
+
+# every branch of IpWindows.count: logins, forms, sensitive files, probes, proxies, payloads, scanners
+_wild_events = st.builds(
+    _wild,
+    st.floats(0, 179, allow_nan=False),
+    st.sampled_from(["", "10.0.0.1", "10.0.0.2", "10.0.1.9", "2001:db8::1", "10.9.9.9"]),
+    *map(st.sampled_from, (_METHODS, _RESOURCES, _QUERIES, _STATUSES, _UAS)),
+    st.booleans(),
+    st.sampled_from(["", "c1"]),
+)
+
+
+def test_every_kind_of_one_event_cell_has_the_features_of_the_ipacc_counting_its_event():
+    combos = product(_METHODS, _RESOURCES, _QUERIES, _STATUSES, _UAS)
+    events = [
+        _wild(k % 60, f"10.{k >> 16}.{k >> 8 & 255}.{k & 255}", *combo, k % 3 == 0, "c1" if k % 2 else "")
+        for k, combo in enumerate(combos)
+    ]
+    (cells,) = IpWindows.collect(events, 60).values()
+    assert all(type(c) is Event for c in cells.values())
+    columns, expected = ip_feature_columns(list(cells.values())), ip_feature_columns(list(map(cell_of, events)))
+    assert list(columns) == list(expected)  # the order of a finding's features
+    for name, values in expected.items():
+        assert columns[name].tolist() == values.tolist(), name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_wild_events, min_size=1, max_size=40))
+def test_a_window_of_one_event_and_other_cells_has_each_cells_features(events):
+    for cells in IpWindows.collect(events, 60).values():
+        kept = list(cells.values())
+        counted = [cell_of(c) if type(c) is Event else c for c in kept]
+        columns, expected = ip_feature_columns(kept), ip_feature_columns(counted)
+        assert list(columns) == list(expected)  # the order of a finding's features
+        for name, values in expected.items():
+            assert columns[name].tolist() == values.tolist(), name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_wild_events, max_size=40))
+def test_a_batch_keeps_its_windows_cells_in_the_order_counting_event_by_event_gives(events):
+    # the order decides which single-request cells make room once a window is full
+    collected, counted = IpWindows.collect(events, 60), IpWindows.count(events, 60)
+    assert {s: list(c) for s, c in collected.items()} == {s: list(c) for s, c in counted.items()}
+    assert list(collected) == list(counted)
+    assert _state({(False, s): c for s, c in collected.items()}) == _state(
+        {(False, s): c for s, c in counted.items()}
+    )
+    ips = [e.client_ip for e in events]
+    for cells in collected.values():
+        for ip, cell in cells.items():
+            assert (type(cell) is Event) == (ips.count(ip) == 1)  # one event in the batch: kept as it is
 
 
 def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
