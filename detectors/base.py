@@ -84,8 +84,8 @@ class Detector(Protocol):
         """
         ...
 
-    def forget(self, subject: str) -> None:
-        """Drop a subject's state (eviction of idle subjects)."""
+    def forget_many(self, subjects: Sequence[str]) -> None:
+        """Drop the subjects' state (eviction of idle subjects: often thousands at once)."""
         ...
 
     @classmethod
@@ -280,8 +280,8 @@ class BaselineDetector:
             return True
         return (self.score_one(subject, x) if score is None else score) >= self.protect_score
 
-    def forget(self, subject: str) -> None:
-        self.baselines.forget(subject)
+    def forget_many(self, subjects: Sequence[str]) -> None:
+        self.baselines.index.forget_many(subjects)
 
     # -- helpers for subclasses -------------------------------------------------
 

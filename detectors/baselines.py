@@ -25,11 +25,15 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable, Sequence
+from functools import partial
+from itertools import repeat
+from operator import is_not
 from typing import NamedTuple
 
 import numpy as np
 
 PSEUDO_REQUESTS = 10.0
+_NOT_NONE = partial(is_not, None)
 
 
 class Feature(NamedTuple):
@@ -101,8 +105,7 @@ class SubjectRows:
         memo = self._memo
         if memo is not None and memo[0] is subjects:  # a tuple: it cannot have changed since
             return memo[1].copy()
-        get = self.rows.get
-        rows = np.fromiter((get(s, -1) for s in subjects), np.int64, len(subjects))
+        rows = np.fromiter(map(self.rows.get, subjects, repeat(-1)), np.int64, len(subjects))
         if type(subjects) is tuple:
             self._memo = (subjects, rows)
         return rows.copy()
@@ -125,8 +128,7 @@ class SubjectRows:
         new = np.flatnonzero(out < 0)
         if len(new):
             taken = self._take(len(new))
-            for k, r in zip(picked[new].tolist(), taken, strict=True):
-                self.rows[subjects[k]] = r
+            self.rows.update(zip(map(subjects.__getitem__, picked[new].tolist()), taken, strict=True))
             out[new] = taken
             memo = self._memo
             if memo is not None and memo[0] is subjects:
@@ -150,8 +152,7 @@ class SubjectRows:
 
     def forget_many(self, subjects: Iterable[str]) -> None:
         """Drop the subjects from every member (in order: their rows are reused last first)."""
-        pop = self.rows.pop
-        rows = [r for r in (pop(s, None) for s in subjects) if r is not None]
+        rows = list(filter(_NOT_NONE, map(self.rows.pop, subjects, repeat(None))))
         if rows:
             for m in self.members:
                 m._view()[rows] = 0.0

@@ -33,7 +33,7 @@ import numpy as np
 
 from gatewatch.detectors.base import subnet
 from gatewatch.detectors.baselines import Columns
-from gatewatch.flows.features import sequential_ids
+from gatewatch.flows.features import pop_all, sequential_ids
 
 MAX_DISTINCT = 1024
 # paths read are many for busy clients, and counting ids in sequence among them is the costly part
@@ -271,8 +271,8 @@ class Trails:
                 break
             del trails[subject]
 
-    def forget(self, subject: str) -> None:
-        self.trails.pop(subject, None)
+    def forget_many(self, subjects: Iterable[str]) -> None:
+        pop_all(self.trails, subjects)
 
 
 def _seen_within(seen: dict[str, float], since: float, until: float) -> list[str]:

@@ -68,6 +68,7 @@ from gatewatch.flows.features import (
     ip_feature_columns,
     ip_union,
     known_ips,
+    pop_all,
 )
 from gatewatch.flows.horizons import SPECS, Trails
 from gatewatch.flows.watermark import InputClock
@@ -320,7 +321,7 @@ class ShardProcessor:
     def _learned(self, names: Sequence[str], subjects: _Subjects, learned: np.ndarray, w: ClosedWindow) -> None:
         """Called with the subjects (``names[learned]``) whose window was learned as their normal."""
 
-    def _forget(self, subject: str) -> None:
+    def _forget_many(self, subjects: list[str]) -> None:
         """Drop family state kept outside the detectors."""
 
     def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
@@ -579,19 +580,17 @@ class ShardProcessor:
 
     def _drop(self, subjects: list[str]) -> None:
         """Forget the subjects' state, everywhere the shard keeps it."""
-        last_seen, first_seen, probation = self.last_seen, self.first_seen, self._probation
-        for subject in subjects:
-            del last_seen[subject]
-            first_seen.pop(subject, None)
-            probation.pop(subject, None)
+        # a window of one-off IPs is later dropped whole: every step takes all of them at once
+        pop_all(self.last_seen, subjects)
+        pop_all(self.first_seen, subjects)
+        pop_all(self._probation, subjects)
         self.subject_rows.forget_many(subjects)  # every shared baselines at once: the rest finds them gone
         self.horizon_rows.forget_many(subjects)
-        for subject in subjects:
-            for det in self.detectors:
-                det.forget(subject)
-            if self.trails is not None:
-                self.trails.forget(subject)
-            self._forget(subject)
+        for det in self.detectors:
+            det.forget_many(subjects)
+        if self.trails is not None:
+            self.trails.forget_many(subjects)
+        self._forget_many(subjects)
 
     def _cap_tracked(self) -> int:
         """Drop subjects past ``max_tracked``: seen in one window only first, then least recently seen."""
@@ -653,8 +652,8 @@ class ConsumerShard(ShardProcessor):
             subnets, families, _ = subjects[names[k]].extra
             self.seen.remember(names[k], subnets, families, w.start)
 
-    def _forget(self, subject: str) -> None:
-        self.seen.forget(subject)
+    def _forget_many(self, subjects: list[str]) -> None:
+        self.seen.forget_many(subjects)
 
     def _trail_sets(self, s: _Subject) -> dict[str, Iterable[str]]:
         return {"failing_ips": known_ips(ip_union(c.fail_ips for c in s.extra[2].cells))}

@@ -148,8 +148,7 @@ def test_new_subject_is_compared_with_its_peers_or_waits(detector):
 
 def test_forget_drops_a_subject(detector):
     _train(detector)
-    detector.forget("a")
-    detector.forget("never-seen")
+    detector.forget_many(["a", "never-seen"])
     assert detector.baselines.history("a") == 0
     assert detector.score_one("a", _normal(detector.name, random.Random(4))) < 0.5
 
