@@ -1196,7 +1196,7 @@ class IpWindows(WindowTable):
         counts = Counter(ips)
         counts.pop("", None)
         once = list(map((1).__eq__, map(counts.get, ips, repeat(0))))
-        if not any(once):
+        if sum(once) * 8 <= len(events):  # few one-off IPs (or none): splitting them out costs more than it saves
             return IpWindows.count(events, window_s)
         repeated = IpWindows.count(list(compress(events, map(not_, once))), window_s)
         ts = np.fromiter(map(_TS, events), np.float64, len(events))
