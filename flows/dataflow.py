@@ -27,9 +27,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import compress
+from operator import itemgetter
 from pathlib import Path
 
 import bytewax.operators as op
+import numpy as np
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -128,7 +131,6 @@ def _unpack_batch(packed: bytes, shard: str, source: str, source_ts: float) -> _
     return _ShardBatch({start: unpack_cells(c) for start, c in columns.items()}, shard, source, source_ts)
 
 
-_SHARD_CACHE_MAX = 100_000
 _SPREAD = 12  # shard keys spread evenly over any worker count that divides it: 1, 2, 3, 4, 6, 12
 _MASK64 = (1 << 64) - 1
 
@@ -217,13 +219,6 @@ class _Router:
         self.collect = [SHARDS[family].table_type.collect for family in FAMILIES]
         self.stats = stats
         self.source_ts: dict[str, float] = {}  # newest event time per input source
-        # subject -> shard index, remembered: a dict lookup costs a third of encoding and hashing
-        self._consumer_shard: dict[str, int] = {}
-        self._ip_shard: dict[str, int] = {}
-        self._api_shard: dict[str, int] = {}
-
-    def _shard_of(self, subject: str) -> int:
-        return zlib.crc32(subject.encode()) % self.shards
 
     def __call__(self, chunk: Chunk) -> list[tuple[str, object]]:
         events, rejects = self.parser.parse(chunk)
@@ -254,14 +249,11 @@ class _Router:
             ]
         # each family's cells are counted here, once, and go to their subject's shard: far fewer
         # than events, and the counting is done where the events were parsed
-        for cache in (self._consumer_shard, self._ip_shard, self._api_shard):
-            if len(cache) > _SHARD_CACHE_MAX:  # one-off IPs and concrete paths must not grow it for ever
-                cache.clear()
         consumer_collect, ip_collect, api_collect = self.collect
         parts = (
-            self._split_cells(consumer_collect(events, window_s), self._consumer_shard, 1),
-            self._split_cells(ip_collect(events, window_s), self._ip_shard, None),
-            self._split_cells(api_collect(events, window_s), self._api_shard, 2),
+            self._split_cells(consumer_collect(events, window_s), 1),
+            self._split_cells(ip_collect(events, window_s), None),
+            self._split_cells(api_collect(events, window_s), 2),
         )
         return [
             (key, _ShardBatch(b, key, source, newest))
@@ -269,19 +261,21 @@ class _Router:
             for key, b in zip(keys[family], batches, strict=True)
         ]
 
-    def _split_cells(self, windows: dict[float, dict], cache: dict[str, int], at: int | None) -> list[dict]:
-        """Split ``{start: {key: cell}}`` by the shard of each key's subject (``key[at]``, or the key)."""
+    def _split_cells(self, windows: dict[float, dict], at: int | None) -> list[dict]:
+        """Split ``{start: {key: cell}}`` by the shard of each key's subject (``key[at]``, or the key).
+
+        The subject's shard is the crc32 of its UTF-8 modulo the shard count, computed for a
+        window's cells at once in C: most IP cells are one-off addresses, seen once.
+        """
         parts: list[dict[float, dict]] = [{} for _ in range(self.shards)]
         for start, cells in windows.items():
-            for key, acc in cells.items():
-                subject = key if at is None else key[at]
-                i = cache.get(subject)
-                if i is None:
-                    i = cache[subject] = self._shard_of(subject)
-                part = parts[i].get(start)
-                if part is None:
-                    part = parts[i][start] = {}
-                part[key] = acc
+            keys = list(cells)
+            subjects = keys if at is None else map(itemgetter(at), keys)
+            shard = np.fromiter(map(zlib.crc32, map(str.encode, subjects)), np.int64, len(keys)) % self.shards
+            values = list(cells.values())
+            for i in np.unique(shard).tolist():
+                mine = (shard == i).tolist()
+                parts[i][start] = dict(zip(compress(keys, mine), compress(values, mine), strict=True))
         return parts
 
 

@@ -92,6 +92,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from msgspec import Struct
 from msgspec.structs import astuple
 
 from gatewatch.detectors.base import subnet
@@ -179,7 +180,7 @@ _families: dict[str, str] = {}
 _scanner_uas: dict[str, bool] = {}
 _probe_paths: dict[str, bool] = {}
 _hashes: dict[str, int] = {}  # hash64 of IPs and subnets
-_CLIENT_IP, _TS = attrgetter("client_ip"), attrgetter("ts")
+_CLIENT_IP, _TS, _BYTES_OUT, _CELL_MARKS = map(attrgetter, ("client_ip", "ts", "bytes_out", "marks"))
 
 
 def _cached(cache: dict, key, compute):
@@ -458,7 +459,7 @@ def pack_cells(cells: dict) -> tuple:
     Pickled one by one, each :class:`_Cell`'s state is built and applied in Python, and an IP
     cell's timestamps go through the array reconstructor: 13 us a one-off IP's cell. As columns
     (tuples read in C, one buffer per array slot) it is about 6 us. An IP window's one-event
-    cells (:class:`Event`) go as tuples of their fields.
+    cells (:class:`OneEvent`) go as tuples of their fields.
     """
     values = list(cells.values())
     kinds = list(map(type, values))
@@ -1182,7 +1183,7 @@ class ConsumerWindows(WindowTable):
 class IpWindows(WindowTable):
     """Cells keyed by client IP (events without one, such as WSO2 faults, are not counted here).
 
-    An IP with one event in a batch keeps that :class:`Event` as its cell, not an :class:`IpAcc`:
+    An IP with one event in a batch gets a :class:`OneEvent` as its cell, not an :class:`IpAcc`:
     where carrier NAT and roaming give mobile apps a new client address at every request,
     nearly every cell is such a one-off. A window's one-event cells get their features in
     columns (:func:`ip_feature_columns`), with no Python per cell; one that hears from its IP
@@ -1191,7 +1192,7 @@ class IpWindows(WindowTable):
     """
 
     @staticmethod
-    def collect(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc | Event]]:
+    def collect(events: list[Event], window_s: int) -> dict[float, dict[str, IpAcc | OneEvent]]:
         ips = list(map(_CLIENT_IP, events))
         counts = Counter(ips)
         counts.pop("", None)
@@ -1199,30 +1200,35 @@ class IpWindows(WindowTable):
         if sum(once) * 8 <= len(events):  # few one-off IPs (or none): splitting them out costs more than it saves
             return IpWindows.count(events, window_s)
         repeated = IpWindows.count(list(compress(events, map(not_, once))), window_s)
+        # each one-off IP's OneEvent where its event was (the others' events are replaced below)
+        cells_in_order: list = events.copy()
+        ones = one_event_cells(list(compress(events, once)))
+        for k, cell in zip(compress(range(len(events)), once), ones, strict=True):
+            cells_in_order[k] = cell
         ts = np.fromiter(map(_TS, events), np.float64, len(events))
         starts = ts - ts % window_s  # as float % int in Python: numpy's remainder takes the divisor's sign too
-        windows: dict[float, dict[str, IpAcc | Event]] = {}
+        windows: dict[float, dict[str, IpAcc | OneEvent]] = {}
         first = float(starts[0])
         if (starts == first).all():
-            spans: Iterable = ((first, ips, events),)
+            spans: Iterable = ((first, ips, cells_in_order),)
         else:
             with_ip = list(compress(starts.tolist(), map(bool, ips)))
             spans = (
-                (start, list(compress(ips, mask)), list(compress(events, mask)))
+                (start, list(compress(ips, mask)), list(compress(cells_in_order, mask)))
                 for start in dict.fromkeys(with_ip)
                 for mask in [(starts == start).tolist()]
             )
-        for start, window_ips, window_events in spans:
+        for start, window_ips, window_cells in spans:
             # in order of first appearance, as counting event by event gives: the order decides
             # which single-request cells make room once the window is full (Overflow)
-            cells = dict(zip(window_ips, window_events, strict=True))
+            cells = dict(zip(window_ips, window_cells, strict=True))
             cells.pop("", None)
             cells.update(repeated.get(start, ()))
             if cells:
                 windows[start] = cells
         return windows
 
-    def take(self, batch: dict[float, dict[str, IpAcc | Event]]) -> None:
+    def take(self, batch: dict[float, dict[str, IpAcc | OneEvent]]) -> None:
         for start, part in batch.items():
             cells = self._cells(start)
             if OVERFLOW not in cells and len(cells) + len(part) <= self.max_cells and cells.keys().isdisjoint(part):
@@ -1331,10 +1337,10 @@ class IpWindows(WindowTable):
 
 
 
-def cell_of(e: Event) -> IpAcc:
+def cell_of(cell: OneEvent) -> IpAcc:
     """The :class:`IpAcc` of a one-event cell (see :class:`IpWindows`)."""
-    (cells,) = IpWindows.count([e], 1).values()
-    return cells[e.client_ip]
+    (cells,) = IpWindows.count([cell.event], 1).values()
+    return cells[cell.event.client_ip]
 
 
 class ApiWindows(WindowTable):
@@ -1461,20 +1467,20 @@ _IP_COUNTER_NAMES = (
 _IP_COUNTERS = attrgetter(*_IP_COUNTER_NAMES)
 
 
-def ip_feature_columns(cells: list[IpAcc | Event]) -> dict[str, np.ndarray]:
+def ip_feature_columns(cells: list[IpAcc | OneEvent]) -> dict[str, np.ndarray]:
     """The features of many IP windows, one column each (in the order of ``cells``).
 
     One-event cells (see :class:`IpWindows`) and the others are computed apart, each in
     columns, and interleaved back.
     """
     n = len(cells)
-    single = np.fromiter(map(isinstance, cells, repeat(Event)), bool, n)
+    single = np.fromiter(map(isinstance, cells, repeat(OneEvent)), bool, n)
     if not single.any():
         return _acc_feature_columns(cells)
     if single.all():
-        return _event_feature_columns(cells)
+        return _one_event_feature_columns(cells)
     one, other = np.flatnonzero(single), np.flatnonzero(~single)
-    ones = _event_feature_columns(list(compress(cells, single.tolist())))
+    ones = _one_event_feature_columns(list(compress(cells, single.tolist())))
     others = _acc_feature_columns(list(compress(cells, (~single).tolist())))
     out = {}
     for name, values in others.items():
@@ -1560,86 +1566,131 @@ def _acc_feature_columns(accs: list[IpAcc]) -> dict[str, np.ndarray]:
 _READS = frozenset(("GET", "HEAD"))
 _EVENT_FIELDS = tuple(
     map(attrgetter, (
-        "status", "method", "endpoint", "resource", "query", "user_agent", "auth_failure", "throttled", "bytes_out",
+        "status", "method", "endpoint", "resource", "query", "user_agent", "auth_failure", "throttled",
         "bad_request", "consumer", "consumer_name",
     ))
 )  # fmt: skip
+# what a one-event cell's features need of its event, one bit each (OneEvent.marks)
+_MARKS = (
+    "auth", "throttled", "error", "s5xx", "read", "write", "path_read", "detail", "login", "sensitive", "payload",
+    "probe", "proxy", "bad", "bad_version", "query", "enumerated", "keyed", "scanner",
+)  # fmt: skip
+_BIT = {name: 1 << k for k, name in enumerate(_MARKS)}
 
 
-def _event_feature_columns(events: list[Event]) -> dict[str, np.ndarray]:
-    """:func:`ip_feature_columns` of one-event cells: what :meth:`IpWindows.count` makes of each
-    event, as columns (a test holds them equal to :func:`cell_of`'s features).
+class OneEvent(Struct, frozen=True, gc=False):
+    """The cell of an IP with one event in a batch (see :class:`IpWindows`).
+
+    ``marks`` holds what the event's features need, taken as the batch is counted, while
+    its events are fresh in memory: read back a window later, field by field, they cost
+    several times as much.
     """
+
+    event: Event
+    marks: int  # a bit per name of _MARKS
+    bytes_out: int
+
+
+def one_event_cells(events: list[Event]) -> list[OneEvent]:
+    """The cells of one-event IPs, one per event: what :meth:`IpWindows.count` would make of it, as bits."""
     n = len(events)
     # a list per field: no tuple per event for the cyclic collector to count
-    (statuses, methods, endpoints, resources, queries, uas, auth, throttled, bytes_out, bad, consumers,
+    (statuses, methods, endpoints, resources, queries, uas, auth, throttled, bad, consumers,
      names) = (list(map(field, events)) for field in _EVENT_FIELDS)  # fmt: skip
     status = np.array(statuses, np.int64)
-    flag_of = {ep: _flags.get(ep) or _cached(_flags, ep, classify) for ep in set(endpoints)}
+    flag_of = {ep: _cached(_flags, ep, classify) for ep in set(endpoints)}
     flags = np.fromiter(map(flag_of.__getitem__, endpoints), np.int64, n)
     read = np.fromiter(map(_READS.__contains__, methods), bool, n)
     has_method = np.fromiter(map(bool, methods), bool, n)
     write = has_method & ~read & ~np.fromiter(map("OPTIONS".__eq__, methods), bool, n)
     path_read = read & (flags & STATIC == 0)
-    login = write & (flags & LOGIN != 0)
-    sensitive = (flags & SENSITIVE != 0) & ((status >= 300) | (flags & SERVABLE == 0))
     has_query = np.fromiter(map(bool, queries), bool, n)
     error = (status >= 400) & (status <= 405) & (status != 401) & (status != 402)
-    payloads, probes, proxy, enumerated = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
-    for k in np.flatnonzero(has_query | (flags & ESCAPED != 0)).tolist():
-        payloads[k] = bool(payload_kind(resources[k], queries[k]))
-    for k in np.flatnonzero(has_query).tolist():
-        enumerated[k] = enumerated_users((f"{resources[k]}?{queries[k]}",))
-    for k in np.flatnonzero(error & ((status == 403) | (status == 404))).tolist():
-        probes[k] = _cached(_probe_paths, resources[k], is_probe_path)
-    for k in np.flatnonzero(error & ((status == 400) | (status == 405))).tolist():
-        proxy[k] = methods[k] == "CONNECT" or resources[k].startswith(("http://", "https://"))
+    bad_request = np.array(bad, bool)
     scanner_of = {ua: bool(ua) and _cached(_scanner_uas, ua, is_scanner) for ua in set(uas)}
-    bad_requests = np.array(bad, np.float64)
-    auth_failures = np.array(auth, np.float64)
-    throttles = np.array(throttled, np.float64)
-    errors = error.astype(np.float64)
-    logins = login.astype(np.float64)
+    marks = {
+        "auth": np.array(auth, bool),
+        "throttled": np.array(throttled, bool),
+        "error": error,
+        "s5xx": status >= 500,
+        "read": read,
+        "write": write,
+        "path_read": path_read,
+        "detail": path_read & (flags & DETAIL != 0),
+        "login": write & (flags & LOGIN != 0),
+        "sensitive": (flags & SENSITIVE != 0) & ((status >= 300) | (flags & SERVABLE == 0)),
+        "payload": np.zeros(n, bool),
+        "probe": np.zeros(n, bool),
+        "proxy": np.zeros(n, bool),
+        "bad": bad_request,
+        "bad_version": bad_request & has_method,
+        "query": has_query,
+        "enumerated": np.zeros(n, bool),
+        "keyed": np.fromiter(map(bool, names), bool, n) | np.fromiter(map(bool, consumers), bool, n),
+        "scanner": np.fromiter(map(scanner_of.__getitem__, uas), bool, n),
+    }
+    for k in np.flatnonzero(has_query | (flags & ESCAPED != 0)).tolist():
+        marks["payload"][k] = bool(payload_kind(resources[k], queries[k]))
+    for k in np.flatnonzero(has_query).tolist():
+        marks["enumerated"][k] = enumerated_users((f"{resources[k]}?{queries[k]}",)) > 0
+    for k in np.flatnonzero(error & ((status == 403) | (status == 404))).tolist():
+        marks["probe"][k] = _cached(_probe_paths, resources[k], is_probe_path)
+    for k in np.flatnonzero(error & ((status == 400) | (status == 405))).tolist():
+        marks["proxy"][k] = methods[k] == "CONNECT" or resources[k].startswith(("http://", "https://"))
+    bits = np.zeros(n, np.int64)
+    for name, values in marks.items():
+        bits |= values.astype(np.int64) * _BIT[name]
+    return list(map(OneEvent, events, bits.tolist(), map(_BYTES_OUT, events)))
+
+
+def _one_event_feature_columns(cells: list[OneEvent]) -> dict[str, np.ndarray]:
+    """:func:`ip_feature_columns` of one-event cells, from their marks (a test holds them equal to
+    :func:`cell_of`'s features)."""
+    n = len(cells)
+    bits = np.fromiter(map(_CELL_MARKS, cells), np.int64, n)
+
+    def mark(name: str) -> np.ndarray:
+        return (bits & _BIT[name] != 0).astype(np.float64)
+
     ones, zeros = np.ones(n), np.zeros(n)
+    auth, errors, throttled, logins, bad = mark("auth"), mark("error"), mark("throttled"), mark("login"), mark("bad")
     return {
         "requests": ones,
-        "auth_failures": auth_failures,
-        "auth_failure_ratio": auth_failures.copy(),
+        "auth_failures": auth,
+        "auth_failure_ratio": auth.copy(),
         "errors": errors,
         "error_ratio": errors.copy(),
-        "server_error_ratio": (status >= 500).astype(np.float64),
-        "throttled": throttles,
-        "throttled_ratio": throttles.copy(),
-        "bytes_per_request": np.array(bytes_out, np.float64),
-        "read_ratio": read.astype(np.float64),
-        "write_ratio": write.astype(np.float64),
-        "detail_ratio": (path_read & (flags & DETAIL != 0)).astype(np.float64),
-        "distinct_paths": path_read.astype(np.float64),
+        "server_error_ratio": mark("s5xx"),
+        "throttled": throttled,
+        "throttled_ratio": throttled.copy(),
+        "bytes_per_request": np.fromiter(map(_BYTES_OUT, cells), np.float64, n),
+        "read_ratio": mark("read"),
+        "write_ratio": mark("write"),
+        "detail_ratio": mark("detail"),
+        "distinct_paths": mark("path_read"),
         "sequential_ids": zeros,
         "regularity": zeros.copy(),
         "error_paths": errors.copy(),
-        "sensitive_paths": sensitive.astype(np.float64),
-        "scanner_requests": np.fromiter(map(scanner_of.__getitem__, uas), np.float64, n),
+        "sensitive_paths": mark("sensitive"),
+        "scanner_requests": mark("scanner"),
         "login_requests": logins,
         "login_burst": logins.copy(),
         "login_share": logins.copy(),
         "hasty_posts": zeros.copy(),  # a post is hasty only after its page loaded in the same cell
-        "payload_requests": payloads,
-        "bad_requests": bad_requests,
-        "bad_versions": bad_requests * has_method,
-        "max_queries_per_path": has_query.astype(np.float64),
-        "probe_paths": probes,
-        "proxy_requests": proxy,
-        "enumerated_users": enumerated,
-        "keyed": (np.fromiter(map(bool, names), bool, n) | np.fromiter(map(bool, consumers), bool, n)).astype(
-            np.float64
-        ),
+        "payload_requests": mark("payload"),
+        "bad_requests": bad,
+        "bad_versions": mark("bad_version"),
+        "max_queries_per_path": mark("query"),
+        "probe_paths": mark("probe"),
+        "proxy_requests": mark("proxy"),
+        "enumerated_users": mark("enumerated"),
+        "keyed": mark("keyed"),
         "distinct_uas": ones.copy(),
         "ua_share": ones.copy(),
     }
 
 
-def ip_features(acc: IpAcc | Event) -> dict[str, float]:
+def ip_features(acc: IpAcc | OneEvent) -> dict[str, float]:
     """The features of one IP's window (:func:`ip_feature_columns` of one cell)."""
     return {name: float(values[0]) for name, values in ip_feature_columns([acc]).items()}
 

@@ -57,6 +57,7 @@ from gatewatch.flows.features import (
     ConsumerWindows,
     IpAcc,
     IpWindows,
+    OneEvent,
     Overflow,
     SeenMemory,
     WindowTable,
@@ -690,7 +691,7 @@ class IpShard(ShardProcessor):
         return {"paths": acc.paths, "error_paths": acc.error_paths, "sensitive": acc.sensitive}
 
 
-def _ip_subject(ip: str, acc: IpAcc | Event) -> _Subject:
+def _ip_subject(ip: str, acc: IpAcc | OneEvent) -> _Subject:
     if type(acc) is not IpAcc:  # a one-event cell: only a flagged or trailed IP needs its sets
         acc = cell_of(acc)
     return _Subject(ip, "", None, partial(_ip_context, acc), acc)

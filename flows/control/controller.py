@@ -256,9 +256,10 @@ class ControlLoop:
         self._thread.join()
         if self.error is not None:
             raise self.error
-        self.tick()
-        # a full page may have left more due (a replay's end records many at once); a page with
-        # fewer attempts means the rest wait for a retry time or an unreachable destination
+        self.controller.step()
+        # one last try of every destination; a full page may have left more due (a replay's end
+        # records many at once), a page with fewer attempts means the rest wait for a retry time or
+        # an unreachable destination (one more step would try a hung receiver again: a timeout more)
         while self.sender is not None and self.sender.step() == DUE_PAGE:
             pass
         self.compact()

@@ -28,6 +28,7 @@ from gatewatch.flows.features import (
     ConsumerWindows,
     IpSketch,
     IpWindows,
+    OneEvent,
     TrafficAcc,
     _Slotted,
     cell_of,
@@ -58,9 +59,9 @@ _events = st.builds(
 
 def _state(windows: dict[tuple[bool, float], dict]) -> dict:
     """Cells as comparable values: dicts and sets compare regardless of order; a one-event IP cell
-    (an Event) as the IpAcc it stands for."""
+    (a OneEvent) as the IpAcc it stands for."""
     return {
-        at: {key: (cell_of(acc) if type(acc) is Event else acc).__getstate__() for key, acc in c.items()}
+        at: {key: (cell_of(acc) if type(acc) is OneEvent else acc).__getstate__() for key, acc in c.items()}
         for at, c in windows.items()
         if c
     }
@@ -148,8 +149,8 @@ def test_every_kind_of_one_event_cell_has_the_features_of_the_ipacc_counting_its
         for k, combo in enumerate(combos)
     ]
     (cells,) = IpWindows.collect(events, 60).values()
-    assert all(type(c) is Event for c in cells.values())
-    columns, expected = ip_feature_columns(list(cells.values())), ip_feature_columns(list(map(cell_of, events)))
+    assert all(type(c) is OneEvent for c in cells.values())
+    columns, expected = ip_feature_columns(list(cells.values())), ip_feature_columns(list(map(cell_of, cells.values())))
     assert list(columns) == list(expected)  # the order of a finding's features
     for name, values in expected.items():
         assert columns[name].tolist() == values.tolist(), name
@@ -160,7 +161,7 @@ def test_every_kind_of_one_event_cell_has_the_features_of_the_ipacc_counting_its
 def test_a_window_of_one_event_and_other_cells_has_each_cells_features(events):
     for cells in IpWindows.collect(events, 60).values():
         kept = list(cells.values())
-        counted = [cell_of(c) if type(c) is Event else c for c in kept]
+        counted = [cell_of(c) if type(c) is OneEvent else c for c in kept]
         columns, expected = ip_feature_columns(kept), ip_feature_columns(counted)
         assert list(columns) == list(expected)  # the order of a finding's features
         for name, values in expected.items():
@@ -180,7 +181,7 @@ def test_a_batch_keeps_its_windows_cells_in_the_order_counting_event_by_event_gi
     ips = [e.client_ip for e in events]
     for cells in collected.values():
         for ip, cell in cells.items():
-            assert type(cell) is not Event or ips.count(ip) == 1  # only an IP's one event in the batch
+            assert type(cell) is not OneEvent or ips.count(ip) == 1  # only an IP's one event in the batch
 
 
 def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
