@@ -571,9 +571,22 @@ class HyperLogLog(_Slotted):
         if rank > self.registers[j]:  # noqa: PLR1730 - most adds change nothing: no write then
             self.registers[j] = rank
 
+    def add_hashes(self, hashes: list[int]) -> None:
+        """:meth:`add_hash` each of ``hashes``, in NumPy: a register keeps its highest rank, whatever the order."""
+        if not hashes:
+            return
+        h = np.array(hashes, np.uint64)
+        low = h & np.uint64(_HLL_REST)
+        # bit_length of each low part (below 2**54), from two halves a float holds exactly
+        high = low >> np.uint64(27)
+        bits = np.where(high > 0, 27 + np.frexp(high.astype(np.float64))[1], np.frexp(low.astype(np.float64))[1])
+        ranks = (_HLL_Q + 1 - bits).astype(np.uint8)
+        np.maximum.at(np.frombuffer(self.registers, np.uint8), (h >> np.uint64(_HLL_Q)).astype(np.intp), ranks)
+
     def update(self, other: HyperLogLog) -> None:
-        """Become the union of both."""
-        self.registers = bytearray(map(max, self.registers, other.registers))
+        """Become the union of both (register-wise maximum, in NumPy: a merge of two cells' sketches)."""
+        mine, theirs = np.frombuffer(self.registers, np.uint8), np.frombuffer(other.registers, np.uint8)
+        self.registers = bytearray(np.maximum(mine, theirs).tobytes())
 
     def estimate(self) -> float:
         regs = self.registers
@@ -613,8 +626,7 @@ class IpSketch(_Slotted):
         sketch = cls(keep_subnets)
         ordered = sorted(ips)
         sketch.examples = ordered[:EXAMPLE_IPS]
-        for ip in ordered:
-            sketch.add(ip)
+        sketch.add_all(ordered)
         return sketch
 
     def add(self, ip: str) -> None:
@@ -625,8 +637,23 @@ class IpSketch(_Slotted):
         if len(self.subnet_sample) < self.keep_subnets:
             self.subnet_sample.add(net)
 
+    def add_all(self, ips: list[str]) -> None:
+        """:meth:`add` each of ``ips``, in order (a set that outgrew ``EXACT_IPS``, a batch's set merged)."""
+        nets = list(map(subnet, ips))
+        self.ips.add_hashes(list(map(_ip_hash, ips)))
+        self.subnets.add_hashes(list(map(_ip_hash, nets)))
+        sample = self.subnet_sample
+        for net in dict.fromkeys(nets):  # add() keeps each subnet while there is room: the first ones
+            if len(sample) >= self.keep_subnets:
+                break
+            sample.add(net)
+
     def __len__(self) -> int:
         return len(self.ips)
+
+
+def _ip_hash(value: str) -> int:
+    return _cached(_hashes, value, hash64)
 
 
 IpSet = set[str] | IpSketch  # a cell's distinct client IPs: exact up to EXACT_IPS
@@ -643,8 +670,7 @@ def ip_union(parts: Iterable[IpSet], keep_subnets: int = 0) -> IpSet:
         if type(p) is set:
             ordered = sorted(p)
             examples.update(ordered[:EXAMPLE_IPS])
-            for ip in ordered:
-                out.add(ip)
+            out.add_all(ordered)
         else:
             out.ips.update(p.ips)
             out.subnets.update(p.subnets)

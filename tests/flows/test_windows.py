@@ -26,6 +26,7 @@ from gatewatch.flows.features import (
     MAX_SEEN,
     ApiWindows,
     ConsumerWindows,
+    HyperLogLog,
     IpSketch,
     IpWindows,
     OneEvent,
@@ -182,6 +183,36 @@ def test_a_batch_keeps_its_windows_cells_in_the_order_counting_event_by_event_gi
     for cells in collected.values():
         for ip, cell in cells.items():
             assert type(cell) is not OneEvent or ips.count(ip) == 1  # only an IP's one event in the batch
+
+
+_ip = st.one_of(
+    st.tuples(*[st.integers(0, 255)] * 4).map(lambda t: ".".join(map(str, t))),
+    st.tuples(st.integers(0, 3), st.integers(0, 65535)).map(lambda t: f"2001:db8:{t[0]:x}::{t[1]:x}"),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_ip, max_size=300), st.lists(_ip, max_size=5), st.sampled_from([0, 3, MAX_SEEN]))
+def test_adding_ips_at_once_is_adding_them_one_by_one(ips, before, keep_subnets):
+    one_by_one, at_once = IpSketch(keep_subnets), IpSketch(keep_subnets)
+    for ip in before:
+        one_by_one.add(ip)
+        at_once.add(ip)
+    for ip in ips:
+        one_by_one.add(ip)
+    at_once.add_all(ips)
+    assert at_once.ips.registers == one_by_one.ips.registers
+    assert at_once.subnets.registers == one_by_one.subnets.registers
+    assert at_once.subnet_sample == one_by_one.subnet_sample
+
+
+def test_a_sketch_takes_the_extreme_hashes_at_once_as_one_by_one():
+    hashes = [0, 1, (1 << 27) - 1, 1 << 27, (1 << 53) + 1, (1 << 54) - 1, 1 << 54, (1 << 64) - 1]
+    one_by_one, at_once = HyperLogLog(), HyperLogLog()
+    for h in hashes:
+        one_by_one.add_hash(h)
+    at_once.add_hashes(hashes)
+    assert at_once.registers == one_by_one.registers
 
 
 def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
