@@ -1072,13 +1072,15 @@ class WindowTable:
     def take(self, batch) -> None:
         """Add what :meth:`collect` gave: each cell to its window's (the late cells if closed)."""
         for start, part in batch.items():
-            cells = self._cells(start)
-            for key, acc in part.items():
-                mine = cells.get(key)
-                if mine is None:
-                    self._adopt(cells, key, acc)
-                else:
-                    mine.merge(acc)
+            self._take_part(self._cells(start), part)
+
+    def _take_part(self, cells: dict, part: dict) -> None:
+        for key, acc in part.items():
+            mine = cells.get(key)
+            if mine is None:
+                self._adopt(cells, key, acc)
+            else:
+                mine.merge(acc)
 
     @staticmethod
     def subject(key) -> str:
@@ -1254,20 +1256,19 @@ class IpWindows(WindowTable):
                 windows[start] = cells
         return windows
 
-    def take(self, batch: dict[float, dict[str, IpAcc | OneEvent]]) -> None:
-        for start, part in batch.items():
-            cells = self._cells(start)
-            if OVERFLOW not in cells and len(cells) + len(part) <= self.max_cells and cells.keys().isdisjoint(part):
-                cells.update(part)  # every IP new to the window, and room for all: the usual batch, in C
-                continue
-            for key, acc in part.items():
-                mine = cells.get(key)
-                if mine is None:
-                    self._adopt(cells, key, acc)
-                    continue
-                if type(mine) is not IpAcc:
-                    mine = cells[key] = cell_of(mine)
-                mine.merge(acc if type(acc) is IpAcc else cell_of(acc))
+    def _take_part(self, cells: dict, part: dict) -> None:
+        if OVERFLOW not in cells and len(cells) + len(part) <= self.max_cells and cells.keys().isdisjoint(part):
+            cells.update(part)  # every IP new to the window, and room for all: the usual batch, in C
+            return
+        clash = cells.keys() & part.keys()
+        if clash:  # an IP the window has already: both its cells become IpAccs, to merge
+            part = dict(part)
+            for key in clash:
+                if type(cells[key]) is not IpAcc:
+                    cells[key] = cell_of(cells[key])
+                if type(part[key]) is not IpAcc:
+                    part[key] = cell_of(part[key])
+        super()._take_part(cells, part)
 
     def _adopt(self, cells: dict, key, acc) -> None:
         if OVERFLOW in cells or len(cells) >= self.max_cells:
@@ -1360,7 +1361,6 @@ class IpWindows(WindowTable):
                 acc.ts.append(ts)
             acc.uas.add(e.user_agent)
         return windows
-
 
 
 def cell_of(cell: OneEvent) -> IpAcc:
@@ -1664,8 +1664,8 @@ def one_event_cells(events: list[Event]) -> list[OneEvent]:
     for k in np.flatnonzero(error & ((status == 400) | (status == 405))).tolist():
         marks["proxy"][k] = methods[k] == "CONNECT" or resources[k].startswith(("http://", "https://"))
     bits = np.zeros(n, np.int64)
-    for name, values in marks.items():
-        bits |= values.astype(np.int64) * _BIT[name]
+    for name, bit in _BIT.items():
+        bits |= marks[name].astype(np.int64) * bit
     return list(map(OneEvent, events, bits.tolist(), map(_BYTES_OUT, events)))
 
 
