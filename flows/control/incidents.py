@@ -504,9 +504,7 @@ class FailedLifts:
             "info", "enforcement_restored", doc["summary"], subject_type=doc["subject"]["type"],
             subject=doc["subject"]["id"], target=entry.destination, delivery_id=entry.id,
         )  # fmt: skip
-        alert_id = doc["incident_id"]
-        for dest in self.alerts.destinations:
-            self.control.enqueue(stable_id(alert_id, dest.name, "resolved"), dest.type, dest.name, alert_id, doc, con=con)
+        self._alert_everyone(doc, con, "resolved")
         self.control.delete_state(_FAILED_LIFTS, entry.id, con=con)
 
     def __call__(self, entry: OutboxEntry, error: str, con) -> None:
@@ -524,10 +522,14 @@ class FailedLifts:
             subject=doc["subject"]["id"], target=entry.destination, decision_id=decision.decision_id,
             delivery_id=entry.id, error=doc["enforcement"]["error"],
         )  # fmt: skip
+        self._alert_everyone(doc, con)
+        self.control.put_state(_FAILED_LIFTS, entry.id, doc, con=con)  # for the alert that resolves it
+
+    def _alert_everyone(self, doc: dict, con, *event: str) -> None:
+        """Queue ``doc`` for every alert destination, once each (its id: the alert's, the destination's, ``event``)."""
         alert_id = doc["incident_id"]
         for dest in self.alerts.destinations:
-            self.control.enqueue(stable_id(alert_id, dest.name), dest.type, dest.name, alert_id, doc, con=con)
-        self.control.put_state(_FAILED_LIFTS, entry.id, doc, con=con)  # for the alert that resolves it
+            self.control.enqueue(stable_id(alert_id, dest.name, *event), dest.type, dest.name, alert_id, doc, con=con)
 
 
 def build_alerting(
