@@ -250,18 +250,27 @@ def test_a_lift_the_gateway_refuses_pages_and_its_retry_resolves_the_page(tmp_pa
     )
     pages = lambda action: [p["body"] for p in receiver.got["pagerduty"] if p["body"]["event_action"] == action]  # noqa: E731
 
-    def dead_letters() -> list[str]:
+    def outbox(state: str, destination: str = "%") -> list[str]:
         con = sqlite3.connect(store / CONTROL_FILE)
         try:
-            return [r[0] for r in con.execute("SELECT id FROM outbox WHERE state = 'dead_letter'")]
+            query = "SELECT id FROM outbox WHERE state = ? AND destination LIKE ?"
+            return [r[0] for r in con.execute(query, (state, destination))]
         finally:
             con.close()
+
+    def dead_letters() -> list[str]:
+        return outbox("dead_letter")
 
     proc = start_gatewatch(
         "run", str(log), "--store", str(store), "--config", str(cfg), env={**env(), "GW_E2E_PD_KEY": ROUTING_KEY}
     )
     try:
         wait_for(lambda: "rate-limiting" in kong.consumer_plugins(ATTACKER), what="the Kong rate limit")
+        # and recorded as delivered: a slow answer (timeout_s = 1) is retried, and the refusals below must
+        # meet the lift only, not a retry of the limit that already took effect
+        wait_for(
+            lambda: outbox("sent", "kong") and not outbox("pending", "kong"), what="the limit's delivery recorded"
+        )
         kong.inject("status", times=1_000, status=403, method="DELETE", path_prefix="/consumers")  # lifts refused
         with log.open("ab") as f:
             f.write(after)  # every TTL passes: the expiry's lift is refused, and dead-lettered at once
