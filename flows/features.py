@@ -85,15 +85,16 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass
+from functools import cache
 from hashlib import blake2b
-from itertools import compress, islice, pairwise, repeat, starmap
+from itertools import compress, islice, pairwise, repeat
 from operator import attrgetter, is_, not_
 from pathlib import Path
 from typing import ClassVar
 
+import msgspec
 import numpy as np
 from msgspec import Struct
-from msgspec.structs import astuple
 
 from gatewatch.detectors.base import subnet
 from gatewatch.flows.events import Event
@@ -459,7 +460,8 @@ def pack_cells(cells: dict) -> tuple:
     Pickled one by one, each :class:`_Cell`'s state is built and applied in Python, and an IP
     cell's timestamps go through the array reconstructor: 13 us a one-off IP's cell. As columns
     (tuples read in C, one buffer per array slot) it is about 6 us. An IP window's one-event
-    cells (:class:`OneEvent`) go as tuples of their fields.
+    cells (:class:`OneEvent`) go as MessagePack, encoded and decoded in C: 1.3 us a cell,
+    against 3.9 us for pickling the tuples of their fields.
     """
     values = list(cells.values())
     kinds = list(map(type, values))
@@ -470,9 +472,17 @@ def pack_cells(cells: dict) -> tuple:
     return list(cells), list(map(classes.index, kinds)), groups
 
 
+_ENCODE_STRUCTS = msgspec.msgpack.Encoder().encode
+
+
+@cache
+def _struct_decoder(cls: type) -> Callable[[bytes], list]:
+    return msgspec.msgpack.Decoder(list[cls]).decode
+
+
 def _pack_group(cls: type, values: list) -> tuple:
-    if not issubclass(cls, _Cell):
-        return cls, list(map(astuple, values)), None
+    if not issubclass(cls, _Cell):  # a msgspec Struct (OneEvent)
+        return cls, _ENCODE_STRUCTS(values), None
     arrays = []
     for name in cls.ARRAYS:
         column = list(map(attrgetter(name), values))
@@ -480,9 +490,9 @@ def _pack_group(cls: type, values: list) -> tuple:
     return cls, list(map(cls._values, values)), arrays
 
 
-def _unpack_group(cls: type, values: list, arrays: list | None) -> list:
+def _unpack_group(cls: type, values: list | bytes, arrays: list | None) -> list:
     if arrays is None:
-        return list(starmap(cls, values))
+        return _struct_decoder(cls)(values)
     new, assign = cls.__new__, cls._assign
     cells = []
     for cell_values in values:
