@@ -46,6 +46,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/bench_replay.py --lines 1000000 --workdir bench-data
 	$(BIN)/python tests/bench_replay.py --lines 1000000 --workdir bench-data --layouts w1 p2 --shards 1
+	$(BIN)/python tests/bench_decoders.py --lines 1000000 --workdir bench-data
 	$(BIN)/python tests/bench_memory.py --subjects 100000
 	$(BIN)/python tests/bench_dashboard.py --rows 1000000 --workdir bench-data
 	$(BIN)/python tests/bench_detection.py --seeds 1 2 3 4 5 --workdir bench-data/detection
