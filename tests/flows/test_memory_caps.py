@@ -11,6 +11,7 @@ a flood.
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 import random
@@ -398,6 +399,9 @@ def _growth(cls, cfg, events, n1, n2):
 
     The router's cells of 1,000 events at a time, as the shard takes them: the traced heap it
     holds, and its recovery snapshot. The process-wide caches of path flags are filled first.
+    A full collection before each measure empties CPython's free lists: a freed tuple waits in
+    one (up to 2,000 a size) still traced, and whether a batch's cell keys sat there or not
+    moved the figure by up to 7 B an event.
     """
     cls.table_type.collect(events[:n2], 60)
     shard = _shard(cls, cfg)
@@ -407,6 +411,7 @@ def _growth(cls, cfg, events, n1, n2):
         for i in range(1_000, n2 + 1, 1_000):
             shard.take(cls.table_type.collect(events[i - 1_000 : i], 60), "src", T0 + 40)  # the window stays open
             if i in (n1, n2):
+                gc.collect()
                 sizes.append((tracemalloc.get_traced_memory()[0], len(pickle.dumps(shard))))
     finally:
         tracemalloc.stop()
@@ -421,7 +426,7 @@ def test_memory_stops_growing_past_each_familys_cap():
     users, paths = _user_names(12_000), _paths(12_000)
     for cls, events in ((ConsumerShard, users), (ApiShard, paths), (IpShard, paths)):
         heap, snapshot, shard = _growth(cls, caps, events, 6_000, 12_000)
-        assert heap < 8 and snapshot < 2, (cls.family, heap, snapshot)
+        assert heap < 2 and snapshot < 2, (cls.family, heap, snapshot)
         (cells,) = shard.table.open.values()
         assert len(cells) <= 100 + 2  # + the overflow, and the consumers' ~overflow row
     (acc,) = (a for k, a in cells.items() if k != OVERFLOW)  # the scanner's IP cell
