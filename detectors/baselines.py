@@ -145,11 +145,6 @@ class SubjectRows:
             self.size += grown
         return [*reused, *range(self.size - grown, self.size)]
 
-    def forget(self, subject: str) -> None:
-        """Drop the subject from every member."""
-        if subject in self.rows:
-            self.forget_many((subject,))
-
     def forget_many(self, subjects: Iterable[str]) -> None:
         """Drop the subjects from every member (in order: their rows are reused last first)."""
         rows = list(filter(_NOT_NONE, map(self.rows.pop, subjects, repeat(None))))
@@ -304,10 +299,6 @@ class Baselines:
                 stats[j] += a * (v - stats[j])
                 stats[j + 1] += a * (v * v - stats[j + 1])
         stats[o] += 1
-
-    def forget(self, subject: str) -> None:
-        """Drop the subject (from every baselines sharing this one's index)."""
-        self.index.forget(subject)
 
     # -- many subjects at once (a closed window's) ------------------------------------
 

@@ -64,7 +64,7 @@ def test_forget_drops_the_subject_but_not_its_peers():
     b = Baselines((REQUESTS, RATIO), min_history=2)
     for _ in range(4):
         b.learn("c", {"requests": 10.0, "auth_failure_ratio": 0.2})
-    b.forget("c")
+    b.index.forget_many(("c",))
     assert b.history("c") == 0
     assert b.deviation("c", "auth_failure_ratio", {"requests": 10.0}).source == "peers"
 
@@ -93,7 +93,7 @@ def test_many_subjects_at_once_are_one_after_the_other():
         many.learn_many(subjects, X, mask)
         if window % 4 == 3:
             for b in (one, many):
-                b.forget(subjects[0])
+                b.index.forget_many((subjects[0],))
     assert pickle.dumps(one) == pickle.dumps(many)
     assert many.subjects() == one.subjects() and len(many._stats) <= 9 * many._width
 
@@ -122,7 +122,7 @@ def test_a_snapshot_with_an_array_per_subject_resumes():
             assert resumed.deviation(subject, name, probe) == b.deviation(subject, name, probe)
     for base in (b, resumed):
         base.learn("s1", probe)
-        base.forget("s2")
+        base.index.forget_many(("s2",))
     assert _state(resumed) == _state(b)
 
 
@@ -153,7 +153,7 @@ def test_baselines_sharing_rows_learn_and_forget_as_apart():
             two.learn_many(subjects, X, mask)
         if window % 3 == 2:
             for b in (*apart, *together):
-                b.forget(subjects[0])
+                b.index.forget_many((subjects[0],))
     for one, two in zip(apart, together, strict=True):
         learned = {s: v for s, v in _state(two)["subjects"].items() if v[0]}
         assert learned == {s: v for s, v in _state(one)["subjects"].items() if v[0]}
@@ -169,7 +169,7 @@ def test_baselines_pickled_with_rows_of_their_own_are_united():
     for subject, n in (("a", 5.0), ("b", 9.0), ("a", 7.0)):
         first.learn(subject, {"requests": n})
     second.learn("c", {"requests": 10.0, "auth_failure_ratio": 0.3})
-    first.forget("b")
+    first.index.forget_many(("b",))
     before = [_state(first), _state(second)]
     old = []
     for b in (first, second):  # laid out as the earlier version pickled them
