@@ -1267,9 +1267,6 @@ class IpWindows(WindowTable):
         return windows
 
     def _take_part(self, cells: dict, part: dict) -> None:
-        if OVERFLOW not in cells and len(cells) + len(part) <= self.max_cells and cells.keys().isdisjoint(part):
-            cells.update(part)  # every IP new to the window, and room for all: the usual batch, in C
-            return
         clash = cells.keys() & part.keys()
         if clash:  # an IP the window has already: both its cells become IpAccs, to merge
             part = dict(part)
@@ -1278,7 +1275,14 @@ class IpWindows(WindowTable):
                     cells[key] = cell_of(cells[key])
                 if type(part[key]) is not IpAcc:
                     part[key] = cell_of(part[key])
-        super()._take_part(cells, part)
+        if OVERFLOW in cells or len(cells) + len(part) - len(clash) > self.max_cells:
+            super()._take_part(cells, part)  # past the cap, cell by cell: which cells make room depends on the order
+            return
+        # room for every new IP: the known ones merge, the new ones join in one update, in C, in the
+        # order counting them one by one gives (a merge does not move a cell)
+        for key in clash:
+            cells[key].merge(part.pop(key))
+        cells.update(part)
 
     def _adopt(self, cells: dict, key, acc) -> None:
         if OVERFLOW in cells or len(cells) >= self.max_cells:

@@ -102,6 +102,8 @@ def test_cells_merged_from_any_split_into_batches_equal_counting_every_event_at_
         expected = {(False, s): c for s, c in table_type.collect(on_time, 60).items()}
         expected |= {(True, s): c for s, c in table_type.collect(late, 60).items()}
         assert _state(state) == _state(expected)
+        # in the order of each cell's first event: once a window is full, the order picks the cells that make room
+        assert {at: list(c) for at, c in state.items() if c} == {at: list(c) for at, c in expected.items() if c}
 
 
 @settings(max_examples=200, deadline=None)
