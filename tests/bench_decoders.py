@@ -7,15 +7,15 @@ Usage::
 It takes the first ``--sample`` lines of ``make bench``'s wso2-mobile and combined logs
 (generated as :mod:`tests.bench_replay` does, reused when present), in batches of
 ``BATCH`` lines as the sources hand them on, and prints each way's median CPU time per
-line over ``--runs`` (one thread each unless the row says otherwise):
+line over ``--runs``, summed over every thread (polars uses its pool, whose size is printed
+first; DuckDB the threads its row names):
 
 - **wso2**, the JSON part of each line (every way reads the fields the parser uses):
   the parser itself (line checks, decoding, one ``Event`` a line); msgspec's per-line
   decode into the parser's record; msgspec's ``decode_lines`` over the batch (the parse
   floor of ``bench_replay``); the same records turned into a list per field; polars'
   ``read_ndjson`` and ``str.json_decode`` with the same fields as a schema; DuckDB's
-  ``read_json`` on a file of the JSON parts, with 1 and 2 threads (CPU time: the sum over
-  its threads);
+  ``read_json`` on a file of the JSON parts, with 1 and 2 threads;
 - **combined**: the parser itself; Python's ``re`` with the parser's access-line pattern
   (the parse floor); polars' ``str.extract_groups`` with the same pattern (its engine has
   no look-ahead: the one ``(?=")`` is left out, which can only widen the match);

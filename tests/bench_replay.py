@@ -26,7 +26,7 @@ floored as ``wso2``). Then it measures:
   dealt round-robin into 2 node logs as if 2 gateway nodes wrote it, the
   processes started together, as in docs/scaling.md's example. Every
   layout runs with the same ``pipeline.shards`` (``--shards``), so all give
-  the same store. Reported: median wall time of ``--runs``, median CPU
+  the same traffic and findings (docs/scaling.md). Reported: median wall time of ``--runs``, median CPU
   (user + sys of every process) per line, which a busy neighbour disturbs
   less, and peak RSS (summed over a cluster). Each process is started by a
   small launcher that reports its own ``wait4`` figures: Linux carries the
@@ -323,7 +323,7 @@ def measure_replay(
 ) -> Replay:
     """Run ``gatewatch replay`` over ``inputs`` ``runs`` times in ``layout``: ``wN`` threads or ``pN`` processes.
 
-    Every layout uses the same ``shards``, so all give the same store. With ``floor``
+    Every layout uses the same ``shards``, so all give the same traffic and findings. With ``floor``
     (a parse floor's lines/s), each run is paired with a floor run just before it, and
     the ratio is the median of the pairs': the speed of a shared machine drifts over
     minutes, more than over the seconds between a pair.
