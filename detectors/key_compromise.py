@@ -3,7 +3,9 @@
 The pipeline remembers, per consumer, the /24 subnets and user-agent
 families it was used from (``flows/features.py``; attack windows are not
 added to that memory). ``new_subnets`` counts this window's subnets the
-consumer was never seen from, after taking out the peer-wide volume shift;
+consumer was never seen from (a consumer seen from more than 1,024 in a window
+is judged on the 1,024 of lowest hash, the same part of its subnets every window),
+after taking out the peer-wide volume shift;
 ``min_new_subnets`` of them, or the consumer's own usual count plus
 ``z_onset`` spreads if that is more, scores 0.5. A user-agent family the
 consumer never used halves that threshold.

@@ -44,7 +44,8 @@ Features, per window and subject (the detectors read what they need):
 ``failing_ips``        distinct client IPs with an auth failure (consumer, api; the same)
 ``failing_subnets``    distinct subnets of those (the same)
 ``distinct_ua_families`` (consumer) distinct user-agent families
-``new_subnets``        (consumer) subnets never seen for this consumer
+``new_subnets``        (consumer) subnets never seen for this consumer (of more than 1,024, the
+                       1,024 of lowest hash: every window samples the same ones)
 ``new_ua_families``    (consumer) user-agent families never seen for it
 ``read_ratio``         GET/HEAD share
 ``write_ratio``        (ip) share of other methods
@@ -78,6 +79,7 @@ Features, per window and subject (the detectors read what they need):
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import sys
@@ -581,11 +583,11 @@ class HyperLogLog(_Slotted):
         if rank > self.registers[j]:  # noqa: PLR1730 - most adds change nothing: no write then
             self.registers[j] = rank
 
-    def add_hashes(self, hashes: list[int]) -> None:
+    def add_hashes(self, hashes: list[int] | np.ndarray) -> None:
         """:meth:`add_hash` each of ``hashes``, in NumPy: a register keeps its highest rank, whatever the order."""
-        if not hashes:
+        if not len(hashes):
             return
-        h = np.array(hashes, np.uint64)
+        h = np.asarray(hashes, np.uint64)
         low = h & np.uint64(_HLL_REST)
         # bit_length of each low part (below 2**54), from two halves a float holds exactly
         high = low >> np.uint64(27)
@@ -612,51 +614,116 @@ class HyperLogLog(_Slotted):
         return round(self.estimate())
 
 
+_NO_CUT = (1 << 64) - 1  # the highest hash64: a sample with room takes any subnet
+_NO_SAMPLE = -1  # below every hash64: a sketch keeping no subnets takes none
+
+
+def _lowest(hashes: np.ndarray, k: int) -> list[int]:
+    """The positions of the ``k`` lowest of ``hashes`` (all of them if fewer)."""
+    if len(hashes) <= k:
+        return list(range(len(hashes)))
+    return np.argpartition(hashes, k - 1)[:k].tolist()
+
+
 class IpSketch(_Slotted):
     """A cell's distinct client IPs past ``EXACT_IPS``: approximate counts and a few exact values.
 
     Two :class:`HyperLogLog` (the IPs, and their /24 or /64 subnets: 3.3 % standard error
-    each), the lowest ``EXAMPLE_IPS`` IPs of the exact set it replaced (finding context), and
-    the first ``keep_subnets`` subnets (a consumer's never-seen subnets are counted among
-    those). About 2.5 KiB plus the kept subnets, however many IPs it sees.
+    each), the lowest ``EXAMPLE_IPS`` IPs it was given (finding context), and a sample of its
+    subnets, the ``keep_subnets`` of lowest :func:`hash64` (a consumer's never-seen subnets are
+    counted among those). Neither depends on the order IPs come in or sketches merge in, so
+    every layout of workers keeps the same; and every window samples the same part of the
+    subnets, so a subnet seen again is sampled again. About 2.5 KiB plus the sample, however
+    many IPs it sees.
     """
 
-    __slots__ = ("examples", "ips", "keep_subnets", "subnet_sample", "subnets")
+    __slots__ = ("cut", "examples", "ips", "keep_subnets", "subnet_sample", "subnets")
+    LEGACY_SLOTS: ClassVar[dict[int, tuple[str, ...]]] = {
+        5: ("examples", "ips", "keep_subnets", "subnet_sample", "subnets")
+    }
+    ADDED: ClassVar[dict[str, Callable[[], object]]] = {"cut": lambda: _NO_CUT}
 
     def __init__(self, keep_subnets: int = 0) -> None:
         self.ips = HyperLogLog()
         self.subnets = HyperLogLog()
         self.examples: list[str] = []
         self.keep_subnets = keep_subnets
-        self.subnet_sample: set[str] = set()
+        # subnet -> hash64: the sample, and up to as many candidates more until the next _trim
+        self.subnet_sample: dict[str, int] = {}
+        self.cut = _NO_CUT if keep_subnets else _NO_SAMPLE  # a subnet hashing above it is not sampled
+
+    def __setstate__(self, state: tuple) -> None:
+        super().__setstate__(state)
+        if type(self.subnet_sample) is set:  # a snapshot from when the sample was the first subnets seen
+            self.subnet_sample = {net: _ip_hash(net) for net in sorted(self.subnet_sample)}
+            self.cut = _NO_CUT if self.keep_subnets else _NO_SAMPLE
+            self._trim()
 
     @classmethod
     def of(cls, ips: Iterable[str], keep_subnets: int = 0) -> IpSketch:
-        """A sketch of an exact set (sorted first: the kept values do not depend on set order)."""
+        """A sketch of an exact set."""
         sketch = cls(keep_subnets)
-        ordered = sorted(ips)
-        sketch.examples = ordered[:EXAMPLE_IPS]
-        sketch.add_all(ordered)
+        sketch.add_all(list(ips))
         return sketch
 
     def add(self, ip: str) -> None:
         # cached: the consumer and the endpoint families hash each IP, and subnets recur
         self.ips.add_hash(_cached(_hashes, ip, hash64))
         net = subnet(ip)
-        self.subnets.add_hash(_cached(_hashes, net, hash64))
-        if len(self.subnet_sample) < self.keep_subnets:
-            self.subnet_sample.add(net)
+        h = _cached(_hashes, net, hash64)
+        self.subnets.add_hash(h)
+        if h <= self.cut:
+            sample = self.subnet_sample
+            sample[net] = h
+            if len(sample) >= 2 * self.keep_subnets:
+                self._trim()
+        examples = self.examples
+        if (len(examples) < EXAMPLE_IPS or ip < examples[-1]) and ip not in examples:
+            self.examples = sorted((*examples, ip))[:EXAMPLE_IPS]
 
     def add_all(self, ips: list[str]) -> None:
-        """:meth:`add` each of ``ips``, in order (a set that outgrew ``EXACT_IPS``, a batch's set merged)."""
+        """:meth:`add` each of ``ips`` (a set that outgrew ``EXACT_IPS``, a batch's set merged)."""
+        if not ips:
+            return
         nets = list(map(subnet, ips))
-        self.ips.add_hashes(list(map(_ip_hash, ips)))
-        self.subnets.add_hashes(list(map(_ip_hash, nets)))
+        net_hashes = np.fromiter(map(_ip_hash, nets), np.uint64, len(nets))
+        self.ips.add_hashes(np.fromiter(map(_ip_hash, ips), np.uint64, len(ips)))
+        self.subnets.add_hashes(net_hashes)
+        if self.keep_subnets:
+            taken = (net_hashes <= self.cut).tolist()
+            self.subnet_sample.update(zip(compress(nets, taken), compress(net_hashes.tolist(), taken), strict=True))
+            if len(self.subnet_sample) >= 2 * self.keep_subnets:
+                self._trim()
+        lowest = heapq.nsmallest(EXAMPLE_IPS, ips)
+        if len(set(lowest)) < len(lowest):  # an IP given twice
+            lowest = heapq.nsmallest(EXAMPLE_IPS, set(ips))
+        self.examples = sorted(set(self.examples).union(lowest))[:EXAMPLE_IPS]
+
+    def merge(self, other: IpSketch) -> None:
+        """Count ``other``'s IPs too."""
+        self.ips.update(other.ips)
+        self.subnets.update(other.subnets)
+        self.examples = sorted(set(self.examples).union(other.examples))[:EXAMPLE_IPS]
+        if self.keep_subnets:
+            if other.keep_subnets >= self.keep_subnets:  # it holds at least as many subnets up to its cut
+                self.cut = min(self.cut, other.cut)
+            self.subnet_sample.update(other.subnet_sample)
+            self._trim()
+
+    def _trim(self) -> None:
+        """Keep the sample's ``keep_subnets`` of lowest hash; none above them is taken from now on."""
         sample = self.subnet_sample
-        for net in dict.fromkeys(nets):  # add() keeps each subnet while there is room: the first ones
-            if len(sample) >= self.keep_subnets:
-                break
-            sample.add(net)
+        if len(sample) > self.keep_subnets:
+            nets = list(sample)
+            hashes = np.fromiter(sample.values(), np.uint64, len(nets))
+            kept = _lowest(hashes, self.keep_subnets)
+            self.subnet_sample = {nets[i]: sample[nets[i]] for i in kept}
+            self.cut = int(hashes[kept].max())
+
+    def sample(self) -> set[str]:
+        """The sampled subnets: the ``keep_subnets`` of lowest hash of all it was given."""
+        self._trim()
+        return set(self.subnet_sample)
 
     def __len__(self) -> int:
         return len(self.ips)
@@ -675,20 +742,11 @@ def ip_union(parts: Iterable[IpSet], keep_subnets: int = 0) -> IpSet:
     if all(type(p) is set for p in parts):
         return set().union(*parts)
     out = IpSketch(keep_subnets)
-    examples: set[str] = set()
     for p in parts:
         if type(p) is set:
-            ordered = sorted(p)
-            examples.update(ordered[:EXAMPLE_IPS])
-            out.add_all(ordered)
+            out.add_all(list(p))
         else:
-            out.ips.update(p.ips)
-            out.subnets.update(p.subnets)
-            examples.update(p.examples)
-            room = keep_subnets - len(out.subnet_sample)
-            if room > 0:
-                out.subnet_sample.update(sorted(p.subnet_sample)[:room])
-    out.examples = sorted(examples)[:EXAMPLE_IPS]
+            out.merge(p)
     return out
 
 
@@ -718,12 +776,22 @@ def merge_ips(ips: IpSet, other: IpSet, keep_subnets: int = 0) -> IpSet:
     return ip_union((ips, other), keep_subnets)
 
 
-def subnets_of(ips: IpSet) -> tuple[set[str], int]:
-    """The subnets seen (a sketch: the first ``keep_subnets``), and how many distinct there are."""
+def subnets_of(ips: IpSet, keep: int = 0) -> tuple[set[str], int]:
+    """The subnets seen and how many distinct there are.
+
+    With ``keep``, past that many subnets only the ``keep`` of lowest :func:`hash64`, as a
+    sketch keeps them (:class:`IpSketch`): the same sample whether the cell outgrew its exact
+    set or not. Without, a sketch's sample.
+    """
     if type(ips) is set:
         nets = {subnet(ip) for ip in ips}
-        return nets, len(nets)
-    return set(ips.subnet_sample), max(len(ips.subnets), len(ips.subnet_sample))
+        n = len(nets)
+        if keep and n > keep:
+            listed = list(nets)
+            nets = set(map(listed.__getitem__, _lowest(np.fromiter(map(_ip_hash, listed), np.uint64, n), keep)))
+        return nets, n
+    sample = ips.sample()
+    return sample, max(len(ips.subnets), len(sample))
 
 
 class TrafficAcc(_Cell):
@@ -1454,7 +1522,8 @@ class ConsumerWindow:
     def features(self) -> tuple[dict[str, float], set[str], set[str]]:
         """The features, and the subnets and UA families seen (for the never-seen memory).
 
-        Past ``EXACT_IPS`` distinct IPs the subnets seen are the first ``MAX_SEEN`` of them.
+        Past ``MAX_SEEN`` subnets, the subnets seen are the ``MAX_SEEN`` of lowest hash: every
+        window samples the same part of them, however many IPs the cell held.
         """
         cells = self.cells
         n = sum(c.requests for c in cells)
@@ -1464,7 +1533,7 @@ class ConsumerWindow:
         for c in cells:
             for value, count in c.latencies.items():
                 latencies[value] = latencies.get(value, 0) + count
-        subnets, n_subnets = subnets_of(ips)
+        subnets, n_subnets = subnets_of(ips, MAX_SEEN)
         families = {_cached(_families, ua, ua_family) for c in cells for ua in c.uas}
         auth = sum(c.auth_failures for c in cells)
         throttled = sum(c.throttled for c in cells)

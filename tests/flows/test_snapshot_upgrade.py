@@ -14,7 +14,7 @@ import pytest
 
 from gatewatch.detectors.baselines import SubjectRows
 from gatewatch.flows.config import Config
-from gatewatch.flows.features import ApiAcc, IpAcc, ip_features
+from gatewatch.flows.features import ApiAcc, IpAcc, IpSketch, hash64, ip_features
 from gatewatch.flows.horizons import SPECS, Trail, Trails
 from gatewatch.flows.shard import IpShard
 
@@ -59,6 +59,17 @@ def test_an_ip_cell_of_an_earlier_version_loads_and_counts_on(n):
 def test_an_endpoint_cell_of_an_earlier_version_loads_without_latencies():
     cell = _from_state(ApiAcc, (0, 100, set(), {"10.0.0.1"}, 4, 1, 0, 0))
     assert (cell.requests, cell.latencies) == (4, {})
+
+
+def test_a_sketch_whose_sample_was_the_first_subnets_seen_keeps_those_of_lowest_hash():
+    old = IpSketch(3)
+    old.add_all([f"10.0.{i}.1" for i in range(40)])
+    first_seen = {f"10.0.{i}" for i in range(5)}  # the sample of an earlier version: the first 5 of a keep of 5
+    sketch = _from_state(IpSketch, (old.examples, old.ips, 3, first_seen, old.subnets))
+    assert sketch.sample() == set(sorted(first_seen, key=hash64)[:3])
+    sketch.add("10.9.9.1")
+    assert sketch.sample() == set(sorted({*first_seen, "10.9.9"}, key=hash64)[:3])
+    assert abs(len(sketch) - 41) <= 2 and sketch.examples == old.examples  # within the estimate's error
 
 
 def test_a_trail_pickled_with_its_running_totals_loads_and_is_judged_on():

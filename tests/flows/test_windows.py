@@ -23,6 +23,7 @@ from gatewatch.flows.dataflow import RunStats, _Router, _ShardBatch, shard_keys
 from gatewatch.flows.events import Event
 from gatewatch.flows.features import (
     EXACT_IPS,
+    EXAMPLE_IPS,
     MAX_SEEN,
     ApiWindows,
     ConsumerWindows,
@@ -34,8 +35,11 @@ from gatewatch.flows.features import (
     _Slotted,
     cell_of,
     endpoint_of,
+    hash64,
     ip_feature_columns,
     ip_features,
+    ip_union,
+    subnets_of,
 )
 
 T0 = 1_700_000_040.0
@@ -103,7 +107,9 @@ def test_cells_merged_from_any_split_into_batches_equal_counting_every_event_at_
         expected |= {(True, s): c for s, c in table_type.collect(late, 60).items()}
         assert _state(state) == _state(expected)
         # in the order of each cell's first event: once a window is full, the order picks the cells that make room
-        assert {at: list(c) for at, c in state.items() if c} == {at: list(c) for at, c in expected.items() if c}
+        assert {at: list(c) for at, c in state.items() if c} == {
+            at: list(c) for at, c in expected.items() if c
+        }
 
 
 @settings(max_examples=200, deadline=None)
@@ -153,7 +159,10 @@ def test_every_kind_of_one_event_cell_has_the_features_of_the_ipacc_counting_its
     ]
     (cells,) = IpWindows.collect(events, 60).values()
     assert all(type(c) is OneEvent for c in cells.values())
-    columns, expected = ip_feature_columns(list(cells.values())), ip_feature_columns(list(map(cell_of, cells.values())))
+    columns, expected = (
+        ip_feature_columns(list(cells.values())),
+        ip_feature_columns(list(map(cell_of, cells.values()))),
+    )
     assert list(columns) == list(expected)  # the order of a finding's features
     for name, values in expected.items():
         assert columns[name].tolist() == values.tolist(), name
@@ -205,7 +214,41 @@ def test_adding_ips_at_once_is_adding_them_one_by_one(ips, before, keep_subnets)
     at_once.add_all(ips)
     assert at_once.ips.registers == one_by_one.ips.registers
     assert at_once.subnets.registers == one_by_one.subnets.registers
-    assert at_once.subnet_sample == one_by_one.subnet_sample
+    assert at_once.sample() == one_by_one.sample()
+    assert at_once.examples == one_by_one.examples
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_ip, max_size=400),
+    st.lists(st.integers(0, 400), max_size=5),
+    st.sampled_from([3, 20]),
+    st.randoms(),
+)
+def test_a_sketch_is_the_same_whatever_order_its_ips_come_in_and_its_parts_merge_in(
+    ips, cuts, keep_subnets, rnd
+):
+    # a consumer's cells counted on several processes merge in the order they arrive: the sample
+    # of subnets its never-seen count is taken over, and its example IPs, must not depend on it
+    whole = IpSketch.of(ips, keep_subnets)
+    shuffled = rnd.sample(ips, len(ips))
+    parts: list = [set(p) for p in _split(shuffled, cuts)]
+    for k, part in enumerate(parts):
+        if k % 2:  # some parts already sketches, some built IP by IP
+            sketch = IpSketch(keep_subnets)
+            for ip in rnd.sample(sorted(part), len(part)):
+                sketch.add(ip)
+            parts[k] = sketch
+    merged = ip_union(rnd.sample(parts, len(parts)) + [IpSketch(keep_subnets)], keep_subnets)
+    nets = {subnet(ip) for ip in ips}
+    lowest = set(sorted(nets, key=hash64)[:keep_subnets])
+    for sketch in (whole, merged):
+        assert (
+            sketch.ips.registers == whole.ips.registers
+            and sketch.subnets.registers == whole.subnets.registers
+        )
+        assert sketch.sample() == lowest == subnets_of(set(ips), keep_subnets)[0]
+        assert sketch.examples == sorted(set(ips))[:EXAMPLE_IPS]
 
 
 def test_a_sketch_takes_the_extreme_hashes_at_once_as_one_by_one():
@@ -231,7 +274,7 @@ def test_a_merge_past_the_exact_threshold_gives_the_sketch_of_all_ips():
     assert merged.ips.ips.registers == whole.ips.ips.registers
     assert merged.ips.subnets.registers == whole.ips.subnets.registers
     assert merged.ips.examples == sorted(ips)[:5]
-    assert merged.ips.subnet_sample == {subnet(ip) for ip in ips}  # 18, fewer than MAX_SEEN
+    assert merged.ips.sample() == {subnet(ip) for ip in ips}  # 18, fewer than MAX_SEEN
 
 
 @settings(max_examples=200, deadline=None)
