@@ -62,13 +62,13 @@ def test_an_endpoint_cell_of_an_earlier_version_loads_without_latencies():
 
 
 def test_a_sketch_whose_sample_was_the_first_subnets_seen_keeps_those_of_lowest_hash():
-    old = IpSketch(3)
+    old = IpSketch(5)
     old.add_all([f"10.0.{i}.1" for i in range(40)])
-    first_seen = {f"10.0.{i}" for i in range(5)}  # the sample of an earlier version: the first 5 of a keep of 5
-    sketch = _from_state(IpSketch, (old.examples, old.ips, 3, first_seen, old.subnets))
-    assert sketch.sample() == set(sorted(first_seen, key=hash64)[:3])
-    sketch.add("10.9.9.1")
-    assert sketch.sample() == set(sorted({*first_seen, "10.9.9"}, key=hash64)[:3])
+    first_seen = {f"10.0.{i}" for i in range(5)}  # an earlier version's sample: the first 5 subnets, keeping 5
+    sketch = _from_state(IpSketch, (old.examples, old.ips, 5, first_seen, old.subnets))
+    assert sketch.sample() == first_seen
+    sketch.add("10.9.9.1")  # a sixth: the 5 of lowest hash stay
+    assert sketch.sample() == set(sorted({*first_seen, "10.9.9"}, key=hash64)[:5])
     assert abs(len(sketch) - 41) <= 2 and sketch.examples == old.examples  # within the estimate's error
 
 

@@ -159,10 +159,7 @@ def test_every_kind_of_one_event_cell_has_the_features_of_the_ipacc_counting_its
     ]
     (cells,) = IpWindows.collect(events, 60).values()
     assert all(type(c) is OneEvent for c in cells.values())
-    columns, expected = (
-        ip_feature_columns(list(cells.values())),
-        ip_feature_columns(list(map(cell_of, cells.values()))),
-    )
+    columns, expected = ip_feature_columns(list(cells.values())), ip_feature_columns(list(map(cell_of, cells.values())))
     assert list(columns) == list(expected)  # the order of a finding's features
     for name, values in expected.items():
         assert columns[name].tolist() == values.tolist(), name
