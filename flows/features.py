@@ -618,6 +618,11 @@ _NO_CUT = (1 << 64) - 1  # the highest hash64: a sample with room takes any subn
 _NO_SAMPLE = -1  # below every hash64: a sketch keeping no subnets takes none
 
 
+def _lowest_ips(*groups: Iterable[str]) -> list[str]:
+    """The lowest ``EXAMPLE_IPS`` distinct IPs of ``groups``: a sketch's examples, whatever the order they came in."""
+    return sorted(set().union(*groups))[:EXAMPLE_IPS]
+
+
 def _lowest(hashes: np.ndarray, k: int) -> list[int]:
     """The positions of the ``k`` lowest of ``hashes`` (all of them if fewer)."""
     if len(hashes) <= k:
@@ -678,8 +683,8 @@ class IpSketch(_Slotted):
             if len(sample) >= 2 * self.keep_subnets:
                 self._trim()
         examples = self.examples
-        if (len(examples) < EXAMPLE_IPS or ip < examples[-1]) and ip not in examples:
-            self.examples = sorted((*examples, ip))[:EXAMPLE_IPS]
+        if len(examples) < EXAMPLE_IPS or ip < examples[-1]:
+            self.examples = _lowest_ips(examples, (ip,))
 
     def add_all(self, ips: list[str]) -> None:
         """:meth:`add` each of ``ips`` (a set that outgrew ``EXACT_IPS``, a batch's set merged)."""
@@ -697,13 +702,13 @@ class IpSketch(_Slotted):
         lowest = heapq.nsmallest(EXAMPLE_IPS, ips)
         if len(set(lowest)) < len(lowest):  # an IP given twice
             lowest = heapq.nsmallest(EXAMPLE_IPS, set(ips))
-        self.examples = sorted(set(self.examples).union(lowest))[:EXAMPLE_IPS]
+        self.examples = _lowest_ips(self.examples, lowest)
 
     def merge(self, other: IpSketch) -> None:
         """Count ``other``'s IPs too."""
         self.ips.update(other.ips)
         self.subnets.update(other.subnets)
-        self.examples = sorted(set(self.examples).union(other.examples))[:EXAMPLE_IPS]
+        self.examples = _lowest_ips(self.examples, other.examples)
         if self.keep_subnets:
             if other.keep_subnets >= self.keep_subnets:  # it holds at least as many subnets up to its cut
                 self.cut = min(self.cut, other.cut)
